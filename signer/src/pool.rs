@@ -196,9 +196,10 @@ impl SignerPool {
         self.workers.len()
     }
 
-    /// The pool's counters.
-    pub fn stats(&self) -> &PoolStats {
-        &self.stats
+    /// The pool's counters. A batch is counted after its answers are sent;
+    /// once the pool is dropped (workers joined) the counts are final.
+    pub fn stats(&self) -> Arc<PoolStats> {
+        Arc::clone(&self.stats)
     }
 }
 
@@ -223,15 +224,19 @@ fn run_worker(receiver: &Receiver<Job>, stats: &PoolStats, max_batch: usize) {
                 Err(_) => break,
             }
         }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
+        // Counters are shared by every worker: touch them once per batch,
+        // not once per signature, so workers do not fight over the line.
+        let (signed, mut failures) = (batch.len() as u64, 0u64);
         for job in batch.drain(..) {
             let result = job.key.sign(&job.message);
-            if result.is_err() {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-            }
-            stats.signed.fetch_add(1, Ordering::Relaxed);
+            failures += u64::from(result.is_err());
             // The caller may have gone away; its answer is simply dropped.
             let _ = job.reply.send(result);
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.signed.fetch_add(signed, Ordering::Relaxed);
+        if failures > 0 {
+            stats.failures.fetch_add(failures, Ordering::Relaxed);
         }
     }
 }

@@ -37,6 +37,7 @@ fn pool_signatures_verify_and_are_batched() {
         );
     }
     let stats = pool.stats();
+    drop(pool);
     assert_eq!(stats.signed.load(Ordering::Relaxed), 1000);
     assert_eq!(stats.failures.load(Ordering::Relaxed), 0);
     assert!(

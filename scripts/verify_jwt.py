@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Verify Sigil's JWTs with verifiers nobody at Sigil wrote: PyJWT and jwcrypto.
 
-Input (argv[1]): JSON {"jwks": {...}, "cases": [{"name", "token", "issuer",
-"audience"}]}. Each verifier picks the key from the JWKS by the token's `kid`
+Input (argv[1]): JSON {"jwks": {...} or "jwks_url": "http://...", "cases":
+[{"name", "token", "issuer", "audience"}]}. With "jwks_url", PyJWT fetches the
+key set itself (PyJWKClient) and jwcrypto gets it over HTTP too, as an SP
+would. Each verifier picks the key from the JWKS by the token's `kid`
 and pins the algorithm to the JWK's `alg` (never the token header's), as a
 careful relying party does. Output (stdout): JSON {name: {"pyjwt": "ok" |
 "error: ...", "jwcrypto": "ok" | "error: ..."}}.
 """
 import json
 import sys
+import urllib.request
 
 import jwt as pyjwt
 from jwcrypto import jwk as jc_jwk
@@ -19,13 +22,17 @@ def header_kid(token):
     return pyjwt.get_unverified_header(token).get("kid")
 
 
-def verify_pyjwt(jwks, case):
-    keyset = pyjwt.PyJWKSet.from_dict(jwks)
+def verify_pyjwt(jwks, case, client=None):
     kid = header_kid(case["token"])
-    key = next((k for k in keyset.keys if k.key_id == kid), None)
-    if key is None:
-        raise ValueError(f"no key {kid!r} in JWKS")
-    alg = next(k["alg"] for k in jwks["keys"] if k["kid"] == kid)
+    if client is not None:
+        signing_key = client.get_signing_key_from_jwt(case["token"])
+        key, alg = signing_key, signing_key.algorithm_name
+    else:
+        keyset = pyjwt.PyJWKSet.from_dict(jwks)
+        key = next((k for k in keyset.keys if k.key_id == kid), None)
+        if key is None:
+            raise ValueError(f"no key {kid!r} in JWKS")
+        alg = next(k["alg"] for k in jwks["keys"] if k["kid"] == kid)
     pyjwt.decode(
         case["token"],
         key.key,
@@ -36,7 +43,7 @@ def verify_pyjwt(jwks, case):
     )
 
 
-def verify_jwcrypto(jwks, case):
+def verify_jwcrypto(jwks, case, client=None):
     keyset = jc_jwk.JWKSet.from_json(json.dumps(jwks))
     kid = header_kid(case["token"])
     key = keyset.get_key(kid)
@@ -55,12 +62,17 @@ def verify_jwcrypto(jwks, case):
 def main():
     with open(sys.argv[1]) as f:
         spec = json.load(f)
+    client = None
+    if "jwks_url" in spec:
+        client = pyjwt.PyJWKClient(spec["jwks_url"], cache_keys=False)
+        with urllib.request.urlopen(spec["jwks_url"], timeout=10) as response:
+            spec["jwks"] = json.load(response)
     results = {}
     for case in spec["cases"]:
         outcome = {}
         for name, verify in (("pyjwt", verify_pyjwt), ("jwcrypto", verify_jwcrypto)):
             try:
-                verify(spec["jwks"], case)
+                verify(spec["jwks"], case, client)
                 outcome[name] = "ok"
             except Exception as e:  # any failure is a refusal
                 outcome[name] = f"error: {type(e).__name__}: {e}"

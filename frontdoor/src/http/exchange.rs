@@ -1,0 +1,526 @@
+//! One HTTP/1.1 request and its answer, as plain functions: parsing under
+//! strict limits (httparse), routing, conditional GET. No I/O; the server
+//! loop in [`super::server`] moves the bytes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use signer::Timestamp;
+
+use super::documents::{cache_max_age, Document, DocumentStore};
+
+/// Limits that keep one client from hurting a worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head (request line + headers). Default 8 KiB; larger:
+    /// `431`.
+    pub max_head_bytes: usize,
+    /// Most headers in one request. Default 64; more: `431`.
+    pub max_headers: usize,
+    /// Time a client has to send a whole request head once it started.
+    /// Default 10 s; then the connection is closed.
+    pub head_timeout: Duration,
+    /// Time a kept-alive connection may sit idle. Default 60 s.
+    pub idle_timeout: Duration,
+    /// Time to write one answer. Default 10 s.
+    pub write_timeout: Duration,
+    /// Requests served on one connection before it is closed. Default 1000.
+    pub max_requests_per_connection: u32,
+    /// Upper bound of `Cache-Control: max-age` for key documents. Default
+    /// 3600 s.
+    pub cache_cap_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_head_bytes: 8 * 1024,
+            max_headers: 64,
+            head_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(10),
+            max_requests_per_connection: 1000,
+            cache_cap_secs: 3600,
+        }
+    }
+}
+
+/// What the HTTP endpoints read. Shared by every worker.
+pub struct Site {
+    /// Per-tenant JWKS, discovery and metadata.
+    pub documents: Arc<DocumentStore>,
+    /// Renders `/metrics` (Prometheus text format) when asked.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Whether `/readyz` says ready (e.g. sessions caught up, keys loaded).
+    pub ready: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("documents", &self.documents)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The methods the endpoints know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `HEAD`: as GET, without the body.
+    Head,
+    /// Anything else: answered `405`.
+    Other,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The path, without the query string.
+    pub path: String,
+    /// `If-None-Match`, verbatim.
+    pub if_none_match: Option<String>,
+    /// Whether the client wants the connection kept open.
+    pub keep_alive: bool,
+}
+
+/// The result of parsing what has arrived so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Parse {
+    /// More bytes are needed (and the limit is not reached).
+    Incomplete,
+    /// A whole head; `consumed` bytes belong to it.
+    Complete {
+        /// The request.
+        head: RequestHead,
+        /// Bytes of the buffer it used.
+        consumed: usize,
+    },
+    /// The request cannot be served; answer this and close.
+    Invalid(Response),
+}
+
+/// Parses a request head from `buffer`.
+pub fn parse(buffer: &[u8], limits: &Limits) -> Parse {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(buffer) {
+        Ok(httparse::Status::Partial) => {
+            if buffer.len() >= limits.max_head_bytes {
+                Parse::Invalid(Response::error(431, "request header fields too large"))
+            } else {
+                Parse::Incomplete
+            }
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            Parse::Invalid(Response::error(431, "too many header fields"))
+        }
+        Err(_) => Parse::Invalid(Response::error(400, "malformed request")),
+        Ok(httparse::Status::Complete(consumed)) => {
+            if consumed > limits.max_head_bytes {
+                return Parse::Invalid(Response::error(431, "request header fields too large"));
+            }
+            let method = match request.method {
+                Some("GET") => Method::Get,
+                Some("HEAD") => Method::Head,
+                _ => Method::Other,
+            };
+            let path = request.path.unwrap_or("/");
+            let path = path.split_once('?').map_or(path, |(p, _)| p).to_owned();
+            let http10 = request.version == Some(0);
+            let mut keep_alive = !http10;
+            let mut if_none_match = None;
+            for header in request.headers.iter() {
+                let value = std::str::from_utf8(header.value).unwrap_or("");
+                if header.name.eq_ignore_ascii_case("connection") {
+                    if value.eq_ignore_ascii_case("close") {
+                        keep_alive = false;
+                    } else if value.eq_ignore_ascii_case("keep-alive") {
+                        keep_alive = true;
+                    }
+                } else if header.name.eq_ignore_ascii_case("if-none-match") {
+                    if_none_match = Some(value.to_owned());
+                } else if header.name.eq_ignore_ascii_case("transfer-encoding")
+                    || (header.name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
+                {
+                    // These endpoints take no bodies; refusing them closes the
+                    // door on request smuggling.
+                    return Parse::Invalid(Response::error(400, "request bodies are not accepted"));
+                }
+            }
+            Parse::Complete {
+                head: RequestHead {
+                    method,
+                    path,
+                    if_none_match,
+                    keep_alive,
+                },
+                consumed,
+            }
+        }
+    }
+}
+
+/// An answer, ready to be written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body (not sent for HEAD and 304).
+    pub body: Bytes,
+    /// `ETag`, if any.
+    pub etag: Option<String>,
+    /// `Cache-Control`, if any.
+    pub cache_control: Option<String>,
+    /// Close the connection after this answer.
+    pub close: bool,
+}
+
+impl Response {
+    fn ok(content_type: &'static str, body: Bytes) -> Response {
+        Response {
+            status: 200,
+            content_type,
+            body,
+            etag: None,
+            cache_control: Some("no-store".into()),
+            close: false,
+        }
+    }
+
+    /// A short plain-text error; the connection closes after it.
+    pub fn error(status: u16, message: &str) -> Response {
+        Response {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: Bytes::from(format!("{message}\n")),
+            etag: None,
+            cache_control: Some("no-store".into()),
+            close: true,
+        }
+    }
+
+    fn reason(&self) -> &'static str {
+        match self.status {
+            200 => "OK",
+            304 => "Not Modified",
+            400 => "Bad Request",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            408 => "Request Timeout",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Error",
+        }
+    }
+
+    /// The status line and headers. For HEAD the length is still the GET
+    /// length; 304 carries no length.
+    pub fn head_bytes(&self) -> Vec<u8> {
+        use std::fmt::Write;
+        let mut head = String::with_capacity(256);
+        let _ = write!(head, "HTTP/1.1 {} {}\r\n", self.status, self.reason());
+        if self.status != 304 {
+            let _ = write!(
+                head,
+                "Content-Type: {}\r\nContent-Length: {}\r\n",
+                self.content_type,
+                self.body.len()
+            );
+        }
+        if let Some(etag) = &self.etag {
+            let _ = write!(head, "ETag: {etag}\r\n");
+        }
+        if let Some(cache) = &self.cache_control {
+            let _ = write!(head, "Cache-Control: {cache}\r\n");
+        }
+        if self.status == 405 {
+            head.push_str("Allow: GET, HEAD\r\n");
+        }
+        head.push_str("X-Content-Type-Options: nosniff\r\n");
+        if self.close {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
+
+    /// Whether the body goes on the wire.
+    pub fn sends_body(&self, method: Method) -> bool {
+        method != Method::Head && self.status != 304
+    }
+}
+
+/// A tenant slug as it may appear in a URL: 1-63 of `a-z 0-9 -`.
+fn valid_tenant(slug: &str) -> bool {
+    (1..=63).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+}
+
+fn etag_matches(if_none_match: &str, etag: &str) -> bool {
+    if_none_match.split(',').map(str::trim).any(|candidate| {
+        candidate == "*" || candidate == etag || candidate.strip_prefix("W/") == Some(etag)
+    })
+}
+
+/// Answers one request. `jitter` in `0.0..1.0` spreads cache lifetimes.
+pub fn respond(
+    site: &Site,
+    head: &RequestHead,
+    limits: &Limits,
+    now: Timestamp,
+    jitter: f64,
+) -> Response {
+    if head.method == Method::Other {
+        return Response::error(405, "only GET and HEAD are served");
+    }
+    let mut response = match head.path.as_str() {
+        "/healthz" => Response::ok("text/plain; charset=utf-8", Bytes::from_static(b"ok\n")),
+        "/readyz" => {
+            if site.ready.load(Ordering::Acquire) {
+                Response::ok("text/plain; charset=utf-8", Bytes::from_static(b"ready\n"))
+            } else {
+                let mut r = Response::error(503, "not ready");
+                r.close = false;
+                r
+            }
+        }
+        "/metrics" => Response::ok(
+            "text/plain; version=0.0.4; charset=utf-8",
+            Bytes::from((site.metrics)()),
+        ),
+        path => tenant_document(site, path, limits, now, jitter),
+    };
+    if !head.keep_alive {
+        response.close = true;
+    }
+    if let (Some(candidates), Some(etag)) = (&head.if_none_match, &response.etag) {
+        if response.status == 200 && etag_matches(candidates, etag) {
+            response.status = 304;
+            response.body = Bytes::new();
+        }
+    }
+    response
+}
+
+fn tenant_document(
+    site: &Site,
+    path: &str,
+    limits: &Limits,
+    now: Timestamp,
+    jitter: f64,
+) -> Response {
+    let not_found = || {
+        let mut r = Response::error(404, "not found");
+        r.close = false;
+        r
+    };
+    let Some(rest) = path.strip_prefix("/t/") else {
+        return not_found();
+    };
+    let Some((tenant, document)) = rest.split_once('/') else {
+        return not_found();
+    };
+    if !valid_tenant(tenant) {
+        return not_found();
+    }
+    let Some(documents) = site.documents.get(tenant) else {
+        return not_found();
+    };
+    let chosen: Option<&Document> = match document {
+        ".well-known/jwks.json" => Some(&documents.jwks),
+        ".well-known/openid-configuration" => Some(&documents.discovery),
+        "saml/metadata" => documents.saml_metadata.as_ref(),
+        _ => None,
+    };
+    let Some(chosen) = chosen else {
+        return not_found();
+    };
+    let max_age = cache_max_age(&documents, now, limits.cache_cap_secs, jitter);
+    Response {
+        status: 200,
+        content_type: chosen.content_type,
+        body: chosen.body.clone(),
+        etag: Some(chosen.etag.clone()),
+        cache_control: Some(format!("public, max-age={max_age}")),
+        close: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::documents::TenantDocuments;
+
+    fn site() -> Site {
+        let documents = Arc::new(DocumentStore::new());
+        documents.publish(
+            "acme",
+            TenantDocuments {
+                jwks: Document::new(Bytes::from_static(br#"{"keys":[]}"#), "application/json"),
+                discovery: Document::new(Bytes::from_static(b"{}"), "application/json"),
+                saml_metadata: None,
+                next_activation: None,
+                prepublish_secs: 86_400,
+            },
+        );
+        Site {
+            documents,
+            metrics: Arc::new(|| "sigil_up 1\n".to_owned()),
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn get(raw: &str) -> RequestHead {
+        match parse(raw.as_bytes(), &Limits::default()) {
+            Parse::Complete { head, .. } => head,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn serves_jwks_with_etag_and_conditional_get() {
+        let site = site();
+        let limits = Limits::default();
+        let now = Timestamp::from_secs(1);
+        let r = respond(
+            &site,
+            &get("GET /t/acme/.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n"),
+            &limits,
+            now,
+            0.0,
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(r.cache_control.as_deref(), Some("public, max-age=3600"));
+        let etag = r.etag.clone().expect("etag");
+        let raw = format!(
+            "GET /t/acme/.well-known/jwks.json HTTP/1.1\r\nIf-None-Match: \"x\", {etag}\r\n\r\n"
+        );
+        let r = respond(&site, &get(&raw), &limits, now, 0.0);
+        assert_eq!(r.status, 304);
+        assert!(r.body.is_empty());
+    }
+
+    #[test]
+    fn unknown_tenants_and_paths_are_404() {
+        let site = site();
+        let limits = Limits::default();
+        for path in [
+            "/t/globex/.well-known/jwks.json",
+            "/t/acme/.well-known/other",
+            "/t/acme/saml/metadata",
+            "/t/ACME/.well-known/jwks.json",
+            "/t/../etc/passwd",
+            "/",
+            "/t/",
+        ] {
+            let r = respond(
+                &site,
+                &get(&format!("GET {path} HTTP/1.1\r\n\r\n")),
+                &limits,
+                Timestamp::from_secs(1),
+                0.0,
+            );
+            assert_eq!(r.status, 404, "{path}");
+        }
+    }
+
+    #[test]
+    fn refuses_bodies_methods_garbage_and_huge_heads() {
+        let limits = Limits::default();
+        for raw in [
+            "POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(raw.as_bytes(), &limits), Parse::Invalid(r) if r.status == 400),
+                "{raw}"
+            );
+        }
+        assert!(
+            matches!(parse(b"\x00\x01garbage\r\n\r\n", &limits), Parse::Invalid(r) if r.status == 400)
+        );
+        let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert!(matches!(parse(huge.as_bytes(), &limits), Parse::Invalid(r) if r.status == 431));
+        let many: String = (0..100).map(|i| format!("X-{i}: y\r\n")).collect();
+        let raw = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert!(matches!(parse(raw.as_bytes(), &limits), Parse::Invalid(r) if r.status == 431));
+        assert_eq!(
+            parse(b"GET /healthz HTTP/1.1\r\nHo", &limits),
+            Parse::Incomplete
+        );
+        let r = respond(
+            &site(),
+            &get("DELETE /healthz HTTP/1.1\r\n\r\n"),
+            &limits,
+            Timestamp::from_secs(1),
+            0.0,
+        );
+        assert_eq!(r.status, 405);
+    }
+
+    #[test]
+    fn health_readiness_and_metrics() {
+        let site = site();
+        let limits = Limits::default();
+        let now = Timestamp::from_secs(1);
+        assert_eq!(
+            respond(
+                &site,
+                &get("GET /healthz HTTP/1.1\r\n\r\n"),
+                &limits,
+                now,
+                0.0
+            )
+            .status,
+            200
+        );
+        assert_eq!(
+            respond(
+                &site,
+                &get("GET /readyz HTTP/1.1\r\n\r\n"),
+                &limits,
+                now,
+                0.0
+            )
+            .status,
+            503
+        );
+        site.ready.store(true, Ordering::Release);
+        assert_eq!(
+            respond(
+                &site,
+                &get("GET /readyz HTTP/1.1\r\n\r\n"),
+                &limits,
+                now,
+                0.0
+            )
+            .status,
+            200
+        );
+        let metrics = respond(
+            &site,
+            &get("GET /metrics HTTP/1.1\r\n\r\n"),
+            &limits,
+            now,
+            0.0,
+        );
+        assert_eq!(&metrics.body[..], b"sigil_up 1\n");
+    }
+
+    #[test]
+    fn http10_closes_unless_asked_and_close_is_honoured() {
+        assert!(!get("GET / HTTP/1.0\r\n\r\n").keep_alive);
+        assert!(get("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
+        assert!(!get("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+    }
+}

@@ -1,0 +1,19 @@
+//! The HTTP endpoints SPs and operators talk to:
+//! `GET /t/{tenant}/.well-known/jwks.json`,
+//! `/t/{tenant}/.well-known/openid-configuration`, `/t/{tenant}/saml/metadata`,
+//! `/metrics`, `/healthz`, `/readyz`.
+//!
+//! [`exchange`] is the protocol as plain functions (parse, route, conditional
+//! GET, cache lifetimes); [`server`] is the thin thread-per-core monoio loop;
+//! [`documents`] holds the pre-rendered per-tenant documents that the control
+//! plane swaps on key-ring change.
+
+pub mod documents;
+pub mod exchange;
+pub mod server;
+
+pub use documents::{
+    cache_max_age, openid_configuration, Document, DocumentStore, TenantDocuments,
+};
+pub use exchange::{Limits, Site};
+pub use server::{HttpConfig, HttpServer, HttpStats};

@@ -2,8 +2,8 @@
 //! queue.
 //!
 //! Threads: the pool owns `workers` OS threads named `sigil-signer-N`. Each
-//! blocks on the queue, then drains up to `max_batch` more jobs without
-//! blocking, signs them one after another and answers each through a oneshot
+//! blocks on the queue, then takes its fair share of what waits (at most
+//! `max_batch`) without blocking, signs them one after another and answers each through a oneshot
 //! channel that async code awaits (any executor: tokio's oneshot needs no
 //! runtime). A full queue hands the job straight back ([`Rejected`]) so the
 //! caller can answer `overloaded` at once instead of waiting.
@@ -127,9 +127,10 @@ impl SignerPool {
             let receiver = receiver.clone();
             let stats = Arc::clone(&stats);
             let max_batch = config.max_batch;
+            let worker_count = config.workers;
             let handle = std::thread::Builder::new()
                 .name(format!("sigil-signer-{n}"))
-                .spawn(move || run_worker(&receiver, &stats, max_batch))
+                .spawn(move || run_worker(&receiver, &stats, max_batch, worker_count))
                 .map_err(|e| Error::Backend {
                     backend: "signer-pool",
                     message: format!("cannot spawn a signing thread: {e}"),
@@ -214,11 +215,15 @@ impl Drop for SignerPool {
     }
 }
 
-fn run_worker(receiver: &Receiver<Job>, stats: &PoolStats, max_batch: usize) {
+fn run_worker(receiver: &Receiver<Job>, stats: &PoolStats, max_batch: usize, workers: usize) {
     let mut batch = Vec::with_capacity(max_batch);
     while let Ok(first) = receiver.recv() {
         batch.push(first);
-        while batch.len() < max_batch {
+        // Take a fair share of what waits, not everything up to the batch
+        // size: with slow keys (RSA, an HSM) a greedy worker would sit on
+        // jobs while the others idle.
+        let share = (receiver.len() / workers + 1).min(max_batch);
+        while batch.len() < share {
             match receiver.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,

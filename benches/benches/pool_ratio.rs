@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use signer::jwt::{encoded_header, TokenClaims, TokenLifetime, TokenType, UnsignedJwt};
-use signer::{KeySpec, PendingSignature, PoolConfig, RsaBits, SignerPool, SigningKey, SoftwareKey, Timestamp};
+use signer::{
+    KeySpec, PendingSignature, PoolConfig, RsaBits, SignerPool, SigningKey, SoftwareKey, Timestamp,
+};
 
 const ROUNDS: usize = 9;
 const ROUND: Duration = Duration::from_millis(250);
@@ -25,9 +27,15 @@ fn message(key: &dyn SigningKey) -> Vec<u8> {
         ..TokenClaims::default()
     };
     let header = encoded_header(key, TokenType::IdToken);
-    UnsignedJwt::build(&header, &claims, Timestamp::from_secs(1), TokenLifetime::MAX, "AAAAAAAAAAAAAAAAAAAAAA")
-        .map(|j| j.signing_input().to_vec())
-        .unwrap_or_default()
+    UnsignedJwt::build(
+        &header,
+        &claims,
+        Timestamp::from_secs(1),
+        TokenLifetime::MAX,
+        "AAAAAAAAAAAAAAAAAAAAAA",
+    )
+    .map(|j| j.signing_input().to_vec())
+    .unwrap_or_default()
 }
 
 /// Signatures per second on this thread during one round.
@@ -144,5 +152,8 @@ fn main() {
             median(p2i2)
         );
     }
-    println!("\n{ROUNDS} interleaved rounds of {} ms per measurement; medians of per-round ratios.", ROUND.as_millis());
+    println!(
+        "\n{ROUNDS} interleaved rounds of {} ms per measurement; medians of per-round ratios.",
+        ROUND.as_millis()
+    );
 }

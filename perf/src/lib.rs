@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod chart;
+pub mod engine;
 pub mod raw;
 pub mod record;
 pub mod schedule;

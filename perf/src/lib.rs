@@ -14,4 +14,5 @@ pub mod chart;
 pub mod engine;
 pub mod raw;
 pub mod record;
+pub mod report;
 pub mod schedule;

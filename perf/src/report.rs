@@ -1,0 +1,142 @@
+//! The JSON report of a run (schema in docs/perf.md) and the server figures
+//! it is built from.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::raw::RawResult;
+use crate::record::{Percentiles, SecondPoint};
+
+/// The server's process figures, read from its `/metrics` (the standard
+/// Prometheus process collector names).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ServerUsage {
+    /// `process_cpu_seconds_total`.
+    pub cpu_seconds: f64,
+    /// `process_resident_memory_bytes`.
+    pub resident_bytes: f64,
+    /// `process_open_fds`.
+    pub open_fds: f64,
+}
+
+/// Why the server's figures could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ScrapeError {
+    /// The HTTP exchange failed.
+    #[error("reading http://{addr}/metrics: {source}")]
+    Io {
+        /// The metrics address.
+        addr: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The answer was not a 200 with the process metrics.
+    #[error("http://{addr}/metrics: {what}")]
+    Answer {
+        /// The metrics address.
+        addr: SocketAddr,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+/// Reads the value of an unlabelled sample `name` from Prometheus text.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Fetches `/metrics` from `addr` and reads the process figures.
+///
+/// # Errors
+/// [`ScrapeError`] when the server cannot be reached or lacks the figures.
+pub fn scrape(addr: SocketAddr) -> Result<ServerUsage, ScrapeError> {
+    let io = |source| ScrapeError::Io { addr, source };
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(io)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(io)?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: sigil\r\nConnection: close\r\n\r\n")
+        .map_err(io)?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).map_err(io)?;
+    let answer = |what: &str| ScrapeError::Answer {
+        addr,
+        what: what.to_owned(),
+    };
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(answer("status is not 200"));
+    }
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok(ServerUsage {
+        cpu_seconds: sample(body, "process_cpu_seconds_total")
+            .ok_or_else(|| answer("no process_cpu_seconds_total"))?,
+        resident_bytes: sample(body, "process_resident_memory_bytes").unwrap_or(0.0),
+        open_fds: sample(body, "process_open_fds").unwrap_or(0.0),
+    })
+}
+
+/// What a run produced. Field names are a contract (docs/perf.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `load`, `monday` or `soak`.
+    pub profile: String,
+    /// The appliance address.
+    pub target: String,
+    /// The operation mix as given.
+    pub mix: String,
+    /// Planned run length (s).
+    pub duration_s: f64,
+    /// Requests scheduled.
+    pub sent: u64,
+    /// Successful answers.
+    pub ok: u64,
+    /// Mean intended rate over the run (requests/s).
+    pub intended_rps: f64,
+    /// Successful answers per second over the run.
+    pub achieved_rps: f64,
+    /// Latency of successes from the intended send time (µs).
+    pub latency_us: Percentiles,
+    /// How fast refusals and failures came back (µs), if there were any.
+    pub rejection_latency_us: Option<Percentiles>,
+    /// How late the generator sent, against the schedule (µs).
+    pub send_lag_us: Percentiles,
+    /// Errors by protocol code (and `client_backlog`, `no_answer`,
+    /// `transport` from the client side).
+    pub errors: BTreeMap<String, u64>,
+    /// Server CPU time per successful operation (µs), from its `/metrics`.
+    pub server_cpu_us_per_op: Option<f64>,
+    /// Raw signing CPU time per signature of the same algorithm, this run (µs).
+    pub raw_cpu_us_per_op: Option<f64>,
+    /// `server_cpu_us_per_op / raw_cpu_us_per_op`.
+    pub overhead_factor: Option<f64>,
+    /// The raw baseline measured at the start of this run.
+    pub raw: Vec<RawResult>,
+    /// Server figures before and after.
+    pub server_before: Option<ServerUsage>,
+    /// Server figures after.
+    pub server_after: Option<ServerUsage>,
+    /// One point per second.
+    pub timeline: Vec<SecondPoint>,
+    /// Chart files written.
+    pub charts: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_are_read_exactly_by_name() {
+        let text = "# HELP process_cpu_seconds_total CPU\nprocess_cpu_seconds_total 12.5\nprocess_cpu_seconds_total_extra 9\nprocess_open_fds 42\n";
+        assert_eq!(sample(text, "process_cpu_seconds_total"), Some(12.5));
+        assert_eq!(sample(text, "process_open_fds"), Some(42.0));
+        assert_eq!(sample(text, "process_resident_memory_bytes"), None);
+    }
+}

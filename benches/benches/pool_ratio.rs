@@ -5,7 +5,7 @@
 //! the machine's load drifts more than the effect being measured.
 //!
 //! Run: `cargo bench -p benches --bench pool_ratio` (about a minute).
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::print_stdout)] // a report printer: its table goes to stdout
 
 use std::collections::VecDeque;
 use std::sync::Arc;

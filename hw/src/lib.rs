@@ -25,8 +25,10 @@ mod backend;
 mod config;
 mod error;
 mod session_pool;
+mod softhsm;
 
 pub use backend::{HsmKey, Pkcs11Backend, BACKEND_NAME};
 pub use config::{HsmConfig, PinSource};
 pub use error::HsmError;
 pub use session_pool::{Hsm, HsmCounters};
+pub use softhsm::{SoftHsmToken, SOFTHSM2_MODULE};

@@ -9,6 +9,8 @@ use hw::{HsmConfig, SoftHsmToken};
 pub struct Token {
     _dir: tempfile::TempDir,
     pub config: HsmConfig,
+    /// Read by the PIN-secrecy test; not every binary sharing this fixture does.
+    #[allow(dead_code)]
     pub pin: String,
 }
 

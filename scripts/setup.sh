@@ -11,6 +11,7 @@ declare -A probes=(
   [postgresql]="/usr/lib/postgresql"
   [softhsm2]="/usr/lib/softhsm/libsofthsm2.so"
   [xmlsec1]="/usr/bin/xmlsec1"
+  [openssl]="/usr/bin/openssl"
 )
 missing=()
 for pkg in "${!probes[@]}"; do

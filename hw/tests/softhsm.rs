@@ -294,3 +294,61 @@ fn hsm_signed_tokens_verify_with_jsonwebtoken_and_pyjwt() {
         );
     }
 }
+
+#[test]
+fn certificates_of_hsm_keys_are_signed_by_the_hsm_and_verify_with_openssl() {
+    use base64::Engine;
+    let backend = backend();
+    let before = backend
+        .hsm()
+        .counters()
+        .signatures
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let specs = [
+        KeySpec::Rs256(RsaBits::B2048),
+        KeySpec::Es256,
+        KeySpec::Es384,
+        KeySpec::EdDsa,
+    ];
+    for spec in specs {
+        let key = backend.generate("acme", spec).unwrap().key;
+        let der = signer::x509::self_signed_certificate(
+            key.as_ref(),
+            "https://sigil.test/t/acme",
+            now,
+            3650,
+            &rng,
+        )
+        .unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(&der);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pem");
+        std::fs::write(
+            &path,
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"),
+        )
+        .unwrap();
+        let out = Command::new("openssl")
+            .args(["verify", "-check_ss_sig", "-CAfile"])
+            .arg(&path)
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{spec}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let after = backend
+        .hsm()
+        .counters()
+        .signatures
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        after >= before + specs.len() as u64,
+        "the HSM made the certificate signatures"
+    );
+}

@@ -32,6 +32,7 @@ mod pool;
 mod software;
 mod time;
 mod wrap;
+pub mod x509;
 
 pub use algorithm::{Algorithm, KeySpec, RsaBits};
 pub use error::Error;

@@ -29,6 +29,7 @@ pub mod jwt;
 mod key;
 mod keyring;
 mod pool;
+pub mod saml;
 mod software;
 mod time;
 mod wrap;

@@ -53,5 +53,15 @@ def signing():
         )
 
 
+def saml():
+    print("| key | raw sign (1 core) | signed Response (1 core) | Response ÷ raw |")
+    print("|---|---|---|---|")
+    for spec in ["RS256-2048", "ES256"]:
+        raw = rate(median_ns(f"saml_{spec}", "raw"))
+        response = rate(median_ns(f"saml_{spec}", "response"))
+        ratio = response / raw if raw and response else None
+        print(f"| {spec} | {fmt_rate(raw)} | {fmt_rate(response)} | {fmt_ratio(ratio)} |")
+
+
 if __name__ == "__main__":
-    {"signing": signing}[sys.argv[1] if len(sys.argv) > 1 else "signing"]()
+    {"signing": signing, "saml": saml}[sys.argv[1] if len(sys.argv) > 1 else "signing"]()

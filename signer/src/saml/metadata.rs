@@ -5,7 +5,22 @@ use base64::Engine;
 
 use super::xml::{text_element, Element};
 use super::{NameIdFormat, NS_DSIG, NS_METADATA, NS_PROTOCOL};
-use crate::Error;
+use std::sync::Arc;
+
+use crate::{Error, KeyRingView, KeySpec, KeyState, SigningKey};
+
+/// The keys whose certificates go into a tenant's metadata: the active SAML
+/// signing keys (RS256, ES256) and, during rotation, the pending ones, so SPs
+/// that pin certificates learn a key before it signs. Retiring keys are left
+/// out: Responses live minutes and are checked on arrival.
+pub fn metadata_keys(view: &KeyRingView) -> Vec<Arc<dyn SigningKey>> {
+    view.published()
+        .iter()
+        .filter(|p| matches!(p.state, KeyState::Active | KeyState::Pending))
+        .filter(|p| matches!(p.key.public_key().spec(), KeySpec::Rs256(_) | KeySpec::Es256))
+        .map(|p| Arc::clone(&p.key))
+        .collect()
+}
 
 /// Where SPs send AuthnRequests (the SSO web tier, not Sigil).
 #[derive(Clone, Debug, PartialEq, Eq)]

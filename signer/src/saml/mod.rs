@@ -18,7 +18,7 @@ mod metadata;
 mod response;
 pub mod xml;
 
-pub use metadata::{render_metadata, SsoLocations};
+pub use metadata::{metadata_keys, render_metadata, SsoLocations};
 pub use response::{
     build_signed_response, persistent_name_id, signature_method, Attribute, NameId, NameIdFormat,
     ResponseSpec, SignedResponse, DEFAULT_VALIDITY_SECS,

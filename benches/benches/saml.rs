@@ -21,8 +21,14 @@ fn responses(c: &mut Criterion) {
         value: "alice@acme.example".into(),
     };
     let attributes = [
-        Attribute { name: "displayName".into(), values: vec!["Alice Example".into()] },
-        Attribute { name: "groups".into(), values: vec!["engineering".into(), "everyone".into(), "oncall".into()] },
+        Attribute {
+            name: "displayName".into(),
+            values: vec!["Alice Example".into()],
+        },
+        Attribute {
+            name: "groups".into(),
+            values: vec!["engineering".into(), "everyone".into(), "oncall".into()],
+        },
     ];
     let spec = ResponseSpec {
         issuer: "https://sigil.example/t/acme",
@@ -43,12 +49,15 @@ fn responses(c: &mut Criterion) {
             Ok(key) => key,
             Err(e) => panic!("{e}"),
         };
-        let certificate = self_signed_certificate(&key, spec.issuer, now, 3650, &rng).unwrap_or_default();
+        let certificate =
+            self_signed_certificate(&key, spec.issuer, now, 3650, &rng).unwrap_or_default();
         // Raw: signing a message the size of a canonical SignedInfo.
         let message = vec![b'x'; 620];
         let mut group = c.benchmark_group(format!("saml/{key_spec}"));
         group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::from_parameter("raw"), |b| b.iter(|| key.sign(&message)));
+        group.bench_function(BenchmarkId::from_parameter("raw"), |b| {
+            b.iter(|| key.sign(&message))
+        });
         group.bench_function(BenchmarkId::from_parameter("response"), |b| {
             b.iter(|| build_signed_response(&spec, &key, &certificate, now, &rng))
         });

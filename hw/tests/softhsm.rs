@@ -352,3 +352,124 @@ fn certificates_of_hsm_keys_are_signed_by_the_hsm_and_verify_with_openssl() {
         "the HSM made the certificate signatures"
     );
 }
+
+#[test]
+fn saml_responses_signed_in_the_hsm_verify_with_xmlsec1_and_pysaml2() {
+    use base64::Engine;
+    use signer::saml::{
+        build_signed_response, render_metadata, Attribute, NameId, NameIdFormat, ResponseSpec,
+        SsoLocations,
+    };
+    let backend = backend();
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let (issuer, sp, acs) = (
+        "https://sigil.test/t/acme",
+        "https://sp.example.com/saml",
+        "https://sp.example.com/acs",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut cases = Vec::new();
+    let mut certificates = Vec::new();
+    for spec in [KeySpec::Rs256(RsaBits::B2048), KeySpec::Es256] {
+        let key = backend.generate("acme", spec).unwrap().key;
+        let certificate =
+            signer::x509::self_signed_certificate(key.as_ref(), issuer, now, 3650, &rng).unwrap();
+        let name_id = NameId {
+            format: NameIdFormat::EmailAddress,
+            value: "alice@acme.test".into(),
+        };
+        let attributes = [Attribute {
+            name: "groups".into(),
+            values: vec!["eng".into(), "all".into()],
+        }];
+        let response = build_signed_response(
+            &ResponseSpec {
+                issuer,
+                destination: acs,
+                audience: sp,
+                in_response_to: Some("id-request-1"),
+                name_id: &name_id,
+                session_index: "sid-1",
+                authn_instant: now,
+                authn_context_class:
+                    "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+                attributes: &attributes,
+                validity_secs: 300,
+                sign_assertion: true,
+                sign_response: true,
+            },
+            key.as_ref(),
+            &certificate,
+            now,
+            &rng,
+        )
+        .unwrap();
+        // xmlsec1, with the HSM-signed certificate, on both signatures.
+        let pem = dir.path().join(format!("{spec}.pem"));
+        let body = base64::engine::general_purpose::STANDARD.encode(&certificate);
+        std::fs::write(
+            &pem,
+            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"),
+        )
+        .unwrap();
+        let file = dir.path().join(format!("{spec}.xml"));
+        std::fs::write(&file, &response.xml).unwrap();
+        for parent in ["Assertion", "Response"] {
+            let out = Command::new("xmlsec1")
+                .args([
+                    "--verify",
+                    "--id-attr:ID",
+                    "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+                    "--id-attr:ID",
+                    "urn:oasis:names:tc:SAML:2.0:protocol:Response",
+                    "--pubkey-cert-pem",
+                ])
+                .arg(&pem)
+                .arg("--node-xpath")
+                .arg(format!(
+                    "(//*[local-name()='{parent}']/*[local-name()='Signature'])[1]"
+                ))
+                .arg(&file)
+                .output()
+                .expect("xmlsec1 runs (apt-get install xmlsec1)");
+            assert!(
+                out.status.success(),
+                "{spec} {parent}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        cases.push(
+            json!({"name": spec.name(), "xml": response.xml, "sp_entity_id": sp, "acs": acs,
+                          "outstanding": "id-request-1", "want_response_signed": true}),
+        );
+        certificates.push(certificate);
+    }
+    // pysaml2 trusts exactly the certificates in our metadata.
+    let sso = SsoLocations {
+        redirect: "https://sso.test/r".into(),
+        post: "https://sso.test/p".into(),
+    };
+    let metadata = render_metadata(issuer, &certificates, &sso).unwrap();
+    let input = dir.path().join("cases.json");
+    std::fs::write(
+        &input,
+        serde_json::to_vec(&json!({"metadata": metadata, "cases": cases})).unwrap(),
+    )
+    .unwrap();
+    let output = Command::new(python())
+        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/saml_sp_check.py"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for name in ["RS256-2048", "ES256"] {
+        assert_eq!(results[name]["ok"], true, "{name}: {}", results[name]);
+        assert_eq!(results[name]["attributes"]["groups"], json!(["eng", "all"]));
+    }
+}

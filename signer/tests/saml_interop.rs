@@ -412,16 +412,33 @@ fn metadata_keys_follow_rotation() {
     use signer::{KeyPolicy, KeyRing};
     let t0 = Timestamp::from_secs(1_800_000_000);
     let mut ring = KeyRing::new("acme", KeyPolicy::new(86_400, 3900).unwrap());
-    let first: Arc<dyn SigningKey> = Arc::new(SoftwareKey::generate(KeySpec::Rs256(RsaBits::B2048)).unwrap());
+    let first: Arc<dyn SigningKey> =
+        Arc::new(SoftwareKey::generate(KeySpec::Rs256(RsaBits::B2048)).unwrap());
     let jwt_only: Arc<dyn SigningKey> = Arc::new(SoftwareKey::generate(KeySpec::EdDsa).unwrap());
     ring.add_active(first.clone(), t0).unwrap();
     ring.add_active(jwt_only, t0).unwrap();
     let kids = |at: Timestamp, ring: &KeyRing| -> Vec<String> {
-        metadata_keys(&ring.view(at)).iter().map(|k| k.kid().to_string()).collect()
+        metadata_keys(&ring.view(at))
+            .iter()
+            .map(|k| k.kid().to_string())
+            .collect()
     };
-    assert_eq!(kids(t0, &ring), vec![first.kid().to_string()], "EdDSA keys cannot sign SAML");
-    let next: Arc<dyn SigningKey> = Arc::new(SoftwareKey::generate(KeySpec::Rs256(RsaBits::B2048)).unwrap());
+    assert_eq!(
+        kids(t0, &ring),
+        vec![first.kid().to_string()],
+        "EdDSA keys cannot sign SAML"
+    );
+    let next: Arc<dyn SigningKey> =
+        Arc::new(SoftwareKey::generate(KeySpec::Rs256(RsaBits::B2048)).unwrap());
     let activates = ring.add_pending(next.clone(), t0.plus(60)).unwrap();
-    assert_eq!(kids(t0.plus(60), &ring), vec![first.kid().to_string(), next.kid().to_string()], "pending key published");
-    assert_eq!(kids(activates, &ring), vec![next.kid().to_string()], "retiring key left out");
+    assert_eq!(
+        kids(t0.plus(60), &ring),
+        vec![first.kid().to_string(), next.kid().to_string()],
+        "pending key published"
+    );
+    assert_eq!(
+        kids(activates, &ring),
+        vec![next.kid().to_string()],
+        "retiring key left out"
+    );
 }

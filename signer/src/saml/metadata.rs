@@ -17,7 +17,12 @@ pub fn metadata_keys(view: &KeyRingView) -> Vec<Arc<dyn SigningKey>> {
     view.published()
         .iter()
         .filter(|p| matches!(p.state, KeyState::Active | KeyState::Pending))
-        .filter(|p| matches!(p.key.public_key().spec(), KeySpec::Rs256(_) | KeySpec::Es256))
+        .filter(|p| {
+            matches!(
+                p.key.public_key().spec(),
+                KeySpec::Rs256(_) | KeySpec::Es256
+            )
+        })
         .map(|p| Arc::clone(&p.key))
         .collect()
 }

@@ -5,8 +5,6 @@
 
 mod softhsm_token;
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -15,6 +13,7 @@ use cryptoki::object::{Attribute, AttributeType, ObjectClass};
 use hw::{Hsm, HsmConfig, PinSource, Pkcs11Backend};
 use serde_json::{json, Value};
 use signer::conformance::check_backend;
+use signer::conformance::external::{openssl_verifies_self_signed, run_script, xmlsec1_verifies};
 use signer::jwt::{new_jti, TokenClaims, TokenLifetime, TokenType, UnsignedJwt};
 use signer::{KeyBackend, KeyPolicy, KeyRing, KeySpec, RsaBits, Timestamp};
 use softhsm_token::token;
@@ -194,18 +193,6 @@ fn a_signature_waits_a_bounded_time_for_a_session() {
     );
 }
 
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SIGIL_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the external verifiers are not installed: run `bash scripts/setup.sh`"
-    );
-    venv
-}
-
 #[test]
 fn hsm_signed_tokens_verify_with_jsonwebtoken_and_pyjwt() {
     let backend = backend();
@@ -267,24 +254,7 @@ fn hsm_signed_tokens_verify_with_jsonwebtoken_and_pyjwt() {
         cases.push(json!({"name": active.key().algorithm().name(), "token": token, "issuer": issuer, "audience": "app"}));
     }
     assert!(cases.len() >= 4);
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("cases.json");
-    std::fs::write(
-        &input,
-        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases})).unwrap(),
-    )
-    .unwrap();
-    let output = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_jwt.py"))
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = run_script("verify_jwt.py", &json!({"jwks": jwks, "cases": cases}));
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         assert_eq!(
@@ -297,7 +267,6 @@ fn hsm_signed_tokens_verify_with_jsonwebtoken_and_pyjwt() {
 
 #[test]
 fn certificates_of_hsm_keys_are_signed_by_the_hsm_and_verify_with_openssl() {
-    use base64::Engine;
     let backend = backend();
     let before = backend
         .hsm()
@@ -322,25 +291,7 @@ fn certificates_of_hsm_keys_are_signed_by_the_hsm_and_verify_with_openssl() {
             &rng,
         )
         .unwrap();
-        let body = base64::engine::general_purpose::STANDARD.encode(&der);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cert.pem");
-        std::fs::write(
-            &path,
-            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"),
-        )
-        .unwrap();
-        let out = Command::new("openssl")
-            .args(["verify", "-check_ss_sig", "-CAfile"])
-            .arg(&path)
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{spec}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(openssl_verifies_self_signed(&der), "{spec}");
     }
     let after = backend
         .hsm()
@@ -355,7 +306,6 @@ fn certificates_of_hsm_keys_are_signed_by_the_hsm_and_verify_with_openssl() {
 
 #[test]
 fn saml_responses_signed_in_the_hsm_verify_with_xmlsec1_and_pysaml2() {
-    use base64::Engine;
     use signer::saml::{
         build_signed_response, render_metadata, Attribute, NameId, NameIdFormat, ResponseSpec,
         SsoLocations,
@@ -368,7 +318,6 @@ fn saml_responses_signed_in_the_hsm_verify_with_xmlsec1_and_pysaml2() {
         "https://sp.example.com/saml",
         "https://sp.example.com/acs",
     );
-    let dir = tempfile::tempdir().unwrap();
     let mut cases = Vec::new();
     let mut certificates = Vec::new();
     for spec in [KeySpec::Rs256(RsaBits::B2048), KeySpec::Es256] {
@@ -406,37 +355,10 @@ fn saml_responses_signed_in_the_hsm_verify_with_xmlsec1_and_pysaml2() {
         )
         .unwrap();
         // xmlsec1, with the HSM-signed certificate, on both signatures.
-        let pem = dir.path().join(format!("{spec}.pem"));
-        let body = base64::engine::general_purpose::STANDARD.encode(&certificate);
-        std::fs::write(
-            &pem,
-            format!("-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"),
-        )
-        .unwrap();
-        let file = dir.path().join(format!("{spec}.xml"));
-        std::fs::write(&file, &response.xml).unwrap();
         for parent in ["Assertion", "Response"] {
-            let out = Command::new("xmlsec1")
-                .args([
-                    "--verify",
-                    "--id-attr:ID",
-                    "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-                    "--id-attr:ID",
-                    "urn:oasis:names:tc:SAML:2.0:protocol:Response",
-                    "--pubkey-cert-pem",
-                ])
-                .arg(&pem)
-                .arg("--node-xpath")
-                .arg(format!(
-                    "(//*[local-name()='{parent}']/*[local-name()='Signature'])[1]"
-                ))
-                .arg(&file)
-                .output()
-                .expect("xmlsec1 runs (apt-get install xmlsec1)");
             assert!(
-                out.status.success(),
-                "{spec} {parent}: {}",
-                String::from_utf8_lossy(&out.stderr)
+                xmlsec1_verifies(&certificate, &response.xml, parent),
+                "{spec} {parent}"
             );
         }
         cases.push(
@@ -451,23 +373,10 @@ fn saml_responses_signed_in_the_hsm_verify_with_xmlsec1_and_pysaml2() {
         post: "https://sso.test/p".into(),
     };
     let metadata = render_metadata(issuer, &certificates, &sso).unwrap();
-    let input = dir.path().join("cases.json");
-    std::fs::write(
-        &input,
-        serde_json::to_vec(&json!({"metadata": metadata, "cases": cases})).unwrap(),
-    )
-    .unwrap();
-    let output = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/saml_sp_check.py"))
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let results = run_script(
+        "saml_sp_check.py",
+        &json!({"metadata": metadata, "cases": cases}),
     );
-    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
     for name in ["RS256-2048", "ES256"] {
         assert_eq!(results[name]["ok"], true, "{name}: {}", results[name]);
         assert_eq!(results[name]["attributes"]["groups"], json!(["eng", "all"]));

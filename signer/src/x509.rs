@@ -75,6 +75,21 @@ fn ecdsa_der(raw: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A DER certificate as PEM (`-----BEGIN CERTIFICATE-----`, 64-column
+/// base64), the form OpenSSL, xmlsec1 and operators' tools read.
+pub fn certificate_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::with_capacity(body.len() + body.len() / 64 + 60);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    for line in body.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
 /// A self-signed certificate for `key`: subject CN = `common_name` (the
 /// tenant's issuer), valid from `not_before` for `validity_days`, key usage
 /// digitalSignature, a random serial. Returns DER.

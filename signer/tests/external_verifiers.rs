@@ -4,37 +4,18 @@
 //! all of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::SystemRandom;
 use serde_json::{json, Value};
+use signer::conformance::external::run_script;
 use signer::jwt::{new_jti, TokenClaims, TokenLifetime, TokenType, UnsignedJwt};
 use signer::{b64, KeyPolicy, KeyRing, KeySpec, SigningKey, SoftwareKey, Timestamp};
 
 const ISSUER: &str = "https://sigil.test/t/acme";
 const AUDIENCE: &str = "app-under-test";
-
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SIGIL_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the external verifiers are not installed: run `bash scripts/setup.sh` (or scripts/test.sh)"
-    );
-    venv
-}
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../scripts")
-        .join(name)
-}
 
 fn claims() -> TokenClaims {
     let mut custom = serde_json::Map::new();
@@ -189,29 +170,11 @@ fn cases() -> (Value, Vec<Case>, Vec<Arc<dyn SigningKey>>) {
 #[test]
 fn pyjwt_and_jwcrypto_accept_good_tokens_and_refuse_forgeries() {
     let (jwks, cases, _keys) = cases();
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("cases.json");
     let cases_json: Vec<Value> = cases
         .iter()
         .map(|c| json!({"name": c.name, "token": c.token, "issuer": ISSUER, "audience": AUDIENCE}))
         .collect();
-    std::fs::write(
-        &input,
-        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases_json})).unwrap(),
-    )
-    .unwrap();
-
-    let output = Command::new(python())
-        .arg(script("verify_jwt.py"))
-        .arg(&input)
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "verify_jwt.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = run_script("verify_jwt.py", &json!({"jwks": jwks, "cases": cases_json}));
     let mut wrong = Vec::new();
     for case in &cases {
         for verifier in ["pyjwt", "jwcrypto"] {

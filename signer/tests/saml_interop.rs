@@ -4,13 +4,12 @@
 //! Responses are refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_lc_rs::rand::SystemRandom;
 use serde_json::{json, Value};
+use signer::conformance::external::{run_script, xmlsec1_verifies};
 use signer::saml::{
     build_signed_response, render_metadata, Attribute, NameId, NameIdFormat, ResponseSpec,
     SsoLocations,
@@ -23,18 +22,6 @@ const SP: &str = "https://sp.example.com/saml/metadata";
 const ACS: &str = "https://sp.example.com/saml/acs";
 const REQUEST_ID: &str = "id-4f9a1c7e-request";
 const DISPLAY: &str = "<b>\"O'Brien\" & Co</b>";
-
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SIGIL_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the external verifiers are not installed: run `bash scripts/setup.sh`"
-    );
-    venv
-}
 
 struct Idp {
     key: Arc<dyn SigningKey>,
@@ -104,50 +91,15 @@ fn response(
     .xml
 }
 
-/// The certificate as the SP finds it: the text of the metadata's
-/// X509Certificate element, as PEM.
-fn certificate_pem_from_metadata(metadata: &str) -> String {
+/// The certificate as an SP finds it: the text of the metadata's
+/// X509Certificate element.
+fn certificate_from_metadata(metadata: &str) -> Vec<u8> {
+    use base64::Engine;
     let start = metadata.find("<ds:X509Certificate>").unwrap() + "<ds:X509Certificate>".len();
     let end = metadata[start..].find("</ds:X509Certificate>").unwrap() + start;
-    let body = &metadata[start..end];
-    let lines: Vec<&str> = body
-        .as_bytes()
-        .chunks(64)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    format!(
-        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-        lines.join("\n")
-    )
-}
-
-/// `xmlsec1 --verify` of the Signature inside the element `parent`
-/// (`Assertion` or `Response`).
-fn xmlsec1_verifies(dir: &Path, metadata: &str, xml: &str, parent: &str) -> bool {
-    let cert = dir.join("idp.pem");
-    std::fs::write(&cert, certificate_pem_from_metadata(metadata)).unwrap();
-    let file = dir.join("response.xml");
-    std::fs::write(&file, xml).unwrap();
-    let output = Command::new("xmlsec1")
-        .args([
-            "--verify",
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
-            "--id-attr:ID",
-            "urn:oasis:names:tc:SAML:2.0:protocol:Response",
-            "--enabled-reference-uris",
-            "same-doc",
-            "--pubkey-cert-pem",
-        ])
-        .arg(&cert)
-        .arg("--node-xpath")
-        .arg(format!(
-            "(//*[local-name()='{parent}']/*[local-name()='Signature'])[1]"
-        ))
-        .arg(&file)
-        .output()
-        .expect("xmlsec1 runs (apt-get install xmlsec1)");
-    output.status.success()
+    base64::engine::general_purpose::STANDARD
+        .decode(&metadata[start..end])
+        .unwrap()
 }
 
 struct Case {
@@ -164,8 +116,6 @@ struct Case {
 }
 
 fn run_pysaml2(metadata: &str, cases: &[Case]) -> Value {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("cases.json");
     let cases: Vec<Value> = cases
         .iter()
         .map(|c| {
@@ -173,22 +123,10 @@ fn run_pysaml2(metadata: &str, cases: &[Case]) -> Value {
                    "outstanding": c.outstanding, "want_response_signed": c.want_response_signed})
         })
         .collect();
-    std::fs::write(
-        &input,
-        serde_json::to_vec(&json!({"metadata": metadata, "cases": cases})).unwrap(),
+    run_script(
+        "saml_sp_check.py",
+        &json!({"metadata": metadata, "cases": cases}),
     )
-    .unwrap();
-    let output = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/saml_sp_check.py"))
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
 }
 
 fn signature_of<'a>(xml: &'a str, after: &str) -> &'a str {
@@ -337,7 +275,7 @@ fn responses_verify_with_xmlsec1_and_pysaml2_and_forgeries_fail() {
         let idp = idp(spec);
         let cases = cases_for(&idp, label);
         let results = run_pysaml2(&idp.metadata, &cases);
-        let dir = tempfile::tempdir().unwrap();
+        let certificate = certificate_from_metadata(&idp.metadata);
         let mut wrong = Vec::new();
         for case in &cases {
             let outcome = &results[&case.name];
@@ -348,7 +286,7 @@ fn responses_verify_with_xmlsec1_and_pysaml2_and_forgeries_fail() {
                 ));
             }
             if let Some(expected) = case.xmlsec_assertion {
-                if xmlsec1_verifies(dir.path(), &idp.metadata, &case.xml, "Assertion") != expected {
+                if xmlsec1_verifies(&certificate, &case.xml, "Assertion") != expected {
                     wrong.push(format!("xmlsec1 {}: expected {expected}", case.name));
                 }
             }
@@ -374,7 +312,7 @@ fn responses_verify_with_xmlsec1_and_pysaml2_and_forgeries_fail() {
             .find(|c| c.name.ends_with("response-and-assertion-signed"))
             .unwrap()
             .xml;
-        if !xmlsec1_verifies(dir.path(), &idp.metadata, both, "Response") {
+        if !xmlsec1_verifies(&certificate, both, "Response") {
             wrong.push(format!("{label}: xmlsec1 refuses the Response signature"));
         }
         assert!(wrong.is_empty(), "{label}:\n{}", wrong.join("\n"));

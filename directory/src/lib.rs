@@ -1,7 +1,52 @@
 //! Sigil's directory in Postgres.
 //!
-//! This crate will own the schema and migrations, row-level security per
-//! tenant, the tenant-scoped query API, the claims cache invalidated through
-//! LISTEN/NOTIFY, key rotation scheduling and the hash-chained audit log. It
-//! is not built yet; see issue 5.
+//! What it does: the schema and its migrations; tenant isolation (tenant
+//! first in every key, FORCE'd row-level security on a per-transaction
+//! setting, and a Rust API where every tenant query is a method of a
+//! tenant-scoped transaction, [`TenantScope`]); a private Postgres cluster
+//! for development, tests and the embedded default ([`PrivateCluster`]);
+//! change notifications ([`changes`]); the hash-chained audit journal
+//! ([`audit`]); synthetic data ([`seed`]).
+//!
+//! What it does not do: sit on the request path. The front door reads it
+//! into caches and is told of changes.
+//!
+//! Who calls it: `frontdoor` (control plane runtime), `sigil` commands.
 #![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod changes;
+mod cluster;
+mod db;
+pub mod demo;
+mod model;
+pub mod seed;
+pub mod testing;
+
+pub use cluster::{find_binaries, PrivateCluster};
+pub use db::{migrate, Directory, TenantScope, MIGRATIONS};
+pub use model::{Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus};
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Postgres binary is missing; the message names the package.
+    #[error("{0}")]
+    MissingBinary(String),
+    /// The private cluster could not be created, started or stopped.
+    #[error("private postgres: {0}")]
+    Cluster(String),
+    /// A query failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// Something exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// Bad input.
+    #[error("{0}")]
+    Invalid(String),
+    /// The audit journal failed.
+    #[error("audit journal: {0}")]
+    Journal(String),
+}

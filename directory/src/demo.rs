@@ -1,0 +1,105 @@
+//! The embedded default's demo data: tenants `acme` (users alice, bob) and
+//! `globex` (user carol); in each, one OIDC app per algorithm and two SAML
+//! SPs.
+
+use std::collections::BTreeMap;
+
+use crate::{Directory, Error, NewUser, OidcApp, SamlSp};
+
+/// The demo OIDC apps: name and algorithm.
+pub const DEMO_APPS: [(&str, &str); 5] = [
+    ("app-rs256", "RS256"),
+    ("app-ps256", "PS256"),
+    ("app-es256", "ES256"),
+    ("app-es384", "ES384"),
+    ("app-eddsa", "EdDSA"),
+];
+
+/// The demo SAML SPs: name and algorithm.
+pub const DEMO_SPS: [(&str, &str); 2] = [("sp-rs256", "RS256"), ("sp-es256", "ES256")];
+
+/// A demo user: login, display name, groups.
+pub type DemoUser = (&'static str, &'static str, &'static [&'static str]);
+
+/// The demo tenants and their users.
+pub const DEMO_TENANTS: [(&str, &[DemoUser]); 2] = [
+    (
+        "acme",
+        &[
+            ("alice", "Alice Anders", &["engineering", "everyone"]),
+            ("bob", "Bob Berg", &["everyone"]),
+        ],
+    ),
+    ("globex", &[("carol", "Carol Chen", &["everyone"])]),
+];
+
+/// Creates the demo data unless the tenants exist. Returns whether it did.
+///
+/// # Errors
+/// [`Error::Postgres`].
+pub async fn create_demo_data(directory: &Directory, rate_per_second: u32) -> Result<bool, Error> {
+    if directory.tenant_by_slug("acme").await?.is_some() {
+        return Ok(false);
+    }
+    for (slug, users) in DEMO_TENANTS {
+        let tenant = directory.create_tenant(slug, "", rate_per_second).await?;
+        let scope = directory.tenant(tenant.id).await?;
+        for (i, (login, name, _)) in users.iter().enumerate() {
+            scope
+                .create_user(&NewUser {
+                    user_id: format!("00u{slug}{i:04}"),
+                    login: (*login).to_owned(),
+                    email: format!("{login}@{slug}.example"),
+                    display_name: (*name).to_owned(),
+                })
+                .await?;
+        }
+        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (login, _, member_of) in users.iter() {
+            for group in member_of.iter() {
+                groups.entry(group).or_default().push(login);
+            }
+        }
+        for (i, (group, members)) in groups.iter().enumerate() {
+            scope
+                .create_group(&format!("00g{slug}{i:04}"), group, members)
+                .await?;
+        }
+        let claims: BTreeMap<String, String> =
+            [("email", "email"), ("name", "name"), ("groups", "groups")]
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect();
+        for (name, algorithm) in DEMO_APPS {
+            scope
+                .create_oidc_app(&OidcApp {
+                    name: name.into(),
+                    redirect_uris: vec![format!("https://{name}.{slug}.example/callback")],
+                    algorithm: algorithm.into(),
+                    claim_mapping: claims.clone(),
+                    id_token_ttl_s: 300,
+                    access_token_ttl_s: 600,
+                })
+                .await?;
+        }
+        for (name, algorithm) in DEMO_SPS {
+            scope
+                .create_saml_sp(&SamlSp {
+                    name: name.into(),
+                    entity_id: format!("https://{name}.{slug}.example/saml"),
+                    acs_urls: vec![format!("https://{name}.{slug}.example/acs")],
+                    name_id_format: "emailAddress".into(),
+                    attribute_mapping: [("email", "email"), ("groups", "groups")]
+                        .iter()
+                        .map(|(k, v)| ((*k).into(), (*v).into()))
+                        .collect(),
+                    algorithm: algorithm.into(),
+                    sign_assertion: true,
+                    sign_response: true,
+                })
+                .await?;
+        }
+        scope.commit().await?;
+    }
+    Ok(true)
+}

@@ -1,0 +1,576 @@
+//! What the directory holds, and the tenant-scoped queries on it.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use tokio_postgres::Row;
+
+use crate::db::{millis, time_of, TenantScope};
+use crate::Error;
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    /// Internal id (the RLS key).
+    pub id: i64,
+    /// URL name, e.g. `acme`.
+    pub slug: String,
+    /// `active` or `suspended`.
+    pub active: bool,
+    /// Issuer override; empty: `{public_url}/t/{slug}`.
+    pub issuer: String,
+    /// Requests per second; 0: the node's default.
+    pub rate_per_second: u32,
+    /// Burst; 0: same as the rate.
+    pub rate_burst: u32,
+    /// Session absolute lifetime, seconds.
+    pub session_absolute_s: u32,
+    /// Session idle limit, seconds.
+    pub session_idle_s: u32,
+    /// Algorithms the tenant keeps keys for.
+    pub key_algorithms: Vec<String>,
+    /// Seconds between rotations.
+    pub key_rotation_s: u64,
+    /// Seconds a new key is published before it signs.
+    pub key_prepublish_s: u64,
+    /// Seconds a retired key stays published.
+    pub key_retire_grace_s: u64,
+}
+
+fn to_u32(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Tenant {
+    pub(crate) const COLUMNS: &'static str = "tenant_id, slug, status, issuer, rate_per_second, rate_burst, session_absolute_s, session_idle_s, key_algorithms, key_rotation_s, key_prepublish_s, key_retire_grace_s";
+
+    pub(crate) fn from_row(row: &Row) -> Result<Tenant, Error> {
+        Ok(Tenant {
+            id: row.try_get(0)?,
+            slug: row.try_get(1)?,
+            active: row.try_get::<_, String>(2)? == "active",
+            issuer: row.try_get(3)?,
+            rate_per_second: to_u32(row.try_get(4)?),
+            rate_burst: to_u32(row.try_get(5)?),
+            session_absolute_s: to_u32(row.try_get(6)?),
+            session_idle_s: to_u32(row.try_get(7)?),
+            key_algorithms: row.try_get(8)?,
+            key_rotation_s: to_u64(row.try_get(9)?),
+            key_prepublish_s: to_u64(row.try_get(10)?),
+            key_retire_grace_s: to_u64(row.try_get(11)?),
+        })
+    }
+}
+
+/// A user's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// May sign in and get tokens.
+    Active,
+    /// Temporarily barred.
+    Suspended,
+    /// Gone for good.
+    Deactivated,
+}
+
+impl UserStatus {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Suspended => "suspended",
+            UserStatus::Deactivated => "deactivated",
+        }
+    }
+
+    /// Parses the column value.
+    pub fn parse(text: &str) -> Option<UserStatus> {
+        match text {
+            "active" => Some(UserStatus::Active),
+            "suspended" => Some(UserStatus::Suspended),
+            "deactivated" => Some(UserStatus::Deactivated),
+            _ => None,
+        }
+    }
+}
+
+/// A user with the groups it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// Stable id (the token subject).
+    pub user_id: String,
+    /// Login.
+    pub login: String,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+    /// Status.
+    pub status: UserStatus,
+    /// Profile attributes.
+    pub profile: serde_json::Map<String, serde_json::Value>,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+/// A new user.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// Stable id.
+    pub user_id: String,
+    /// Login.
+    pub login: String,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub display_name: String,
+}
+
+/// An OIDC client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcApp {
+    /// Name (client id).
+    pub name: String,
+    /// Allowed redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Signing algorithm.
+    pub algorithm: String,
+    /// Claim name → user attribute.
+    pub claim_mapping: BTreeMap<String, String>,
+    /// ID token lifetime, seconds.
+    pub id_token_ttl_s: u32,
+    /// Access token lifetime, seconds.
+    pub access_token_ttl_s: u32,
+}
+
+/// A SAML service provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamlSp {
+    /// Name in Sigil.
+    pub name: String,
+    /// Entity ID.
+    pub entity_id: String,
+    /// ACS URLs (the first is the default).
+    pub acs_urls: Vec<String>,
+    /// `emailAddress`, `persistent` or `unspecified`.
+    pub name_id_format: String,
+    /// Attribute name → user attribute.
+    pub attribute_mapping: BTreeMap<String, String>,
+    /// Signing algorithm.
+    pub algorithm: String,
+    /// Sign the Assertion.
+    pub sign_assertion: bool,
+    /// Sign the Response.
+    pub sign_response: bool,
+}
+
+/// A stored signing key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRow {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm name.
+    pub algorithm: String,
+    /// Key spec name (e.g. `RS256-2048`).
+    pub key_spec: String,
+    /// Backend that can load `blob`.
+    pub backend: String,
+    /// Wrapped key or HSM reference.
+    pub blob: Vec<u8>,
+    /// Certificate for SAML metadata.
+    pub certificate: Option<Vec<u8>>,
+    /// Signs from here (ms since epoch).
+    pub activates_at_ms: u64,
+    /// Stops signing here.
+    pub retires_at_ms: Option<u64>,
+    /// Emergency revocation.
+    pub revoked_at_ms: Option<u64>,
+    /// Created.
+    pub created_at_ms: u64,
+}
+
+/// A caller of the QUIC API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frontend {
+    /// SHA-256 of its certificate, lowercase hex.
+    pub fingerprint: String,
+    /// Name.
+    pub name: String,
+    /// Tenant slugs it may act for (`*`: all).
+    pub tenants: Vec<String>,
+    /// Whether it may rotate and revoke keys.
+    pub admin: bool,
+}
+
+impl Frontend {
+    /// Whether it may act for `tenant`.
+    pub fn allows(&self, tenant: &str) -> bool {
+        self.tenants.iter().any(|t| t == tenant || t == "*")
+    }
+}
+
+fn mapping(value: serde_json::Value) -> BTreeMap<String, String> {
+    match value {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.as_str()?.to_owned())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+fn json_of(map: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(
+        map.iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.clone())))
+            .collect(),
+    )
+}
+
+impl TenantScope<'_> {
+    /// The user with `login` (or, failing that, with id `login`).
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn user(&self, login: &str) -> Result<Option<User>, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT u.user_id, u.login, u.email, u.display_name, u.status, u.profile,
+                        coalesce(array_agg(g.name ORDER BY g.name) FILTER (WHERE g.name IS NOT NULL), '{}')
+                   FROM users u
+                   LEFT JOIN memberships m ON m.tenant_id = u.tenant_id AND m.user_id = u.user_id
+                   LEFT JOIN groups g ON g.tenant_id = m.tenant_id AND g.group_id = m.group_id
+                  WHERE u.login = $1 OR u.user_id = $1
+                  GROUP BY u.tenant_id, u.user_id
+                  ORDER BY (u.login = $1) DESC
+                  LIMIT 1",
+                &[&login],
+            )
+            .await?;
+        row.map(|r| {
+            let status: String = r.try_get(4)?;
+            let profile: serde_json::Value = r.try_get(5)?;
+            Ok(User {
+                user_id: r.try_get(0)?,
+                login: r.try_get(1)?,
+                email: r.try_get(2)?,
+                display_name: r.try_get(3)?,
+                status: UserStatus::parse(&status).unwrap_or(UserStatus::Suspended),
+                profile: match profile {
+                    serde_json::Value::Object(map) => map,
+                    _ => serde_json::Map::new(),
+                },
+                groups: r.try_get(6)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates a user.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`] (e.g. a duplicate login).
+    pub async fn create_user(&self, user: &NewUser) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "INSERT INTO users (tenant_id, user_id, login, email, display_name) VALUES ($1, $2, $3, $4, $5)",
+                &[&self.tenant_id(), &user.user_id, &user.login, &user.email, &user.display_name],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Sets a user's status; returns the user's id, or `None` if unknown.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn set_user_status(
+        &self,
+        login: &str,
+        status: UserStatus,
+    ) -> Result<Option<String>, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "UPDATE users SET status = $2, updated_at = now() WHERE login = $1 OR user_id = $1 RETURNING user_id",
+                &[&login, &status.as_str()],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    /// Creates a group and puts `members` (logins) in it.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn create_group(
+        &self,
+        group_id: &str,
+        name: &str,
+        members: &[&str],
+    ) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "INSERT INTO groups (tenant_id, group_id, name) VALUES ($1, $2, $3)",
+                &[&self.tenant_id(), &group_id, &name],
+            )
+            .await?;
+        for login in members {
+            self.client()
+                .execute(
+                    "INSERT INTO memberships (tenant_id, group_id, user_id) SELECT $1, $2, user_id FROM users WHERE login = $3",
+                    &[&self.tenant_id(), &group_id, login],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The OIDC app `name`.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn oidc_app(&self, name: &str) -> Result<Option<OidcApp>, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s FROM oidc_apps WHERE name = $1",
+                &[&name],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(OidcApp {
+                name: r.try_get(0)?,
+                redirect_uris: r.try_get(1)?,
+                algorithm: r.try_get(2)?,
+                claim_mapping: mapping(r.try_get(3)?),
+                id_token_ttl_s: to_u32(r.try_get(4)?),
+                access_token_ttl_s: to_u32(r.try_get(5)?),
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates an OIDC app.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn create_oidc_app(&self, app: &OidcApp) -> Result<(), Error> {
+        let (id_ttl, access_ttl) = (
+            i32::try_from(app.id_token_ttl_s).unwrap_or(300),
+            i32::try_from(app.access_token_ttl_s).unwrap_or(600),
+        );
+        self.client()
+            .execute(
+                "INSERT INTO oidc_apps (tenant_id, name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The SAML SP `name` (or with entity ID `name`).
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn saml_sp(&self, name: &str) -> Result<Option<SamlSp>, Error> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT name, entity_id, acs_urls, name_id_format, attribute_mapping, algorithm, sign_assertion, sign_response
+                   FROM saml_sps WHERE name = $1 OR entity_id = $1 ORDER BY (name = $1) DESC LIMIT 1",
+                &[&name],
+            )
+            .await?;
+        row.map(|r| {
+            Ok(SamlSp {
+                name: r.try_get(0)?,
+                entity_id: r.try_get(1)?,
+                acs_urls: r.try_get(2)?,
+                name_id_format: r.try_get(3)?,
+                attribute_mapping: mapping(r.try_get(4)?),
+                algorithm: r.try_get(5)?,
+                sign_assertion: r.try_get(6)?,
+                sign_response: r.try_get(7)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Creates a SAML SP.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn create_saml_sp(&self, sp: &SamlSp) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "INSERT INTO saml_sps (tenant_id, name, entity_id, acs_urls, name_id_format, attribute_mapping, algorithm, sign_assertion, sign_response)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[
+                    &self.tenant_id(),
+                    &sp.name,
+                    &sp.entity_id,
+                    &sp.acs_urls,
+                    &sp.name_id_format,
+                    &json_of(&sp.attribute_mapping),
+                    &sp.algorithm,
+                    &sp.sign_assertion,
+                    &sp.sign_response,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The tenant's stored keys, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn keys(&self) -> Result<Vec<KeyRow>, Error> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT kid, algorithm, key_spec, backend, key_blob, certificate, activates_at, retires_at, revoked_at, created_at
+                   FROM signing_keys ORDER BY created_at, kid COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(KeyRow {
+                    kid: r.try_get(0)?,
+                    algorithm: r.try_get(1)?,
+                    key_spec: r.try_get(2)?,
+                    backend: r.try_get(3)?,
+                    blob: r.try_get(4)?,
+                    certificate: r.try_get(5)?,
+                    activates_at_ms: millis(r.try_get(6)?),
+                    retires_at_ms: r.try_get::<_, Option<SystemTime>>(7)?.map(millis),
+                    revoked_at_ms: r.try_get::<_, Option<SystemTime>>(8)?.map(millis),
+                    created_at_ms: millis(r.try_get(9)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a new key.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn insert_key(&self, key: &KeyRow) -> Result<(), Error> {
+        self.client()
+            .execute(
+                "INSERT INTO signing_keys (tenant_id, kid, algorithm, key_spec, backend, key_blob, certificate, activates_at, retires_at, revoked_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[
+                    &self.tenant_id(),
+                    &key.kid,
+                    &key.algorithm,
+                    &key.key_spec,
+                    &key.backend,
+                    &key.blob,
+                    &key.certificate,
+                    &time_of(key.activates_at_ms),
+                    &key.retires_at_ms.map(time_of),
+                    &key.revoked_at_ms.map(time_of),
+                    &time_of(key.created_at_ms),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Sets when a key stops signing (if not set earlier).
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn retire_key(&self, kid: &str, at_ms: u64) -> Result<bool, Error> {
+        let n = self
+            .client()
+            .execute(
+                "UPDATE signing_keys SET retires_at = $2 WHERE kid = $1 AND (retires_at IS NULL OR retires_at > $2)",
+                &[&kid, &time_of(at_ms)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Revokes a key now (emergency): it leaves JWKS at once.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn revoke_key(&self, kid: &str, at_ms: u64) -> Result<bool, Error> {
+        let n = self
+            .client()
+            .execute(
+                "UPDATE signing_keys SET revoked_at = $2 WHERE kid = $1 AND revoked_at IS NULL",
+                &[&kid, &time_of(at_ms)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    /// Takes this tenant's rotation lock for the transaction: of several
+    /// nodes trying at once, one gets it, the others get `false` and skip.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn try_rotation_lock(&self) -> Result<bool, Error> {
+        let row = self
+            .client()
+            .query_one(
+                "SELECT pg_try_advisory_xact_lock(7000002, $1::int)",
+                &[&i32::try_from(self.tenant_id() % i64::from(i32::MAX)).unwrap_or(0)],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
+
+    /// Counts rows this scope can see in each tenant table (for isolation
+    /// tests and for `sigil directory` summaries).
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn row_counts(&self) -> Result<BTreeMap<&'static str, i64>, Error> {
+        let mut counts = BTreeMap::new();
+        for table in [
+            "users",
+            "groups",
+            "memberships",
+            "oidc_apps",
+            "saml_sps",
+            "signing_keys",
+            "audit_events",
+        ] {
+            let row = self
+                .client()
+                .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+                .await?;
+            counts.insert(table, row.get(0));
+        }
+        Ok(counts)
+    }
+}
+
+impl TenantScope<'_> {
+    /// The algorithms the tenant's apps and SPs sign with.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn app_algorithms(&self) -> Result<Vec<String>, Error> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT algorithm FROM oidc_apps UNION SELECT algorithm FROM saml_sps",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}

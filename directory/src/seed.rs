@@ -1,0 +1,221 @@
+//! Synthetic data for load tests: many tenants with a Zipf-like spread of
+//! sizes (a few with hundreds of thousands of users, most with tens),
+//! loaded with COPY. Every seeded tenant gets the demo apps and SPs
+//! (`app-rs256` … `app-eddsa`, `sp-rs256`, `sp-es256`), so a load can pick
+//! any tenant; users are `user{n}` with `n` from 1.
+
+use futures_util::SinkExt;
+
+use crate::{Directory, Error};
+
+/// How much to seed.
+#[derive(Debug, Clone, Copy)]
+pub struct SeedPlan {
+    /// Tenants to create (`seed-{n}`).
+    pub tenants: u64,
+    /// Users in total.
+    pub users: u64,
+    /// Zipf exponent of tenant sizes (1.2 by default).
+    pub exponent: f64,
+    /// Users every tenant gets before the Zipf share (10 by default).
+    pub floor: u64,
+}
+
+impl SeedPlan {
+    /// `tenants` and `users` with the default spread.
+    pub fn new(tenants: u64, users: u64) -> SeedPlan {
+        SeedPlan {
+            tenants,
+            users,
+            exponent: 1.2,
+            floor: 10,
+        }
+    }
+
+    /// The number of users of each tenant, largest first; sums to `users`.
+    pub fn sizes(&self) -> Vec<u64> {
+        let n = self.tenants.max(1);
+        let floor = self.floor.min(self.users / n);
+        let rest = self.users - floor * n;
+        let weights: Vec<f64> = (1..=n)
+            .map(|rank| 1.0 / (rank as f64).powf(self.exponent))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut sizes: Vec<u64> = weights
+            .iter()
+            .map(|w| floor + (rest as f64 * w / total) as u64)
+            .collect();
+        let assigned: u64 = sizes.iter().sum();
+        // Rounding leftovers go to the smallest tenants, one each.
+        let mut short = self.users.saturating_sub(assigned);
+        for size in sizes.iter_mut().rev() {
+            if short == 0 {
+                break;
+            }
+            *size += 1;
+            short -= 1;
+        }
+        sizes
+    }
+}
+
+/// The slug of seeded tenant `n` (from 1).
+pub fn tenant_slug(n: u64) -> String {
+    format!("seed-{n}")
+}
+
+fn escape(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+}
+
+async fn copy(client: &tokio_postgres::Client, statement: &str, data: String) -> Result<(), Error> {
+    let sink = client.copy_in(statement).await?;
+    let mut sink = Box::pin(sink);
+    sink.send(bytes::Bytes::from(data)).await?;
+    sink.as_mut().finish().await?;
+    Ok(())
+}
+
+/// Seeds the directory. `progress(done, total)` is called as users load.
+/// Needs a connection that may bypass row-level security (the private
+/// cluster's superuser; elsewhere a role with BYPASSRLS).
+///
+/// # Errors
+/// [`Error::Invalid`] without the privilege; [`Error::Conflict`] when
+/// seeded tenants exist already; [`Error::Postgres`].
+pub async fn run(
+    directory: &Directory,
+    plan: SeedPlan,
+    progress: &(dyn Fn(u64, u64) + Sync),
+) -> Result<(), Error> {
+    let owner = directory.owner().await;
+    let may: bool = owner
+        .query_one(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !may {
+        return Err(Error::Invalid("seeding loads with COPY past row-level security: connect as a superuser or a role with BYPASSRLS".into()));
+    }
+    let existing: i64 = owner
+        .query_one("SELECT count(*) FROM tenants WHERE slug LIKE 'seed-%'", &[])
+        .await?
+        .get(0);
+    if existing > 0 {
+        return Err(Error::Conflict(format!(
+            "{existing} seeded tenants exist already"
+        )));
+    }
+    let sizes = plan.sizes();
+    let mut tenants = String::new();
+    for n in 1..=plan.tenants {
+        tenants.push_str(&format!("{}\n", tenant_slug(n)));
+    }
+    owner.batch_execute("BEGIN").await?;
+    copy(&owner, "COPY tenants (slug) FROM STDIN", tenants).await?;
+    let ids: Vec<(i64, String)> = owner
+        .query(
+            "SELECT tenant_id, slug FROM tenants WHERE slug LIKE 'seed-%'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let id_of: std::collections::HashMap<String, i64> =
+        ids.into_iter().map(|(id, slug)| (slug, id)).collect();
+    // Apps and SPs of every tenant.
+    let mut apps = String::new();
+    let mut sps = String::new();
+    for n in 1..=plan.tenants {
+        let slug = tenant_slug(n);
+        let id = id_of
+            .get(&slug)
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("{slug} vanished")))?;
+        for (name, alg) in crate::demo::DEMO_APPS {
+            apps.push_str(&format!("{id}\t{name}\t{alg}\t{{\"email\":\"email\",\"name\":\"name\",\"groups\":\"groups\"}}\n"));
+        }
+        for (name, alg) in crate::demo::DEMO_SPS {
+            sps.push_str(&format!(
+                "{id}\t{name}\thttps://{name}.{slug}.example/saml\t{{https://{name}.{slug}.example/acs}}\t{alg}\t{{\"email\":\"email\",\"groups\":\"groups\"}}\n"
+            ));
+        }
+    }
+    copy(
+        &owner,
+        "COPY oidc_apps (tenant_id, name, algorithm, claim_mapping) FROM STDIN",
+        apps,
+    )
+    .await?;
+    copy(&owner, "COPY saml_sps (tenant_id, name, entity_id, acs_urls, algorithm, attribute_mapping) FROM STDIN", sps).await?;
+    // Users, in chunks so progress moves.
+    let total = plan.users;
+    let mut done = 0u64;
+    let mut chunk = String::with_capacity(8 << 20);
+    let mut in_chunk = 0u64;
+    for (index, size) in sizes.iter().enumerate() {
+        let slug = tenant_slug(index as u64 + 1);
+        let id = id_of
+            .get(&slug)
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("{slug} vanished")))?;
+        for u in 1..=*size {
+            chunk.push_str(&format!(
+                "{id}\tu{id}-{u}\tuser{u}\tuser{u}@{}\tUser {u}\n",
+                escape(&format!("{slug}.example"))
+            ));
+            in_chunk += 1;
+            if in_chunk == 50_000 {
+                copy(
+                    &owner,
+                    "COPY users (tenant_id, user_id, login, email, display_name) FROM STDIN",
+                    std::mem::take(&mut chunk),
+                )
+                .await?;
+                done += in_chunk;
+                in_chunk = 0;
+                progress(done, total);
+            }
+        }
+    }
+    if in_chunk > 0 {
+        copy(
+            &owner,
+            "COPY users (tenant_id, user_id, login, email, display_name) FROM STDIN",
+            chunk,
+        )
+        .await?;
+        done += in_chunk;
+        progress(done, total);
+    }
+    owner.batch_execute("COMMIT").await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_zipf_like_and_sum_up() {
+        let plan = SeedPlan::new(19_000, 1_000_000);
+        let sizes = plan.sizes();
+        assert_eq!(sizes.iter().sum::<u64>(), 1_000_000);
+        assert!(
+            sizes[0] > 100_000,
+            "the largest tenant has hundreds of thousands: {}",
+            sizes[0]
+        );
+        let median = sizes[sizes.len() / 2];
+        assert!(
+            (10..100).contains(&median),
+            "most have tens: median {median}"
+        );
+        assert!(sizes.windows(2).all(|w| w[0] + 1 >= w[1]));
+    }
+}

@@ -1,0 +1,67 @@
+//! For tests: one private cluster per test binary (reused across runs, in
+//! the system temp directory), a fresh database per test.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use crate::{Error, PrivateCluster};
+
+static CLUSTER: OnceLock<Mutex<Option<PrivateCluster>>> = OnceLock::new();
+
+fn root() -> PathBuf {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "tests".into());
+    // Test binaries are named crate-hash: one cluster per binary.
+    std::env::temp_dir().join(format!("sigil-pg-{exe}"))
+}
+
+/// The shared cluster's connection configuration for a new, empty
+/// database made for the caller.
+///
+/// # Errors
+/// [`Error`] when the cluster cannot start or the database cannot be made.
+pub async fn fresh_database() -> Result<tokio_postgres::Config, Error> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let config = {
+        let slot = CLUSTER.get_or_init(|| Mutex::new(None));
+        let mut guard = slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if guard.is_none() {
+            *guard = Some(PrivateCluster::start(&root())?);
+        }
+        match guard.as_ref() {
+            Some(cluster) => cluster.config("postgres"),
+            None => return Err(Error::Cluster("not started".into())),
+        }
+    };
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let admin = crate::db::open(&config).await?;
+    if NEXT.load(Ordering::Relaxed) == 1 {
+        // First database of this run: drop what earlier runs left.
+        let stale: Vec<String> = admin
+            .query("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%' AND datname NOT LIKE $1", &[&format!("t\\_{}\\_%", std::process::id())])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for db in stale {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    let mut config = config;
+    config.dbname(&name);
+    Ok(config)
+}

@@ -1,7 +1,41 @@
-//! Sigil's session table.
+//! Sigil's session table and its replication.
 //!
-//! This crate will own the sharded in-process session table (create,
-//! validate, touch, revoke), its expiry, and its replication between nodes as
-//! a state-based CRDT over QUIC with lease-based, fail-closed revocation. It
-//! is not built yet; see issue 6.
+//! What it does: keeps sessions in a sharded in-process table
+//! ([`SessionTable`]: create, validate, touch, revoke one, revoke all of a
+//! user or tenant, incremental expiry), as a state-based CRDT that nodes
+//! replicate to each other.
+//!
+//! What it does not do: read clocks (times are passed in, in milliseconds),
+//! or decide who may act on which tenant (the front door does).
+//!
+//! Who calls it: the front door, on every issuance (validate) and for the
+//! session operations of `sigil/1`.
+//!
+//! Threads: everything is `Send + Sync`; each shard has its own lock and
+//! its own copy of the revocation marks, so a validation touches one shard.
 #![forbid(unsafe_code)]
+
+pub mod durable;
+pub mod net;
+pub mod replication;
+pub mod sim;
+mod table;
+pub mod testing;
+
+pub use replication::{Event, Message, Node, NodeIndex, Revocation, RevocationId, Revoked, Timing};
+pub use table::{
+    Mark, SessionId, SessionPolicy, SessionRecord, SessionTable, SessionView, TableStats,
+    Validation,
+};
+
+/// What went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The random generator failed.
+    #[error("random generator failed")]
+    Random,
+    /// A session id that is not 43 characters of base64url.
+    #[error("malformed session id")]
+    MalformedId,
+}

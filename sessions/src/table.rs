@@ -1,0 +1,599 @@
+//! The session table: sessions keyed by id, in shards that each carry their
+//! own lock and their own copy of the revocation marks, so a validation
+//! reads exactly one shard and never takes a lock shared by the whole table.
+//!
+//! The table is a state-based CRDT (see docs/sessions.md): a session is
+//! inserted once; its last-seen time only grows; revocation (of a session,
+//! of a user's sessions before a time, of a tenant's) only goes one way.
+//! [`SessionTable::merge`] applies a remote record with exactly those rules,
+//! so replicas converge whatever the order, duplication or delay of what
+//! they receive. Times are milliseconds since the Unix epoch, passed in.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use aws_lc_rs::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// A session id: 256 random bits, shown as 43 characters of base64url.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    /// A fresh random id.
+    ///
+    /// # Errors
+    /// [`Error::Random`] if the generator fails.
+    pub fn generate(rng: &dyn SecureRandom) -> Result<SessionId, Error> {
+        let mut bytes = [0u8; 32];
+        rng.fill(&mut bytes).map_err(|_| Error::Random)?;
+        Ok(SessionId(bytes))
+    }
+
+    /// An id from raw bytes (tests and simulations; real ids come from
+    /// [`SessionId::generate`]).
+    pub fn from_bytes(bytes: [u8; 32]) -> SessionId {
+        SessionId(bytes)
+    }
+
+    /// Parses the 43-character base64url form.
+    ///
+    /// # Errors
+    /// [`Error::MalformedId`] for anything else.
+    pub fn parse(text: &str) -> Result<SessionId, Error> {
+        if text.len() != 43 {
+            return Err(Error::MalformedId);
+        }
+        let bytes = signer::b64::decode(text).ok_or(Error::MalformedId)?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| Error::MalformedId)?;
+        Ok(SessionId(bytes))
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn shard(&self, shards: usize) -> usize {
+        // The id is uniformly random: its first bytes spread evenly.
+        (u64::from_le_bytes([
+            self.0[0], self.0[1], self.0[2], self.0[3], self.0[4], self.0[5], self.0[6], self.0[7],
+        ]) % shards as u64) as usize
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&signer::b64::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A session id is a bearer secret: logs get a prefix only.
+        write!(f, "SessionId({}…)", &self.to_string()[..6])
+    }
+}
+
+/// A tenant's session policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionPolicy {
+    /// A session ends this long after it was created, however active.
+    pub absolute_ms: u64,
+    /// A session ends after this long without activity.
+    pub idle_ms: u64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> SessionPolicy {
+        SessionPolicy {
+            absolute_ms: 12 * 3600 * 1000,
+            idle_ms: 2 * 3600 * 1000,
+        }
+    }
+}
+
+/// The replicated state of one session: what peers exchange.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// Tenant slug.
+    pub tenant: Arc<str>,
+    /// The id.
+    pub id: SessionId,
+    /// User id or login.
+    pub user: Arc<str>,
+    /// When the user authenticated.
+    pub auth_time_ms: u64,
+    /// Authentication methods.
+    pub amr: Vec<String>,
+    /// Client description.
+    pub client: Option<String>,
+    /// Creation time.
+    pub created_ms: u64,
+    /// Last activity (merged by max).
+    pub last_seen_ms: u64,
+    /// Absolute expiry.
+    pub expires_ms: u64,
+    /// Idle limit.
+    pub idle_ms: u64,
+    /// Revoked (merged by or). A revoke of an id never seen leaves a
+    /// record with `revoked` and empty fields: a tombstone.
+    pub revoked: bool,
+}
+
+/// A one-way revocation mark: sessions of `user` (or of the whole tenant
+/// when `user` is `None`) created at or before `before_ms` are revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mark {
+    /// Tenant slug.
+    pub tenant: Arc<str>,
+    /// The user, or the whole tenant.
+    pub user: Option<Arc<str>>,
+    /// Sessions created at or before this time are revoked.
+    pub before_ms: u64,
+}
+
+/// What a validation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// The session is valid.
+    Valid(SessionView),
+    /// No such session in this tenant.
+    NotFound,
+    /// Past its absolute expiry.
+    Expired,
+    /// Idle longer than its policy allows.
+    IdleExpired,
+    /// Revoked (itself, its user, or its tenant).
+    Revoked,
+}
+
+/// A valid session's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    /// User.
+    pub user: Arc<str>,
+    /// Authentication time.
+    pub auth_time_ms: u64,
+    /// Authentication methods.
+    pub amr: Arc<[String]>,
+    /// Absolute expiry.
+    pub expires_ms: u64,
+    /// When it expires if idle from now on.
+    pub idle_expires_ms: u64,
+}
+
+struct Entry {
+    tenant: Arc<str>,
+    user: Arc<str>,
+    auth_time_ms: u64,
+    created_ms: u64,
+    expires_ms: u64,
+    idle_ms: u64,
+    last_seen_ms: AtomicU64,
+    revoked: AtomicBool,
+    amr: Arc<[String]>,
+    client: Option<Box<str>>,
+}
+
+impl Entry {
+    fn from_record(record: &SessionRecord) -> Entry {
+        Entry {
+            tenant: Arc::clone(&record.tenant),
+            user: Arc::clone(&record.user),
+            auth_time_ms: record.auth_time_ms,
+            created_ms: record.created_ms,
+            expires_ms: record.expires_ms,
+            idle_ms: record.idle_ms,
+            last_seen_ms: AtomicU64::new(record.last_seen_ms),
+            revoked: AtomicBool::new(record.revoked),
+            amr: Arc::from(record.amr.clone()),
+            client: record.client.as_deref().map(Box::from),
+        }
+    }
+
+    fn record(&self, id: SessionId) -> SessionRecord {
+        SessionRecord {
+            tenant: Arc::clone(&self.tenant),
+            id,
+            user: Arc::clone(&self.user),
+            auth_time_ms: self.auth_time_ms,
+            amr: self.amr.to_vec(),
+            client: self.client.as_deref().map(str::to_owned),
+            created_ms: self.created_ms,
+            last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed),
+            expires_ms: self.expires_ms,
+            idle_ms: self.idle_ms,
+            revoked: self.revoked.load(Ordering::Relaxed),
+        }
+    }
+
+    fn is_tombstone(&self) -> bool {
+        self.user.is_empty()
+    }
+}
+
+/// A tenant's revocation marks.
+#[derive(Default, Clone)]
+struct TenantMarks {
+    /// Sessions of the tenant created at or before this are revoked.
+    tenant_before: u64,
+    /// Per user.
+    users: HashMap<Arc<str>, u64>,
+}
+
+#[derive(Default)]
+struct Shard {
+    sessions: HashMap<SessionId, Entry, IdHasher>,
+    /// Revocation marks by tenant (looked up by `&str`, no allocation).
+    marks: HashMap<Arc<str>, TenantMarks>,
+}
+
+impl Shard {
+    fn mark_revokes(&self, entry: &Entry) -> bool {
+        let Some(marks) = self.marks.get(&*entry.tenant) else {
+            return false;
+        };
+        entry.created_ms <= marks.tenant_before
+            || marks
+                .users
+                .get(&*entry.user)
+                .is_some_and(|&before| entry.created_ms <= before)
+    }
+}
+
+/// Session ids are uniformly random: hashing them again is wasted work.
+#[derive(Default, Clone, Copy)]
+struct IdHasher;
+
+impl BuildHasher for IdHasher {
+    type Hasher = IdHash;
+    fn build_hasher(&self) -> IdHash {
+        IdHash(0)
+    }
+}
+
+struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // SessionId hashes as its 32 bytes (after a length prefix for
+        // arrays of fixed size nothing else is written).
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct TableStats {
+    /// Sessions created here.
+    pub created: AtomicU64,
+    /// Entries reclaimed by the sweep.
+    pub reclaimed: AtomicU64,
+}
+
+/// The sharded table. `Send + Sync`; share it behind an `Arc`.
+pub struct SessionTable {
+    shards: Box<[RwLock<Shard>]>,
+    stats: TableStats,
+    sweep_cursor: AtomicU64,
+}
+
+impl std::fmt::Debug for SessionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTable")
+            .field("shards", &self.shards.len())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+fn read(shard: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    // A panic while holding a shard lock cannot leave a half-applied CRDT
+    // update (each is one insert or one max), so poison is ignored.
+    shard
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write(shard: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    shard
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SessionTable {
+    /// A table with `shards` shards (one or two per core is right).
+    pub fn new(shards: usize) -> SessionTable {
+        SessionTable {
+            shards: (0..shards.max(1))
+                .map(|_| RwLock::new(Shard::default()))
+                .collect(),
+            stats: TableStats::default(),
+            sweep_cursor: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, id: &SessionId) -> &RwLock<Shard> {
+        &self.shards[id.shard(self.shards.len())]
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &TableStats {
+        &self.stats
+    }
+
+    /// Creates a session and returns its record (to replicate).
+    ///
+    /// # Errors
+    /// [`Error::Random`] if no id could be drawn.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create(
+        &self,
+        tenant: &Arc<str>,
+        user: &str,
+        amr: Vec<String>,
+        client: Option<String>,
+        policy: SessionPolicy,
+        now_ms: u64,
+        rng: &dyn SecureRandom,
+    ) -> Result<SessionRecord, Error> {
+        Ok(self.create_with_id(
+            SessionId::generate(rng)?,
+            tenant,
+            user,
+            amr,
+            client,
+            policy,
+            now_ms,
+        ))
+    }
+
+    /// [`SessionTable::create`] with a given id (simulations and tests).
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with_id(
+        &self,
+        id: SessionId,
+        tenant: &Arc<str>,
+        user: &str,
+        amr: Vec<String>,
+        client: Option<String>,
+        policy: SessionPolicy,
+        now_ms: u64,
+    ) -> SessionRecord {
+        let record = SessionRecord {
+            tenant: Arc::clone(tenant),
+            id,
+            user: Arc::from(user),
+            auth_time_ms: now_ms,
+            amr,
+            client,
+            created_ms: now_ms,
+            last_seen_ms: now_ms,
+            expires_ms: now_ms.saturating_add(policy.absolute_ms),
+            idle_ms: policy.idle_ms,
+            revoked: false,
+        };
+        self.merge(&record);
+        self.stats.created.fetch_add(1, Ordering::Relaxed);
+        record
+    }
+
+    /// Is session `id` of `tenant` valid at `now_ms`? A session presented
+    /// for another tenant than its own is `NotFound`.
+    pub fn validate(&self, tenant: &str, id: &SessionId, now_ms: u64) -> Validation {
+        let shard = read(self.shard(id));
+        let Some(entry) = shard.sessions.get(id) else {
+            return Validation::NotFound;
+        };
+        if *entry.tenant != *tenant {
+            return Validation::NotFound;
+        }
+        if entry.revoked.load(Ordering::Acquire) || shard.mark_revokes(entry) {
+            return Validation::Revoked;
+        }
+        if entry.is_tombstone() {
+            return Validation::NotFound;
+        }
+        if now_ms >= entry.expires_ms {
+            return Validation::Expired;
+        }
+        let last_seen = entry.last_seen_ms.load(Ordering::Relaxed);
+        if now_ms >= last_seen.saturating_add(entry.idle_ms) {
+            return Validation::IdleExpired;
+        }
+        Validation::Valid(SessionView {
+            user: Arc::clone(&entry.user),
+            auth_time_ms: entry.auth_time_ms,
+            amr: Arc::clone(&entry.amr),
+            expires_ms: entry.expires_ms,
+            idle_expires_ms: last_seen
+                .saturating_add(entry.idle_ms)
+                .min(entry.expires_ms),
+        })
+    }
+
+    /// Records activity: last-seen becomes `now_ms` (if later). Returns the
+    /// validation as of `now_ms` (a session past its idle limit is not
+    /// revived).
+    pub fn touch(&self, tenant: &str, id: &SessionId, now_ms: u64) -> Validation {
+        let validation = self.validate(tenant, id, now_ms);
+        if let Validation::Valid(mut view) = validation {
+            let shard = read(self.shard(id));
+            if let Some(entry) = shard.sessions.get(id) {
+                entry.last_seen_ms.fetch_max(now_ms, Ordering::Relaxed);
+                view.idle_expires_ms = now_ms.saturating_add(entry.idle_ms).min(entry.expires_ms);
+            }
+            return Validation::Valid(view);
+        }
+        validation
+    }
+
+    /// Revokes one session (leaves a tombstone if the id is not known yet,
+    /// so a late replica of it arrives revoked). `expires_ms` bounds how
+    /// long the tombstone is kept. Returns whether this changed anything.
+    pub fn revoke(&self, tenant: &Arc<str>, id: &SessionId, tombstone_expires_ms: u64) -> bool {
+        let mut shard = write(self.shard(id));
+        match shard.sessions.get(id) {
+            Some(entry) => !entry.revoked.swap(true, Ordering::AcqRel),
+            None => {
+                let tombstone = SessionRecord {
+                    tenant: Arc::clone(tenant),
+                    id: *id,
+                    user: Arc::from(""),
+                    auth_time_ms: 0,
+                    amr: Vec::new(),
+                    client: None,
+                    created_ms: 0,
+                    last_seen_ms: 0,
+                    expires_ms: tombstone_expires_ms,
+                    idle_ms: u64::MAX,
+                    revoked: true,
+                };
+                shard.sessions.insert(*id, Entry::from_record(&tombstone));
+                true
+            }
+        }
+    }
+
+    /// Applies a mark in every shard; returns whether it raised any.
+    pub fn apply_mark(&self, mark: &Mark) -> bool {
+        let mut changed = false;
+        for shard in self.shards.iter() {
+            let mut shard = write(shard);
+            let marks = shard.marks.entry(Arc::clone(&mark.tenant)).or_default();
+            let slot = match &mark.user {
+                Some(user) => marks.users.entry(Arc::clone(user)).or_insert(0),
+                None => &mut marks.tenant_before,
+            };
+            if mark.before_ms > *slot {
+                *slot = mark.before_ms;
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Merges a record from a peer (insert once, last-seen by max, revoked
+    /// by or). Returns whether the local state changed.
+    pub fn merge(&self, record: &SessionRecord) -> bool {
+        let mut shard = write(self.shard(&record.id));
+        match shard.sessions.get_mut(&record.id) {
+            None => {
+                shard.sessions.insert(record.id, Entry::from_record(record));
+                true
+            }
+            Some(entry) if entry.is_tombstone() && !record.user.is_empty() => {
+                // The real session arrives after its revocation: keep it revoked.
+                let mut merged = record.clone();
+                merged.revoked = true;
+                *entry = Entry::from_record(&merged);
+                true
+            }
+            Some(entry) => {
+                let seen = entry
+                    .last_seen_ms
+                    .fetch_max(record.last_seen_ms, Ordering::Relaxed)
+                    < record.last_seen_ms;
+                let revoked = record.revoked && !entry.revoked.swap(true, Ordering::AcqRel);
+                seen || revoked
+            }
+        }
+    }
+
+    /// Every record and mark (the full state a joining peer pulls).
+    pub fn snapshot(&self) -> (Vec<SessionRecord>, Vec<Mark>) {
+        let mut records = Vec::new();
+        let mut marks = Vec::new();
+        for (i, shard) in self.shards.iter().enumerate() {
+            let shard = read(shard);
+            records.extend(shard.sessions.iter().map(|(id, entry)| entry.record(*id)));
+            if i == 0 {
+                for (tenant, tenant_marks) in &shard.marks {
+                    if tenant_marks.tenant_before > 0 {
+                        marks.push(Mark {
+                            tenant: Arc::clone(tenant),
+                            user: None,
+                            before_ms: tenant_marks.tenant_before,
+                        });
+                    }
+                    marks.extend(tenant_marks.users.iter().map(|(user, before)| Mark {
+                        tenant: Arc::clone(tenant),
+                        user: Some(Arc::clone(user)),
+                        before_ms: *before,
+                    }));
+                }
+            }
+        }
+        (records, marks)
+    }
+
+    /// The record of one session, if known.
+    pub fn record(&self, id: &SessionId) -> Option<SessionRecord> {
+        read(self.shard(id))
+            .sessions
+            .get(id)
+            .map(|entry| entry.record(*id))
+    }
+
+    /// Sessions (and tombstones) held.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| read(s).sessions.len()).sum()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reclaims entries that can never be valid again (past absolute or
+    /// idle expiry, tombstones past their lifetime), visiting at most
+    /// `budget` entries of one shard per call, so no call pauses the table
+    /// for long. Call it often (e.g. every 10 ms with a budget of 1,000).
+    /// Revoked sessions stay until they expire, so a late replica of them
+    /// meets the revocation. Returns how many were removed.
+    pub fn sweep(&self, now_ms: u64, budget: usize) -> usize {
+        let index =
+            (self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len() as u64) as usize;
+        let mut shard = write(&self.shards[index]);
+        let before = shard.sessions.len();
+        let mut seen = 0;
+        shard.sessions.retain(|_, entry| {
+            seen += 1;
+            if seen > budget {
+                return true;
+            }
+            let idle_end = entry
+                .last_seen_ms
+                .load(Ordering::Relaxed)
+                .saturating_add(entry.idle_ms);
+            now_ms < entry.expires_ms
+                && (entry.revoked.load(Ordering::Relaxed) || now_ms < idle_end)
+        });
+        let removed = before - shard.sessions.len();
+        self.stats
+            .reclaimed
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        removed
+    }
+
+    /// The bytes one session costs in the table beyond its payload (user,
+    /// tenant string shared, amr and client strings): the entry, its key,
+    /// and the hash map's per-slot overhead at its load factor.
+    pub fn overhead_per_session() -> usize {
+        // hashbrown: one control byte per slot, slots at most 7/8 full.
+        let slot = std::mem::size_of::<SessionId>() + std::mem::size_of::<Entry>();
+        (slot + 1) * 8 / 7
+    }
+}

@@ -10,4 +10,13 @@
 //! snapshots swapped without locks.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
 pub mod http;
+pub mod metrics;
+pub mod pki;
+pub mod protocol;
+pub mod quic;

@@ -1,13 +1,586 @@
-//! `sigil`: the appliance binary.
-//!
-//! This crate will own the thread-per-core front door: the QUIC API for SSO
-//! front ends (`sigil/1`), the HTTP endpoints for SPs and operators (JWKS,
-//! discovery, SAML metadata, metrics, health), admission control,
-//! configuration, and the `serve`, `demo`, `client`, `admin`, `keys`,
-//! `directory` and `audit` commands. It is not built yet; see issues 7 and 8.
+//! `sigil`: the appliance binary. Argument parsing only; the work is in
+//! `frontdoor::cli`.
 #![forbid(unsafe_code)]
+// A command-line tool: its output is stdout.
+#![allow(clippy::print_stdout)]
 
-fn main() -> std::process::ExitCode {
-    eprintln!("sigil: the front door is not built yet (issues 7 and 8)");
-    std::process::ExitCode::from(2)
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use frontdoor::cli::client::{run, Step, Target};
+use frontdoor::config::Config;
+use frontdoor::protocol::Operation;
+
+#[derive(Parser)]
+#[command(
+    name = "sigil",
+    version,
+    about = "Sigil: the signing and token appliance"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node. With no configuration: the embedded default under ./var.
+    Serve {
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// The appliance on the embedded defaults with a short Monday-morning load from sigil-perf.
+    Demo {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// Length of the load.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Steady rate (requests/s).
+        #[arg(long, default_value_t = 1500.0)]
+        base: f64,
+        /// Peak rate (5-10x the base on a real Monday).
+        #[arg(long, default_value_t = 7500.0)]
+        peak: f64,
+        /// Nodes in the loopback cluster.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
+    /// Operator commands: callers of the QUIC API.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Rotate or revoke a tenant's keys (through the node, as its admin caller).
+    Keys {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// The directory.
+    Directory {
+        #[command(flatten)]
+        node: NodeArgs,
+        #[command(subcommand)]
+        command: DirectoryCommand,
+    },
+    /// Call the appliance's QUIC API (sigil/1) and print the answers as JSON.
+    Client {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        call: ClientCall,
+    },
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// A TOML configuration file (docs/config.md); none: the embedded default.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// State directory (master key, CA, private Postgres, audit journal).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// QUIC listen address.
+    #[arg(long, global = true)]
+    quic_listen: Option<std::net::SocketAddr>,
+    /// HTTP listen address.
+    #[arg(long, global = true)]
+    http_listen: Option<std::net::SocketAddr>,
+    /// This node's name.
+    #[arg(long, global = true)]
+    node: Option<String>,
+    /// Serve the HTTP endpoints over TLS (the node's certificate from the deployment CA).
+    #[arg(long, global = true)]
+    https: bool,
+    /// Peers for session replication: name=host:port of their cluster listeners, comma-separated.
+    #[arg(long, global = true, value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Where this node listens for its peers.
+    #[arg(long, global = true)]
+    cluster_listen: Option<std::net::SocketAddr>,
+}
+
+impl NodeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(quic) = self.quic_listen {
+            config.listen.quic = quic;
+        }
+        if let Some(http) = self.http_listen {
+            config.listen.http = http;
+        }
+        if let Some(node) = &self.node {
+            config.node = node.clone();
+        }
+        if self.https {
+            config.listen.https = true;
+        }
+        if !self.peers.is_empty() {
+            config.cluster.peers = self.peers.clone();
+        }
+        if let Some(listen) = self.cluster_listen {
+            config.cluster.listen = listen;
+        }
+        config.check()?;
+        Ok(config)
+    }
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Front ends (callers of the QUIC API).
+    Frontend {
+        #[command(subcommand)]
+        command: FrontendCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum FrontendCommand {
+    /// Mint a client certificate from the deployment CA and register it.
+    Add {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The caller's name.
+        #[arg(long)]
+        name: String,
+        /// Tenants it may act for, comma-separated (`*`: all).
+        #[arg(long, value_delimiter = ',', required = true)]
+        tenants: Vec<String>,
+        /// May rotate and revoke keys.
+        #[arg(long)]
+        admin: bool,
+        /// Where to write cert.pem, key.pem and ca.pem.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Start a rotation now (new keys published at once, signing after pre-publication).
+    Rotate {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Only this algorithm.
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// Emergency: revoke a key now (it leaves JWKS at once; a replacement signs).
+    Revoke {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The key id.
+        #[arg(long)]
+        kid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a tenant's hash chains in Postgres; names the first broken link.
+    Verify {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DirectoryCommand {
+    /// Load synthetic tenants (Zipf-like sizes) and users with COPY.
+    Seed {
+        /// Tenants.
+        #[arg(long, default_value_t = 19_000)]
+        tenants: u64,
+        /// Users in total.
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
+    },
+}
+
+#[derive(Args)]
+struct TargetArgs {
+    /// The appliance's QUIC address; default: the embedded default's (from DATA_DIR/endpoints.json).
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// Caller credentials as written by `sigil admin frontend add --out DIR`; default: DATA_DIR/credentials/frontend.
+    #[arg(long, global = true, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// The embedded default's state directory.
+    #[arg(long, global = true, default_value = "./var")]
+    data_dir: PathBuf,
+    /// The name to verify in the appliance's certificate; default: the target's host.
+    #[arg(long, global = true)]
+    server_name: Option<String>,
+    /// Connect without a client certificate.
+    #[arg(long, global = true)]
+    anonymous: bool,
+}
+
+#[derive(Subcommand)]
+enum ClientCall {
+    /// Is the node up and ready?
+    Health,
+    /// An OIDC ID token (creates a session first unless --session is given).
+    IdToken {
+        #[command(flatten)]
+        who: Who,
+        /// The OIDC app, e.g. app-es256.
+        #[arg(long)]
+        app: String,
+        /// OIDC nonce.
+        #[arg(long)]
+        nonce: Option<String>,
+    },
+    /// An OAuth access token (creates a session first unless --session is given).
+    AccessToken {
+        #[command(flatten)]
+        who: Who,
+        /// The OIDC app, e.g. app-eddsa.
+        #[arg(long)]
+        app: String,
+        /// Scopes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scope: Vec<String>,
+    },
+    /// A signed SAML Response (creates a session first unless --session is given).
+    Saml {
+        #[command(flatten)]
+        who: Who,
+        /// The SAML SP, e.g. sp-rs256.
+        #[arg(long)]
+        sp: String,
+        /// The AuthnRequest ID answered.
+        #[arg(long)]
+        in_response_to: Option<String>,
+    },
+    /// Sessions: create, validate, touch, revoke.
+    Session {
+        #[command(subcommand)]
+        call: SessionCall,
+    },
+    /// Revoke every session of a user, on every node.
+    RevokeUser {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// User login.
+        #[arg(long)]
+        user: String,
+    },
+    /// Deactivate a user: no token or assertion for them once this returns.
+    Deactivate {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// User login.
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Args)]
+struct Who {
+    /// Tenant slug, e.g. acme.
+    #[arg(long)]
+    tenant: String,
+    /// User login, e.g. alice.
+    #[arg(long)]
+    user: String,
+    /// An existing session; default: create one (amr pwd) first.
+    #[arg(long)]
+    session: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum SessionCall {
+    /// A new session for a user.
+    Create {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// User login.
+        #[arg(long)]
+        user: String,
+        /// Authentication methods, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "pwd")]
+        amr: Vec<String>,
+    },
+    /// Is a session valid?
+    Validate {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Session id.
+        #[arg(long)]
+        session: String,
+    },
+    /// Record activity on a session.
+    Touch {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Session id.
+        #[arg(long)]
+        session: String,
+    },
+    /// Revoke a session on every node.
+    Revoke {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// Session id.
+        #[arg(long)]
+        session: String,
+    },
+}
+
+/// A session-needing call: the given session, or a new one first.
+fn with_session(
+    who: Who,
+    make: impl FnOnce(String, String, String) -> Operation + Send + 'static,
+) -> Vec<Step> {
+    let Who {
+        tenant,
+        user,
+        session,
+    } = who;
+    match session {
+        Some(session) => vec![Step::Ready(make(tenant, user, session))],
+        None => vec![
+            Step::Ready(Operation::SessionCreate {
+                tenant: tenant.clone(),
+                user: user.clone(),
+                amr: vec!["pwd".into()],
+                client: Some("sigil client".into()),
+            }),
+            Step::WithSession(Box::new(move |session| make(tenant, user, session))),
+        ],
+    }
+}
+
+fn client_steps(call: ClientCall) -> Vec<Step> {
+    match call {
+        ClientCall::Health => vec![Step::Ready(Operation::Health)],
+        ClientCall::IdToken { who, app, nonce } => {
+            with_session(who, move |tenant, user, session| Operation::IdToken {
+                tenant,
+                user,
+                app,
+                session,
+                nonce,
+            })
+        }
+        ClientCall::AccessToken { who, app, scope } => {
+            with_session(who, move |tenant, user, session| Operation::AccessToken {
+                tenant,
+                user,
+                app,
+                session,
+                scope,
+            })
+        }
+        ClientCall::Saml {
+            who,
+            sp,
+            in_response_to,
+        } => with_session(who, move |tenant, user, session| Operation::Saml {
+            tenant,
+            user,
+            sp,
+            session,
+            in_response_to,
+        }),
+        ClientCall::Session { call } => vec![Step::Ready(match call {
+            SessionCall::Create { tenant, user, amr } => Operation::SessionCreate {
+                tenant,
+                user,
+                amr,
+                client: Some("sigil client".into()),
+            },
+            SessionCall::Validate { tenant, session } => {
+                Operation::SessionValidate { tenant, session }
+            }
+            SessionCall::Touch { tenant, session } => Operation::SessionTouch { tenant, session },
+            SessionCall::Revoke { tenant, session } => Operation::SessionRevoke { tenant, session },
+        })],
+        ClientCall::RevokeUser { tenant, user } => {
+            vec![Step::Ready(Operation::UserRevokeSessions { tenant, user })]
+        }
+        ClientCall::Deactivate { tenant, user } => {
+            vec![Step::Ready(Operation::UserDeactivate { tenant, user })]
+        }
+    }
+}
+
+/// Parses `30s`, `500ms`, `2m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
+    let duration = match unit {
+        "ms" => std::time::Duration::from_millis(value),
+        "s" => std::time::Duration::from_secs(value),
+        "m" => std::time::Duration::from_secs(value * 60),
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be positive".into());
+    }
+    Ok(duration)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sigil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print(value: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn target_of(target: TargetArgs) -> Target {
+    Target {
+        target: target.target,
+        cert_dir: target.cert_dir,
+        data_dir: target.data_dir,
+        server_name: target.server_name,
+        anonymous: target.anonymous,
+    }
+}
+
+fn real_main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().command {
+        Command::Demo {
+            node,
+            duration,
+            base,
+            peak,
+            nodes,
+        } => {
+            let ok = frontdoor::cli::demo::run(
+                &node.config()?,
+                frontdoor::cli::demo::DemoLoad {
+                    duration,
+                    base,
+                    peak,
+                    nodes,
+                },
+            )?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Serve { node } => {
+            frontdoor::cli::serve::run(&node.config()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Admin {
+            command:
+                AdminCommand::Frontend {
+                    command:
+                        FrontendCommand::Add {
+                            node,
+                            name,
+                            tenants,
+                            admin,
+                            out,
+                        },
+                },
+        } => {
+            print(&frontdoor::cli::admin::frontend_add(
+                &node.config()?,
+                &name,
+                &tenants,
+                admin,
+                &out,
+            )?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { target, command } => {
+            let mut target = target_of(target);
+            if target.cert_dir.is_none() {
+                target.cert_dir = Some(frontdoor::cli::credentials_dir(&target.data_dir, "admin"));
+            }
+            let operation = match command {
+                KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },
+                KeysCommand::Revoke { tenant, kid } => Operation::KeysRevoke { tenant, kid },
+            };
+            let (printed, ok) = runtime()?.block_on(run(&target, vec![Step::Ready(operation)]))?;
+            print(&printed)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+        Command::Audit {
+            node,
+            command: AuditCommand::Verify { tenant },
+        } => {
+            let (report, whole) = frontdoor::cli::admin::audit_verify(&node.config()?, &tenant)?;
+            print(&report)?;
+            Ok(if whole {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(4)
+            })
+        }
+        Command::Directory {
+            node,
+            command: DirectoryCommand::Seed { tenants, users },
+        } => {
+            print(&frontdoor::cli::admin::directory_seed(
+                &node.config()?,
+                tenants,
+                users,
+            )?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Client { target, call } => {
+            let (printed, ok) = runtime()?.block_on(run(&target_of(target), client_steps(call)))?;
+            print(&printed)?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
+    }
 }

@@ -7,8 +7,6 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -18,6 +16,7 @@ use frontdoor::http::{
     TenantDocuments,
 };
 use serde_json::{json, Value};
+use signer::conformance::external::run_script;
 use signer::jwt::{new_jti, TokenClaims, TokenLifetime, TokenType, UnsignedJwt};
 use signer::{Algorithm, KeyPolicy, KeyRing, KeySpec, SoftwareKey, Timestamp};
 
@@ -268,18 +267,6 @@ fn misbehaving_clients_are_refused_and_workers_survive() {
     }
 }
 
-fn python() -> PathBuf {
-    if let Some(path) = std::env::var_os("SIGIL_PYTHON") {
-        return PathBuf::from(path);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "the external verifiers are not installed: run `bash scripts/setup.sh`"
-    );
-    venv
-}
-
 #[test]
 fn pyjwt_and_jwcrypto_verify_tokens_against_the_jwks_served_over_http() {
     let f = start(Limits::default());
@@ -314,22 +301,9 @@ fn pyjwt_and_jwcrypto_verify_tokens_against_the_jwks_served_over_http() {
         }));
     }
     assert_eq!(cases.len(), 5, "one active key per algorithm");
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("cases.json");
     let spec =
         json!({"jwks_url": format!("http://{addr}/t/acme/.well-known/jwks.json"), "cases": cases});
-    std::fs::write(&input, serde_json::to_vec(&spec).unwrap()).unwrap();
-    let output = Command::new(python())
-        .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/verify_jwt.py"))
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let results: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let results = run_script("verify_jwt.py", &spec);
     for case in spec["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
         assert_eq!(

@@ -30,6 +30,8 @@ pub struct HttpConfig {
     pub pin_to_cores: bool,
     /// Request limits and timeouts.
     pub limits: Limits,
+    /// Serve HTTPS with this configuration; `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HttpConfig {
@@ -40,8 +42,27 @@ impl HttpConfig {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_to_cores: true,
             limits: Limits::default(),
+            tls: None,
         }
     }
+}
+
+/// The rustls configuration for HTTPS: TLS 1.2 and 1.3 (SPs' HTTP clients
+/// vary), ALPN `http/1.1`, no client certificates.
+///
+/// # Errors
+/// When rustls refuses the certificate or key.
+pub fn tls_config(
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// Counters of the HTTP side, for `/metrics`.
@@ -81,6 +102,16 @@ impl HttpServer {
     /// When the address cannot be bound or a thread or runtime cannot start.
     pub fn start(config: HttpConfig, site: Arc<Site>) -> io::Result<HttpServer> {
         let workers = config.workers.max(1);
+        // As for QUIC: a plain bind first, so an old node still holding the
+        // port is an error rather than a silent sharer of its connections.
+        if config.listen.port() != 0 {
+            drop(std::net::TcpListener::bind(config.listen).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("{}: {e} (is another node running?)", config.listen),
+                )
+            })?);
+        }
         // The first bind settles the port (it may be 0); the others join it.
         let first = reuseport_listener(config.listen)?;
         let local_addr = first.local_addr()?;
@@ -97,6 +128,7 @@ impl HttpServer {
             let stop = Arc::clone(&stop);
             let stats = Arc::clone(&stats);
             let limits = config.limits;
+            let tls = config.tls.clone();
             let core = if config.pin_to_cores && !cores.is_empty() {
                 Some(cores[n % cores.len()])
             } else {
@@ -108,7 +140,7 @@ impl HttpServer {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    run_worker(listener, &site, &limits, &stop, &stats);
+                    run_worker(listener, &site, &limits, tls.as_ref(), &stop, &stats);
                 })?;
             handles.push(handle);
         }
@@ -156,6 +188,7 @@ fn run_worker(
     listener: std::net::TcpListener,
     site: &Arc<Site>,
     limits: &Limits,
+    tls: Option<&Arc<rustls::ServerConfig>>,
     stop: &Arc<AtomicBool>,
     stats: &Arc<HttpStats>,
 ) {
@@ -206,8 +239,19 @@ fn run_worker(
                     let stats = Arc::clone(stats);
                     let stop = Arc::clone(stop);
                     let limits = *limits;
+                    let tls = match tls
+                        .map(|config| rustls::ServerConnection::new(Arc::clone(config)))
+                        .transpose()
+                    {
+                        Ok(tls) => tls,
+                        Err(e) => {
+                            tracing::error!(error = %e, "tls session");
+                            continue;
+                        }
+                    };
                     monoio::spawn(async move {
-                        serve_connection(stream, &site, &limits, &stats, &stop).await;
+                        let channel = Channel { stream, tls };
+                        serve_connection(channel, &site, &limits, &stats, &stop).await;
                     });
                 }
             }
@@ -224,14 +268,14 @@ fn jitter(rng: &SystemRandom) -> f64 {
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: Channel,
     site: &Site,
     limits: &Limits,
     stats: &HttpStats,
     stop: &AtomicBool,
 ) {
     let rng = SystemRandom::new();
-    let _ = stream.set_nodelay(true);
+    let _ = stream.stream.set_nodelay(true);
     let mut pending: Vec<u8> = Vec::with_capacity(1024);
     let mut served = 0u32;
     loop {
@@ -248,17 +292,13 @@ async fn serve_connection(
             } else {
                 head_deadline.saturating_duration_since(std::time::Instant::now())
             };
-            // monoio reads into a Vec's spare capacity and sets its length.
-            let chunk = Vec::with_capacity(
-                limits
-                    .max_head_bytes
-                    .saturating_sub(pending.len())
-                    .clamp(1, 4096),
-            );
-            match read_within(&mut stream, chunk, wait).await {
-                Some((Ok(0), _)) => return,
-                Some((Ok(_), chunk)) => pending.extend_from_slice(&chunk),
-                Some((Err(_), _)) => return,
+            let room = limits
+                .max_head_bytes
+                .saturating_sub(pending.len())
+                .clamp(1, 4096);
+            match stream.read(&mut pending, room, wait).await {
+                Some(Ok(0)) | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
                 None => {
                     if !pending.is_empty() {
                         stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +366,7 @@ async fn read_within(
 }
 
 async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut Channel,
     response: &Response,
     send_body: bool,
     limits: &Limits,
@@ -335,13 +375,110 @@ async fn write_response(
     if send_body {
         wire.extend_from_slice(&response.body);
     }
+    stream.write_all(wire, limits.write_timeout).await
+}
+
+/// A connection's byte channel: plain TCP, or TLS with rustls driven
+/// sans-IO over the same cancelable reads and writes (so timeouts and
+/// io_uring cancellation behave the same with and without TLS).
+struct Channel {
+    stream: TcpStream,
+    tls: Option<rustls::ServerConnection>,
+}
+
+impl Channel {
+    /// Appends up to `max` bytes of plaintext to `into`. `Some(Ok(0))`: the
+    /// peer closed; `None`: nothing within `limit`.
+    async fn read(
+        &mut self,
+        into: &mut Vec<u8>,
+        max: usize,
+        limit: Duration,
+    ) -> Option<io::Result<usize>> {
+        let Channel { stream, tls } = self;
+        let Some(tls) = tls else {
+            // monoio reads into a Vec's spare capacity and sets its length.
+            return match read_within(stream, Vec::with_capacity(max), limit).await? {
+                (Ok(n), chunk) => {
+                    into.extend_from_slice(&chunk);
+                    Some(Ok(n))
+                }
+                (Err(e), _) => Some(Err(e)),
+            };
+        };
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let mut plain = vec![0u8; max];
+            match std::io::Read::read(&mut tls.reader(), &mut plain) {
+                Ok(n) => {
+                    into.extend_from_slice(&plain[..n]);
+                    return Some(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Some(Err(e)),
+            }
+            if tls.wants_write() {
+                if let Err(e) = flush_tls(stream, tls, limit).await {
+                    return Some(Err(e));
+                }
+            }
+            let wait = deadline.saturating_duration_since(std::time::Instant::now());
+            if wait.is_zero() {
+                return None;
+            }
+            match read_within(stream, Vec::with_capacity(16 * 1024), wait).await? {
+                (Ok(0), _) => return Some(Ok(0)),
+                (Ok(_), cipher) => {
+                    if let Err(e) = tls.read_tls(&mut cipher.as_slice()) {
+                        return Some(Err(e));
+                    }
+                    if let Err(e) = tls.process_new_packets() {
+                        // Tell the peer why (an alert), then give up.
+                        let _ = flush_tls(stream, tls, limit).await;
+                        return Some(Err(io::Error::new(io::ErrorKind::InvalidData, e)));
+                    }
+                }
+                (Err(e), _) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Writes all of `bytes` (encrypted when TLS), within `limit`.
+    async fn write_all(&mut self, bytes: Vec<u8>, limit: Duration) -> io::Result<()> {
+        let Channel { stream, tls } = self;
+        match tls {
+            None => write_within(stream, bytes, limit).await,
+            Some(tls) => {
+                std::io::Write::write_all(&mut tls.writer(), &bytes)?;
+                flush_tls(stream, tls, limit).await
+            }
+        }
+    }
+}
+
+async fn flush_tls(
+    stream: &mut TcpStream,
+    tls: &mut rustls::ServerConnection,
+    limit: Duration,
+) -> io::Result<()> {
+    let mut cipher = Vec::new();
+    while tls.wants_write() {
+        tls.write_tls(&mut cipher)?;
+    }
+    if cipher.is_empty() {
+        return Ok(());
+    }
+    write_within(stream, cipher, limit).await
+}
+
+async fn write_within(stream: &mut TcpStream, wire: Vec<u8>, limit: Duration) -> io::Result<()> {
     // As for reads: a slow reader's write is cancelled and awaited.
     let canceller = Canceller::new();
     let write = CancelableAsyncWriteRentExt::write_all(stream, wire, canceller.handle());
     let mut write = std::pin::pin!(write);
     monoio::select! {
         (result, _) = &mut write => result.map(|_| ()),
-        _ = monoio::time::sleep(limits.write_timeout) => {
+        _ = monoio::time::sleep(limit) => {
             canceller.cancel();
             let _ = (&mut write).await;
             Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))

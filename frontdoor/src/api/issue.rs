@@ -1,0 +1,275 @@
+//! Building what the issuing operations return, as plain functions: the
+//! inputs are the tenant's key-ring view and what the directory says about
+//! the user and the app; no I/O, time and randomness passed in.
+
+use std::collections::BTreeMap;
+
+use aws_lc_rs::rand::SecureRandom;
+use signer::jwt::{new_jti, TokenClaims, TokenLifetime, TokenType, UnsignedJwt};
+use signer::saml::{build_signed_response, Attribute, NameId, NameIdFormat, ResponseSpec};
+use signer::{Algorithm, KeyRingView, Timestamp};
+
+/// An OIDC app as the hot path needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OidcApp {
+    /// Its name (`client_id`), the token audience.
+    pub name: String,
+    /// The algorithm its tokens are signed with.
+    pub algorithm: Algorithm,
+    /// ID token lifetime.
+    pub id_token_lifetime: TokenLifetime,
+    /// Access token lifetime.
+    pub access_token_lifetime: TokenLifetime,
+    /// Which user attributes become which claims: claim name → attribute
+    /// (`email`, `name`, `login`, `groups`, or a profile key).
+    pub claims: BTreeMap<String, String>,
+}
+
+/// A SAML SP as the hot path needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamlSp {
+    /// Its name in Sigil (e.g. `sp-rs256`).
+    pub name: String,
+    /// Its entity ID, the assertion's audience.
+    pub entity_id: String,
+    /// Where the browser posts the Response.
+    pub acs_url: String,
+    /// The NameID format it wants.
+    pub name_id_format: NameIdFormat,
+    /// The algorithm that signs for it.
+    pub algorithm: Algorithm,
+    /// Attribute name → user attribute.
+    pub attributes: BTreeMap<String, String>,
+    /// Sign the Assertion.
+    pub sign_assertion: bool,
+    /// Sign the Response.
+    pub sign_response: bool,
+}
+
+/// A user as the hot path needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// Stable id (the `sub`).
+    pub id: String,
+    /// Login name.
+    pub login: String,
+    /// Email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Whether the user may get tokens.
+    pub active: bool,
+    /// Group names.
+    pub groups: Vec<String>,
+    /// Further profile attributes.
+    pub profile: serde_json::Map<String, serde_json::Value>,
+}
+
+impl UserRecord {
+    /// The value of a user attribute for a claim or SAML attribute.
+    pub fn attribute(&self, name: &str) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        match name {
+            "id" => Some(Value::from(self.id.clone())),
+            "login" => Some(Value::from(self.login.clone())),
+            "email" => Some(Value::from(self.email.clone())),
+            "name" => Some(Value::from(self.name.clone())),
+            "groups" => Some(Value::from(self.groups.clone())),
+            other => self.profile.get(other).cloned(),
+        }
+    }
+}
+
+/// The session facts a token repeats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFacts {
+    /// The session id.
+    pub id: String,
+    /// When the user authenticated.
+    pub auth_time: Timestamp,
+    /// How.
+    pub amr: Vec<String>,
+}
+
+/// What an issuing operation returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Issued {
+    /// The compact JWS, or the base64 SAMLResponse.
+    pub token: String,
+    /// The key that signed.
+    pub kid: String,
+    /// Its algorithm.
+    pub algorithm: Algorithm,
+    /// `exp` (or the assertion's NotOnOrAfter).
+    pub expires_at: Timestamp,
+    /// Token id (`jti`) or Response ID, for the audit record.
+    pub id: String,
+    /// Where to post a SAML Response.
+    pub acs: Option<String>,
+}
+
+/// Why issuing failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IssueError {
+    /// The tenant has no active key for the algorithm.
+    #[error("no active {0} key")]
+    NoActiveKey(Algorithm),
+    /// Building or signing failed.
+    #[error(transparent)]
+    Signer(#[from] signer::Error),
+}
+
+fn claims_for(app: &OidcApp, user: &UserRecord) -> serde_json::Map<String, serde_json::Value> {
+    app.claims
+        .iter()
+        .filter_map(|(claim, attribute)| {
+            user.attribute(attribute)
+                .map(|value| (claim.clone(), value))
+        })
+        .collect()
+}
+
+/// An ID token (or access token when `scope` is `Some`) for `user` and
+/// `app`, signed inline with the tenant's active key for the app's
+/// algorithm.
+///
+/// # Errors
+/// [`IssueError::NoActiveKey`], or the signer's error.
+#[allow(clippy::too_many_arguments)]
+pub fn jwt(
+    view: &KeyRingView,
+    issuer: &str,
+    app: &OidcApp,
+    user: &UserRecord,
+    session: &SessionFacts,
+    nonce: Option<&str>,
+    scope: Option<&[String]>,
+    now: Timestamp,
+    rng: &dyn SecureRandom,
+) -> Result<Issued, IssueError> {
+    let active = view
+        .active(app.algorithm)
+        .map_err(|_| IssueError::NoActiveKey(app.algorithm))?;
+    let (token_type, lifetime) = match scope {
+        None => (TokenType::IdToken, app.id_token_lifetime),
+        Some(_) => (TokenType::AccessToken, app.access_token_lifetime),
+    };
+    let claims = TokenClaims {
+        issuer: issuer.to_owned(),
+        subject: user.id.clone(),
+        audience: vec![app.name.clone()],
+        auth_time: Some(session.auth_time),
+        nonce: nonce.map(str::to_owned),
+        amr: session.amr.clone(),
+        session_id: scope.is_none().then(|| session.id.clone()),
+        authorized_party: None,
+        scope: scope.map(|s| s.join(" ")),
+        client_id: scope.map(|_| app.name.clone()),
+        custom: claims_for(app, user),
+    };
+    let jti = new_jti(rng)?;
+    let unsigned = UnsignedJwt::build(active.header(token_type), &claims, now, lifetime, &jti)?;
+    let expires_at = unsigned.expires_at();
+    let token = unsigned.sign_inline(active.key().as_ref())?;
+    Ok(Issued {
+        token,
+        kid: active.key().kid().as_str().to_owned(),
+        algorithm: app.algorithm,
+        expires_at,
+        id: jti,
+        acs: None,
+    })
+}
+
+/// A signed SAML Response for `user` at `sp`. `certificate` is the
+/// certificate of the tenant's active key for the SP's algorithm (the one
+/// in the tenant's metadata); `name_id_key` derives persistent NameIDs.
+///
+/// # Errors
+/// [`IssueError::NoActiveKey`], or the signer's error.
+#[allow(clippy::too_many_arguments)]
+pub fn saml(
+    view: &KeyRingView,
+    certificate: &dyn Fn(&str) -> Option<Vec<u8>>,
+    issuer: &str,
+    sp: &SamlSp,
+    user: &UserRecord,
+    session: &SessionFacts,
+    in_response_to: Option<&str>,
+    name_id_key: &aws_lc_rs::hmac::Key,
+    now: Timestamp,
+    rng: &dyn SecureRandom,
+) -> Result<Issued, IssueError> {
+    let active = view
+        .active(sp.algorithm)
+        .map_err(|_| IssueError::NoActiveKey(sp.algorithm))?;
+    let kid = active.key().kid().as_str().to_owned();
+    let certificate = certificate(&kid).ok_or(IssueError::NoActiveKey(sp.algorithm))?;
+    let name_id = NameId {
+        format: sp.name_id_format,
+        value: match sp.name_id_format {
+            NameIdFormat::EmailAddress => user.email.clone(),
+            NameIdFormat::Persistent => {
+                signer::saml::persistent_name_id(name_id_key, &user.id, &sp.entity_id)
+            }
+            NameIdFormat::Unspecified => user.login.clone(),
+        },
+    };
+    let attributes: Vec<Attribute> = sp
+        .attributes
+        .iter()
+        .filter_map(|(name, source)| {
+            let values = match user.attribute(source)? {
+                serde_json::Value::Array(items) => items.iter().map(json_text).collect(),
+                other => vec![json_text(&other)],
+            };
+            Some(Attribute {
+                name: name.clone(),
+                values,
+            })
+        })
+        .collect();
+    // The session index must not reveal the session id (a bearer secret).
+    let session_index = signer::b64::encode(
+        &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, session.id.as_bytes()).as_ref()
+            [..16],
+    );
+    let response = build_signed_response(
+        &ResponseSpec {
+            issuer,
+            destination: &sp.acs_url,
+            audience: &sp.entity_id,
+            in_response_to,
+            name_id: &name_id,
+            session_index: &session_index,
+            authn_instant: session.auth_time,
+            authn_context_class:
+                "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport",
+            attributes: &attributes,
+            validity_secs: 300,
+            sign_assertion: sp.sign_assertion,
+            sign_response: sp.sign_response,
+        },
+        active.key().as_ref(),
+        &certificate,
+        now,
+        rng,
+    )?;
+    use base64::Engine;
+    Ok(Issued {
+        token: base64::engine::general_purpose::STANDARD.encode(response.xml.as_bytes()),
+        kid,
+        algorithm: sp.algorithm,
+        expires_at: response.not_on_or_after,
+        id: response.response_id,
+        acs: Some(sp.acs_url.clone()),
+    })
+}
+
+fn json_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,1220 @@
+//! The appliance: what each `sigil/1` operation does, and the caches the
+//! hot path reads (tenants, users, apps, keys, callers), filled from the
+//! directory on first use and dropped when it says something changed.
+//!
+//! Threads: [`Appliance`] is shared by every worker. Its read path is a
+//! lock-free snapshot of the tenant map, then per-tenant maps behind their
+//! own read-mostly locks; nothing is shared across tenants but the map.
+
+pub mod issue;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use aws_lc_rs::rand::SystemRandom;
+use ciborium::Value;
+use directory::audit::AuditJournal;
+use directory::{Directory, Frontend, Tenant, UserStatus};
+use rustls_pki_types::CertificateDer;
+use sessions::net::{Replica, ReplicaError};
+use sessions::{Mark, Revoked, SessionId, SessionPolicy, SessionRecord, SessionTable, Validation};
+use signer::jwt::TokenLifetime;
+use signer::saml::NameIdFormat;
+use signer::{Algorithm, Timestamp};
+
+use self::issue::{Issued, OidcApp, SamlSp, SessionFacts, UserRecord};
+use self::keys::{KeyManager, TenantKeys};
+use crate::admission::RateBudget;
+use crate::http::documents::DocumentStore;
+use crate::metrics::TenantMetrics;
+use crate::protocol::{ErrorCode, Operation, WireError};
+use crate::quic::Handler;
+
+/// A refusal with its code.
+fn refuse(code: ErrorCode, message: impl Into<String>) -> WireError {
+    WireError {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The directory failed: the node cannot answer safely.
+fn unavailable(error: directory::Error) -> WireError {
+    refuse(ErrorCode::Unavailable, format!("directory: {error}"))
+}
+
+/// The named thing does not exist in the tenant.
+fn not_found(what: &str, name: &str, live: &TenantLive) -> WireError {
+    refuse(
+        ErrorCode::NotFound,
+        format!("no {what} {name} in {}", live.slug),
+    )
+}
+
+/// A cache hit, if any (a poisoned lock counts as a miss).
+fn cached<T>(map: &RwLock<HashMap<String, Arc<T>>>, key: &str) -> Option<Arc<T>> {
+    map.read()
+        .ok()
+        .and_then(|entries| entries.get(key).cloned())
+}
+
+/// Keeps `value` under `key` and returns it shared.
+fn remember<T>(map: &RwLock<HashMap<String, Arc<T>>>, key: &str, value: T) -> Arc<T> {
+    let value = Arc::new(value);
+    if let Ok(mut entries) = map.write() {
+        entries.insert(key.to_owned(), Arc::clone(&value));
+    }
+    value
+}
+
+fn internal(what: &str, error: &dyn std::fmt::Display) -> WireError {
+    tracing::error!(%error, "{what}");
+    refuse(ErrorCode::Internal, what)
+}
+
+/// A tenant as the hot path holds it.
+pub struct TenantLive {
+    /// The directory's row.
+    pub tenant: Tenant,
+    /// Issuer URL.
+    pub issuer: String,
+    /// Rate budget.
+    pub budget: RateBudget,
+    /// Keys and documents (swapped on change).
+    pub keys: ArcSwap<TenantKeys>,
+    users: RwLock<HashMap<String, Arc<UserRecord>>>,
+    apps: RwLock<HashMap<String, Arc<OidcApp>>>,
+    sps: RwLock<HashMap<String, Arc<SamlSp>>>,
+    /// Counters.
+    pub metrics: TenantMetrics,
+    name_id_key: aws_lc_rs::hmac::Key,
+    slug: Arc<str>,
+}
+
+/// Who is calling, resolved once per connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The registered front end, if the certificate is known.
+    pub frontend: Option<Frontend>,
+    /// The certificate's fingerprint, if one was presented.
+    pub fingerprint: Option<String>,
+}
+
+/// Node-wide settings of the appliance.
+#[derive(Debug, Clone)]
+pub struct ApplianceConfig {
+    /// This node's name.
+    pub node: String,
+    /// Issuer prefix.
+    pub public_url: String,
+    /// Requests/s for tenants without a budget.
+    pub default_tenant_rate: u32,
+}
+
+/// The appliance.
+pub struct Appliance {
+    config: ApplianceConfig,
+    directory: Arc<Directory>,
+    keys: KeyManager,
+    sessions: Arc<SessionTable>,
+    cluster: Option<Arc<Replica>>,
+    journal: Arc<AuditJournal>,
+    documents: Arc<DocumentStore>,
+    tenants: ArcSwap<HashMap<String, Arc<TenantLive>>>,
+    tenant_ids: ArcSwap<HashMap<i64, String>>,
+    frontends: RwLock<HashMap<String, Option<Frontend>>>,
+    loading: tokio::sync::Mutex<()>,
+    /// Building and signing, by backend: [software, hsm].
+    signing_latency: [crate::metrics::LatencyHistogram; 2],
+    rng: SystemRandom,
+    ready: Arc<AtomicBool>,
+    name_id_secret: [u8; 32],
+}
+
+impl std::fmt::Debug for Appliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appliance")
+            .field("node", &self.config.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    Value::Map(
+        entries
+            .into_iter()
+            .map(|(k, v)| (Value::Text(k.to_owned()), v))
+            .collect(),
+    )
+}
+
+fn text(s: impl Into<String>) -> Value {
+    Value::Text(s.into())
+}
+
+fn int(n: u64) -> Value {
+    Value::Integer(n.into())
+}
+
+impl Appliance {
+    /// An appliance over a connected directory, session table, journal and
+    /// key manager. `name_id_secret` derives persistent SAML NameIDs.
+    pub fn new(
+        config: ApplianceConfig,
+        directory: Arc<Directory>,
+        keys: KeyManager,
+        sessions: Arc<SessionTable>,
+        journal: Arc<AuditJournal>,
+        documents: Arc<DocumentStore>,
+        name_id_secret: [u8; 32],
+    ) -> Appliance {
+        Appliance {
+            config,
+            directory,
+            keys,
+            sessions,
+            cluster: None,
+            journal,
+            documents,
+            tenants: ArcSwap::default(),
+            tenant_ids: ArcSwap::default(),
+            frontends: RwLock::default(),
+            loading: tokio::sync::Mutex::new(()),
+            signing_latency: Default::default(),
+            rng: SystemRandom::new(),
+            ready: Arc::new(AtomicBool::new(true)),
+            name_id_secret,
+        }
+    }
+
+    /// Replicates sessions through `replica` (whose table must be this
+    /// appliance's): validations fail closed without fresh leases, revokes
+    /// wait for every peer.
+    pub fn with_cluster(mut self, replica: Arc<Replica>) -> Appliance {
+        self.cluster = Some(replica);
+        self
+    }
+
+    /// The replica, when clustered.
+    pub fn cluster(&self) -> Option<&Arc<Replica>> {
+        self.cluster.as_ref()
+    }
+
+    fn validate_session(
+        &self,
+        tenant: &str,
+        id: &SessionId,
+        now: u64,
+        touch: bool,
+    ) -> Result<Validation, WireError> {
+        if let Some(replica) = &self.cluster {
+            if !replica.can_serve() {
+                return Err(refuse(ErrorCode::Unavailable, "no fresh lease from every peer: this node cannot be sure it saw every revocation"));
+            }
+        }
+        Ok(if touch {
+            let validation = self.sessions.touch(tenant, id, now);
+            if let (Some(replica), Validation::Valid(_)) = (&self.cluster, &validation) {
+                if let Some(record) = self.sessions.record(id) {
+                    replica.replicate(record);
+                }
+            }
+            validation
+        } else {
+            self.sessions.validate(tenant, id, now)
+        })
+    }
+
+    /// Records how long building and signing took, per key backend.
+    fn signed(&self, view: &signer::KeyRingView, algorithm: Algorithm, started: Instant) {
+        let backend = view
+            .active(algorithm)
+            .map_or("unknown", |k| k.key().backend());
+        let index = usize::from(backend != signer::SOFTWARE_BACKEND);
+        self.signing_latency[index].record(started.elapsed());
+    }
+
+    fn created(&self, record: &SessionRecord) {
+        if let Some(replica) = &self.cluster {
+            replica.replicate(record.clone());
+        }
+    }
+
+    /// Revokes and returns once no node accepts what was revoked.
+    async fn revoke_strongly(&self, what: Revoked) -> Result<(), WireError> {
+        match &self.cluster {
+            Some(replica) => replica.revoke(what).await.map(drop).map_err(|e| match e {
+                ReplicaError::Durable(_) => internal("durable revocation log", &e),
+                other => refuse(ErrorCode::Unavailable, other.to_string()),
+            }),
+            None => {
+                match what {
+                    Revoked::Session {
+                        tenant,
+                        id,
+                        keep_until_ms,
+                    } => {
+                        self.sessions.revoke(&tenant, &id, keep_until_ms);
+                    }
+                    Revoked::Mark(mark) => {
+                        self.sessions.apply_mark(&mark);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the node serves session checks (false while it catches up).
+    pub fn ready(&self) -> &Arc<AtomicBool> {
+        &self.ready
+    }
+
+    /// The session table.
+    pub fn sessions(&self) -> &Arc<SessionTable> {
+        &self.sessions
+    }
+
+    /// The audit journal.
+    pub fn journal(&self) -> &Arc<AuditJournal> {
+        &self.journal
+    }
+
+    /// Starts the rotations that are due for `tenant` (scheduled rotation).
+    ///
+    /// # Errors
+    /// When the directory or backend fails, or another node is rotating.
+    pub async fn rotate_due(
+        &self,
+        directory: &Directory,
+        tenant: &Tenant,
+        now: Timestamp,
+    ) -> Result<usize, keys::KeyError> {
+        self.keys.rotate_due(directory, tenant, now).await
+    }
+
+    /// Loaded tenants (for metrics).
+    pub fn loaded_tenants(&self) -> Vec<Arc<TenantLive>> {
+        self.tenants.load().values().cloned().collect()
+    }
+
+    /// The tenant `slug`, loaded on first use (keys generated if missing).
+    ///
+    /// # Errors
+    /// `not_found` for an unknown tenant; `unavailable` if the directory is
+    /// unreachable.
+    pub async fn tenant(&self, slug: &str) -> Result<Arc<TenantLive>, WireError> {
+        if let Some(live) = self.tenants.load().get(slug) {
+            return Ok(Arc::clone(live));
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(live) = self.tenants.load().get(slug) {
+            return Ok(Arc::clone(live));
+        }
+        let live = self.load_tenant(slug).await?;
+        Ok(live)
+    }
+
+    async fn load_tenant(&self, slug: &str) -> Result<Arc<TenantLive>, WireError> {
+        let tenant = self
+            .directory
+            .tenant_by_slug(slug)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no tenant {slug}")))?;
+        let required = self.required_algorithms(&tenant).await?;
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let keys = self
+            .keys
+            .load(&self.directory, &tenant, &required, now)
+            .await
+            .map_err(|e| internal("loading keys", &e))?;
+        self.documents.publish(slug, keys.documents.clone());
+        let rate = if tenant.rate_per_second == 0 {
+            self.config.default_tenant_rate
+        } else {
+            tenant.rate_per_second
+        };
+        let burst = if tenant.rate_burst == 0 {
+            rate
+        } else {
+            tenant.rate_burst
+        };
+        let mut secret = self.name_id_secret.to_vec();
+        secret.extend_from_slice(slug.as_bytes());
+        let live = Arc::new(TenantLive {
+            issuer: keys::issuer(&self.config.public_url, &tenant),
+            budget: RateBudget::new(rate, burst),
+            keys: ArcSwap::from_pointee(keys),
+            users: RwLock::default(),
+            apps: RwLock::default(),
+            sps: RwLock::default(),
+            metrics: TenantMetrics::default(),
+            name_id_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
+            slug: Arc::from(slug),
+            tenant,
+        });
+        self.tenants.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(slug.to_owned(), Arc::clone(&live));
+            next
+        });
+        self.tenant_ids.rcu(|current| {
+            let mut next = HashMap::clone(current);
+            next.insert(live.tenant.id, slug.to_owned());
+            next
+        });
+        Ok(live)
+    }
+
+    async fn required_algorithms(&self, tenant: &Tenant) -> Result<Vec<Algorithm>, WireError> {
+        let mut algorithms: Vec<Algorithm> = tenant
+            .key_algorithms
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        let scope = self
+            .directory
+            .tenant(tenant.id)
+            .await
+            .map_err(unavailable)?;
+        let rows = scope.app_algorithms().await.map_err(unavailable)?;
+        algorithms.extend(rows.iter().filter_map(|a| a.parse::<Algorithm>().ok()));
+        algorithms.sort_by_key(|a| a.name());
+        algorithms.dedup();
+        Ok(algorithms)
+    }
+
+    /// Reloads a tenant's keys (after a rotation anywhere in the cluster).
+    ///
+    /// # Errors
+    /// When the directory or backend fails.
+    pub async fn reload_keys(&self, slug: &str) -> Result<(), WireError> {
+        let Some(live) = self.tenants.load().get(slug).cloned() else {
+            return Ok(());
+        };
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let required = self.required_algorithms(&live.tenant).await?;
+        let keys = self
+            .keys
+            .load(&self.directory, &live.tenant, &required, now)
+            .await
+            .map_err(|e| internal("loading keys", &e))?;
+        self.documents.publish(slug, keys.documents.clone());
+        live.keys.store(Arc::new(keys));
+        Ok(())
+    }
+
+    /// Applies a directory change notification.
+    pub async fn apply_change(&self, change: directory::changes::Change) {
+        use directory::changes::Change;
+        let slug_of = |id: i64| self.tenant_ids.load().get(&id).cloned();
+        match change {
+            Change::Reset => {
+                // Anything may have changed while nobody listened.
+                self.tenants.store(Arc::default());
+                self.tenant_ids.store(Arc::default());
+                if let Ok(mut frontends) = self.frontends.write() {
+                    frontends.clear();
+                }
+            }
+            Change::User {
+                tenant_id,
+                user_id,
+                status,
+            } => {
+                let Some(slug) = slug_of(tenant_id) else {
+                    return;
+                };
+                let Some(live) = self.tenants.load().get(&slug).cloned() else {
+                    return;
+                };
+                let mut login = None;
+                if let Ok(mut users) = live.users.write() {
+                    users.retain(|key, user| {
+                        if user.id == user_id {
+                            login = Some(user.login.clone());
+                        }
+                        user.id != user_id && *key != user_id
+                    });
+                }
+                if matches!(status.as_deref(), Some("deactivated" | "suspended")) {
+                    if login.is_none() {
+                        if let Ok(scope) = self.directory.tenant(tenant_id).await {
+                            login = scope.user(&user_id).await.ok().flatten().map(|u| u.login);
+                        }
+                    }
+                    if let Some(login) = login {
+                        let mark = Mark {
+                            tenant: Arc::clone(&live.slug),
+                            user: Some(Arc::from(login.as_str())),
+                            before_ms: now_ms(),
+                        };
+                        if let Err(e) = self.revoke_strongly(Revoked::Mark(mark)).await {
+                            tracing::error!(error = %e.message, "revoking the sessions of a deactivated user");
+                        }
+                    }
+                }
+            }
+            Change::Membership { tenant_id, .. } => {
+                if let Some(live) =
+                    slug_of(tenant_id).and_then(|s| self.tenants.load().get(&s).cloned())
+                {
+                    if let Ok(mut users) = live.users.write() {
+                        users.clear();
+                    }
+                }
+            }
+            Change::Apps { tenant_id } => {
+                if let Some(live) =
+                    slug_of(tenant_id).and_then(|s| self.tenants.load().get(&s).cloned())
+                {
+                    if let Ok(mut apps) = live.apps.write() {
+                        apps.clear();
+                    }
+                    if let Ok(mut sps) = live.sps.write() {
+                        sps.clear();
+                    }
+                }
+            }
+            Change::Tenant { tenant_id } => {
+                if let Some(slug) = slug_of(tenant_id) {
+                    self.tenants.rcu(|current| {
+                        let mut next = HashMap::clone(current);
+                        next.remove(&slug);
+                        next
+                    });
+                }
+            }
+            Change::Keys { tenant_id } => {
+                if let Some(slug) = slug_of(tenant_id) {
+                    let _ = self.reload_keys(&slug).await;
+                }
+            }
+        }
+    }
+
+    async fn scope(&self, live: &TenantLive) -> Result<directory::TenantScope<'_>, WireError> {
+        self.directory
+            .tenant(live.tenant.id)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn user(&self, live: &TenantLive, login: &str) -> Result<Arc<UserRecord>, WireError> {
+        if let Some(hit) = cached(&live.users, login) {
+            return Ok(hit);
+        }
+        let scope = self.scope(live).await?;
+        let user = scope
+            .user(login)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| not_found("user", login, live))?;
+        let record = UserRecord {
+            id: user.user_id,
+            login: user.login,
+            email: user.email,
+            name: user.display_name,
+            active: user.status == UserStatus::Active,
+            groups: user.groups,
+            profile: user.profile,
+        };
+        Ok(remember(&live.users, login, record))
+    }
+
+    async fn app(&self, live: &TenantLive, name: &str) -> Result<Arc<OidcApp>, WireError> {
+        if let Some(hit) = cached(&live.apps, name) {
+            return Ok(hit);
+        }
+        let scope = self.scope(live).await?;
+        let row = scope
+            .oidc_app(name)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| not_found("app", name, live))?;
+        let lifetime = |s: u32| {
+            TokenLifetime::from_secs(u64::from(s)).map_err(|e| internal("app lifetime", &e))
+        };
+        let app = OidcApp {
+            name: row.name,
+            algorithm: row
+                .algorithm
+                .parse()
+                .map_err(|e| internal("app algorithm", &e))?,
+            id_token_lifetime: lifetime(row.id_token_ttl_s)?,
+            access_token_lifetime: lifetime(row.access_token_ttl_s)?,
+            claims: row.claim_mapping,
+        };
+        Ok(remember(&live.apps, name, app))
+    }
+
+    async fn sp(&self, live: &TenantLive, name: &str) -> Result<Arc<SamlSp>, WireError> {
+        if let Some(hit) = cached(&live.sps, name) {
+            return Ok(hit);
+        }
+        let scope = self.scope(live).await?;
+        let row = scope
+            .saml_sp(name)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| not_found("SP", name, live))?;
+        let sp = SamlSp {
+            name: row.name,
+            entity_id: row.entity_id,
+            acs_url: row.acs_urls.first().cloned().unwrap_or_default(),
+            name_id_format: match row.name_id_format.as_str() {
+                "persistent" => NameIdFormat::Persistent,
+                "unspecified" => NameIdFormat::Unspecified,
+                _ => NameIdFormat::EmailAddress,
+            },
+            algorithm: row
+                .algorithm
+                .parse()
+                .map_err(|e| internal("sp algorithm", &e))?,
+            attributes: row.attribute_mapping,
+            sign_assertion: row.sign_assertion,
+            sign_response: row.sign_response,
+        };
+        Ok(remember(&live.sps, name, sp))
+    }
+
+    fn session(
+        &self,
+        live: &TenantLive,
+        session: &str,
+        user: &UserRecord,
+    ) -> Result<SessionFacts, WireError> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(refuse(
+                ErrorCode::Unavailable,
+                "node is catching up with its peers",
+            ));
+        }
+        let id = SessionId::parse(session)
+            .map_err(|_| refuse(ErrorCode::SessionInvalid, "malformed session id"))?;
+        match self.validate_session(&live.slug, &id, now_ms(), false)? {
+            Validation::Valid(view) if *view.user == *user.login => Ok(SessionFacts {
+                id: session.to_owned(),
+                auth_time: Timestamp::from_secs(view.auth_time_ms / 1000),
+                amr: view.amr.to_vec(),
+            }),
+            Validation::Valid(_) => Err(refuse(
+                ErrorCode::SessionInvalid,
+                "session belongs to another user",
+            )),
+            other => Err(refuse(
+                ErrorCode::SessionInvalid,
+                format!("session {}", validation_name(&other)),
+            )),
+        }
+    }
+
+    async fn audit(
+        &self,
+        live: &TenantLive,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), WireError> {
+        self.journal
+            .append(live.tenant.id, kind, detail, now_ms())
+            .await
+            .map(drop)
+            .map_err(|e| internal("audit journal", &e))
+    }
+
+    async fn issue(&self, caller: &Caller, operation: &Operation) -> Result<Value, WireError> {
+        let started = Instant::now();
+        let (tenant, user, session) = match operation {
+            Operation::IdToken {
+                tenant,
+                user,
+                session,
+                ..
+            }
+            | Operation::AccessToken {
+                tenant,
+                user,
+                session,
+                ..
+            }
+            | Operation::Saml {
+                tenant,
+                user,
+                session,
+                ..
+            } => (tenant, user, session),
+            _ => return Err(refuse(ErrorCode::Internal, "not an issuing operation")),
+        };
+        let live = self.tenant(tenant).await?;
+        let outcome = self
+            .issue_for(&live, caller, operation, user, session)
+            .await;
+        match &outcome {
+            Ok((kind, _)) => {
+                live.metrics.issued[*kind].fetch_add(1, Ordering::Relaxed);
+                live.metrics.issue_latency.record(started.elapsed());
+            }
+            Err(error) => live.metrics.refuse(error.code),
+        }
+        outcome.map(|(_, value)| value)
+    }
+
+    async fn issue_for(
+        &self,
+        live: &TenantLive,
+        caller: &Caller,
+        operation: &Operation,
+        login: &str,
+        session: &str,
+    ) -> Result<(usize, Value), WireError> {
+        if !live.budget.try_acquire(Instant::now()) {
+            return Err(refuse(
+                ErrorCode::RateLimited,
+                format!(
+                    "tenant {} is over its budget of {}/s",
+                    live.slug,
+                    live.budget.rate()
+                ),
+            ));
+        }
+        if !live.tenant.active {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                format!("tenant {} is suspended", live.slug),
+            ));
+        }
+        let user = self.user(live, login).await?;
+        let facts = self.session(live, session, &user)?;
+        if !user.active {
+            return Err(refuse(
+                ErrorCode::UserInactive,
+                format!("user {login} is not active"),
+            ));
+        }
+        let keys = live.keys.load();
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let (kind, issued): (usize, Issued) = match operation {
+            Operation::IdToken { app, nonce, .. } => {
+                let app = self.app(live, app).await?;
+                let signing = Instant::now();
+                let issued = issue::jwt(
+                    &keys.view,
+                    &live.issuer,
+                    &app,
+                    &user,
+                    &facts,
+                    nonce.as_deref(),
+                    None,
+                    now,
+                    &self.rng,
+                )
+                .map_err(|e| internal("signing", &e))?;
+                self.signed(&keys.view, app.algorithm, signing);
+                (0, issued)
+            }
+            Operation::AccessToken { app, scope, .. } => {
+                let app = self.app(live, app).await?;
+                let signing = Instant::now();
+                let issued = issue::jwt(
+                    &keys.view,
+                    &live.issuer,
+                    &app,
+                    &user,
+                    &facts,
+                    None,
+                    Some(scope),
+                    now,
+                    &self.rng,
+                )
+                .map_err(|e| internal("signing", &e))?;
+                self.signed(&keys.view, app.algorithm, signing);
+                (1, issued)
+            }
+            Operation::Saml {
+                sp, in_response_to, ..
+            } => {
+                let sp = self.sp(live, sp).await?;
+                let certificate = |kid: &str| keys.certificates.get(kid).cloned();
+                let signing = Instant::now();
+                let issued = issue::saml(
+                    &keys.view,
+                    &certificate,
+                    &live.issuer,
+                    &sp,
+                    &user,
+                    &facts,
+                    in_response_to.as_deref(),
+                    &live.name_id_key,
+                    now,
+                    &self.rng,
+                )
+                .map_err(|e| internal("signing", &e))?;
+                self.signed(&keys.view, sp.algorithm, signing);
+                (2, issued)
+            }
+            _ => return Err(refuse(ErrorCode::Internal, "not an issuing operation")),
+        };
+        let caller_name = caller.frontend.as_ref().map_or("", |f| f.name.as_str());
+        self.audit(live, &format!("issue.{}", operation.name()), serde_json::json!({"user": user.id, "kid": issued.kid, "id": issued.id, "caller": caller_name}))
+            .await?;
+        let mut fields = vec![
+            (
+                if kind == 2 { "response" } else { "token" },
+                text(issued.token),
+            ),
+            ("kid", text(issued.kid)),
+            ("alg", text(issued.algorithm.name())),
+            ("expires_at", int(issued.expires_at.secs())),
+        ];
+        if let Some(acs) = issued.acs {
+            fields.push(("acs", text(acs)));
+        }
+        Ok((kind, map(fields)))
+    }
+
+    async fn sessions_op(
+        &self,
+        caller: &Caller,
+        operation: &Operation,
+    ) -> Result<Value, WireError> {
+        let tenant = operation.tenant().unwrap_or_default();
+        let live = self.tenant(tenant).await?;
+        let caller_name = caller
+            .frontend
+            .as_ref()
+            .map_or("", |f| f.name.as_str())
+            .to_owned();
+        let now = now_ms();
+        let parse = |s: &str| {
+            SessionId::parse(s)
+                .map_err(|_| refuse(ErrorCode::SessionInvalid, "malformed session id"))
+        };
+        let outcome = match operation {
+            Operation::SessionCreate {
+                user, amr, client, ..
+            } => {
+                let record = self.user(&live, user).await?;
+                if !record.active {
+                    return Err(refuse(
+                        ErrorCode::UserInactive,
+                        format!("user {user} is not active"),
+                    ));
+                }
+                let policy = SessionPolicy {
+                    absolute_ms: u64::from(live.tenant.session_absolute_s) * 1000,
+                    idle_ms: u64::from(live.tenant.session_idle_s) * 1000,
+                };
+                let created = self
+                    .sessions
+                    .create(
+                        &live.slug,
+                        &record.login,
+                        amr.clone(),
+                        client.clone(),
+                        policy,
+                        now,
+                        &self.rng,
+                    )
+                    .map_err(|e| internal("session id", &e))?;
+                self.created(&created);
+                self.audit(
+                    &live,
+                    "session.create",
+                    serde_json::json!({"user": record.id, "caller": caller_name}),
+                )
+                .await?;
+                map(vec![
+                    ("session", text(created.id.to_string())),
+                    ("expires_at", int(created.expires_ms / 1000)),
+                    (
+                        "idle_expires_at",
+                        int(
+                            (created.last_seen_ms + created.idle_ms).min(created.expires_ms) / 1000,
+                        ),
+                    ),
+                ])
+            }
+            Operation::SessionValidate { session, .. }
+            | Operation::SessionTouch { session, .. } => {
+                if !self.ready.load(Ordering::Acquire) {
+                    return Err(refuse(
+                        ErrorCode::Unavailable,
+                        "node is catching up with its peers",
+                    ));
+                }
+                let id = parse(session)?;
+                let touch = matches!(operation, Operation::SessionTouch { .. });
+                let validation = self.validate_session(&live.slug, &id, now, touch)?;
+                match validation {
+                    Validation::Valid(view) => map(vec![
+                        ("user", text(view.user.to_string())),
+                        ("auth_time", int(view.auth_time_ms / 1000)),
+                        (
+                            "amr",
+                            Value::Array(view.amr.iter().map(|a| text(a.clone())).collect()),
+                        ),
+                        ("expires_at", int(view.expires_ms / 1000)),
+                        ("idle_expires_at", int(view.idle_expires_ms / 1000)),
+                    ]),
+                    other => {
+                        return Err(refuse(
+                            ErrorCode::SessionInvalid,
+                            format!("session {}", validation_name(&other)),
+                        ))
+                    }
+                }
+            }
+            Operation::SessionRevoke { session, .. } => {
+                let id = parse(session)?;
+                let lifetime = u64::from(live.tenant.session_absolute_s) * 1000;
+                self.revoke_strongly(Revoked::Session {
+                    tenant: Arc::clone(&live.slug),
+                    id,
+                    keep_until_ms: now + lifetime,
+                })
+                .await?;
+                self.audit(
+                    &live,
+                    "session.revoke",
+                    serde_json::json!({"caller": caller_name}),
+                )
+                .await?;
+                map(vec![("revoked", Value::Bool(true))])
+            }
+            Operation::UserRevokeSessions { user, .. } => {
+                let record = self.user(&live, user).await?;
+                self.revoke_strongly(Revoked::Mark(Mark {
+                    tenant: Arc::clone(&live.slug),
+                    user: Some(Arc::from(record.login.as_str())),
+                    before_ms: now,
+                }))
+                .await?;
+                self.audit(
+                    &live,
+                    "session.revoke_user",
+                    serde_json::json!({"user": record.id, "caller": caller_name}),
+                )
+                .await?;
+                map(vec![("revoked", Value::Bool(true))])
+            }
+            Operation::UserDeactivate { user, .. } => {
+                let scope = self.scope(&live).await?;
+                let user_id = scope
+                    .set_user_status(user, UserStatus::Deactivated)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| not_found("user", user, &live))?;
+                scope.commit().await.map_err(unavailable)?;
+                // Committed: from here no token. Locally at once; other nodes
+                // through the revocation of every session of the user.
+                if let Ok(mut users) = live.users.write() {
+                    users.retain(|_, u| u.id != user_id);
+                }
+                let login = self
+                    .user(&live, user)
+                    .await
+                    .map(|u| u.login.clone())
+                    .unwrap_or_else(|_| user.clone());
+                self.revoke_strongly(Revoked::Mark(Mark {
+                    tenant: Arc::clone(&live.slug),
+                    user: Some(Arc::from(login.as_str())),
+                    before_ms: now,
+                }))
+                .await?;
+                self.audit(
+                    &live,
+                    "user.deactivate",
+                    serde_json::json!({"user": user_id, "caller": caller_name}),
+                )
+                .await?;
+                map(vec![("deactivated", Value::Bool(true))])
+            }
+            _ => return Err(refuse(ErrorCode::Internal, "not a session operation")),
+        };
+        Ok(outcome)
+    }
+
+    async fn keys_op(&self, caller: &Caller, operation: &Operation) -> Result<Value, WireError> {
+        let tenant = operation.tenant().unwrap_or_default();
+        let live = self.tenant(tenant).await?;
+        let caller_name = caller
+            .frontend
+            .as_ref()
+            .map_or("", |f| f.name.as_str())
+            .to_owned();
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let result = match operation {
+            Operation::KeysRotate { alg, .. } => {
+                let only = match alg {
+                    Some(name) => Some(name.parse::<Algorithm>().map_err(|_| {
+                        refuse(ErrorCode::BadRequest, format!("unknown algorithm {name}"))
+                    })?),
+                    None => None,
+                };
+                let made = self
+                    .keys
+                    .rotate(&self.directory, &live.tenant, only, now)
+                    .await
+                    .map_err(|e| match e {
+                        keys::KeyError::Busy => refuse(ErrorCode::Unavailable, e.to_string()),
+                        other => internal("rotation", &other),
+                    })?;
+                self.audit(&live, "key.rotate", serde_json::json!({"kids": made.iter().map(|m| m.0.clone()).collect::<Vec<_>>(), "caller": caller_name})).await?;
+                map(vec![(
+                    "keys",
+                    Value::Array(
+                        made.into_iter()
+                            .map(|(kid, algorithm, at)| {
+                                map(vec![
+                                    ("kid", text(kid)),
+                                    ("alg", text(algorithm.name())),
+                                    ("activates_at", int(at.secs())),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                )])
+            }
+            Operation::KeysRevoke { kid, .. } => {
+                let replacement = self
+                    .keys
+                    .revoke(&self.directory, &live.tenant, kid, now)
+                    .await
+                    .map_err(|e| match e {
+                        keys::KeyError::UnknownKey(k) => {
+                            refuse(ErrorCode::NotFound, format!("no key {k} in {}", live.slug))
+                        }
+                        other => internal("revocation", &other),
+                    })?;
+                self.audit(&live, "key.revoke", serde_json::json!({"kid": kid, "replacement": replacement.clone().unwrap_or_default(), "caller": caller_name})).await?;
+                map(vec![
+                    ("revoked", text(kid.clone())),
+                    ("replacement", replacement.map_or(Value::Null, text)),
+                ])
+            }
+            _ => return Err(refuse(ErrorCode::Internal, "not a key operation")),
+        };
+        // Take the change at once here; other nodes hear it through NOTIFY.
+        self.reload_keys(tenant).await?;
+        Ok(result)
+    }
+
+    fn audit_refusal(
+        &self,
+        tenant_id: i64,
+        caller: &Caller,
+        operation: &str,
+        code: ErrorCode,
+        reason: &str,
+    ) {
+        // Rate and overload refusals are counted, not logged: a flood must
+        // not become a flood of audit writes.
+        if matches!(code, ErrorCode::RateLimited | ErrorCode::Overloaded) {
+            return;
+        }
+        let journal = Arc::clone(&self.journal);
+        let detail = serde_json::json!({
+            "op": operation,
+            "code": code.as_str(),
+            "reason": reason.chars().take(200).collect::<String>(),
+            "caller": caller.frontend.as_ref().map_or("", |f| f.name.as_str()),
+            "fingerprint": caller.fingerprint.clone().unwrap_or_default(),
+        });
+        let at = now_ms();
+        tokio::spawn(async move {
+            if let Err(e) = journal.append(tenant_id, "refused", detail, at).await {
+                tracing::error!(error = %e, "audit of a refusal failed");
+            }
+        });
+    }
+
+    async fn authorize(&self, caller: &Caller, operation: &Operation) -> Result<(), WireError> {
+        let Some(frontend) = &caller.frontend else {
+            let why = if caller.fingerprint.is_some() {
+                "client certificate not registered"
+            } else {
+                "no client certificate"
+            };
+            return Err(refuse(ErrorCode::Unauthenticated, why));
+        };
+        if let Some(tenant) = operation.tenant() {
+            if !frontend.allows(tenant) {
+                return Err(refuse(
+                    ErrorCode::Forbidden,
+                    format!("{} may not act for tenant {tenant}", frontend.name),
+                ));
+            }
+        }
+        if operation.needs_admin() && !frontend.admin {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                format!("{} needs an admin certificate", operation.name()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Answers one operation (what the QUIC listener calls).
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    pub async fn call(&self, caller: &Caller, operation: Operation) -> Result<Value, WireError> {
+        if let Operation::Health = operation {
+            return Ok(map(vec![
+                ("status", text("ok")),
+                ("node", text(self.config.node.clone())),
+                ("ready", Value::Bool(self.ready.load(Ordering::Acquire))),
+            ]));
+        }
+        let outcome = match self.authorize(caller, &operation).await {
+            Err(e) => Err(e),
+            Ok(()) if operation.signs() => self.issue(caller, &operation).await,
+            Ok(()) if operation.needs_admin() => self.keys_op(caller, &operation).await,
+            Ok(()) => self.sessions_op(caller, &operation).await,
+        };
+        if let Err(error) = &outcome {
+            let tenant_id = operation
+                .tenant()
+                .and_then(|t| self.tenants.load().get(t).map(|l| l.tenant.id))
+                .unwrap_or(0);
+            self.audit_refusal(
+                tenant_id,
+                caller,
+                operation.name(),
+                error.code,
+                &error.message,
+            );
+        }
+        outcome
+    }
+
+    async fn resolve_caller(&self, certificate: Option<CertificateDer<'static>>) -> Caller {
+        let Some(certificate) = certificate else {
+            return Caller {
+                frontend: None,
+                fingerprint: None,
+            };
+        };
+        let fingerprint = crate::pki::fingerprint(&certificate);
+        if let Some(known) = self
+            .frontends
+            .read()
+            .ok()
+            .and_then(|f| f.get(&fingerprint).cloned())
+        {
+            return Caller {
+                frontend: known,
+                fingerprint: Some(fingerprint),
+            };
+        }
+        let frontend = self.directory.frontend(&fingerprint).await.ok().flatten();
+        if let Ok(mut frontends) = self.frontends.write() {
+            frontends.insert(fingerprint.clone(), frontend.clone());
+        }
+        Caller {
+            frontend,
+            fingerprint: Some(fingerprint),
+        }
+    }
+}
+
+fn validation_name(validation: &Validation) -> &'static str {
+    match validation {
+        Validation::Valid(_) => "valid",
+        Validation::NotFound => "unknown",
+        Validation::Expired => "expired",
+        Validation::IdleExpired => "idle too long",
+        Validation::Revoked => "revoked",
+    }
+}
+
+impl Handler for Appliance {
+    type Caller = Caller;
+
+    async fn caller(&self, certificate: Option<CertificateDer<'static>>) -> Caller {
+        self.resolve_caller(certificate).await
+    }
+
+    async fn handle(&self, caller: &Caller, operation: Operation) -> Result<Value, WireError> {
+        self.call(caller, operation).await
+    }
+
+    fn refused(&self, caller: &Caller, code: ErrorCode, reason: &str) {
+        self.audit_refusal(0, caller, "frame", code, reason);
+    }
+}
+
+/// Renders the appliance's metrics lines.
+pub fn render_metrics(appliance: &Appliance, out: &mut String) {
+    use std::fmt::Write;
+    for live in appliance.loaded_tenants() {
+        live.metrics.render(out, &live.slug);
+    }
+    for (index, backend) in ["software", "pkcs11"].iter().enumerate() {
+        appliance.signing_latency[index].render(
+            out,
+            "sigil_signing_latency_seconds",
+            &format!("backend=\"{backend}\""),
+        );
+    }
+    if let Some(replica) = appliance.cluster() {
+        let _ = writeln!(
+            out,
+            "# TYPE sigil_cluster_lease_fresh gauge\nsigil_cluster_lease_fresh {}",
+            u8::from(replica.can_serve())
+        );
+        let _ = writeln!(out, "sigil_cluster_ready {}", u8::from(replica.is_ready()));
+        let lag = replica.lag();
+        let _ = writeln!(
+            out,
+            "# TYPE sigil_replication_lag_seconds summary\nsigil_replication_lag_seconds_sum {}",
+            lag.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(out, "sigil_replication_lag_seconds_count {}", lag.count);
+        let _ = writeln!(
+            out,
+            "sigil_replication_lag_max_seconds {}",
+            lag.max_us as f64 / 1e6
+        );
+    }
+    let table = appliance.sessions();
+    let stats = appliance.journal().stats();
+    let gauges = [
+        ("sigil_sessions", table.len() as u64),
+        (
+            "sigil_sessions_created_total",
+            table.stats().created.load(Ordering::Relaxed),
+        ),
+        (
+            "sigil_sessions_reclaimed_total",
+            table.stats().reclaimed.load(Ordering::Relaxed),
+        ),
+        ("sigil_audit_backlog", stats.queued.load(Ordering::Relaxed)),
+        (
+            "sigil_audit_appended_total",
+            stats.appended.load(Ordering::Relaxed),
+        ),
+        (
+            "sigil_audit_syncs_total",
+            stats.syncs.load(Ordering::Relaxed),
+        ),
+        (
+            "sigil_ready",
+            u64::from(appliance.ready().load(Ordering::Relaxed)),
+        ),
+    ];
+    for (name, value) in gauges {
+        let _ = writeln!(out, "{name} {value}");
+    }
+}

@@ -1,0 +1,154 @@
+//! `sigil demo`: the appliance on the embedded defaults with a short
+//! Monday-morning load from `sigil-perf` against it; prints the report and
+//! where the charts are.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::serve;
+use crate::config::Config;
+
+/// The shape of the demo's load.
+#[derive(Debug, Clone, Copy)]
+pub struct DemoLoad {
+    /// Whole run.
+    pub duration: Duration,
+    /// Steady rate.
+    pub base: f64,
+    /// Peak rate.
+    pub peak: f64,
+    /// Nodes in the loopback cluster.
+    pub nodes: usize,
+}
+
+/// The configuration of demo node `n` (from 1) of `count`: ports 4433+10k,
+/// 8080+k, cluster 4434+10k; one shared state directory.
+pub fn node_config(base: &Config, n: usize, count: usize) -> Config {
+    let mut config = base.clone();
+    let port = |start: u16, step: u16, k: usize| start + step * (k as u16 - 1);
+    let ip = base.listen.quic.ip();
+    config.node = format!("node-{n}");
+    config.listen.quic = std::net::SocketAddr::new(ip, port(base.listen.quic.port(), 10, n));
+    config.listen.http =
+        std::net::SocketAddr::new(base.listen.http.ip(), port(base.listen.http.port(), 1, n));
+    config.cluster.listen = std::net::SocketAddr::new(ip, port(base.cluster.listen.port(), 10, n));
+    config.cluster.peers = if count > 1 {
+        (1..=count)
+            .filter(|k| *k != n)
+            .map(|k| {
+                format!(
+                    "node-{k}={}",
+                    std::net::SocketAddr::new(ip, port(base.cluster.listen.port(), 10, k))
+                )
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    config
+}
+
+/// Runs the demo.
+///
+/// # Errors
+/// When the node cannot start or `sigil-perf` is missing.
+pub fn run(config: &Config, load: DemoLoad) -> anyhow::Result<bool> {
+    let perf = std::env::current_exe()?.with_file_name("sigil-perf");
+    anyhow::ensure!(
+        perf.exists(),
+        "{} not found: build it with `cargo build --release -p perf`",
+        perf.display()
+    );
+    let count = load.nodes.max(1);
+    eprintln!(
+        "sigil demo: starting {count} node(s) on loopback, state in {}",
+        config.data_dir.display()
+    );
+    let mut nodes = Vec::new();
+    for n in 1..=count {
+        let node = serve::start(&node_config(config, n, count))?;
+        let e = node.endpoints();
+        eprintln!("  node-{n}: QUIC {}   HTTP http://{}", e.quic, e.http);
+        nodes.push(node);
+    }
+    let started = std::time::Instant::now();
+    while !nodes
+        .iter()
+        .all(|n| n.appliance.cluster().is_none_or(|r| r.can_serve()))
+    {
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(30),
+            "the cluster did not form (leases from every peer)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if count > 1 {
+        eprintln!("sigil demo: cluster formed: every node holds a lease from every peer");
+    }
+    let endpoints = nodes[0].endpoints();
+    // Monday morning, compressed: a sixth at base, a sixth ramping up, a
+    // third at the peak, a sixth ramping down, a sixth at base.
+    let sixth = load.duration / 6;
+    let report = config.data_dir.join("demo-report.json");
+    let charts = config.data_dir.join("charts");
+    eprintln!(
+        "sigil demo: Monday morning: {:.0}/s, rising to {:.0}/s, for {:?}",
+        load.base, load.peak, load.duration
+    );
+    let status = Command::new(&perf)
+        .arg("monday")
+        .args([
+            "--target",
+            &endpoints.quic.to_string(),
+            "--server-name",
+            &endpoints.server_name,
+        ])
+        .args(["--metrics", &endpoints.http.to_string()])
+        .arg("--cert-dir")
+        .arg(super::credentials_dir(&config.data_dir, "frontend"))
+        .args([
+            "--tenant",
+            "acme",
+            "--app",
+            "app-eddsa",
+            "--mix",
+            "id-token=80,access-token=10,saml=5,session-validate=5",
+        ])
+        .args([
+            "--base",
+            &load.base.to_string(),
+            "--peak",
+            &load.peak.to_string(),
+        ])
+        .args([
+            "--before",
+            &format!("{}ms", sixth.as_millis()),
+            "--ramp",
+            &format!("{}ms", sixth.as_millis()),
+        ])
+        .args([
+            "--hold",
+            &format!("{}ms", (sixth * 2).as_millis()),
+            "--after",
+            &format!("{}ms", sixth.as_millis()),
+        ])
+        .arg("--json")
+        .arg(&report)
+        .arg("--charts")
+        .arg(&charts)
+        .status()
+        .with_context(|| format!("running {}", perf.display()))?;
+    eprintln!("sigil demo: stopping the appliance");
+    // The first node started the private Postgres: stop it last.
+    for node in nodes.into_iter().rev() {
+        node.shutdown();
+    }
+    eprintln!(
+        "sigil demo: report {}  charts {}",
+        report.display(),
+        charts.display()
+    );
+    Ok(status.success())
+}

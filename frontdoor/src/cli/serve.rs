@@ -1,0 +1,633 @@
+//! `sigil serve`: one node. With no configuration it runs the embedded
+//! default under `./var/`: on first run it creates the master key, a local
+//! CA with the node's certificate and the demo callers' certificates, a
+//! private Postgres with the demo tenants, and keys for them; later runs
+//! reuse all of it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use directory::audit::AuditJournal;
+use directory::{Directory, Frontend, PrivateCluster};
+use sessions::SessionTable;
+use signer::{KeyBackend, MasterKey, SoftwareBackend};
+
+use super::{credentials_dir, Endpoints};
+use crate::api::keys::KeyManager;
+use crate::api::{render_metrics, Appliance, ApplianceConfig};
+use crate::config::Config;
+use crate::http::documents::DocumentStore;
+use crate::http::exchange::{Limits, Site};
+use crate::http::server::{HttpConfig, HttpServer};
+use crate::pki::{Credentials, DeploymentCa};
+use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
+
+/// Tenants loaded (keys made if missing) before the node listens; the rest
+/// load on first use. Generating RSA keys for thousands of seeded tenants at
+/// start would take minutes.
+const PRELOADED_TENANTS: usize = 20;
+
+/// The state directory's layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The root (`./var`).
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The master key file.
+    pub fn master_key(&self) -> PathBuf {
+        self.root.join("master.key")
+    }
+    /// The CA directory.
+    pub fn ca(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+    /// The private Postgres cluster.
+    pub fn postgres(&self) -> PathBuf {
+        self.root.join("postgres")
+    }
+    /// The audit journal of `node`.
+    pub fn journal(&self, node: &str) -> PathBuf {
+        self.root.join("audit").join(format!("{node}.journal"))
+    }
+    /// The secret that derives persistent SAML NameIDs.
+    pub fn name_id_secret(&self) -> PathBuf {
+        self.root.join("nameid.key")
+    }
+}
+
+fn secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.exists() {
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{}: readable by others; chmod 600 it",
+            path.display()
+        );
+        let bytes = std::fs::read(path)?;
+        return bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{}: not 32 bytes", path.display()));
+    }
+    let mut secret = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("random generator failed"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(&secret)?;
+    file.sync_all()?;
+    Ok(secret)
+}
+
+/// Connects to the directory the configuration names: its URL, or the
+/// private cluster under the data directory (started if needed).
+///
+/// # Errors
+/// When Postgres cannot be started or reached.
+pub async fn open_directory(
+    config: &Config,
+    pool: usize,
+) -> anyhow::Result<(Directory, Option<PrivateCluster>)> {
+    if config.postgres.url.is_empty() {
+        let root = Layout {
+            root: config.data_dir.clone(),
+        }
+        .postgres();
+        let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&root)).await??;
+        directory_admin(&cluster).await?;
+        let directory = Directory::connect(cluster.config("sigil"), pool).await?;
+        Ok((directory, Some(cluster)))
+    } else {
+        let pg: tokio_postgres::Config = config.postgres.url.parse().context("postgres.url")?;
+        Ok((Directory::connect(pg, pool).await?, None))
+    }
+}
+
+async fn directory_admin(cluster: &PrivateCluster) -> anyhow::Result<()> {
+    let (client, connection) = cluster
+        .config("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(connection);
+    if client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'sigil'", &[])
+        .await?
+        .is_none()
+    {
+        client.batch_execute("CREATE DATABASE sigil").await?;
+    }
+    Ok(())
+}
+
+/// Creates (first run) or loads the deployment's certificates: the CA, the
+/// node's, and the demo front end's and admin's. Returns the node's.
+///
+/// # Errors
+/// When files cannot be read or written.
+pub fn ensure_certificates(
+    layout: &Layout,
+    node: &str,
+    quic: SocketAddr,
+) -> anyhow::Result<(DeploymentCa, Credentials)> {
+    let ca = DeploymentCa::create_or_load(&layout.ca())?;
+    let node_dir = credentials_dir(&layout.root, &format!("node-{node}"));
+    let node_credentials = match Credentials::load(&node_dir) {
+        Ok(credentials) => credentials,
+        Err(_) => {
+            let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+            if !quic.ip().is_unspecified() && quic.ip().to_string() != "127.0.0.1" {
+                names.push(quic.ip().to_string());
+            }
+            let credentials = ca.issue_node(node, &names)?;
+            credentials.write(&node_dir, Some(ca.certificate_pem()))?;
+            credentials
+        }
+    };
+    for who in ["frontend", "admin"] {
+        let dir = credentials_dir(&layout.root, who);
+        if Credentials::load(&dir).is_err() {
+            ca.issue_client(&format!("demo-{who}"))?
+                .write(&dir, Some(ca.certificate_pem()))?;
+        }
+    }
+    Ok((ca, node_credentials))
+}
+
+/// Registers the demo callers' certificates (idempotent).
+///
+/// # Errors
+/// When the directory fails.
+pub async fn register_demo_callers(layout: &Layout, directory: &Directory) -> anyhow::Result<()> {
+    for (who, tenants, admin) in [
+        (
+            "frontend",
+            vec!["acme".to_owned(), "globex".to_owned()],
+            false,
+        ),
+        ("admin", vec!["*".to_owned()], true),
+    ] {
+        let credentials = Credentials::load(&credentials_dir(&layout.root, who))?;
+        let fingerprint = credentials.fingerprint();
+        if directory.frontend(&fingerprint).await?.is_none() {
+            directory
+                .register_frontend(&Frontend {
+                    fingerprint,
+                    name: format!("demo-{who}"),
+                    tenants,
+                    admin,
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The private cluster while a node starts: stopped again if the start
+/// fails (and this process started it), kept once the node runs.
+pub(crate) struct StartedCluster(pub(crate) Option<PrivateCluster>);
+
+impl StartedCluster {
+    fn keep(mut self) -> Option<PrivateCluster> {
+        self.0.take()
+    }
+}
+
+impl Drop for StartedCluster {
+    fn drop(&mut self) {
+        if let Some(cluster) = self.0.take().filter(PrivateCluster::started_here) {
+            let _ = cluster.stop();
+        }
+    }
+}
+
+/// A running node.
+pub struct Node {
+    /// The appliance.
+    pub appliance: Arc<Appliance>,
+    /// QUIC listener.
+    pub quic: QuicServer,
+    /// HTTP listener.
+    pub http: HttpServer,
+    /// The private cluster, when embedded.
+    pub cluster: Option<PrivateCluster>,
+    /// The directory.
+    pub directory: Arc<Directory>,
+    layout: Layout,
+    node: String,
+    control: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts a node: everything but waiting for a signal.
+///
+/// # Errors
+/// When any part cannot start; the message says which.
+pub fn start(config: &Config) -> anyhow::Result<Node> {
+    let layout = Layout {
+        root: config.data_dir.clone(),
+    };
+    std::fs::create_dir_all(&layout.root).with_context(|| layout.root.display().to_string())?;
+    let master = if layout.master_key().exists() {
+        MasterKey::from_file(&layout.master_key())?
+    } else {
+        MasterKey::create_file(&layout.master_key())?
+    };
+    let name_id_secret = secret_file(&layout.name_id_secret())?;
+    let (ca, node_credentials) = ensure_certificates(&layout, &config.node, config.listen.quic)?;
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sigil-control")
+        .enable_all()
+        .build()?;
+    let (directory, cluster) = control
+        .block_on(open_directory(config, 4))
+        .context("directory")?;
+    // A start that fails after this point stops the Postgres it started.
+    let cluster = StartedCluster(cluster);
+    let directory = Arc::new(directory);
+    control.block_on(async {
+        if directory::demo::create_demo_data(&directory, config.limits.default_tenant_rate).await? {
+            eprintln!("sigil: created demo tenants acme and globex");
+        }
+        register_demo_callers(&layout, &directory).await
+    })?;
+    let backend: Arc<dyn KeyBackend> = Arc::new(SoftwareBackend::new(Arc::new(master)));
+    let keys = KeyManager::new(backend, &config.public_url());
+    let journal = Arc::new(AuditJournal::open(
+        &layout.journal(&config.node),
+        &config.node,
+    )?);
+    let sessions = Arc::new(SessionTable::new(config.workers() * 4));
+    let documents = Arc::new(DocumentStore::new());
+    let replica = if config.cluster.peers.is_empty() {
+        None
+    } else {
+        let _entered = control.enter();
+        Some(Arc::new(start_replica(config, &layout, &sessions)?))
+    };
+    let appliance = Appliance::new(
+        ApplianceConfig {
+            node: config.node.clone(),
+            public_url: config.public_url(),
+            default_tenant_rate: config.limits.default_tenant_rate,
+        },
+        Arc::clone(&directory),
+        keys,
+        Arc::clone(&sessions),
+        Arc::clone(&journal),
+        Arc::clone(&documents),
+        name_id_secret,
+    );
+    let appliance = Arc::new(match &replica {
+        Some(replica) => appliance.with_cluster(Arc::clone(replica)),
+        None => appliance,
+    });
+    // Load tenants up front (keys made if missing) so SPs find their JWKS.
+    control.block_on(async {
+        let tenants = directory.tenants().await?;
+        for tenant in tenants.iter().take(PRELOADED_TENANTS) {
+            appliance
+                .tenant(&tenant.slug)
+                .await
+                .map_err(|e| anyhow::anyhow!("tenant {}: {}", tenant.slug, e.message))?;
+        }
+        anyhow::Ok(())
+    })?;
+    spawn_control_tasks(&control, &appliance, &directory, &layout, &config.node);
+    let server_config = tls::server_config(
+        vec![node_credentials.certificate_der()],
+        node_credentials.key_der()?,
+        &ca.certificate_der(),
+    )?;
+    let mut quic_config = QuicConfig::new(config.listen.quic);
+    quic_config.workers = config.workers();
+    quic_config.limits = QuicLimits {
+        max_in_flight: config.limits.max_in_flight,
+        frame_timeout: Duration::from_secs(config.limits.frame_timeout_secs),
+        ..QuicLimits::default()
+    };
+    let quic = QuicServer::start(quic_config, server_config, Arc::clone(&appliance))
+        .context("quic listener")?;
+    let quic_stats = Arc::clone(quic.stats());
+    let metrics_appliance = Arc::clone(&appliance);
+    let http_stats: Arc<std::sync::OnceLock<Arc<crate::http::server::HttpStats>>> = Arc::default();
+    let http_stats_reader = Arc::clone(&http_stats);
+    let site = Arc::new(Site {
+        documents,
+        metrics: Arc::new(move || {
+            use std::fmt::Write;
+            let mut out = String::new();
+            render_metrics(&metrics_appliance, &mut out);
+            let q = &quic_stats;
+            let counters = [
+                ("sigil_quic_connections_total", &q.connections),
+                ("sigil_quic_handshake_failures_total", &q.handshake_failures),
+                ("sigil_quic_requests_total", &q.requests),
+                ("sigil_rejected_total{reason=\"overloaded\"}", &q.overloaded),
+                ("sigil_rejected_total{reason=\"bad_frame\"}", &q.bad_frames),
+                ("sigil_quic_streams_closed_total", &q.streams_closed),
+                ("sigil_in_flight", &q.in_flight),
+            ];
+            for (name, value) in counters {
+                let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+            }
+            if let Some(h) = http_stats_reader.get() {
+                for (name, value) in [
+                    ("sigil_http_requests_total", &h.requests),
+                    ("sigil_http_rejected_total", &h.rejected),
+                ] {
+                    let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+                }
+            }
+            crate::metrics::render_process(&mut out);
+            out
+        }),
+        ready: Arc::clone(appliance.ready()),
+    });
+    let mut http_config = HttpConfig::new(config.listen.http);
+    http_config.workers = config.workers();
+    http_config.limits = Limits::default();
+    if config.listen.https {
+        http_config.tls = Some(crate::http::server::tls_config(
+            vec![node_credentials.certificate_der()],
+            node_credentials.key_der()?,
+        )?);
+    }
+    let http = HttpServer::start(http_config, site).context("http listener")?;
+    let _ = http_stats.set(Arc::clone(http.stats()));
+    Endpoints {
+        quic: quic.local_addr(),
+        http: http.local_addr(),
+        server_name: "localhost".into(),
+    }
+    .store(&layout.root)?;
+    Ok(Node {
+        appliance,
+        quic,
+        http,
+        cluster: cluster.keep(),
+        directory,
+        layout,
+        node: config.node.clone(),
+        control,
+    })
+}
+
+fn spawn_control_tasks(
+    control: &tokio::runtime::Runtime,
+    appliance: &Arc<Appliance>,
+    directory: &Arc<Directory>,
+    layout: &Layout,
+    node: &str,
+) {
+    // Directory changes → caches, key rings, session revocations.
+    let _entered = control.enter();
+    let mut changes = directory::changes::listen(directory.config().clone());
+    let a = Arc::clone(appliance);
+    control.spawn(async move {
+        while let Some(change) = changes.recv().await {
+            a.apply_change(change).await;
+        }
+    });
+    // Expired sessions, reclaimed in small steps.
+    let a = Arc::clone(appliance);
+    control.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            a.sessions().sweep(now, 2_000);
+        }
+    });
+    // The journal, shipped to Postgres every second (only what is new).
+    let (d, path) = (Arc::clone(directory), layout.journal(node));
+    control.spawn(async move {
+        let mut offset = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match directory::audit::ship_from(&d, &path, offset, 5_000).await {
+                Ok((_, next)) => offset = next,
+                Err(e) => tracing::warn!(error = %e, "audit shipping failed; retrying"),
+            }
+        }
+    });
+    // Scheduled rotation, checked every minute.
+    let (a, d) = (Arc::clone(appliance), Arc::clone(directory));
+    control.spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let now = signer::Timestamp::from_system_time(std::time::SystemTime::now());
+            for live in a.loaded_tenants() {
+                match a.rotate_due(&d, &live.tenant, now).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(tenant = %live.tenant.slug, keys = n, "rotation started")
+                    }
+                    Err(e) => {
+                        tracing::debug!(tenant = %live.tenant.slug, error = %e, "rotation skipped")
+                    }
+                }
+            }
+        }
+    });
+}
+
+impl Node {
+    /// Where the node listens.
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            quic: self.quic.local_addr(),
+            http: self.http.local_addr(),
+            server_name: "localhost".into(),
+        }
+    }
+
+    /// Graceful stop: refuse new work, drain what is in flight, flush and
+    /// ship the audit journal, stop the private Postgres.
+    pub fn shutdown(self) {
+        let Node {
+            appliance,
+            quic,
+            http,
+            cluster,
+            directory,
+            layout,
+            node,
+            control,
+        } = self;
+        quic.shutdown();
+        http.shutdown();
+        // Requests are drained: leave the cluster before the runtime goes.
+        if let Some(replica) = appliance.cluster() {
+            replica.close();
+        }
+        let path = layout.journal(&node);
+        control.block_on(async {
+            // Everything acknowledged is already on disk; ship what is left.
+            if let Err(e) = directory::audit::ship(&directory, &path, 5_000).await {
+                eprintln!("sigil: audit shipping at shutdown failed ({e}); the journal keeps it for next start");
+            }
+        });
+        drop(appliance);
+        control.shutdown_timeout(Duration::from_secs(2));
+        if let Some(cluster) = cluster.filter(PrivateCluster::started_here) {
+            if let Err(e) = cluster.stop() {
+                eprintln!("sigil: stopping postgres: {e}");
+            }
+        }
+    }
+}
+
+/// Starts session replication with the configured peers: mutual TLS with
+/// certificates of the cluster CA (`{data_dir}/cluster-ca`, distinct from
+/// the front ends' CA, so no caller certificate can join), revocations made
+/// durable in `{data_dir}/revocations/{node}.log` and recovered at start.
+fn start_replica(
+    config: &Config,
+    layout: &Layout,
+    sessions: &Arc<SessionTable>,
+) -> anyhow::Result<sessions::net::Replica> {
+    use sessions::durable::RevocationLog;
+    use sessions::net::{Replica, ReplicaConfig};
+    let cluster_ca = DeploymentCa::create_or_load(&layout.root.join("cluster-ca"))?;
+    let dir = credentials_dir(&layout.root, &format!("cluster-{}", config.node));
+    let credentials = match Credentials::load(&dir) {
+        Ok(c) => c,
+        Err(_) => {
+            let c = cluster_ca.issue_node(
+                &config.node,
+                &["localhost".to_owned(), "127.0.0.1".to_owned()],
+            )?;
+            c.write(&dir, Some(cluster_ca.certificate_pem()))?;
+            c
+        }
+    };
+    let mut names: Vec<(String, SocketAddr)> = config
+        .cluster
+        .peers
+        .iter()
+        .map(|p| crate::config::parse_peer(p))
+        .collect::<Result<_, _>>()?;
+    names.push((config.node.clone(), config.cluster.listen));
+    names.sort();
+    let me = names
+        .iter()
+        .position(|(n, _)| *n == config.node)
+        .context("this node in the peer list")?;
+    let peers = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != me)
+        .map(|(i, (_, a))| (i as u16, *a))
+        .collect();
+    let chain = vec![credentials.certificate_der()];
+    let server = tls::server_crypto_requiring_clients(
+        chain.clone(),
+        credentials.key_der()?,
+        &cluster_ca.certificate_der(),
+        sessions::net::ALPN,
+    )?;
+    let client = tls::client_crypto(
+        &cluster_ca.certificate_der(),
+        Some((chain, credentials.key_der()?)),
+        sessions::net::ALPN,
+    )?;
+    let (log, recovered) = RevocationLog::open(
+        &layout
+            .root
+            .join("revocations")
+            .join(format!("{}.log", config.node)),
+    )?;
+    let timing = sessions::Timing {
+        heartbeat_ms: (config.cluster.lease_ms / 10).max(10),
+        lease_ms: config.cluster.lease_ms,
+        drift_ppm: 10_000,
+    };
+    let mut incarnation = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut incarnation)
+        .map_err(|_| anyhow::anyhow!("random generator failed"))?;
+    let replica = Replica::start(
+        ReplicaConfig {
+            me: me as u16,
+            listen: config.cluster.listen,
+            peers,
+            timing,
+            server,
+            client,
+            server_name: "localhost".into(),
+            recovered,
+            durable: Some(Arc::new(log)),
+        },
+        Arc::clone(sessions),
+        u64::from_le_bytes(incarnation),
+    )?;
+    Ok(replica)
+}
+
+/// Runs `sigil serve` until SIGTERM or SIGINT.
+///
+/// # Errors
+/// When the node cannot start.
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let node = start(config)?;
+    let endpoints = node.endpoints();
+    eprintln!("sigil: node {} ready", config.node);
+    eprintln!(
+        "  QUIC sigil/1   {}   (front ends; mutual TLS)",
+        endpoints.quic
+    );
+    eprintln!("  HTTP           http://{}", endpoints.http);
+    eprintln!(
+        "  JWKS           http://{}/t/acme/.well-known/jwks.json",
+        endpoints.http
+    );
+    eprintln!(
+        "  discovery      http://{}/t/acme/.well-known/openid-configuration",
+        endpoints.http
+    );
+    eprintln!(
+        "  SAML metadata  http://{}/t/acme/saml/metadata",
+        endpoints.http
+    );
+    eprintln!("  metrics        http://{}/metrics", endpoints.http);
+    eprintln!(
+        "try:  sigil client id-token --tenant acme --user alice --app app-es256 --data-dir {}",
+        config.data_dir.display()
+    );
+    wait_for_signal()?;
+    eprintln!("sigil: shutting down (draining requests, flushing audit)");
+    node.shutdown();
+    eprintln!("sigil: stopped");
+    Ok(())
+}
+
+fn wait_for_signal() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,373 @@
+//! The configuration of a node: a TOML file (every key, with its default,
+//! in docs/config.md), or nothing at all for the embedded default. Unknown
+//! keys are an error: a typo must not silently fall back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Why a configuration is not usable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the node keeps its state: master key, CA and certificates,
+    /// the private Postgres cluster, the audit journal.
+    pub data_dir: PathBuf,
+    /// This node's name (in the cluster, in audit records, in metrics).
+    pub node: String,
+    /// Listen addresses.
+    pub listen: Listen,
+    /// The directory database.
+    pub postgres: Postgres,
+    /// Where signing keys live.
+    pub keys: Keys,
+    /// An HSM through PKCS#11; absent: software keys (AWS-LC).
+    pub hsm: Option<Hsm>,
+    /// Session replication between nodes.
+    pub cluster: Cluster,
+    /// Admission control and worker limits.
+    pub limits: Limits,
+}
+
+/// Listen addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// The QUIC API for SSO front ends (`sigil/1`).
+    pub quic: SocketAddr,
+    /// HTTP for SPs and operators (JWKS, metadata, discovery, metrics).
+    pub http: SocketAddr,
+    /// The public base URL SPs see as the issuer prefix; empty:
+    /// `http://{http}` (`https://` with `https`).
+    pub public_url: String,
+    /// Serve the HTTP endpoints over TLS, with the node's certificate from
+    /// the deployment CA.
+    pub https: bool,
+}
+
+/// The directory database.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Postgres {
+    /// A `postgres://` URL; empty: a private cluster under
+    /// `{data_dir}/postgres`, created and started by the node.
+    pub url: String,
+}
+
+/// Key policy defaults for tenants that set none.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Keys {
+    /// Days a key signs before the next one takes over.
+    pub rotation_days: u64,
+    /// Hours a new key is published before it signs.
+    pub prepublish_hours: u64,
+    /// Hours a retired key stays published (at least the longest token
+    /// lifetime).
+    pub retire_grace_hours: u64,
+    /// Sign on the worker thread (`inline`) or hand off to the signer pool
+    /// (`pool`). See docs/BENCHMARKING.md for why inline is the default.
+    pub signing: String,
+}
+
+/// An HSM through PKCS#11.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hsm {
+    /// Path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// A file holding the user PIN (mode 0600).
+    pub pin_file: Option<PathBuf>,
+    /// An environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// Sessions kept open with the token.
+    #[serde(default = "default_hsm_sessions")]
+    pub sessions: usize,
+}
+
+fn default_hsm_sessions() -> usize {
+    4
+}
+
+/// Session replication.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// Where this node listens for its peers (QUIC, mutual TLS).
+    pub listen: SocketAddr,
+    /// The other nodes: `name=host:port` of their cluster listeners.
+    pub peers: Vec<String>,
+    /// Lease length in milliseconds: how long a node cut off from a peer
+    /// keeps checking sessions, and how long a revoke may wait for a dead
+    /// peer.
+    pub lease_ms: u64,
+}
+
+/// Admission control.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Worker threads (QUIC and HTTP each); 0: one per core.
+    pub workers: usize,
+    /// Requests in flight on the node; more are answered `overloaded`.
+    pub max_in_flight: usize,
+    /// Requests per second for a tenant whose directory entry sets no budget.
+    pub default_tenant_rate: u32,
+    /// Seconds a frame may stay incomplete before its stream is closed.
+    pub frame_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./var"),
+            node: "node-1".into(),
+            listen: Listen::default(),
+            postgres: Postgres::default(),
+            keys: Keys::default(),
+            hsm: None,
+            cluster: Cluster::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen {
+            quic: SocketAddr::from(([127, 0, 0, 1], 4433)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: String::new(),
+            https: false,
+        }
+    }
+}
+
+impl Default for Keys {
+    fn default() -> Keys {
+        Keys {
+            rotation_days: 30,
+            prepublish_hours: 24,
+            retire_grace_hours: 24,
+            signing: "inline".into(),
+        }
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Cluster {
+        Cluster {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4434)),
+            peers: Vec::new(),
+            lease_ms: 2_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            workers: 0,
+            max_in_flight: 16_384,
+            default_tenant_rate: 100_000,
+            frame_timeout_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a TOML file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file and what is wrong.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and checks TOML text.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] or [`ConfigError::Invalid`].
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and consistency.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] saying which value is wrong.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.into()));
+        if self.node.is_empty()
+            || self.node.len() > 64
+            || !self
+                .node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return invalid("node: 1 to 64 of [A-Za-z0-9_-]");
+        }
+        if self.keys.rotation_days == 0 {
+            return invalid("keys.rotation_days must be at least 1");
+        }
+        if self.keys.retire_grace_hours == 0 {
+            return invalid(
+                "keys.retire_grace_hours must be at least 1 (tokens live up to an hour)",
+            );
+        }
+        if !matches!(self.keys.signing.as_str(), "inline" | "pool") {
+            return invalid("keys.signing: `inline` or `pool`");
+        }
+        if self.cluster.lease_ms < 100 {
+            return invalid("cluster.lease_ms must be at least 100");
+        }
+        for peer in &self.cluster.peers {
+            parse_peer(peer)?;
+        }
+        if self.limits.max_in_flight == 0
+            || self.limits.default_tenant_rate == 0
+            || self.limits.frame_timeout_secs == 0
+        {
+            return invalid("limits: max_in_flight, default_tenant_rate and frame_timeout_secs must be positive");
+        }
+        if let Some(hsm) = &self.hsm {
+            if hsm.pin_file.is_none() == hsm.pin_env.is_none() {
+                return invalid("hsm: exactly one of pin_file and pin_env");
+            }
+        }
+        Ok(())
+    }
+
+    /// The number of workers to run.
+    pub fn workers(&self) -> usize {
+        match self.limits.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// The issuer prefix SPs see: `{public_url}` or `http://{listen.http}`.
+    pub fn public_url(&self) -> String {
+        if self.listen.public_url.is_empty() {
+            let scheme = if self.listen.https { "https" } else { "http" };
+            format!("{scheme}://{}", self.listen.http)
+        } else {
+            self.listen.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+/// Parses a peer `name=host:port`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] when it is not of that form.
+pub fn parse_peer(peer: &str) -> Result<(String, SocketAddr), ConfigError> {
+    let (name, address) = peer
+        .split_once('=')
+        .ok_or_else(|| ConfigError::Invalid(format!("peer `{peer}`: expected name=host:port")))?;
+    let address = address
+        .parse()
+        .map_err(|e| ConfigError::Invalid(format!("peer `{peer}`: {e}")))?;
+    if name.is_empty() {
+        return Err(ConfigError::Invalid(format!("peer `{peer}`: empty name")));
+    }
+    Ok((name.to_owned(), address))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.listen.quic.to_string(), "127.0.0.1:4433");
+        assert_eq!(config.listen.http.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.public_url(), "http://127.0.0.1:8080");
+        assert!(config.postgres.url.is_empty() && config.hsm.is_none());
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.md"))
+                .unwrap();
+        let example = text
+            .split("```toml")
+            .nth(1)
+            .unwrap()
+            .split("```")
+            .next()
+            .unwrap();
+        let config = Config::parse(example).unwrap();
+        let default = Config::default();
+        assert_eq!(config.listen.quic, default.listen.quic);
+        assert_eq!(config.cluster.lease_ms, default.cluster.lease_ms);
+        assert_eq!(config.limits.max_in_flight, default.limits.max_in_flight);
+        assert_eq!(config.keys.rotation_days, default.keys.rotation_days);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        assert!(matches!(
+            Config::parse("[listen]\nquick = \"1.2.3.4:1\""),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::parse("[cluster]\npeers = [\"nonsense\"]"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::parse("[keys]\nsigning = \"magic\""),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::parse("[hsm]\nmodule = \"/x.so\"\ntoken_label = \"t\""),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

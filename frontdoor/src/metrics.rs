@@ -1,0 +1,232 @@
+//! Operator metrics in the Prometheus text format. Counters and histograms
+//! are plain atomics owned by what they count (a tenant's live state, a
+//! backend), so recording costs a few uncontended atomic adds and never a
+//! lock; `/metrics` walks them when scraped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::protocol::ErrorCode;
+
+/// Histogram bucket upper bounds, in microseconds (Prometheus `le` in seconds).
+pub const LATENCY_BUCKETS_US: [u64; 14] = [
+    50, 100, 250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    5_000_000,
+];
+
+/// A latency histogram of atomics (cumulative buckets are computed when
+/// rendered).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn record(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        let index = LATENCY_BUCKETS_US
+            .iter()
+            .position(|&bound| us <= bound)
+            .unwrap_or(LATENCY_BUCKETS_US.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Appends the histogram as `name{labels,le=...}` lines.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, bound) in LATENCY_BUCKETS_US.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
+                *bound as f64 / 1e6
+            );
+        }
+        cumulative += self.buckets[LATENCY_BUCKETS_US.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// The kinds of issuance counted per tenant.
+pub const ISSUE_KINDS: [&str; 3] = ["id_token", "access_token", "saml"];
+
+/// Per-tenant counters, owned by the tenant's live state.
+#[derive(Debug, Default)]
+pub struct TenantMetrics {
+    /// Issued, by [`ISSUE_KINDS`] index.
+    pub issued: [AtomicU64; 3],
+    /// Refused requests, by [`ErrorCode::ALL`] index.
+    pub refused: [AtomicU64; 10],
+    /// End-to-end latency of issuing operations inside the node.
+    pub issue_latency: LatencyHistogram,
+}
+
+impl TenantMetrics {
+    /// Counts a refusal.
+    pub fn refuse(&self, code: ErrorCode) {
+        if let Some(i) = ErrorCode::ALL.iter().position(|c| *c == code) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Appends this tenant's lines.
+    pub fn render(&self, out: &mut String, tenant: &str) {
+        for (i, kind) in ISSUE_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "sigil_issued_total{{tenant=\"{tenant}\",kind=\"{kind}\"}} {}",
+                self.issued[i].load(Ordering::Relaxed)
+            );
+        }
+        for (i, code) in ErrorCode::ALL.iter().enumerate() {
+            let n = self.refused[i].load(Ordering::Relaxed);
+            if n > 0 {
+                let _ = writeln!(
+                    out,
+                    "sigil_refused_total{{tenant=\"{tenant}\",code=\"{code}\"}} {n}"
+                );
+            }
+        }
+        self.issue_latency.render(
+            out,
+            "sigil_issue_latency_seconds",
+            &format!("tenant=\"{tenant}\""),
+        );
+    }
+}
+
+/// Process figures from /proc: CPU seconds (user + system, all threads,
+/// living and dead), resident memory, open files.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcessStats {
+    /// CPU time in seconds.
+    pub cpu_seconds: f64,
+    /// Resident set size in bytes.
+    pub resident_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// Reads [`ProcessStats`] of this process; zeros where /proc says nothing.
+pub fn process_stats() -> ProcessStats {
+    // USER_HZ is 100 on every Linux architecture Sigil runs on (it is ABI).
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let mut stats = ProcessStats::default();
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the parenthesised command name; utime, stime are 14, 15.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, rest)| rest) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let field = |n: usize| {
+                fields
+                    .get(n - 3)
+                    .and_then(|f| f.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            stats.cpu_seconds = (field(14) + field(15)) as f64 / TICKS_PER_SECOND;
+            stats.threads = field(20);
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(line) = status.lines().find(|l| l.starts_with("VmRSS:")) {
+            stats.resident_bytes = line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024;
+        }
+    }
+    stats.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count() as u64);
+    stats
+}
+
+/// Appends the process lines (standard Prometheus process metric names).
+pub fn render_process(out: &mut String) {
+    let stats = process_stats();
+    let _ = writeln!(
+        out,
+        "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}",
+        stats.cpu_seconds
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}",
+        stats.resident_bytes
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE process_open_fds gauge\nprocess_open_fds {}",
+        stats.open_fds
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE process_threads gauge\nprocess_threads {}",
+        stats.threads
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_renders_cumulative_buckets() {
+        let h = LatencyHistogram::default();
+        h.record(Duration::from_micros(40));
+        h.record(Duration::from_micros(700));
+        h.record(Duration::from_secs(10));
+        let mut out = String::new();
+        h.render(&mut out, "x", "tenant=\"acme\"");
+        assert!(
+            out.contains("x_bucket{tenant=\"acme\",le=\"0.00005\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{tenant=\"acme\",le=\"0.001\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{tenant=\"acme\",le=\"5\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{tenant=\"acme\",le=\"+Inf\"} 3"),
+            "{out}"
+        );
+        assert!(out.contains("x_count{tenant=\"acme\"} 3"), "{out}");
+        assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn process_stats_are_read() {
+        let stats = process_stats();
+        assert!(
+            stats.resident_bytes > 0 && stats.open_fds > 0 && stats.threads >= 1,
+            "{stats:?}"
+        );
+        let mut out = String::new();
+        render_process(&mut out);
+        assert!(out.contains("process_cpu_seconds_total "));
+    }
+}

@@ -1,0 +1,694 @@
+//! The messages of `sigil/1`: the flat wire maps (what other languages
+//! see, documented in docs/protocol.md) and the typed operations the front
+//! door acts on once a wire request passed its checks.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest accepted text field (tenant, user, app, session, nonce, ...), in
+/// bytes.
+pub const MAX_FIELD: usize = 512;
+/// Most authentication-method references (`amr`) on one session.
+pub const MAX_AMR: usize = 8;
+/// Most scopes on one access token.
+pub const MAX_SCOPES: usize = 32;
+
+/// The error codes of `sigil/1`, spelled on the wire in snake case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed: undecodable, a missing or oversized field,
+    /// an unknown operation.
+    BadRequest,
+    /// The caller presented no client certificate, or one not registered.
+    Unauthenticated,
+    /// The caller may not act for this tenant, or the operation needs an
+    /// admin certificate.
+    Forbidden,
+    /// No such tenant, user, app, SP or key.
+    NotFound,
+    /// The session is unknown, expired, idle too long, or revoked.
+    SessionInvalid,
+    /// The user is suspended or deactivated.
+    UserInactive,
+    /// The tenant is over its rate budget; retry later.
+    RateLimited,
+    /// The node is at its global in-flight limit; retry later or elsewhere.
+    Overloaded,
+    /// The node cannot answer safely now (e.g. it has no fresh lease from
+    /// every peer, or the directory is unreachable); it fails closed.
+    Unavailable,
+    /// A failure inside Sigil; the message says no more than needed.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Every code, in documentation order.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::SessionInvalid,
+        ErrorCode::UserInactive,
+        ErrorCode::RateLimited,
+        ErrorCode::Overloaded,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+    ];
+
+    /// The wire spelling, e.g. `rate_limited`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::SessionInvalid => "session_invalid",
+            ErrorCode::UserInactive => "user_inactive",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request as it travels: one flat CBOR map. Which fields an operation
+/// needs is in docs/protocol.md; [`Operation::from_wire`] checks them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WireRequest {
+    /// Chosen by the client, unique among its requests in flight on this
+    /// stream; echoed in the response.
+    pub id: u64,
+    /// The operation's name, e.g. `id_token`.
+    pub op: String,
+    /// Tenant slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// User login (or id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// OIDC client (app) name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// SAML SP name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sp: Option<String>,
+    /// Session id (base64url, 43 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// OIDC nonce to copy into the ID token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// Access-token scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Vec<String>>,
+    /// Authentication methods used for a new session (`pwd`, `otp`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// Free-form client description for a new session (user agent, IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<String>,
+    /// The AuthnRequest ID a SAML Response answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_response_to: Option<String>,
+    /// Key id (keys_revoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// Algorithm name (keys_rotate), e.g. `ES256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alg: Option<String>,
+}
+
+/// An error answer's body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireError {
+    /// One of the [`ErrorCode`]s.
+    pub code: ErrorCode,
+    /// A human-readable explanation; never secret material.
+    pub message: String,
+}
+
+/// A response as it travels: `{id, result}` or `{id, error}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireResponse {
+    /// The request's id; 0 when the request could not be read far enough to
+    /// know it.
+    pub id: u64,
+    /// The operation's result map (see docs/protocol.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<ciborium::Value>,
+    /// Set instead of `result` when the request failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<WireError>,
+}
+
+/// The operations of `sigil/1`, checked. Text fields are non-empty and at
+/// most [`MAX_FIELD`] bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Is the node up, and is it ready to serve session checks?
+    Health,
+    /// An OIDC ID token for `user`, audience `app`.
+    IdToken {
+        /// Tenant slug.
+        tenant: String,
+        /// User login.
+        user: String,
+        /// OIDC app.
+        app: String,
+        /// The user's session, which must be valid.
+        session: String,
+        /// Copied into the token's `nonce` claim.
+        nonce: Option<String>,
+    },
+    /// An OAuth access token (JWT) for `user`, audience `app`.
+    AccessToken {
+        /// Tenant slug.
+        tenant: String,
+        /// User login.
+        user: String,
+        /// OIDC app.
+        app: String,
+        /// The user's session, which must be valid.
+        session: String,
+        /// Granted scopes.
+        scope: Vec<String>,
+    },
+    /// A signed SAML Response for SP `sp`.
+    Saml {
+        /// Tenant slug.
+        tenant: String,
+        /// User login.
+        user: String,
+        /// SAML SP.
+        sp: String,
+        /// The user's session, which must be valid.
+        session: String,
+        /// The AuthnRequest ID answered, if SP-initiated.
+        in_response_to: Option<String>,
+    },
+    /// A new session for `user`.
+    SessionCreate {
+        /// Tenant slug.
+        tenant: String,
+        /// User login.
+        user: String,
+        /// Authentication methods used.
+        amr: Vec<String>,
+        /// Client description.
+        client: Option<String>,
+    },
+    /// Is the session valid now?
+    SessionValidate {
+        /// Tenant slug.
+        tenant: String,
+        /// Session id.
+        session: String,
+    },
+    /// Records activity on a session (extends its idle expiry).
+    SessionTouch {
+        /// Tenant slug.
+        tenant: String,
+        /// Session id.
+        session: String,
+    },
+    /// Revokes one session; returns once no node accepts it.
+    SessionRevoke {
+        /// Tenant slug.
+        tenant: String,
+        /// Session id.
+        session: String,
+    },
+    /// Revokes every session of a user; returns once no node accepts them.
+    UserRevokeSessions {
+        /// Tenant slug.
+        tenant: String,
+        /// User login.
+        user: String,
+    },
+    /// Deactivates a user: no token or assertion for them once it returns.
+    UserDeactivate {
+        /// Tenant slug.
+        tenant: String,
+        /// User login.
+        user: String,
+    },
+    /// Starts a key rotation now (admin only).
+    KeysRotate {
+        /// Tenant slug.
+        tenant: String,
+        /// Only this algorithm's key, or all when absent.
+        alg: Option<String>,
+    },
+    /// Emergency revocation of a key: it leaves JWKS at once (admin only).
+    KeysRevoke {
+        /// Tenant slug.
+        tenant: String,
+        /// Key id.
+        kid: String,
+    },
+}
+
+/// Why a wire request is not an operation; answered as `bad_request`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BadRequest(pub String);
+
+fn field(name: &str, value: Option<String>) -> Result<String, BadRequest> {
+    let value = value.ok_or_else(|| BadRequest(format!("missing field `{name}`")))?;
+    check_text(name, &value)?;
+    Ok(value)
+}
+
+fn optional(name: &str, value: Option<String>) -> Result<Option<String>, BadRequest> {
+    if let Some(text) = &value {
+        check_text(name, text)?;
+    }
+    Ok(value)
+}
+
+fn list(name: &str, value: Option<Vec<String>>, max: usize) -> Result<Vec<String>, BadRequest> {
+    let items = value.unwrap_or_default();
+    if items.len() > max {
+        return Err(BadRequest(format!("`{name}` has more than {max} entries")));
+    }
+    for item in &items {
+        check_text(name, item)?;
+    }
+    Ok(items)
+}
+
+fn check_text(name: &str, text: &str) -> Result<(), BadRequest> {
+    if text.is_empty() {
+        return Err(BadRequest(format!("field `{name}` is empty")));
+    }
+    if text.len() > MAX_FIELD {
+        return Err(BadRequest(format!(
+            "field `{name}` exceeds {MAX_FIELD} bytes"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(BadRequest(format!(
+            "field `{name}` contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Operation {
+    /// Checks a wire request and returns the operation it asks for.
+    ///
+    /// # Errors
+    /// [`BadRequest`] naming the unknown operation or the missing, empty,
+    /// oversized or malformed field.
+    pub fn from_wire(wire: WireRequest) -> Result<Operation, BadRequest> {
+        let WireRequest {
+            op,
+            tenant,
+            user,
+            app,
+            sp,
+            session,
+            nonce,
+            scope,
+            amr,
+            client,
+            in_response_to,
+            kid,
+            alg,
+            ..
+        } = wire;
+        Ok(match op.as_str() {
+            "health" => Operation::Health,
+            "id_token" => Operation::IdToken {
+                tenant: field("tenant", tenant)?,
+                user: field("user", user)?,
+                app: field("app", app)?,
+                session: field("session", session)?,
+                nonce: optional("nonce", nonce)?,
+            },
+            "access_token" => Operation::AccessToken {
+                tenant: field("tenant", tenant)?,
+                user: field("user", user)?,
+                app: field("app", app)?,
+                session: field("session", session)?,
+                scope: list("scope", scope, MAX_SCOPES)?,
+            },
+            "saml" => Operation::Saml {
+                tenant: field("tenant", tenant)?,
+                user: field("user", user)?,
+                sp: field("sp", sp)?,
+                session: field("session", session)?,
+                in_response_to: optional("in_response_to", in_response_to)?,
+            },
+            "session_create" => Operation::SessionCreate {
+                tenant: field("tenant", tenant)?,
+                user: field("user", user)?,
+                amr: list("amr", amr, MAX_AMR)?,
+                client: optional("client", client)?,
+            },
+            "session_validate" => Operation::SessionValidate {
+                tenant: field("tenant", tenant)?,
+                session: field("session", session)?,
+            },
+            "session_touch" => Operation::SessionTouch {
+                tenant: field("tenant", tenant)?,
+                session: field("session", session)?,
+            },
+            "session_revoke" => Operation::SessionRevoke {
+                tenant: field("tenant", tenant)?,
+                session: field("session", session)?,
+            },
+            "user_revoke_sessions" => Operation::UserRevokeSessions {
+                tenant: field("tenant", tenant)?,
+                user: field("user", user)?,
+            },
+            "user_deactivate" => Operation::UserDeactivate {
+                tenant: field("tenant", tenant)?,
+                user: field("user", user)?,
+            },
+            "keys_rotate" => Operation::KeysRotate {
+                tenant: field("tenant", tenant)?,
+                alg: optional("alg", alg)?,
+            },
+            "keys_revoke" => Operation::KeysRevoke {
+                tenant: field("tenant", tenant)?,
+                kid: field("kid", kid)?,
+            },
+            other => {
+                let shown: String = other.chars().take(40).collect();
+                return Err(BadRequest(format!("unknown operation `{shown}`")));
+            }
+        })
+    }
+
+    /// The operation's wire name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Health => "health",
+            Operation::IdToken { .. } => "id_token",
+            Operation::AccessToken { .. } => "access_token",
+            Operation::Saml { .. } => "saml",
+            Operation::SessionCreate { .. } => "session_create",
+            Operation::SessionValidate { .. } => "session_validate",
+            Operation::SessionTouch { .. } => "session_touch",
+            Operation::SessionRevoke { .. } => "session_revoke",
+            Operation::UserRevokeSessions { .. } => "user_revoke_sessions",
+            Operation::UserDeactivate { .. } => "user_deactivate",
+            Operation::KeysRotate { .. } => "keys_rotate",
+            Operation::KeysRevoke { .. } => "keys_revoke",
+        }
+    }
+
+    /// The tenant the operation acts for; `None` for `health`.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Operation::Health => None,
+            Operation::IdToken { tenant, .. }
+            | Operation::AccessToken { tenant, .. }
+            | Operation::Saml { tenant, .. }
+            | Operation::SessionCreate { tenant, .. }
+            | Operation::SessionValidate { tenant, .. }
+            | Operation::SessionTouch { tenant, .. }
+            | Operation::SessionRevoke { tenant, .. }
+            | Operation::UserRevokeSessions { tenant, .. }
+            | Operation::UserDeactivate { tenant, .. }
+            | Operation::KeysRotate { tenant, .. }
+            | Operation::KeysRevoke { tenant, .. } => Some(tenant),
+        }
+    }
+
+    /// Whether only admin callers may ask for it.
+    pub fn needs_admin(&self) -> bool {
+        matches!(
+            self,
+            Operation::KeysRotate { .. } | Operation::KeysRevoke { .. }
+        )
+    }
+
+    /// Whether it produces a signature (counts against the signing budget).
+    pub fn signs(&self) -> bool {
+        matches!(
+            self,
+            Operation::IdToken { .. } | Operation::AccessToken { .. } | Operation::Saml { .. }
+        )
+    }
+
+    /// The wire form of this operation with request id `id`.
+    pub fn to_wire(&self, id: u64) -> WireRequest {
+        let mut wire = WireRequest {
+            id,
+            op: self.name().to_owned(),
+            tenant: self.tenant().map(str::to_owned),
+            ..WireRequest::default()
+        };
+        match self.clone() {
+            Operation::Health => {}
+            Operation::IdToken {
+                user,
+                app,
+                session,
+                nonce,
+                ..
+            } => {
+                (wire.user, wire.app, wire.session, wire.nonce) =
+                    (Some(user), Some(app), Some(session), nonce);
+            }
+            Operation::AccessToken {
+                user,
+                app,
+                session,
+                scope,
+                ..
+            } => {
+                (wire.user, wire.app, wire.session) = (Some(user), Some(app), Some(session));
+                wire.scope = (!scope.is_empty()).then_some(scope);
+            }
+            Operation::Saml {
+                user,
+                sp,
+                session,
+                in_response_to,
+                ..
+            } => {
+                (wire.user, wire.sp, wire.session, wire.in_response_to) =
+                    (Some(user), Some(sp), Some(session), in_response_to);
+            }
+            Operation::SessionCreate {
+                user, amr, client, ..
+            } => {
+                (wire.user, wire.client) = (Some(user), client);
+                wire.amr = (!amr.is_empty()).then_some(amr);
+            }
+            Operation::SessionValidate { session, .. }
+            | Operation::SessionTouch { session, .. }
+            | Operation::SessionRevoke { session, .. } => wire.session = Some(session),
+            Operation::UserRevokeSessions { user, .. } | Operation::UserDeactivate { user, .. } => {
+                wire.user = Some(user);
+            }
+            Operation::KeysRotate { alg, .. } => wire.alg = alg,
+            Operation::KeysRevoke { kid, .. } => wire.kid = Some(kid),
+        }
+        wire
+    }
+}
+
+/// Encodes a CBOR value of any serializable message.
+///
+/// # Errors
+/// Only if `value` cannot be represented (never for the types here).
+pub fn to_cbor<T: Serialize>(value: &T) -> Result<Vec<u8>, ciborium::ser::Error<std::io::Error>> {
+    let mut out = Vec::with_capacity(256);
+    ciborium::into_writer(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a CBOR message, refusing trailing bytes and nesting deeper than
+/// a `sigil/1` message ever needs.
+///
+/// # Errors
+/// [`BadRequest`] describing why the bytes are not such a message.
+pub fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BadRequest> {
+    let mut reader = bytes;
+    let value = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
+        .map_err(|e| BadRequest(format!("not a sigil/1 message: {e}")))?;
+    if !reader.is_empty() {
+        return Err(BadRequest("trailing bytes after the CBOR message".into()));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn sample() -> Vec<Operation> {
+        let t = || "acme".to_string();
+        vec![
+            Operation::Health,
+            Operation::IdToken {
+                tenant: t(),
+                user: "alice".into(),
+                app: "app-es256".into(),
+                session: "s".into(),
+                nonce: Some("n".into()),
+            },
+            Operation::AccessToken {
+                tenant: t(),
+                user: "alice".into(),
+                app: "app-eddsa".into(),
+                session: "s".into(),
+                scope: vec!["openid".into()],
+            },
+            Operation::Saml {
+                tenant: t(),
+                user: "alice".into(),
+                sp: "sp-rs256".into(),
+                session: "s".into(),
+                in_response_to: None,
+            },
+            Operation::SessionCreate {
+                tenant: t(),
+                user: "alice".into(),
+                amr: vec!["pwd".into(), "otp".into()],
+                client: Some("curl".into()),
+            },
+            Operation::SessionValidate {
+                tenant: t(),
+                session: "s".into(),
+            },
+            Operation::SessionTouch {
+                tenant: t(),
+                session: "s".into(),
+            },
+            Operation::SessionRevoke {
+                tenant: t(),
+                session: "s".into(),
+            },
+            Operation::UserRevokeSessions {
+                tenant: t(),
+                user: "bob".into(),
+            },
+            Operation::UserDeactivate {
+                tenant: t(),
+                user: "bob".into(),
+            },
+            Operation::KeysRotate {
+                tenant: t(),
+                alg: Some("ES256".into()),
+            },
+            Operation::KeysRevoke {
+                tenant: t(),
+                kid: "k".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn operations_round_trip_through_cbor() {
+        for (i, op) in sample().into_iter().enumerate() {
+            let bytes = to_cbor(&op.to_wire(i as u64)).unwrap();
+            let wire: WireRequest = from_cbor(&bytes).unwrap();
+            assert_eq!(wire.id, i as u64);
+            assert_eq!(Operation::from_wire(wire).unwrap(), op);
+        }
+    }
+
+    #[test]
+    fn bad_requests_name_the_problem() {
+        let wire = |op: &str| WireRequest {
+            id: 1,
+            op: op.into(),
+            tenant: Some("acme".into()),
+            ..WireRequest::default()
+        };
+        assert_eq!(
+            Operation::from_wire(wire("id_token")).unwrap_err().0,
+            "missing field `user`"
+        );
+        assert!(Operation::from_wire(wire("mint_money"))
+            .unwrap_err()
+            .0
+            .contains("unknown operation"));
+        let mut long = wire("session_validate");
+        long.session = Some("x".repeat(MAX_FIELD + 1));
+        assert!(Operation::from_wire(long)
+            .unwrap_err()
+            .0
+            .contains("exceeds"));
+        let mut empty = wire("session_validate");
+        empty.session = Some(String::new());
+        assert!(Operation::from_wire(empty).unwrap_err().0.contains("empty"));
+        let mut amr = wire("session_create");
+        amr.user = Some("alice".into());
+        amr.amr = Some(vec!["pwd".into(); MAX_AMR + 1]);
+        assert!(Operation::from_wire(amr)
+            .unwrap_err()
+            .0
+            .contains("more than"));
+        assert!(from_cbor::<WireRequest>(b"\xff\x00garbage").is_err());
+        let mut trailing = to_cbor(&wire("health")).unwrap();
+        trailing.push(0);
+        assert!(from_cbor::<WireRequest>(&trailing).is_err());
+    }
+
+    #[test]
+    fn error_codes_are_spelled_as_documented() {
+        for code in ErrorCode::ALL {
+            let bytes = to_cbor(&code).unwrap();
+            let text: String = from_cbor(&bytes).unwrap();
+            assert_eq!(text, code.as_str());
+        }
+    }
+
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            Just(String::new()),
+            "[a-z0-9-]{1,20}",
+            ".{0,40}",
+            Just("x".repeat(MAX_FIELD + 1))
+        ])
+    }
+
+    proptest! {
+        /// The same property as the cargo-fuzz target `frames`, in CI: any
+        /// bytes decode without panicking, and any request that passes the
+        /// checks survives a re-encoding unchanged.
+        #[test]
+        fn arbitrary_bytes_and_requests_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = from_cbor::<WireRequest>(&bytes);
+        }
+
+        #[test]
+        fn checked_requests_round_trip(
+            op in prop_oneof![
+                proptest::sample::select(vec!["health", "id_token", "access_token", "saml", "session_create", "session_validate",
+                    "session_touch", "session_revoke", "user_revoke_sessions", "user_deactivate", "keys_rotate", "keys_revoke"])
+                    .prop_map(str::to_owned),
+                "[a-z_]{0,12}",
+            ],
+            tenant in text(), user in text(), app in text(), session in text(), nonce in text(), kid in text(),
+            scope in proptest::option::of(proptest::collection::vec("[a-z]{1,8}", 0..40)),
+            id in any::<u64>(),
+        ) {
+            let wire = WireRequest { id, op, tenant, user, app: app.clone(), sp: app, session, nonce, scope, kid, ..WireRequest::default() };
+            let bytes = to_cbor(&wire).unwrap();
+            let decoded: WireRequest = from_cbor(&bytes).unwrap();
+            prop_assert_eq!(&decoded, &wire);
+            if let Ok(operation) = Operation::from_wire(decoded) {
+                let again: WireRequest = from_cbor(&to_cbor(&operation.to_wire(id)).unwrap()).unwrap();
+                prop_assert_eq!(Operation::from_wire(again).unwrap(), operation);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! TLS for `sigil/1`: TLS 1.3 only (QUIC), AWS-LC as the provider, ALPN
+//! `sigil/1`, client certificates verified against the deployment CA.
+//!
+//! The server asks for a client certificate but lets a connection without
+//! one complete the handshake, so that such a caller gets a clear
+//! `unauthenticated` answer (and an audit record) instead of a bare TLS
+//! alert. A certificate that does not chain to the deployment CA fails the
+//! handshake itself: there is nobody to answer.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::protocol::ALPN;
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// rustls refused the certificates or keys.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The CA certificate is not usable as a trust anchor.
+    #[error("ca certificate: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// QUIC needs TLS 1.3 with an initial cipher suite.
+    #[error("quic tls: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn roots(ca: &CertificateDer<'static>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone())?;
+    Ok(roots)
+}
+
+/// The rustls server configuration of a node: its certificate chain and
+/// key, client certificates optional but verified against `ca` when given.
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn server_crypto(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+    alpn: &[u8],
+) -> Result<rustls::ServerConfig, TlsError> {
+    server_crypto_with(chain, key, ca, alpn, false)
+}
+
+/// Like [`server_crypto`], but a client without a certificate from `ca`
+/// fails the handshake (node-to-node replication).
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn server_crypto_requiring_clients(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+    alpn: &[u8],
+) -> Result<rustls::ServerConfig, TlsError> {
+    server_crypto_with(chain, key, ca, alpn, true)
+}
+
+fn server_crypto_with(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+    alpn: &[u8],
+    require_client: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca)?),
+        provider(),
+    );
+    let verifier = if require_client {
+        builder.build()?
+    } else {
+        builder.allow_unauthenticated().build()?
+    };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config.max_early_data_size = 0;
+    Ok(config)
+}
+
+/// The quinn server configuration for `sigil/1`.
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn server_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    ca: &CertificateDer<'static>,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto(chain, key, ca, ALPN)?)?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(256u32.into())
+        .max_concurrent_uni_streams(0u32.into())
+        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+            30_000,
+        ))));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// The rustls client configuration: trusts only `ca`, presents `identity`
+/// (certificate chain and key) when given.
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn client_crypto(
+    ca: &CertificateDer<'static>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// The quinn client configuration for `sigil/1`, with keep-alives so an
+/// idle long-lived connection stays open.
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn client_config(
+    ca: &CertificateDer<'static>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_crypto(ca, identity, ALPN)?)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
+        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+            30_000,
+        ))));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}

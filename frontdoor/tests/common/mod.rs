@@ -1,0 +1,183 @@
+//! Running `sigil serve` as a process for the end-to-end tests.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::zombie_processes
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use frontdoor::cli::Endpoints;
+use frontdoor::client::{CallError, Client, ClientConfig};
+use frontdoor::pki::{load_ca_certificate, Credentials};
+use frontdoor::protocol::Operation;
+
+pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
+
+pub fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Serve {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub endpoints: Endpoints,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // A failed test must not leave the node running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Serve {
+    pub fn start(dir: &Path, quic: u16, http: u16) -> Serve {
+        Serve::start_with(dir, quic, http, &[])
+    }
+
+    /// Starts with extra arguments (e.g. `--config FILE`).
+    pub fn start_with(dir: &Path, quic: u16, http: u16, extra: &[&str]) -> Serve {
+        let _ = std::fs::remove_file(dir.join("var/endpoints.json"));
+        let log = std::fs::File::create(dir.join(format!("serve-{quic}.log"))).unwrap();
+        let child = Command::new(SIGIL)
+            .current_dir(dir)
+            .args([
+                "serve",
+                "--quic-listen",
+                &format!("127.0.0.1:{quic}"),
+                "--http-listen",
+                &format!("127.0.0.1:{http}"),
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(endpoints) = Endpoints::load(&dir.join("var")) {
+                return Serve {
+                    child,
+                    dir: dir.to_owned(),
+                    endpoints,
+                };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sigil serve did not start: {}",
+                std::fs::read_to_string(dir.join(format!("serve-{quic}.log"))).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "graceful shutdown exits 0: {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("sigil serve did not stop on SIGTERM");
+    }
+
+    pub fn var(&self) -> PathBuf {
+        self.dir.join("var")
+    }
+
+    pub fn http(&self, path: &str) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.endpoints.http).unwrap();
+        // A server that refuses the request (a TLS port reading plain text)
+        // may close before the write lands: a broken pipe or reset is "no
+        // HTTP answer", the same as an empty read.
+        if write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .is_err()
+        {
+            return (0, Vec::new());
+        }
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
+        // 0: no HTTP answer at all (e.g. a TLS port).
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.as_bytes().to_vec())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    pub async fn client(&self, cert_dir: Option<&Path>) -> Result<Client, CallError> {
+        let cert_dir = cert_dir.map_or_else(
+            || self.var().join("credentials/frontend"),
+            Path::to_path_buf,
+        );
+        Client::connect(ClientConfig {
+            target: self.endpoints.quic,
+            server_name: "localhost".into(),
+            ca: load_ca_certificate(&self.var().join("ca/ca.pem")).unwrap(),
+            identity: Credentials::load(&cert_dir).ok(),
+            streams: 2,
+        })
+        .await
+    }
+}
+
+/// Signs `user` of `tenant` in and returns the session id.
+pub async fn session(client: &Client, tenant: &str, user: &str) -> String {
+    let created = client
+        .call(&Operation::SessionCreate {
+            tenant: tenant.into(),
+            user: user.into(),
+            amr: vec!["pwd".into()],
+            client: None,
+        })
+        .await
+        .unwrap();
+    frontdoor::cli::client::to_json(&created)["session"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// `sigil audit verify --tenant T` in `dir`: asserts the chain is whole and
+/// returns the report.
+pub fn audit_verify(dir: &Path, tenant: &str) -> serde_json::Value {
+    let verify = Command::new(SIGIL)
+        .current_dir(dir)
+        .args(["audit", "verify", "--tenant", tenant])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "audit chain of {tenant}: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    serde_json::from_slice(&verify.stdout).unwrap()
+}

@@ -12,7 +12,9 @@
 
 pub mod chart;
 pub mod engine;
+pub mod quic;
 pub mod raw;
 pub mod record;
 pub mod report;
 pub mod schedule;
+pub mod soak;

@@ -2,13 +2,20 @@
 //! appliance, open-loop with coordinated-omission-corrected latency; and
 //! `raw`, the physical signing baseline.
 #![forbid(unsafe_code)]
+// A command-line tool: its output is stdout.
+#![allow(clippy::print_stdout)]
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use frontdoor::cli::client::Target;
+use frontdoor::cli::Endpoints;
+use perf::engine::Mix;
+use perf::quic::{self, LoadPlan};
 use perf::raw;
+use perf::schedule::RateProfile;
 use signer::KeySpec;
 
 #[derive(Parser)]
@@ -22,8 +29,120 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// The appliance's QUIC address; default: the embedded default's (DATA_DIR/endpoints.json).
+    #[arg(long, value_name = "HOST:PORT")]
+    target: Option<String>,
+    /// Caller credentials (cert.pem, key.pem, ca.pem); default: DATA_DIR/credentials/frontend.
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Option<PathBuf>,
+    /// The embedded default's state directory.
+    #[arg(long, default_value = "./var")]
+    data_dir: PathBuf,
+    /// The name in the appliance's certificate.
+    #[arg(long)]
+    server_name: Option<String>,
+    /// The node's HTTP address for /metrics (server CPU per operation); default: from endpoints.json.
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Tenant.
+    #[arg(long, default_value = "acme")]
+    tenant: String,
+    /// OIDC apps, comma-separated, rotated request by request (a mix of
+    /// algorithms); the first one's algorithm is the raw baseline.
+    #[arg(long, value_delimiter = ',', default_value = "app-eddsa")]
+    app: Vec<String>,
+    /// SAML SP (for `saml` in the mix).
+    #[arg(long, default_value = "sp-es256")]
+    sp: String,
+    /// Users to sign in before the run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "alice")]
+    users: Vec<String>,
+    /// Load a seeded directory instead of --tenant/--users: SEED_TENANTS,SEED_USERS,TENANTS,USERS, e.g.
+    /// 19000,1000000,20,200 acts as 200 users spread over the 20 largest seeded tenants by their Zipf sizes.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "SEED_TENANTS,SEED_USERS,TENANTS,USERS"
+    )]
+    seeded: Vec<u64>,
+    /// Sessions per user.
+    #[arg(long, default_value_t = 16)]
+    sessions_per_user: usize,
+    /// Operation mix, e.g. id-token=80,saml=10,session-validate=10.
+    #[arg(long, default_value = "id-token")]
+    mix: String,
+    /// Generator threads, each with its own connection.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// Streams per connection.
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Requests in flight per thread before arrivals count as client_backlog.
+    #[arg(long, default_value_t = 16_384)]
+    max_in_flight: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write SVG charts (throughput, latency percentiles) into this directory.
+    #[arg(long, default_value = "perf-charts")]
+    charts: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Open-loop load at a constant rate over the QUIC API.
+    Load {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Requests per second.
+        #[arg(long, default_value_t = 1000.0)]
+        rate: f64,
+        /// Run length, e.g. 60s.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: Duration,
+    },
+    /// Hours at a rate, sampling the server's RSS, open files and CPU; flags growth and latency drift.
+    Soak {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Requests per second.
+        #[arg(long, default_value_t = 2000.0)]
+        rate: f64,
+        /// Run length, e.g. 2h.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        duration: Duration,
+        /// How often to sample the server's /metrics.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        sample: Duration,
+        /// Growth (first tenth vs last tenth of the run) above this fraction is flagged.
+        #[arg(long, default_value_t = 0.2)]
+        tolerance: f64,
+    },
+    /// Monday 9 AM: base rate, a ramp to the peak, the peak held, back to base.
+    Monday {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Steady rate.
+        #[arg(long, default_value_t = 8000.0)]
+        base: f64,
+        /// Peak rate (5-10x the base on a real Monday).
+        #[arg(long, default_value_t = 50000.0)]
+        peak: f64,
+        /// Time at base before the spike.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        before: Duration,
+        /// Length of each ramp.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        ramp: Duration,
+        /// Time at the peak.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        hold: Duration,
+        /// Time at base after the spike.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        after: Duration,
+    },
     /// The physical baseline: AWS-LC signing per algorithm on one core.
     Raw {
         /// Key specs to measure (default: all).
@@ -60,8 +179,164 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+fn plan(run: RunArgs, profile: RateProfile, name: &str) -> anyhow::Result<LoadPlan> {
+    let target = Target {
+        target: run.target.clone(),
+        cert_dir: run.cert_dir.clone(),
+        data_dir: run.data_dir.clone(),
+        server_name: run.server_name.clone(),
+        anonymous: false,
+    };
+    let metrics = match run.metrics {
+        Some(address) => Some(address),
+        None if run.target.is_none() => Endpoints::load(&run.data_dir).ok().map(|e| e.http),
+        None => None,
+    };
+    Ok(LoadPlan {
+        target,
+        tenants: match run.seeded.as_slice() {
+            [seed_tenants, seed_users, tenants, users] => quic::seeded_population(
+                *seed_tenants,
+                *seed_users,
+                *tenants as usize,
+                *users as usize,
+            ),
+            [] => vec![(run.tenant.clone(), run.users.clone())],
+            _ => {
+                anyhow::bail!("--seeded takes four numbers: SEED_TENANTS,SEED_USERS,TENANTS,USERS")
+            }
+        },
+        apps: run.app,
+        sp: run.sp,
+        sessions_per_user: run.sessions_per_user,
+        profile,
+        mix: Mix::parse(&run.mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?,
+        mix_text: run.mix,
+        threads: run.threads,
+        streams: run.streams,
+        max_in_flight: run.max_in_flight,
+        metrics,
+        profile_name: name.to_owned(),
+        charts_dir: Some(run.charts),
+    })
+}
+
+fn finish(report: &perf::report::Report, json: Option<&PathBuf>) -> anyhow::Result<()> {
+    let l = &report.latency_us;
+    println!(
+        "{} against {} ({}), {:.0} s",
+        report.profile, report.target, report.mix, report.duration_s
+    );
+    println!(
+        "  intended {:>9.0}/s   achieved {:>9.0}/s   ok {} of {}",
+        report.intended_rps, report.achieved_rps, report.ok, report.sent
+    );
+    println!(
+        "  latency µs (from intended send): p50 {}  p99 {}  p99.9 {}  max {}",
+        l.p50, l.p99, l.p999, l.max
+    );
+    if let Some(r) = &report.rejection_latency_us {
+        println!(
+            "  refusals answered in µs: p50 {}  p99 {}  max {}",
+            r.p50, r.p99, r.max
+        );
+    }
+    println!(
+        "  generator send lag µs: p50 {}  p99 {}",
+        report.send_lag_us.p50, report.send_lag_us.p99
+    );
+    println!(
+        "  errors: {}",
+        if report.errors.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{:?}", report.errors)
+        }
+    );
+    if let (Some(server), Some(raw), Some(factor)) = (
+        report.server_cpu_us_per_op,
+        report.raw_cpu_us_per_op,
+        report.overhead_factor,
+    ) {
+        println!("  server CPU {server:.1} µs/op vs raw signing {raw:.1} µs/op: overhead factor {factor:.2}");
+    }
+    for chart in &report.charts {
+        println!("  chart: {chart}");
+    }
+    if let Some(path) = json {
+        std::fs::write(path, serde_json::to_vec_pretty(report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("  report: {}", path.display());
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Load {
+            run,
+            rate,
+            duration,
+        } => {
+            anyhow::ensure!(rate > 0.0, "--rate must be positive");
+            let json = run.json.clone();
+            let report = quic::run(&plan(
+                run,
+                RateProfile::Constant { rate, duration },
+                "load",
+            )?)?;
+            finish(&report, json.as_ref())?;
+        }
+        Command::Soak {
+            run,
+            rate,
+            duration,
+            sample,
+            tolerance,
+        } => {
+            anyhow::ensure!(rate > 0.0, "--rate must be positive");
+            let json = run.json.clone();
+            let plan = plan(run, RateProfile::Constant { rate, duration }, "soak")?;
+            let metrics = plan
+                .metrics
+                .context("soak needs the server's /metrics: pass --metrics HOST:PORT")?;
+            let sampler = perf::soak::Sampler::start(metrics, sample);
+            let mut report = quic::run(&plan)?;
+            let summary = sampler.finish(&report.timeline, tolerance);
+            for flag in &summary.flags {
+                println!("  FLAG: {flag}");
+            }
+            report.soak = Some(summary);
+            finish(&report, json.as_ref())?;
+        }
+        Command::Monday {
+            run,
+            base,
+            peak,
+            before,
+            ramp,
+            hold,
+            after,
+        } => {
+            anyhow::ensure!(
+                base > 0.0 && peak >= base,
+                "--peak must be at least --base, both positive"
+            );
+            let json = run.json.clone();
+            let report = quic::run(&plan(
+                run,
+                RateProfile::Monday {
+                    base,
+                    peak,
+                    before,
+                    ramp,
+                    hold,
+                    after,
+                },
+                "monday",
+            )?)?;
+            finish(&report, json.as_ref())?;
+        }
         Command::Raw {
             specs,
             duration,

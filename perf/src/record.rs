@@ -197,7 +197,8 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(h: &Histogram<u64>) -> Percentiles {
+    /// The percentiles of a histogram.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
         Percentiles {
             p50: h.value_at_quantile(0.50),
             p90: h.value_at_quantile(0.90),

@@ -126,6 +126,9 @@ pub struct Report {
     pub timeline: Vec<SecondPoint>,
     /// Chart files written.
     pub charts: Vec<String>,
+    /// The soak profile's verdict (RSS, open files, latency drift).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::soak::SoakSummary>,
 }
 
 #[cfg(test)]

@@ -1,0 +1,364 @@
+//! Load over the real QUIC API: each generator thread has its own
+//! connection (several pipelined streams) made with the Rust client of
+//! `sigil/1`; users with live sessions are prepared before the clock
+//! starts, so the load measures issuance, not logins.
+
+use std::cell::Cell;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use frontdoor::cli::client::Target;
+use frontdoor::client::{CallError, Client, ClientConfig};
+use frontdoor::protocol::Operation as Wire;
+
+use crate::engine::{self, Call, Caller, LoadConfig, Mix, Operation, Progress};
+use crate::raw;
+use crate::report::{scrape, Report};
+use crate::schedule::RateProfile;
+
+/// Who the load acts as: (tenant, user, session) triples, dealt
+/// round-robin, and the apps (rotated) and SP to ask for.
+#[derive(Debug, Clone)]
+pub struct Population {
+    /// (tenant, user, session).
+    pub sessions: Vec<(String, String, String)>,
+    /// OIDC apps, rotated request by request (a mix of algorithms).
+    pub apps: Vec<String>,
+    /// SAML SP.
+    pub sp: String,
+}
+
+/// What a run needs to know.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// Where and as whom.
+    pub target: Target,
+    /// Tenants and the users of each to sign in before the run.
+    pub tenants: Vec<(String, Vec<String>)>,
+    /// OIDC apps (the first one's algorithm is the raw baseline).
+    pub apps: Vec<String>,
+    /// SAML SP.
+    pub sp: String,
+    /// Sessions prepared per user.
+    pub sessions_per_user: usize,
+    /// Arrival schedule.
+    pub profile: RateProfile,
+    /// Mix of operations.
+    pub mix: Mix,
+    /// The mix as given (for the report).
+    pub mix_text: String,
+    /// Generator threads (each with its own connection).
+    pub threads: usize,
+    /// Streams per connection.
+    pub streams: usize,
+    /// Requests in flight per thread before arrivals are `client_backlog`.
+    pub max_in_flight: usize,
+    /// The node's HTTP address for /metrics (CPU per operation).
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `load`, `monday`, `soak`.
+    pub profile_name: String,
+    /// Where to write charts (SVG); none: no charts.
+    pub charts_dir: Option<PathBuf>,
+}
+
+struct QuicCaller {
+    client: Rc<Client>,
+    population: Arc<Population>,
+    next: Cell<usize>,
+}
+
+fn code(error: &CallError) -> String {
+    error
+        .code()
+        .map_or_else(|| "transport".to_owned(), |c| c.as_str().to_owned())
+}
+
+impl Caller for QuicCaller {
+    fn call(&self, operation: Operation) -> Call {
+        let p = &self.population;
+        let i = self.next.get();
+        self.next.set(i.wrapping_add(1));
+        let (tenant, user, session) = p.sessions[i % p.sessions.len()].clone();
+        let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
+        let client = Rc::clone(&self.client);
+        Box::pin(async move {
+            let wire = match operation {
+                Operation::IdToken => Wire::IdToken {
+                    tenant,
+                    user,
+                    app,
+                    session,
+                    nonce: None,
+                },
+                Operation::AccessToken => Wire::AccessToken {
+                    tenant,
+                    user,
+                    app,
+                    session,
+                    scope: vec!["openid".into()],
+                },
+                Operation::Saml => Wire::Saml {
+                    tenant,
+                    user,
+                    sp,
+                    session,
+                    in_response_to: None,
+                },
+                Operation::SessionValidate => Wire::SessionValidate { tenant, session },
+                Operation::Revoke => {
+                    let created = client
+                        .call(&Wire::SessionCreate {
+                            tenant: tenant.clone(),
+                            user,
+                            amr: vec!["pwd".into()],
+                            client: None,
+                        })
+                        .await
+                        .map_err(|e| code(&e))?;
+                    let session = frontdoor::cli::client::to_json(&created)["session"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    Wire::SessionRevoke { tenant, session }
+                }
+            };
+            client.call(&wire).await.map(drop).map_err(|e| code(&e))
+        })
+    }
+}
+
+/// Signs the users in: `sessions_per_user` sessions each.
+///
+/// # Errors
+/// When the node refuses (unknown tenant or user, wrong credentials).
+pub async fn prepare(config: &ClientConfig, plan: &LoadPlan) -> anyhow::Result<Population> {
+    let client = Client::connect(config.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", config.target))?;
+    let mut sessions = Vec::new();
+    for (tenant, users) in &plan.tenants {
+        for user in users {
+            for _ in 0..plan.sessions_per_user.max(1) {
+                let created = client
+                    .call(&Wire::SessionCreate {
+                        tenant: tenant.clone(),
+                        user: user.clone(),
+                        amr: vec!["pwd".into()],
+                        client: Some("sigil-perf".into()),
+                    })
+                    .await
+                    .map_err(|e| anyhow::anyhow!("signing in {user} of {tenant}: {e}"))?;
+                let session = frontdoor::cli::client::to_json(&created)["session"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                sessions.push((tenant.clone(), user.clone(), session));
+            }
+        }
+    }
+    client.close().await;
+    Ok(Population {
+        sessions,
+        apps: plan.apps.clone(),
+        sp: plan.sp.clone(),
+    })
+}
+
+/// Tenants and users for a load over a seeded directory (`sigil directory
+/// seed --tenants T --users U`): the `tenants` largest seeded tenants, with
+/// users (`user1`, `user2`, ...) in proportion to their Zipf-like sizes,
+/// `users` in all (at least one per tenant).
+pub fn seeded_population(
+    seed_tenants: u64,
+    seed_users: u64,
+    tenants: usize,
+    users: usize,
+) -> Vec<(String, Vec<String>)> {
+    let sizes = directory::seed::SeedPlan::new(seed_tenants, seed_users).sizes();
+    let chosen = &sizes[..tenants.min(sizes.len())];
+    let total: u64 = chosen.iter().sum();
+    chosen
+        .iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let share = ((users as u64 * size) / total.max(1)).clamp(1, *size) as usize;
+            (
+                directory::seed::tenant_slug(i as u64 + 1),
+                (1..=share).map(|u| format!("user{u}")).collect(),
+            )
+        })
+        .collect()
+}
+
+/// The algorithm whose raw cost is the baseline for the app (from its
+/// name, e.g. `app-es256`), if it can be told.
+fn baseline_spec(app: &str) -> Option<signer::KeySpec> {
+    let lower = app.to_ascii_lowercase();
+    [
+        ("eddsa", "EdDSA"),
+        ("es384", "ES384"),
+        ("es256", "ES256"),
+        ("ps256", "PS256"),
+        ("rs256", "RS256"),
+    ]
+    .iter()
+    .find(|(needle, _)| lower.contains(needle))
+    .and_then(|(_, spec)| spec.parse().ok())
+}
+
+/// Runs a load and returns its report. Shows a progress bar on stderr.
+///
+/// # Errors
+/// When the node cannot be reached or the users cannot sign in.
+pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
+    let config = plan.target.client_config(plan.streams)?;
+    // The physical baseline, measured in this run, before the load.
+    // The physical baseline, measured in this run, before the load: each
+    // algorithm of the rotated apps once.
+    let mut raw = Vec::new();
+    let mut specs: Vec<signer::KeySpec> = plan
+        .apps
+        .iter()
+        .filter_map(|app| baseline_spec(app))
+        .collect();
+    specs.sort_by_key(|s| s.name());
+    specs.dedup();
+    for spec in &specs {
+        raw.push(
+            raw::measure(*spec, Duration::from_secs(1))
+                .map_err(|e| anyhow::anyhow!("raw baseline: {e}"))?,
+        );
+    }
+    let setup = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let population = Arc::new(setup.block_on(prepare(&config, plan))?);
+    drop(setup);
+    let before = plan.metrics.and_then(|m| scrape(m).ok());
+    let progress = Arc::new(Progress::default());
+    let total = plan.profile.duration();
+    let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {elapsed_precise}/{len}s [{bar:30}] {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let watcher = {
+        let (progress, bar, profile) = (Arc::clone(&progress), bar.clone(), plan.profile);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut last = (0u64, Instant::now());
+            while started.elapsed() < total + Duration::from_secs(2) && !bar.is_finished() {
+                std::thread::sleep(Duration::from_millis(500));
+                let ok = progress.ok.load(Ordering::Relaxed);
+                let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64();
+                last = (ok, Instant::now());
+                bar.set_position(started.elapsed().as_secs());
+                bar.set_message(format!(
+                    "target {:>6.0}/s  ok {:>6.0}/s  errors {}",
+                    profile.rate_at(started.elapsed()),
+                    rate,
+                    progress.errors.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    let load = LoadConfig {
+        profile: plan.profile,
+        threads: plan.threads,
+        max_in_flight: plan.max_in_flight,
+    };
+    let outcome = engine::run(
+        &load,
+        &plan.mix,
+        |_thread| {
+            let config = config.clone();
+            let population = Arc::clone(&population);
+            async move {
+                let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+                Ok(QuicCaller {
+                    client: Rc::new(client),
+                    population,
+                    next: Cell::new(0),
+                })
+            }
+        },
+        &progress,
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    bar.finish();
+    let _ = watcher.join();
+    let after = plan.metrics.and_then(|m| scrape(m).ok());
+    let recorder = &outcome.recorder;
+    let ok = recorder.ok_count();
+    let duration_s = total.as_secs_f64();
+    let server_cpu_us_per_op = match (&before, &after) {
+        (Some(b), Some(a)) if ok > 0 => Some((a.cpu_seconds - b.cpu_seconds) * 1e6 / ok as f64),
+        _ => None,
+    };
+    // Apps are rotated request by request: the baseline is the mean raw
+    // cost over their algorithms (each app's share is equal).
+    let per_app: Vec<f64> = plan
+        .apps
+        .iter()
+        .filter_map(|a| baseline_spec(a))
+        .filter_map(|spec| {
+            raw.iter()
+                .find(|r| r.spec == spec.name())
+                .map(|r| r.cpu_us_per_op)
+        })
+        .collect();
+    let raw_cpu_us_per_op = (!per_app.is_empty() && per_app.len() == plan.apps.len())
+        .then(|| per_app.iter().sum::<f64>() / per_app.len() as f64);
+    let overhead_factor = match (server_cpu_us_per_op, raw_cpu_us_per_op) {
+        (Some(server), Some(raw)) if raw > 0.0 => Some(server / raw),
+        _ => None,
+    };
+    let timeline = recorder.timeline();
+    let mut charts = Vec::new();
+    if let Some(dir) = &plan.charts_dir {
+        std::fs::create_dir_all(dir)?;
+        let title = format!(
+            "{} {} tenant(s) {}",
+            plan.profile_name,
+            plan.tenants.len(),
+            plan.apps.join(",")
+        );
+        let throughput = dir.join(format!("{}-throughput.svg", plan.profile_name));
+        let latency = dir.join(format!("{}-latency.svg", plan.profile_name));
+        crate::chart::throughput(&throughput, &timeline, &title)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        crate::chart::latency(&latency, &timeline, &title).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        charts = vec![
+            throughput.display().to_string(),
+            latency.display().to_string(),
+        ];
+    }
+    Ok(Report {
+        profile: plan.profile_name.clone(),
+        target: config.target.to_string(),
+        mix: plan.mix_text.clone(),
+        duration_s,
+        sent: recorder.sent_count(),
+        ok,
+        intended_rps: recorder.sent_count() as f64 / duration_s,
+        achieved_rps: ok as f64 / outcome.elapsed.as_secs_f64().max(duration_s),
+        latency_us: recorder.latency(),
+        rejection_latency_us: recorder.rejection_latency(),
+        send_lag_us: crate::record::Percentiles::of(&outcome.send_lag_us),
+        errors: recorder.errors().clone(),
+        server_cpu_us_per_op,
+        raw_cpu_us_per_op,
+        overhead_factor,
+        raw,
+        server_before: before,
+        server_after: after,
+        timeline,
+        charts,
+        soak: None,
+    })
+}

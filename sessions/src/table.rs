@@ -20,8 +20,15 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// A session id: 256 random bits, shown as 43 characters of base64url.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionId([u8; 32]);
+
+impl Hash for SessionId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The bytes alone, without the slice's length prefix: one `write`.
+        state.write(&self.0);
+    }
+}
 
 impl SessionId {
     /// A fresh random id.
@@ -152,47 +159,76 @@ pub enum Validation {
     Revoked,
 }
 
-/// A valid session's facts.
+/// A valid session's facts. Cloning it is one reference count: the
+/// principal is shared with the table's entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
-    /// User.
-    pub user: Arc<str>,
-    /// Authentication time.
-    pub auth_time_ms: u64,
-    /// Authentication methods.
-    pub amr: Arc<[String]>,
+    principal: Arc<Principal>,
     /// Absolute expiry.
     pub expires_ms: u64,
     /// When it expires if idle from now on.
     pub idle_expires_ms: u64,
 }
 
-struct Entry {
-    tenant: Arc<str>,
+impl SessionView {
+    /// The user (id or login).
+    pub fn user(&self) -> &Arc<str> {
+        &self.principal.user
+    }
+
+    /// When the user authenticated.
+    pub fn auth_time_ms(&self) -> u64 {
+        self.principal.auth_time_ms
+    }
+
+    /// Authentication methods.
+    pub fn amr(&self) -> &[String] {
+        &self.principal.amr
+    }
+}
+
+/// Who a session is for and how they signed in: fixed at creation, read
+/// only when a validation succeeds, kept out of the hot entry in one
+/// allocation (so a validation costs one reference count, not one per
+/// field).
+#[derive(Debug, PartialEq, Eq)]
+struct Principal {
     user: Arc<str>,
     auth_time_ms: u64,
+    amr: Box<[String]>,
+    client: Option<Box<str>>,
+}
+
+/// The hot part of a session, inline in the hash map's slot: everything a
+/// validation compares (64 bytes on 64-bit targets).
+struct Entry {
+    tenant: Arc<str>,
+    principal: Arc<Principal>,
     created_ms: u64,
     expires_ms: u64,
     idle_ms: u64,
     last_seen_ms: AtomicU64,
     revoked: AtomicBool,
-    amr: Arc<[String]>,
-    client: Option<Box<str>>,
+    /// A revocation of an id never seen: no user, no payload.
+    tombstone: bool,
 }
 
 impl Entry {
     fn from_record(record: &SessionRecord) -> Entry {
         Entry {
             tenant: Arc::clone(&record.tenant),
-            user: Arc::clone(&record.user),
-            auth_time_ms: record.auth_time_ms,
+            principal: Arc::new(Principal {
+                user: Arc::clone(&record.user),
+                auth_time_ms: record.auth_time_ms,
+                amr: record.amr.clone().into_boxed_slice(),
+                client: record.client.as_deref().map(Box::from),
+            }),
             created_ms: record.created_ms,
             expires_ms: record.expires_ms,
             idle_ms: record.idle_ms,
             last_seen_ms: AtomicU64::new(record.last_seen_ms),
             revoked: AtomicBool::new(record.revoked),
-            amr: Arc::from(record.amr.clone()),
-            client: record.client.as_deref().map(Box::from),
+            tombstone: record.user.is_empty(),
         }
     }
 
@@ -200,10 +236,10 @@ impl Entry {
         SessionRecord {
             tenant: Arc::clone(&self.tenant),
             id,
-            user: Arc::clone(&self.user),
-            auth_time_ms: self.auth_time_ms,
-            amr: self.amr.to_vec(),
-            client: self.client.as_deref().map(str::to_owned),
+            user: Arc::clone(&self.principal.user),
+            auth_time_ms: self.principal.auth_time_ms,
+            amr: self.principal.amr.to_vec(),
+            client: self.principal.client.as_deref().map(str::to_owned),
             created_ms: self.created_ms,
             last_seen_ms: self.last_seen_ms.load(Ordering::Relaxed),
             expires_ms: self.expires_ms,
@@ -213,7 +249,7 @@ impl Entry {
     }
 
     fn is_tombstone(&self) -> bool {
-        self.user.is_empty()
+        self.tombstone
     }
 }
 
@@ -241,7 +277,7 @@ impl Shard {
         entry.created_ms <= marks.tenant_before
             || marks
                 .users
-                .get(&*entry.user)
+                .get(&*entry.principal.user)
                 .is_some_and(|&before| entry.created_ms <= before)
     }
 }
@@ -264,12 +300,17 @@ impl Hasher for IdHash {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // SessionId hashes as its 32 bytes (after a length prefix for
-        // arrays of fixed size nothing else is written).
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        // A SessionId writes its 32 random bytes once. Bytes 8..16 are the
+        // hash: bytes 0..8 chose the shard, so within a shard their low
+        // bits are all alike and would crowd the map's buckets.
+        if let Some(word) = bytes.get(8..16) {
+            let mut array = [0u8; 8];
+            array.copy_from_slice(word);
+            self.0 ^= u64::from_le_bytes(array);
+        } else {
+            for &byte in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+            }
         }
     }
 }
@@ -414,9 +455,7 @@ impl SessionTable {
             return Validation::IdleExpired;
         }
         Validation::Valid(SessionView {
-            user: Arc::clone(&entry.user),
-            auth_time_ms: entry.auth_time_ms,
-            amr: Arc::clone(&entry.amr),
+            principal: Arc::clone(&entry.principal),
             expires_ms: entry.expires_ms,
             idle_expires_ms: last_seen
                 .saturating_add(entry.idle_ms)
@@ -590,10 +629,13 @@ impl SessionTable {
 
     /// The bytes one session costs in the table beyond its payload (user,
     /// tenant string shared, amr and client strings): the entry, its key,
-    /// and the hash map's per-slot overhead at its load factor.
+    /// the hash map's per-slot overhead at its load factor, and the
+    /// principal's allocation.
     pub fn overhead_per_session() -> usize {
         // hashbrown: one control byte per slot, slots at most 7/8 full.
         let slot = std::mem::size_of::<SessionId>() + std::mem::size_of::<Entry>();
-        (slot + 1) * 8 / 7
+        // The principal's allocation: two reference counts and its fields.
+        let principal = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Principal>();
+        (slot + 1) * 8 / 7 + principal
     }
 }

@@ -604,10 +604,10 @@ impl Appliance {
         let id = SessionId::parse(session)
             .map_err(|_| refuse(ErrorCode::SessionInvalid, "malformed session id"))?;
         match self.validate_session(&live.slug, &id, now_ms(), false)? {
-            Validation::Valid(view) if *view.user == *user.login => Ok(SessionFacts {
+            Validation::Valid(view) if **view.user() == *user.login => Ok(SessionFacts {
                 id: session.to_owned(),
-                auth_time: Timestamp::from_secs(view.auth_time_ms / 1000),
-                amr: view.amr.to_vec(),
+                auth_time: Timestamp::from_secs(view.auth_time_ms() / 1000),
+                amr: view.amr().to_vec(),
             }),
             Validation::Valid(_) => Err(refuse(
                 ErrorCode::SessionInvalid,
@@ -858,11 +858,11 @@ impl Appliance {
                 let validation = self.validate_session(&live.slug, &id, now, touch)?;
                 match validation {
                     Validation::Valid(view) => map(vec![
-                        ("user", text(view.user.to_string())),
-                        ("auth_time", int(view.auth_time_ms / 1000)),
+                        ("user", text(view.user().to_string())),
+                        ("auth_time", int(view.auth_time_ms() / 1000)),
                         (
                             "amr",
-                            Value::Array(view.amr.iter().map(|a| text(a.clone())).collect()),
+                            Value::Array(view.amr().iter().map(|a| text(a.clone())).collect()),
                         ),
                         ("expires_at", int(view.expires_ms / 1000)),
                         ("idle_expires_at", int(view.idle_expires_ms / 1000)),

@@ -73,9 +73,15 @@ struct RunArgs {
     /// Operation mix, e.g. id-token=80,saml=10,session-validate=10.
     #[arg(long, default_value = "id-token")]
     mix: String,
-    /// Generator threads, each with its own connection.
+    /// Generator threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// QUIC connections per thread, requests spread round robin. The node
+    /// spreads connections over its workers (SO_REUSEPORT hashes the
+    /// client's address), never one connection's requests, so a few
+    /// connections can leave a worker idle.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    connections: u16,
     /// Streams per connection.
     #[arg(long, default_value_t = 4)]
     streams: usize,
@@ -213,6 +219,7 @@ fn plan(run: RunArgs, profile: RateProfile, name: &str) -> anyhow::Result<LoadPl
         mix: Mix::parse(&run.mix).map_err(|e| anyhow::anyhow!("--mix: {e}"))?,
         mix_text: run.mix,
         threads: run.threads,
+        connections: usize::from(run.connections),
         streams: run.streams,
         max_in_flight: run.max_in_flight,
         metrics,

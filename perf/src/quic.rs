@@ -50,8 +50,10 @@ pub struct LoadPlan {
     pub mix: Mix,
     /// The mix as given (for the report).
     pub mix_text: String,
-    /// Generator threads (each with its own connection).
+    /// Generator threads.
     pub threads: usize,
+    /// Connections per thread (requests spread round robin).
+    pub connections: usize,
     /// Streams per connection.
     pub streams: usize,
     /// Requests in flight per thread before arrivals are `client_backlog`.
@@ -65,7 +67,7 @@ pub struct LoadPlan {
 }
 
 struct QuicCaller {
-    client: Rc<Client>,
+    clients: Vec<Rc<Client>>,
     population: Arc<Population>,
     next: Cell<usize>,
 }
@@ -83,7 +85,7 @@ impl Caller for QuicCaller {
         self.next.set(i.wrapping_add(1));
         let (tenant, user, session) = p.sessions[i % p.sessions.len()].clone();
         let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
-        let client = Rc::clone(&self.client);
+        let client = Rc::clone(&self.clients[i % self.clients.len()]);
         Box::pin(async move {
             let wire = match operation {
                 Operation::IdToken => Wire::IdToken {
@@ -277,11 +279,18 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         &plan.mix,
         |_thread| {
             let config = config.clone();
+            let connections = plan.connections;
             let population = Arc::clone(&population);
             async move {
-                let client = Client::connect(config).await.map_err(|e| e.to_string())?;
+                let mut clients = Vec::with_capacity(connections);
+                for _ in 0..connections.max(1) {
+                    let client = Client::connect(config.clone())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    clients.push(Rc::new(client));
+                }
                 Ok(QuicCaller {
-                    client: Rc::new(client),
+                    clients,
                     population,
                     next: Cell::new(0),
                 })

@@ -93,6 +93,9 @@ fn server_crypto_with(
     Ok(config)
 }
 
+/// Flow-control window per request stream: two maximum-size frames.
+const STREAM_WINDOW: u32 = 2 * (crate::protocol::frame::MAX_FRAME as u32 + 4);
+
 /// The quinn server configuration for `sigil/1`.
 ///
 /// # Errors
@@ -109,6 +112,13 @@ pub fn server_config(
     transport
         .max_concurrent_bidi_streams(256u32.into())
         .max_concurrent_uni_streams(0u32.into())
+        // Bytes a caller may have sent that the node has not read yet: two
+        // frames of the largest size per stream, four streams' worth per
+        // connection (quinn's default connection window is unbounded).
+        // Beyond that the caller waits: memory per connection is bounded
+        // whatever the caller does.
+        .stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(4 * STREAM_WINDOW))
         .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
             30_000,
         ))));

@@ -12,6 +12,13 @@ use frontdoor::cli::client::{run, Step, Target};
 use frontdoor::config::Config;
 use frontdoor::protocol::Operation;
 
+/// mimalloc: per-thread free lists. Requests are built on one worker and
+/// their audit records freed on the journal thread; glibc's arenas paid for
+/// that with consolidation and locking (7 % of the node's CPU under load,
+/// docs/BENCHMARKING.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sigil",
@@ -459,6 +466,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    // What the node logs (internal errors with their causes, refused peers)
+    // goes to stderr; RUST_LOG=info (or a finer filter) shows more.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     match real_main() {
         Ok(code) => code,
         Err(e) => {

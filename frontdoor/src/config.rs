@@ -91,9 +91,6 @@ pub struct Keys {
     /// Hours a retired key stays published (at least the longest token
     /// lifetime).
     pub retire_grace_hours: u64,
-    /// Sign on the worker thread (`inline`) or hand off to the signer pool
-    /// (`pool`). See docs/BENCHMARKING.md for why inline is the default.
-    pub signing: String,
 }
 
 /// An HSM through PKCS#11.
@@ -111,6 +108,11 @@ pub struct Hsm {
     /// Sessions kept open with the token.
     #[serde(default = "default_hsm_sessions")]
     pub sessions: usize,
+    /// Make keys of algorithms the token cannot make (e.g. EdDSA on an HSM
+    /// without Ed25519) in software, wrapped by the master key. Off: such an
+    /// app makes the node refuse to start, naming the algorithm.
+    #[serde(default)]
+    pub software_fallback: bool,
 }
 
 fn default_hsm_sessions() -> usize {
@@ -177,7 +179,6 @@ impl Default for Keys {
             rotation_days: 30,
             prepublish_hours: 24,
             retire_grace_hours: 24,
-            signing: "inline".into(),
         }
     }
 }
@@ -257,9 +258,6 @@ impl Config {
             return invalid(
                 "keys.retire_grace_hours must be at least 1 (tokens live up to an hour)",
             );
-        }
-        if !matches!(self.keys.signing.as_str(), "inline" | "pool") {
-            return invalid("keys.signing: `inline` or `pool`");
         }
         if self.cluster.lease_ms < 100 {
             return invalid("cluster.lease_ms must be at least 100");
@@ -362,8 +360,10 @@ mod tests {
             Err(ConfigError::Invalid(_))
         ));
         assert!(matches!(
-            Config::parse("[keys]\nsigning = \"magic\""),
-            Err(ConfigError::Invalid(_))
+            // Signing is on the worker, always (docs/BENCHMARKING.md,
+            // "inline or pool"): the key is unknown.
+            Config::parse("[keys]\nsigning = \"pool\""),
+            Err(ConfigError::Parse { .. })
         ));
         assert!(matches!(
             Config::parse("[hsm]\nmodule = \"/x.so\"\ntoken_label = \"t\""),

@@ -9,8 +9,8 @@ use aws_lc_rs::rand::SystemRandom;
 use directory::{Directory, KeyRow, Tenant};
 use signer::saml::{metadata_keys, render_metadata, SsoLocations};
 use signer::{
-    Algorithm, KeyBackend, KeyEntry, KeyPolicy, KeyRing, KeyRingView, KeySpec, Kid, RsaBits,
-    StoredKey, Timestamp,
+    Algorithm, GeneratedKey, KeyBackend, KeyEntry, KeyPolicy, KeyRing, KeyRingView, KeySpec, Kid,
+    RsaBits, StoredKey, Timestamp,
 };
 
 use crate::http::documents::{openid_configuration, Document, TenantDocuments};
@@ -42,6 +42,103 @@ pub enum KeyError {
     /// Another node is rotating this tenant right now.
     #[error("another node is rotating this tenant's keys")]
     Busy,
+}
+
+/// The node's key backends. New keys are made by the preferred one (the HSM
+/// when `[hsm]` is configured); each stored key is loaded by the backend
+/// that made it (its name is stored with it), so a node moved onto an HSM
+/// keeps signing with its software keys until they rotate out. A stored key
+/// whose backend this node lacks is an error naming it, never a silent
+/// substitute; so is a key the preferred backend cannot make, unless
+/// `fallback` (software, explicitly allowed) can.
+pub struct Backends {
+    preferred: Arc<dyn KeyBackend>,
+    fallback: Option<Arc<dyn KeyBackend>>,
+    loaders: Vec<Arc<dyn KeyBackend>>,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("preferred", &self.preferred.name())
+            .field("fallback", &self.fallback.as_ref().map(|b| b.name()))
+            .field(
+                "loaders",
+                &self.loaders.iter().map(|b| b.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Backends {
+    /// Makes keys with `preferred`, with `fallback` for the specs
+    /// `preferred` cannot make (when given), and loads with any of
+    /// `preferred`, `fallback` and `others`.
+    pub fn new(
+        preferred: Arc<dyn KeyBackend>,
+        fallback: Option<Arc<dyn KeyBackend>>,
+        others: Vec<Arc<dyn KeyBackend>>,
+    ) -> Backends {
+        let mut loaders = vec![Arc::clone(&preferred)];
+        loaders.extend(fallback.iter().cloned());
+        loaders.extend(others);
+        Backends {
+            preferred,
+            fallback,
+            loaders,
+        }
+    }
+
+    /// The backend that makes keys of `spec`.
+    fn maker(&self, spec: KeySpec) -> Option<&Arc<dyn KeyBackend>> {
+        if self.preferred.supports(spec) {
+            return Some(&self.preferred);
+        }
+        self.fallback.as_ref().filter(|b| b.supports(spec))
+    }
+}
+
+impl KeyBackend for Backends {
+    fn name(&self) -> &'static str {
+        self.preferred.name()
+    }
+
+    fn supports(&self, spec: KeySpec) -> bool {
+        self.maker(spec).is_some()
+    }
+
+    fn generate(&self, tenant: &str, spec: KeySpec) -> Result<GeneratedKey, signer::Error> {
+        match self.maker(spec) {
+            Some(backend) => backend.generate(tenant, spec),
+            None => Err(signer::Error::Backend {
+                backend: self.preferred.name(),
+                message: format!(
+                    "cannot make {} keys (and no software fallback is allowed: \
+                     [hsm] software_fallback)",
+                    spec.name()
+                ),
+            }),
+        }
+    }
+
+    fn load(
+        &self,
+        tenant: &str,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<Arc<dyn signer::SigningKey>, signer::Error> {
+        match self.loaders.iter().find(|b| b.name() == stored.backend) {
+            Some(backend) => backend.load(tenant, kid, stored),
+            None => Err(signer::Error::Backend {
+                backend: self.preferred.name(),
+                message: format!(
+                    "key {kid} of tenant {tenant} is held by the `{}` backend, \
+                     which this node is not configured with",
+                    stored.backend
+                ),
+            }),
+        }
+    }
 }
 
 /// The key spec Sigil uses for each algorithm.

@@ -17,7 +17,7 @@ use sessions::SessionTable;
 use signer::{KeyBackend, MasterKey, SoftwareBackend};
 
 use super::{credentials_dir, Endpoints};
-use crate::api::keys::KeyManager;
+use crate::api::keys::{Backends, KeyManager};
 use crate::api::{render_metrics, Appliance, ApplianceConfig};
 use crate::config::Config;
 use crate::http::documents::DocumentStore;
@@ -59,6 +59,43 @@ impl Layout {
     pub fn name_id_secret(&self) -> PathBuf {
         self.root.join("nameid.key")
     }
+}
+
+/// The node's key backends: software keys wrapped by the master key, and
+/// with `[hsm]` the token, which then makes every new key (software only
+/// for what the token cannot make, and only with `software_fallback`).
+fn key_backends(config: &Config, master: MasterKey) -> anyhow::Result<Arc<dyn KeyBackend>> {
+    let software: Arc<dyn KeyBackend> = Arc::new(SoftwareBackend::new(Arc::new(master)));
+    let Some(hsm) = &config.hsm else {
+        return Ok(Arc::new(Backends::new(software, None, Vec::new())));
+    };
+    let pin = match (&hsm.pin_file, &hsm.pin_env) {
+        (Some(file), _) => hw::PinSource::File(file.clone()),
+        (None, Some(variable)) => hw::PinSource::Env(variable.clone()),
+        (None, None) => anyhow::bail!("hsm: exactly one of pin_file and pin_env"),
+    };
+    let mut hsm_config = hw::HsmConfig::new(&hsm.module, &hsm.token_label, pin);
+    hsm_config.sessions = hsm.sessions;
+    let token = hw::Hsm::open(&hsm_config).with_context(|| {
+        format!(
+            "hsm: token {:?} in {}",
+            hsm.token_label,
+            hsm.module.display()
+        )
+    })?;
+    let pkcs11: Arc<dyn KeyBackend> = Arc::new(hw::Pkcs11Backend::new(token));
+    let backends = if hsm.software_fallback {
+        Backends::new(pkcs11, Some(software), Vec::new())
+    } else {
+        // Software keys made before the HSM was configured still load (and
+        // rotate out); no new key is made in software.
+        Backends::new(pkcs11, None, vec![software])
+    };
+    eprintln!(
+        "sigil: keys in HSM token {:?} ({backends:?})",
+        hsm.token_label
+    );
+    Ok(Arc::new(backends))
 }
 
 fn secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
@@ -267,8 +304,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         }
         register_demo_callers(&layout, &directory).await
     })?;
-    let backend: Arc<dyn KeyBackend> = Arc::new(SoftwareBackend::new(Arc::new(master)));
-    let keys = KeyManager::new(backend, &config.public_url());
+    let keys = KeyManager::new(key_backends(config, master)?, &config.public_url());
     let journal = Arc::new(AuditJournal::open(
         &layout.journal(&config.node),
         &config.node,

@@ -48,9 +48,21 @@ impl Serve {
 
     /// Starts with extra arguments (e.g. `--config FILE`).
     pub fn start_with(dir: &Path, quic: u16, http: u16, extra: &[&str]) -> Serve {
+        Serve::start_with_env(dir, quic, http, extra, &[])
+    }
+
+    /// `sigil serve` with `env` added to its environment.
+    pub fn start_with_env(
+        dir: &Path,
+        quic: u16,
+        http: u16,
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Serve {
         let _ = std::fs::remove_file(dir.join("var/endpoints.json"));
         let log = std::fs::File::create(dir.join(format!("serve-{quic}.log"))).unwrap();
         let child = Command::new(SIGIL)
+            .envs(env.iter().copied())
             .current_dir(dir)
             .args([
                 "serve",

@@ -5,10 +5,13 @@
 //! [`AuditJournal::append`] returns, so the request it records is answered
 //! only after that. Each record carries the hash of its tenant's previous
 //! record on this node: `hash = SHA-256(prev_hash ‖ canonical(record))`.
-//! [`ship`] copies the journal into Postgres in batches (COPY into a
+//! [`ship`] ([`Shipper`]) copies the journal into Postgres in batches (COPY into a
 //! temporary table, then one insert per tenant under its scope that skips
 //! what is there already), so every record arrives exactly once by
-//! `(tenant, node, seq)`, also when a crash repeats a batch.
+//! `(tenant, node, seq)`, also when a crash repeats a batch. A
+//! [`Checkpoint`] beside the journal records how far it is shipped and the
+//! chain heads there, so neither a start nor a shipper reads the journal
+//! from its beginning again.
 //! [`verify_chain`] recomputes the chain in Postgres and names the first
 //! broken link.
 
@@ -132,6 +135,19 @@ pub fn read_journal(path: &Path) -> Result<(Vec<AuditEntry>, u64), Error> {
 /// # Errors
 /// As [`read_journal`].
 pub fn read_journal_from(path: &Path, offset: u64) -> Result<(Vec<AuditEntry>, u64), Error> {
+    read_journal_chunk(path, offset, usize::MAX)
+}
+
+/// Like [`read_journal_from`], at most `max` entries (so a long journal is
+/// read in bounded memory).
+///
+/// # Errors
+/// As [`read_journal`].
+pub fn read_journal_chunk(
+    path: &Path,
+    offset: u64,
+    max: usize,
+) -> Result<(Vec<AuditEntry>, u64), Error> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -144,7 +160,7 @@ pub fn read_journal_from(path: &Path, offset: u64) -> Result<(Vec<AuditEntry>, u
     let mut entries = Vec::new();
     let mut good = offset;
     let mut line = String::new();
-    loop {
+    while entries.len() < max {
         line.clear();
         let n = reader
             .read_line(&mut line)
@@ -186,7 +202,21 @@ impl AuditJournal {
             std::fs::create_dir_all(parent)
                 .map_err(|e| Error::Journal(format!("{}: {e}", parent.display())))?;
         }
-        let (entries, good) = read_journal(path)?;
+        // Chain heads: from the checkpoint (what was shipped), then every
+        // record after it, read in bounded chunks.
+        let checkpoint = Checkpoint::load(path).unwrap_or_default();
+        let mut chains = checkpoint.heads;
+        let mut good = checkpoint.offset;
+        loop {
+            let (entries, end) = read_journal_chunk(path, good, SCAN_CHUNK)?;
+            for entry in entries.iter() {
+                chains.insert(entry.tenant_id, (entry.seq, entry.hash.clone()));
+            }
+            good = end;
+            if entries.len() < SCAN_CHUNK {
+                break;
+            }
+        }
         let mut file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -198,10 +228,6 @@ impl AuditJournal {
             .map_err(|e| Error::Journal(e.to_string()))?;
         file.seek(SeekFrom::End(0))
             .map_err(|e| Error::Journal(e.to_string()))?;
-        let mut chains: HashMap<i64, (i64, String)> = HashMap::new();
-        for entry in entries {
-            chains.insert(entry.tenant_id, (entry.seq, entry.hash));
-        }
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(65_536);
         let stats = Arc::new(JournalStats::default());
         let writer_stats = Arc::clone(&stats);
@@ -369,7 +395,117 @@ fn write_loop(
 /// [`Error::Journal`] or [`Error::Postgres`]; a failed batch is rolled back
 /// whole and shipped again next time.
 pub async fn ship(directory: &Directory, path: &Path, batch: usize) -> Result<u64, Error> {
-    Ok(ship_from(directory, path, 0, batch).await?.0)
+    Shipper::open(path).ship(directory, batch).await
+}
+
+/// Records read per step when scanning or shipping a journal.
+const SCAN_CHUNK: usize = 50_000;
+
+/// How far the journal is in Postgres: the byte offset after the last
+/// shipped record and each tenant's chain head at that point. Kept beside
+/// the journal (`<journal>.checkpoint`), replaced atomically after each
+/// batch commits. It only saves work: a missing, stale or damaged one
+/// means reading from the start, and records shipped twice are skipped by
+/// their key.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Bytes of the journal shipped (a record boundary).
+    pub offset: u64,
+    /// Each tenant's (seq, hash) after those bytes.
+    pub heads: HashMap<i64, (i64, String)>,
+}
+
+impl Checkpoint {
+    fn path(journal: &Path) -> PathBuf {
+        let mut name = journal.as_os_str().to_owned();
+        name.push(".checkpoint");
+        PathBuf::from(name)
+    }
+
+    /// The checkpoint of `journal`, if there is one that fits it: its
+    /// offset within the file and just after a record's newline.
+    pub fn load(journal: &Path) -> Option<Checkpoint> {
+        use std::io::Read;
+        let text = std::fs::read(Checkpoint::path(journal)).ok()?;
+        let checkpoint: Checkpoint = serde_json::from_slice(&text).ok()?;
+        if checkpoint.offset == 0 {
+            return Some(checkpoint);
+        }
+        let mut file = File::open(journal).ok()?;
+        if file.metadata().ok()?.len() < checkpoint.offset {
+            return None;
+        }
+        file.seek(SeekFrom::Start(checkpoint.offset - 1)).ok()?;
+        let mut last = [0u8; 1];
+        file.read_exact(&mut last).ok()?;
+        (last[0] == b'\n').then_some(checkpoint)
+    }
+
+    fn save(&self, journal: &Path) -> Result<(), Error> {
+        let path = Checkpoint::path(journal);
+        let mut temporary = path.as_os_str().to_owned();
+        temporary.push(".tmp");
+        let temporary = PathBuf::from(temporary);
+        let body = serde_json::to_vec(self).map_err(|e| Error::Journal(e.to_string()))?;
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&body)?;
+            file.sync_data()?;
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(|e| Error::Journal(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Ships a journal into Postgres from where it last stopped (its
+/// [`Checkpoint`]), in batches, saving the checkpoint after each.
+#[derive(Debug)]
+pub struct Shipper {
+    path: PathBuf,
+    state: Checkpoint,
+}
+
+impl Shipper {
+    /// A shipper for the journal at `path`, resuming at its checkpoint.
+    pub fn open(path: &Path) -> Shipper {
+        Shipper {
+            path: path.to_owned(),
+            state: Checkpoint::load(path).unwrap_or_default(),
+        }
+    }
+
+    /// Bytes of the journal known to be in Postgres.
+    pub fn offset(&self) -> u64 {
+        self.state.offset
+    }
+
+    /// Ships everything written so far, `batch` records per transaction.
+    /// Returns how many records were new to Postgres.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] or [`Error::Postgres`]; what was committed before
+    /// the failure stays shipped, the rest goes next time.
+    pub async fn ship(&mut self, directory: &Directory, batch: usize) -> Result<u64, Error> {
+        let batch = batch.max(1);
+        let mut inserted = 0;
+        loop {
+            let (entries, end) = read_journal_chunk(&self.path, self.state.offset, batch)?;
+            if entries.is_empty() {
+                return Ok(inserted);
+            }
+            inserted += directory.insert_audit(&entries).await?;
+            for entry in entries.iter() {
+                self.state
+                    .heads
+                    .insert(entry.tenant_id, (entry.seq, entry.hash.clone()));
+            }
+            self.state.offset = end;
+            self.state.save(&self.path)?;
+            if entries.len() < batch {
+                return Ok(inserted);
+            }
+        }
+    }
 }
 
 /// Ships what the journal holds past byte `offset` (what an earlier call
@@ -384,12 +520,16 @@ pub async fn ship_from(
     offset: u64,
     batch: usize,
 ) -> Result<(u64, u64), Error> {
-    let (entries, end) = read_journal_from(path, offset)?;
     let mut inserted = 0;
-    for chunk in entries.chunks(batch.max(1)) {
-        inserted += directory.insert_audit(chunk).await?;
+    let mut offset = offset;
+    loop {
+        let (entries, end) = read_journal_chunk(path, offset, batch.max(1))?;
+        if entries.is_empty() {
+            return Ok((inserted, offset));
+        }
+        inserted += directory.insert_audit(&entries).await?;
+        offset = end;
     }
-    Ok((inserted, end))
 }
 
 /// The result of checking a tenant's chains.

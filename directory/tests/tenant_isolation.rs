@@ -307,3 +307,64 @@ async fn a_torn_journal_tail_is_dropped_not_fatal() {
     drop(journal);
     assert_eq!(read_journal(&path).unwrap().0.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_spares_restarts_the_shipped_prefix() {
+    use directory::audit::{verify_chain, AuditJournal, Checkpoint, Shipper};
+    let directory = demo_directory().await;
+    let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node-1.journal");
+    let journal = AuditJournal::open(&path, "node-1").unwrap();
+    for n in 0..20 {
+        journal
+            .append(acme.id, "issue.id_token", serde_json::json!({"n": n}), n)
+            .await
+            .unwrap();
+    }
+    drop(journal);
+    let mut shipper = Shipper::open(&path);
+    assert_eq!(shipper.ship(&directory, 6).await.unwrap(), 20);
+    let shipped = shipper.offset();
+    assert_eq!(shipped, std::fs::metadata(&path).unwrap().len());
+    let checkpoint = Checkpoint::load(&path).expect("a checkpoint after shipping");
+    assert_eq!(checkpoint.offset, shipped);
+    assert_eq!(checkpoint.heads[&acme.id].0, 20);
+
+    // Damage a byte inside the shipped prefix: a start that re-read the
+    // journal from the beginning would refuse it as corrupt. With the
+    // checkpoint neither the journal nor the shipper reads it again (that
+    // part is in Postgres, where `verify_chain` guards it).
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] = b'#';
+    std::fs::write(&path, &bytes).unwrap();
+    let journal = AuditJournal::open(&path, "node-1").unwrap();
+    let next = journal
+        .append(acme.id, "session.revoke", serde_json::json!({}), 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.seq, 21,
+        "the chain continues from the checkpoint's head"
+    );
+    drop(journal);
+    let mut shipper = Shipper::open(&path);
+    assert_eq!(
+        shipper.ship(&directory, 6).await.unwrap(),
+        1,
+        "only the new record"
+    );
+    let report = verify_chain(&directory, acme.id).await.unwrap();
+    assert_eq!((report.records, report.first_break), (21, None));
+
+    // A checkpoint that does not fit the journal (past its end) is ignored:
+    // the journal is read from the start, and its damage is reported.
+    std::fs::write(
+        dir.path().join("node-1.journal.checkpoint"),
+        serde_json::to_vec(&serde_json::json!({"offset": 1u64 << 40, "heads": {}})).unwrap(),
+    )
+    .unwrap();
+    assert!(Checkpoint::load(&path).is_none());
+    let error = AuditJournal::open(&path, "node-1").unwrap_err();
+    assert!(error.to_string().contains("corrupt record"), "{error}");
+}

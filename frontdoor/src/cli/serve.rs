@@ -452,15 +452,15 @@ fn spawn_control_tasks(
             a.sessions().sweep(now, 2_000);
         }
     });
-    // The journal, shipped to Postgres every second (only what is new).
+    // The journal, shipped to Postgres every second, from its checkpoint
+    // (a restart does not read what is already shipped).
     let (d, path) = (Arc::clone(directory), layout.journal(node));
     control.spawn(async move {
-        let mut offset = 0;
+        let mut shipper = directory::audit::Shipper::open(&path);
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            match directory::audit::ship_from(&d, &path, offset, 5_000).await {
-                Ok((_, next)) => offset = next,
-                Err(e) => tracing::warn!(error = %e, "audit shipping failed; retrying"),
+            if let Err(e) = shipper.ship(&d, 5_000).await {
+                tracing::warn!(error = %e, "audit shipping failed; retrying");
             }
         }
     });

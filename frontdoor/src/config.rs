@@ -197,7 +197,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             workers: 0,
-            max_in_flight: 16_384,
+            max_in_flight: crate::quic::server::DEFAULT_MAX_IN_FLIGHT,
             default_tenant_rate: 100_000,
             frame_timeout_secs: 10,
         }

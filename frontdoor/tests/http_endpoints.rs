@@ -59,6 +59,7 @@ fn start(limits: Limits) -> Fixture {
         documents: Arc::clone(&store),
         metrics: Arc::new(|| "sigil_test_metric 1\n".to_owned()),
         ready: Arc::new(AtomicBool::new(true)),
+        on_miss: None,
     });
     let mut config = HttpConfig::new("127.0.0.1:0".parse().unwrap());
     config.workers = 2;

@@ -24,6 +24,7 @@ use crate::http::documents::DocumentStore;
 use crate::http::exchange::{Limits, Site};
 use crate::http::server::{HttpConfig, HttpServer};
 use crate::pki::{Credentials, DeploymentCa};
+use crate::protocol::ErrorCode;
 use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
 
 /// Tenants loaded (keys made if missing) before the node listens; the rest
@@ -96,6 +97,79 @@ fn key_backends(config: &Config, master: MasterKey) -> anyhow::Result<Arc<dyn Ke
         hsm.token_label
     );
     Ok(Arc::new(backends))
+}
+
+/// Loads, for the HTTP side, tenants an SP asks about before any front end
+/// has (only the first tenants are loaded at start: a directory of 19,000
+/// cannot make every key up front). The first request starts the load and
+/// is answered 503 with `Retry-After: 1`; a tenant the directory does not
+/// have is remembered for a while and answered 404, so made-up names cost
+/// one directory lookup each, at most `MAX_LOADING` at a time.
+struct LazyTenants {
+    appliance: Arc<Appliance>,
+    runtime: tokio::runtime::Handle,
+    state: std::sync::Mutex<LazyState>,
+}
+
+#[derive(Default)]
+struct LazyState {
+    loading: std::collections::HashSet<String>,
+    unknown: std::collections::HashMap<String, std::time::Instant>,
+}
+
+impl LazyTenants {
+    /// Tenant loads running at once; past it, callers retry.
+    const MAX_LOADING: usize = 16;
+    /// Unknown names remembered (all forgotten when full).
+    const MAX_UNKNOWN: usize = 10_000;
+    /// How long an unknown name stays unknown.
+    const UNKNOWN_FOR: Duration = Duration::from_secs(30);
+
+    fn new(appliance: Arc<Appliance>, runtime: tokio::runtime::Handle) -> LazyTenants {
+        LazyTenants {
+            appliance,
+            runtime,
+            state: std::sync::Mutex::default(),
+        }
+    }
+
+    fn miss(self: &Arc<Self>, slug: &str) -> crate::http::exchange::Miss {
+        use crate::http::exchange::Miss;
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(since) = state.unknown.get(slug) {
+            if since.elapsed() < LazyTenants::UNKNOWN_FOR {
+                return Miss::Unknown;
+            }
+            state.unknown.remove(slug);
+        }
+        if state.loading.contains(slug) || state.loading.len() >= LazyTenants::MAX_LOADING {
+            return Miss::Loading;
+        }
+        state.loading.insert(slug.to_owned());
+        drop(state);
+        let (this, slug) = (Arc::clone(self), slug.to_owned());
+        self.runtime.spawn(async move {
+            // A loaded tenant publishes its documents; nothing else to do.
+            let result = this.appliance.tenant(&slug).await;
+            let mut state = this
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            state.loading.remove(&slug);
+            if let Err(e) = result {
+                if matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden) {
+                    if state.unknown.len() >= LazyTenants::MAX_UNKNOWN {
+                        state.unknown.clear();
+                    }
+                    state.unknown.insert(slug, std::time::Instant::now());
+                }
+            }
+        });
+        Miss::Loading
+    }
 }
 
 fn secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
@@ -395,6 +469,13 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
             out
         }),
         ready: Arc::clone(appliance.ready()),
+        on_miss: Some({
+            let lazy = Arc::new(LazyTenants::new(
+                Arc::clone(&appliance),
+                control.handle().clone(),
+            ));
+            Arc::new(move |slug: &str| lazy.miss(slug))
+        }),
     });
     let mut http_config = HttpConfig::new(config.listen.http);
     http_config.workers = config.workers();

@@ -55,6 +55,22 @@ pub struct Site {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Whether `/readyz` says ready (e.g. sessions caught up, keys loaded).
     pub ready: Arc<AtomicBool>,
+    /// Asked when a tenant has no documents yet (tenants load lazily): may
+    /// start loading it. None: such a tenant is simply unknown (404).
+    pub on_miss: Option<OnMiss>,
+}
+
+/// See [`Site::on_miss`].
+pub type OnMiss = Arc<dyn Fn(&str) -> Miss + Send + Sync>;
+
+/// What [`Site::on_miss`] says of a tenant without documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    /// No such tenant: 404.
+    Unknown,
+    /// Being loaded (or cannot be looked up right now): 503 with
+    /// `Retry-After: 1`.
+    Loading,
 }
 
 impl std::fmt::Debug for Site {
@@ -221,6 +237,13 @@ impl Response {
         }
     }
 
+    /// `503` with `Retry-After: 1`: the tenant's documents are being loaded.
+    fn loading() -> Response {
+        let mut r = Response::error(503, "loading this tenant's keys; retry in a second");
+        r.close = false;
+        r
+    }
+
     /// The status line and headers. For HEAD the length is still the GET
     /// length; 304 carries no length.
     pub fn head_bytes(&self) -> Vec<u8> {
@@ -243,6 +266,9 @@ impl Response {
         }
         if self.status == 405 {
             head.push_str("Allow: GET, HEAD\r\n");
+        }
+        if self.status == 503 {
+            head.push_str("Retry-After: 1\r\n");
         }
         head.push_str("X-Content-Type-Options: nosniff\r\n");
         if self.close {
@@ -333,8 +359,17 @@ fn tenant_document(
     if !valid_tenant(tenant) {
         return not_found();
     }
-    let Some(documents) = site.documents.get(tenant) else {
+    if !matches!(
+        document,
+        ".well-known/jwks.json" | ".well-known/openid-configuration" | "saml/metadata"
+    ) {
         return not_found();
+    }
+    let Some(documents) = site.documents.get(tenant) else {
+        return match site.on_miss.as_ref().map(|miss| miss(tenant)) {
+            Some(Miss::Loading) => Response::loading(),
+            Some(Miss::Unknown) | None => not_found(),
+        };
     };
     let chosen: Option<&Document> = match document {
         ".well-known/jwks.json" => Some(&documents.jwks),
@@ -377,6 +412,7 @@ mod tests {
             documents,
             metrics: Arc::new(|| "sigil_up 1\n".to_owned()),
             ready: Arc::new(AtomicBool::new(false)),
+            on_miss: None,
         }
     }
 

@@ -100,6 +100,11 @@ pub struct JournalStats {
     pub syncs: AtomicU64,
     /// Records waiting for the writer now.
     pub queued: AtomicU64,
+    /// Bytes of the journal known durable (synced): what may be shipped.
+    pub durable: AtomicU64,
+    /// Tests only: fail this many coming syncs as if the disk had
+    /// (see [`AuditJournal::danger_fail_syncs`]).
+    fail_syncs: AtomicU64,
 }
 
 /// The node's journal. Cheap to share behind an `Arc`.
@@ -148,6 +153,20 @@ pub fn read_journal_chunk(
     offset: u64,
     max: usize,
 ) -> Result<(Vec<AuditEntry>, u64), Error> {
+    read_journal_bounded(path, offset, max, u64::MAX)
+}
+
+/// Like [`read_journal_chunk`], reading no record that ends past byte
+/// `limit` (what the writer has synced: later bytes may yet be undone).
+///
+/// # Errors
+/// As [`read_journal`].
+pub fn read_journal_bounded(
+    path: &Path,
+    offset: u64,
+    max: usize,
+    limit: u64,
+) -> Result<(Vec<AuditEntry>, u64), Error> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
@@ -165,7 +184,7 @@ pub fn read_journal_chunk(
         let n = reader
             .read_line(&mut line)
             .map_err(|e| Error::Journal(e.to_string()))?;
-        if n == 0 {
+        if n == 0 || good + n as u64 > limit {
             break;
         }
         if !line.ends_with('\n') {
@@ -230,11 +249,12 @@ impl AuditJournal {
             .map_err(|e| Error::Journal(e.to_string()))?;
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(65_536);
         let stats = Arc::new(JournalStats::default());
+        stats.durable.store(good, Ordering::Release);
         let writer_stats = Arc::clone(&stats);
         let node = node.to_owned();
         let writer = std::thread::Builder::new()
             .name("sigil-audit".into())
-            .spawn(move || write_loop(file, node, chains, receiver, writer_stats))
+            .spawn(move || write_loop(file, good, node, chains, receiver, writer_stats))
             .map_err(|e| Error::Journal(e.to_string()))?;
         Ok(AuditJournal {
             sender: Some(sender),
@@ -293,6 +313,12 @@ impl AuditJournal {
             .map_err(Error::Journal)
     }
 
+    /// Tests only: the next `n` group commits fail as a failing disk would
+    /// make them (after the write, at the sync).
+    pub fn danger_fail_syncs(&self, n: u64) {
+        self.stats.fail_syncs.store(n, Ordering::Relaxed);
+    }
+
     /// Stops the writer after it has written everything queued.
     pub fn close(&mut self) {
         self.sender = None;
@@ -310,6 +336,7 @@ impl Drop for AuditJournal {
 
 fn write_loop(
     mut file: File,
+    mut length: u64,
     node: String,
     mut chains: HashMap<i64, (i64, String)>,
     receiver: crossbeam_channel::Receiver<Job>,
@@ -317,6 +344,7 @@ fn write_loop(
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(4096);
     let mut buffer = Vec::with_capacity(1 << 20);
+    let mut broken: Option<String> = None;
     while let Ok(first) = receiver.recv() {
         batch.push(first);
         while batch.len() < 4096 {
@@ -328,6 +356,12 @@ fn write_loop(
         stats
             .queued
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        if let Some(reason) = &broken {
+            for job in batch.drain(..) {
+                let _ = job.done.send(Err(reason.clone()));
+            }
+            continue;
+        }
         buffer.clear();
         let mut results = Vec::with_capacity(batch.len());
         let saved: Vec<(i64, Option<(i64, String)>)> = batch
@@ -358,10 +392,22 @@ fn write_loop(
                 hash: entry.hash,
             });
         }
-        let outcome = file.write_all(&buffer).and_then(|()| file.sync_data());
+        let injected = stats
+            .fail_syncs
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        let outcome = file.write_all(&buffer).and_then(|()| {
+            if injected {
+                Err(std::io::Error::other("injected sync failure"))
+            } else {
+                file.sync_data()
+            }
+        });
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(()) => {
+                length += buffer.len() as u64;
+                stats.durable.store(length, Ordering::Release);
                 stats
                     .appended
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
@@ -370,7 +416,19 @@ fn write_loop(
                 }
             }
             Err(e) => {
-                // Nothing of this batch is acknowledged; put the chains back.
+                // Nothing of this batch is acknowledged: cut its bytes off
+                // the file (their sequence numbers are given again) and put
+                // the chains back. If the file cannot be cut, no later
+                // record could follow its chain: refuse every append.
+                let cut = file
+                    .set_len(length)
+                    .and_then(|()| file.seek(SeekFrom::Start(length)).map(drop))
+                    .and_then(|()| file.sync_data());
+                if let Err(cut) = cut {
+                    broken = Some(format!(
+                        "journal unusable: a failed write could not be undone ({cut})"
+                    ));
+                }
                 for (tenant, previous) in saved.into_iter().rev() {
                     match previous {
                         Some(p) => chains.insert(tenant, p),
@@ -463,6 +521,7 @@ impl Checkpoint {
 pub struct Shipper {
     path: PathBuf,
     state: Checkpoint,
+    bound: Option<Arc<JournalStats>>,
 }
 
 impl Shipper {
@@ -471,7 +530,15 @@ impl Shipper {
         Shipper {
             path: path.to_owned(),
             state: Checkpoint::load(path).unwrap_or_default(),
+            bound: None,
         }
+    }
+
+    /// Ships only what `journal` has synced (while it writes: bytes of a
+    /// batch whose sync fails are cut off the file again).
+    pub fn bounded_by(mut self, journal: &AuditJournal) -> Shipper {
+        self.bound = Some(Arc::clone(&journal.stats));
+        self
     }
 
     /// Bytes of the journal known to be in Postgres.
@@ -489,7 +556,11 @@ impl Shipper {
         let batch = batch.max(1);
         let mut inserted = 0;
         loop {
-            let (entries, end) = read_journal_chunk(&self.path, self.state.offset, batch)?;
+            let limit = self
+                .bound
+                .as_ref()
+                .map_or(u64::MAX, |stats| stats.durable.load(Ordering::Acquire));
+            let (entries, end) = read_journal_bounded(&self.path, self.state.offset, batch, limit)?;
             if entries.is_empty() {
                 return Ok(inserted);
             }

@@ -368,3 +368,56 @@ async fn a_checkpoint_spares_restarts_the_shipped_prefix() {
     let error = AuditJournal::open(&path, "node-1").unwrap_err();
     assert!(error.to_string().contains("corrupt record"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
+    use directory::audit::{read_journal, ship, verify_chain, AuditJournal};
+    let directory = demo_directory().await;
+    let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node-1.journal");
+    let journal = AuditJournal::open(&path, "node-1").unwrap();
+    for n in 0..3 {
+        journal
+            .append(acme.id, "issue.id_token", serde_json::json!({"n": n}), n)
+            .await
+            .unwrap();
+    }
+    let before = std::fs::metadata(&path).unwrap().len();
+    // The disk fails the next sync: the request is not answered as done,
+    // and its bytes do not stay in the file.
+    journal.danger_fail_syncs(1);
+    let failed = journal
+        .append(
+            acme.id,
+            "issue.id_token",
+            serde_json::json!({"n": "lost"}),
+            3,
+        )
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    assert_eq!(
+        journal
+            .stats()
+            .durable
+            .load(std::sync::atomic::Ordering::Acquire),
+        before
+    );
+    // The next record takes the sequence number the failed one had.
+    let next = journal
+        .append(acme.id, "issue.id_token", serde_json::json!({"n": 3}), 4)
+        .await
+        .unwrap();
+    assert_eq!(next.seq, 4);
+    drop(journal);
+    let entries = read_journal(&path).unwrap().0;
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(entries.iter().all(|e| e.detail["n"] != "lost"));
+    assert_eq!(ship(&directory, &path, 100).await.unwrap(), 4);
+    let report = verify_chain(&directory, acme.id).await.unwrap();
+    assert_eq!((report.records, report.first_break), (4, None));
+}

@@ -536,8 +536,9 @@ fn spawn_control_tasks(
     // The journal, shipped to Postgres every second, from its checkpoint
     // (a restart does not read what is already shipped).
     let (d, path) = (Arc::clone(directory), layout.journal(node));
+    let journal = Arc::clone(appliance.journal());
     control.spawn(async move {
-        let mut shipper = directory::audit::Shipper::open(&path);
+        let mut shipper = directory::audit::Shipper::open(&path).bounded_by(&journal);
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Err(e) = shipper.ship(&d, 5_000).await {

@@ -58,6 +58,26 @@ pub fn run_script(script: &str, input: &serde_json::Value) -> serde_json::Value 
         .unwrap_or_else(|e| panic!("{script} printed no JSON: {e}"))
 }
 
+/// Has PyJWT and jwcrypto verify each of `cases` (`{name, token, issuer,
+/// audience}`) against the JWKS they fetch from `jwks_url`, as an SP does.
+///
+/// # Panics
+/// When a case does not verify with both (named, with `context`).
+pub fn assert_jwts_verify(jwks_url: &str, cases: &[serde_json::Value], context: &str) {
+    let results = run_script(
+        "verify_jwt.py",
+        &serde_json::json!({"jwks_url": jwks_url, "cases": cases}),
+    );
+    for case in cases {
+        let name = case["name"].as_str().unwrap_or_default();
+        assert_eq!(
+            results[name],
+            serde_json::json!({"pyjwt": "ok", "jwcrypto": "ok"}),
+            "{context}{name}"
+        );
+    }
+}
+
 fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);

@@ -1,7 +1,7 @@
 //! For tests: one private cluster per test binary (reused across runs, in
 //! the system temp directory), a fresh database per test.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -18,6 +18,46 @@ fn root() -> PathBuf {
     std::env::temp_dir().join(format!("sigil-pg-{exe}"))
 }
 
+/// Stops and removes the clusters earlier builds of this test binary left
+/// running (same test name, another build hash, whose owning process has
+/// exited): each build would otherwise keep one Postgres alive for good.
+/// A cluster without an owner file, or whose owner still runs (another
+/// checkout testing at the same time), is left alone.
+fn reap_stale_clusters(root: &Path) {
+    let (Some(name), Some(parent)) = (root.file_name().and_then(|n| n.to_str()), root.parent())
+    else {
+        return;
+    };
+    let Some((stem, _build)) = name.rsplit_once('-') else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(other) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if other == name || other.rsplit_once('-').map(|(s, _)| s) != Some(stem) {
+            continue;
+        }
+        let owner = std::fs::read_to_string(path.join("owner.pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok());
+        let Some(owner) = owner else {
+            continue;
+        };
+        if Path::new("/proc").join(owner.to_string()).exists() {
+            continue;
+        }
+        if let Ok(stale) = PrivateCluster::start(&path) {
+            let _ = stale.stop();
+        }
+        let _ = std::fs::remove_dir_all(&path);
+    }
+}
+
 /// The shared cluster's connection configuration for a new, empty
 /// database made for the caller.
 ///
@@ -31,7 +71,12 @@ pub async fn fresh_database() -> Result<tokio_postgres::Config, Error> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if guard.is_none() {
-            *guard = Some(PrivateCluster::start(&root())?);
+            let root = root();
+            reap_stale_clusters(&root);
+            let cluster = PrivateCluster::start(&root)?;
+            // Marks the cluster as this process's while it runs.
+            let _ = std::fs::write(root.join("owner.pid"), std::process::id().to_string());
+            *guard = Some(cluster);
         }
         match guard.as_ref() {
             Some(cluster) => cluster.config("postgres"),

@@ -58,11 +58,14 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// The default in-flight limit of a node. It bounds the queue an accepted
-/// request can meet: at the ~28,000 EdDSA tokens/s one 2-core node holds,
-/// 1,024 in flight is at most ~36 ms of waiting, and what is past it is
-/// refused at once. Measured at 30,000/s offered (docs/BENCHMARKING.md):
-/// 16,384 gave p50 212 ms / p99 840 ms, 1,024 gives p50 4.6 ms / p99 49 ms
-/// with the same goodput; 512 cut goodput below capacity.
+/// request can meet: at the ~34,000 EdDSA tokens/s one 2-core node holds,
+/// 1,024 in flight is ~30 ms of waiting, and what is past it is refused at
+/// once (a front end retries on another node). Measured
+/// (docs/BENCHMARKING.md): at 30,000/s offered 16,384 gave p50 212 ms /
+/// p99 840 ms, 1,024 p50 4.6 ms / p99 49 ms with the same goodput; 2,048
+/// lost goodput at 45,000/s (30,649/s vs 34,486/s) and still refused
+/// during the disk's 100-180 ms sync stalls at 20,000/s, as 1,024 does;
+/// 512 cut goodput below capacity.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
 
 /// Limits of the listener.

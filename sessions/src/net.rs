@@ -79,6 +79,7 @@ pub struct LagStats {
     sum_us: AtomicU64,
     count: AtomicU64,
     max_us: AtomicU64,
+    dropped: AtomicU64,
 }
 
 /// A snapshot of [`LagStats`].
@@ -90,7 +91,19 @@ pub struct Lag {
     pub count: u64,
     /// Largest, µs.
     pub max_us: u64,
+    /// Outgoing frames and local deltas dropped because a queue was full
+    /// (a peer slower than this node: the protocol resends revocations;
+    /// a dropped create leaves that peer without the session, which it
+    /// then answers as unknown).
+    pub dropped: u64,
 }
+
+/// Frames queued for one peer (each a batch of messages).
+const LINK_QUEUE: usize = 1_024;
+/// Commands (deltas, revocations) queued for the driver.
+const COMMAND_QUEUE: usize = 65_536;
+/// Messages read from peers, queued for the driver.
+const INCOMING_QUEUE: usize = 4_096;
 
 fn wall_us() -> u64 {
     std::time::SystemTime::now()
@@ -102,7 +115,7 @@ fn wall_us() -> u64 {
 pub struct Replica {
     table: Arc<SessionTable>,
     lag: Arc<LagStats>,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     /// Local ms until which this node may serve (0: not).
     serving_until: Arc<AtomicU64>,
     ready: Arc<AtomicBool>,
@@ -170,8 +183,8 @@ impl Replica {
         );
         let serving_until = Arc::new(AtomicU64::new(0));
         let ready = Arc::new(AtomicBool::new(node.is_ready()));
-        let (commands, receiver) = mpsc::unbounded_channel();
-        let (incoming_tx, incoming_rx) = mpsc::unbounded_channel::<(NodeIndex, Message)>();
+        let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
+        let (incoming_tx, incoming_rx) = mpsc::channel::<(NodeIndex, Message)>(INCOMING_QUEUE);
         // Accept peers' connections; each frame names its sender.
         let accept_endpoint = endpoint.clone();
         tokio::spawn(async move {
@@ -201,7 +214,9 @@ impl Replica {
                                     body.as_slice(),
                                 ) {
                                     Ok(frame) => {
-                                        if tx.send(frame).is_err() {
+                                        // Full: stop reading; QUIC flow
+                                        // control then slows the peer.
+                                        if tx.send(frame).await.is_err() {
                                             return;
                                         }
                                     }
@@ -269,6 +284,7 @@ impl Replica {
             sum_us: self.lag.sum_us.load(Ordering::Relaxed),
             count: self.lag.count.load(Ordering::Relaxed),
             max_us: self.lag.max_us.load(Ordering::Relaxed),
+            dropped: self.lag.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -295,7 +311,9 @@ impl Replica {
 
     /// Sends a created or touched session to the peers.
     pub fn replicate(&self, record: SessionRecord) {
-        let _ = self.commands.send(Command::Delta(record));
+        if self.commands.try_send(Command::Delta(record)).is_err() {
+            self.lag.dropped.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Revokes, returning once no node accepts what was revoked (every peer
@@ -308,6 +326,7 @@ impl Replica {
         let (done, wait) = oneshot::channel();
         self.commands
             .send(Command::Revoke(what, done))
+            .await
             .map_err(|_| ReplicaError::Stopped)?;
         wait.await.map_err(|_| ReplicaError::Stopped)?
     }
@@ -329,12 +348,12 @@ impl Replica {
 /// An outgoing link to one peer: a task that dials (and redials) and
 /// writes queued frames.
 struct Link {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: mpsc::Sender<Vec<u8>>,
 }
 
 impl Link {
     fn start(endpoint: quinn::Endpoint, address: SocketAddr, server_name: String) -> Link {
-        let (frames, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (frames, mut queue) = mpsc::channel::<Vec<u8>>(LINK_QUEUE);
         tokio::spawn(async move {
             loop {
                 let connection = match endpoint.connect(address, &server_name) {
@@ -386,8 +405,8 @@ struct Driver {
 impl Driver {
     async fn run(
         mut self,
-        mut commands: mpsc::UnboundedReceiver<Command>,
-        mut incoming: mpsc::UnboundedReceiver<(NodeIndex, Message)>,
+        mut commands: mpsc::Receiver<Command>,
+        mut incoming: mpsc::Receiver<(NodeIndex, Message)>,
     ) {
         loop {
             let now = now_ms(self.origin);
@@ -474,7 +493,9 @@ impl Driver {
             let mut frame = (body.len() as u32).to_be_bytes().to_vec();
             frame.extend_from_slice(&body);
             if let Some(link) = self.links.get(&to) {
-                let _ = link.frames.send(frame);
+                if link.frames.try_send(frame).is_err() {
+                    self.lag.dropped.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
         let until = if self.node.can_serve(now) {

@@ -218,3 +218,71 @@ async fn a_node_without_a_cluster_certificate_cannot_join() {
     good.stop();
     impostor.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_costs_bounded_memory() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cluster = Cluster::new();
+    let addresses = free_addresses(2);
+    // Peer 1: a member of the cluster (its certificate is good) that takes
+    // the replication stream and never reads from it.
+    let (mut server, _) = cluster.tls();
+    server.alpn_protocols = vec![sessions::net::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server).unwrap();
+    let silent = quinn::Endpoint::server(
+        quinn::ServerConfig::with_crypto(Arc::new(crypto)),
+        addresses[1],
+    )
+    .unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(incoming) = silent.accept().await {
+            let Ok(connection) = incoming.await else {
+                continue;
+            };
+            let streams = connection.clone();
+            held.push((
+                connection,
+                tokio::spawn(async move {
+                    let mut unread = Vec::new();
+                    while let Ok(stream) = streams.accept_uni().await {
+                        unread.push(stream);
+                    }
+                }),
+            ));
+        }
+    });
+    let node = start(&cluster, 0, &addresses, 1);
+    let tenant: Arc<str> = Arc::from("acme");
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let policy = SessionPolicy::default();
+    for i in 0..200_000u32 {
+        let record = node
+            .table()
+            .create(
+                &tenant,
+                "alice",
+                vec!["pwd".into()],
+                None,
+                policy,
+                wall_ms(),
+                &rng,
+            )
+            .unwrap();
+        node.replicate(record);
+        if i % 16 == 15 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Flow control stopped the writer; the queues filled and then dropped
+    // instead of growing: the node counts what it dropped and keeps going.
+    until(
+        "frames dropped for the silent peer",
+        Duration::from_secs(30),
+        || node.lag().dropped > 0,
+    )
+    .await;
+    assert!(node.table().len() >= 200_000);
+    node.stop();
+    holder.abort();
+}

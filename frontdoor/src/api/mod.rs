@@ -1147,7 +1147,17 @@ impl Handler for Appliance {
     }
 
     async fn handle(&self, caller: &Caller, operation: Operation) -> Result<Value, WireError> {
-        self.call(caller, operation).await
+        use tracing::Instrument;
+        // Every record logged while serving the request names its tenant,
+        // operation and caller (the span is at error level so that it is
+        // on whenever the node logs at all).
+        let span = tracing::error_span!(
+            "request",
+            tenant = operation.tenant().unwrap_or("-"),
+            op = operation.name(),
+            caller = caller.frontend.as_ref().map_or("-", |f| f.name.as_str()),
+        );
+        self.call(caller, operation).instrument(span).await
     }
 
     fn refused(&self, caller: &Caller, code: ErrorCode, reason: &str) {
@@ -1186,6 +1196,11 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             out,
             "sigil_replication_lag_max_seconds {}",
             lag.max_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE sigil_replication_dropped_total counter\nsigil_replication_dropped_total {}",
+            lag.dropped
         );
     }
     let table = appliance.sessions();

@@ -53,6 +53,7 @@ async fn cluster(n: usize) -> Vec<Replica> {
                     server_name: "localhost".into(),
                     recovered: Vec::new(),
                     durable: None,
+                    peer_queue_bytes: sessions::net::DEFAULT_PEER_QUEUE_BYTES,
                 },
                 Arc::new(SessionTable::new(4)),
                 1,
@@ -143,7 +144,7 @@ async fn main() {
                 &rng,
             )
             .unwrap();
-        nodes[0].replicate(record);
+        nodes[0].replicate(record).await;
         if i % 1000 == 999 {
             tokio::task::yield_now().await;
         }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,9 @@ pub struct ReplicaConfig {
     pub recovered: Vec<Revocation>,
     /// Where revocations started here are made durable first.
     pub durable: Option<Arc<crate::durable::RevocationLog>>,
+    /// Bytes of frames queued for one peer before frames to it are dropped
+    /// ([`DEFAULT_PEER_QUEUE_BYTES`]).
+    pub peer_queue_bytes: usize,
 }
 
 /// Why a call failed.
@@ -98,8 +101,10 @@ pub struct Lag {
     pub dropped: u64,
 }
 
-/// Frames queued for one peer (each a batch of messages).
-const LINK_QUEUE: usize = 1_024;
+/// Bytes queued for one peer by default: a healthy peer absorbs a burst of
+/// creates (200,000 sessions are ~40 MB of frames); a peer that stops
+/// reading costs at most this much before frames are dropped.
+pub const DEFAULT_PEER_QUEUE_BYTES: usize = 64 << 20;
 /// Commands (deltas, revocations) queued for the driver.
 const COMMAND_QUEUE: usize = 65_536;
 /// Messages read from peers, queued for the driver.
@@ -243,7 +248,12 @@ impl Replica {
                 .map(|(p, address)| {
                     (
                         *p,
-                        Link::start(endpoint.clone(), *address, config.server_name.clone()),
+                        Link::start(
+                            endpoint.clone(),
+                            *address,
+                            config.server_name.clone(),
+                            config.peer_queue_bytes,
+                        ),
                     )
                 })
                 .collect(),
@@ -309,8 +319,17 @@ impl Replica {
         Ok(self.table.validate(tenant, id, wall_ms))
     }
 
-    /// Sends a created or touched session to the peers.
-    pub fn replicate(&self, record: SessionRecord) {
+    /// Sends a created session to the peers, waiting while the driver is
+    /// 65,536 commands behind (backpressure on whoever creates sessions).
+    pub async fn replicate(&self, record: SessionRecord) {
+        // An error means the driver has stopped: nothing left to tell.
+        let _ = self.commands.send(Command::Delta(record)).await;
+    }
+
+    /// Sends a touched session to the peers if the driver has room, else
+    /// drops it (counted): a lost touch only makes a peer's idle expiry
+    /// earlier, and the caller (a validation) must not wait.
+    pub fn try_replicate(&self, record: SessionRecord) {
         if self.commands.try_send(Command::Delta(record)).is_err() {
             self.lag.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -348,12 +367,37 @@ impl Replica {
 /// An outgoing link to one peer: a task that dials (and redials) and
 /// writes queued frames.
 struct Link {
-    frames: mpsc::Sender<Vec<u8>>,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    /// Bytes in `frames` not yet taken by the writer.
+    queued: Arc<AtomicUsize>,
+    /// The bound of `queued`.
+    limit: usize,
 }
 
 impl Link {
-    fn start(endpoint: quinn::Endpoint, address: SocketAddr, server_name: String) -> Link {
-        let (frames, mut queue) = mpsc::channel::<Vec<u8>>(LINK_QUEUE);
+    /// Queues a frame unless the peer is `LINK_QUEUE_BYTES` behind.
+    fn send(&self, frame: Vec<u8>) -> bool {
+        let len = frame.len();
+        if self.queued.fetch_add(len, Ordering::AcqRel) + len > self.limit {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        if self.frames.send(frame).is_err() {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn start(
+        endpoint: quinn::Endpoint,
+        address: SocketAddr,
+        server_name: String,
+        limit: usize,
+    ) -> Link {
+        let (frames, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = Arc::clone(&queued);
         tokio::spawn(async move {
             loop {
                 let connection = match endpoint.connect(address, &server_name) {
@@ -362,7 +406,9 @@ impl Link {
                 };
                 let Some(connection) = connection else {
                     // Drop what queued meanwhile: the protocol resends.
-                    while queue.try_recv().is_ok() {}
+                    while let Ok(frame) = queue.try_recv() {
+                        taken.fetch_sub(frame.len(), Ordering::AcqRel);
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     if queue.is_closed() {
                         return;
@@ -377,6 +423,7 @@ impl Link {
                     while let Ok(more) = queue.try_recv() {
                         batch.extend_from_slice(&more);
                     }
+                    taken.fetch_sub(batch.len(), Ordering::AcqRel);
                     if stream.write_all(&batch).await.is_err() {
                         break;
                     }
@@ -386,7 +433,11 @@ impl Link {
                 }
             }
         });
-        Link { frames }
+        Link {
+            frames,
+            queued,
+            limit,
+        }
     }
 }
 
@@ -493,7 +544,7 @@ impl Driver {
             let mut frame = (body.len() as u32).to_be_bytes().to_vec();
             frame.extend_from_slice(&body);
             if let Some(link) = self.links.get(&to) {
-                if link.frames.try_send(frame).is_err() {
+                if !link.send(frame) {
                     self.lag.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -226,7 +226,7 @@ impl Appliance {
             let validation = self.sessions.touch(tenant, id, now);
             if let (Some(replica), Validation::Valid(_)) = (&self.cluster, &validation) {
                 if let Some(record) = self.sessions.record(id) {
-                    replica.replicate(record);
+                    replica.try_replicate(record);
                 }
             }
             validation
@@ -244,9 +244,9 @@ impl Appliance {
         self.signing_latency[index].record(started.elapsed());
     }
 
-    fn created(&self, record: &SessionRecord) {
+    async fn created(&self, record: &SessionRecord) {
         if let Some(replica) = &self.cluster {
-            replica.replicate(record.clone());
+            replica.replicate(record.clone()).await;
         }
     }
 
@@ -827,7 +827,7 @@ impl Appliance {
                         &self.rng,
                     )
                     .map_err(|e| internal("session id", &e))?;
-                self.created(&created);
+                self.created(&created).await;
                 self.audit(
                     &live,
                     "session.create",

@@ -692,6 +692,7 @@ fn start_replica(
             server_name: "localhost".into(),
             recovered,
             durable: Some(Arc::new(log)),
+            peer_queue_bytes: sessions::net::DEFAULT_PEER_QUEUE_BYTES,
         },
         Arc::clone(sessions),
         u64::from_le_bytes(incarnation),

@@ -68,6 +68,29 @@ fn wall_ms() -> u64 {
         .as_millis() as u64
 }
 
+/// Creates a session of alice on `node` and replicates it.
+async fn sign_in_alice(
+    node: &Replica,
+    tenant: &Arc<str>,
+    policy: SessionPolicy,
+    rng: &aws_lc_rs::rand::SystemRandom,
+) -> sessions::SessionRecord {
+    let record = node
+        .table()
+        .create(
+            tenant,
+            "alice",
+            vec!["pwd".into()],
+            None,
+            policy,
+            wall_ms(),
+            rng,
+        )
+        .unwrap();
+    node.replicate(record.clone()).await;
+    record
+}
+
 async fn until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
@@ -101,19 +124,7 @@ async fn revocation_holds_across_three_nodes_a_death_and_a_restart() {
 
     // A session created on node 0 is seen on 1 and 2.
     let first = nodes[0].as_ref().unwrap();
-    let record = first
-        .table()
-        .create(
-            &tenant,
-            "alice",
-            vec!["pwd".into()],
-            None,
-            policy,
-            wall_ms(),
-            &rng,
-        )
-        .unwrap();
-    first.replicate(record.clone()).await;
+    let record = sign_in_alice(first, &tenant, policy, &rng).await;
     until(
         "the session reaches every node",
         Duration::from_secs(5),
@@ -275,19 +286,7 @@ async fn a_peer_that_stops_reading_costs_bounded_memory() {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let policy = SessionPolicy::default();
     for i in 0..50_000u32 {
-        let record = node
-            .table()
-            .create(
-                &tenant,
-                "alice",
-                vec!["pwd".into()],
-                None,
-                policy,
-                wall_ms(),
-                &rng,
-            )
-            .unwrap();
-        node.replicate(record).await;
+        sign_in_alice(&node, &tenant, policy, &rng).await;
         if i % 16 == 15 {
             tokio::task::yield_now().await;
         }

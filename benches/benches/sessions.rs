@@ -67,5 +67,35 @@ fn validate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validate);
+/// One call of the sweeper (budget 2,000, as `sigil serve` calls it every
+/// 20 ms) on a table of 1,000,000 live sessions in 8 shards, none due: the
+/// cost the sweeper adds under its shard's write lock while nothing
+/// expires.
+fn sweep(c: &mut Criterion) {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let table = SessionTable::new(8);
+    let tenant: Arc<str> = Arc::from("acme");
+    let now = 1_800_000_000_000u64;
+    for i in 0..1_000_000u32 {
+        table
+            .create(
+                &tenant,
+                &format!("user{}", i % 1000),
+                vec!["pwd".into()],
+                None,
+                SessionPolicy::default(),
+                now,
+                &rng,
+            )
+            .unwrap();
+    }
+    let mut group = c.benchmark_group("session_sweep");
+    group.sample_size(20);
+    group.bench_function("nothing_due_1m_sessions", |b| {
+        b.iter(|| black_box(table.sweep(now + 1, 2_000)))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, validate, sweep);
 criterion_main!(benches);

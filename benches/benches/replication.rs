@@ -153,17 +153,19 @@ async fn main() {
     while nodes[1].table().len() < total {
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "replication stalled at {}",
-            nodes[1].table().len()
+            "replication stalled at {} ({} frames dropped)",
+            nodes[1].table().len(),
+            nodes[0].lag().dropped
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let replicated = start.elapsed();
     println!(
-        "create replication: {total} sessions created in {:.2} s, all on the peer after {:.2} s: {:.0} sessions/s",
+        "create replication: {total} sessions created in {:.2} s, all on the peer after {:.2} s: {:.0} sessions/s ({} dropped)",
         created.as_secs_f64(),
         replicated.as_secs_f64(),
-        total as f64 / replicated.as_secs_f64()
+        total as f64 / replicated.as_secs_f64(),
+        nodes[0].lag().dropped
     );
     for node in nodes {
         node.stop();

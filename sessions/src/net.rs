@@ -102,9 +102,10 @@ pub struct Lag {
 }
 
 /// Bytes queued for one peer by default: a healthy peer absorbs a burst of
-/// creates (200,000 sessions are ~40 MB of frames); a peer that stops
-/// reading costs at most this much before frames are dropped.
-pub const DEFAULT_PEER_QUEUE_BYTES: usize = 64 << 20;
+/// creates (200,000 sessions are ~50 MB of CBOR frames: the replication
+/// bench's burst overflowed 64 MiB); a peer that stops reading costs at
+/// most this much before frames to it are dropped.
+pub const DEFAULT_PEER_QUEUE_BYTES: usize = 256 << 20;
 /// Commands (deltas, revocations) queued for the driver.
 const COMMAND_QUEUE: usize = 65_536;
 /// Messages read from peers, queued for the driver.

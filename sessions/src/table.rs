@@ -9,7 +9,8 @@
 //! so replicas converge whatever the order, duplication or delay of what
 //! they receive. Times are milliseconds since the Unix epoch, passed in.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 
 /// A session id: 256 random bits, shown as 43 characters of base64url.
-#[derive(Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct SessionId([u8; 32]);
 
 impl Hash for SessionId {
@@ -251,6 +252,22 @@ impl Entry {
     fn is_tombstone(&self) -> bool {
         self.tombstone
     }
+
+    /// The earliest time the sweep may reclaim this entry: its absolute
+    /// expiry, or its idle end if that comes first and it is not revoked
+    /// (a revoked session stays until it expires, so a late replica of it
+    /// meets the revocation). Only ever moves later: last-seen grows,
+    /// revocation is one-way.
+    fn reclaimable_at(&self) -> u64 {
+        if self.revoked.load(Ordering::Relaxed) {
+            return self.expires_ms;
+        }
+        let idle_end = self
+            .last_seen_ms
+            .load(Ordering::Relaxed)
+            .saturating_add(self.idle_ms);
+        self.expires_ms.min(idle_end)
+    }
 }
 
 /// A tenant's revocation marks.
@@ -267,9 +284,19 @@ struct Shard {
     sessions: HashMap<SessionId, Entry, IdHasher>,
     /// Revocation marks by tenant (looked up by `&str`, no allocation).
     marks: HashMap<Arc<str>, TenantMarks>,
+    /// When each entry may become reclaimable, earliest first. A deadline
+    /// that has moved later by the time it comes up is pushed back with
+    /// the new one; ids no longer present are skipped. So the sweep looks
+    /// only at entries that are, or were, due.
+    deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
 }
 
 impl Shard {
+    fn insert(&mut self, id: SessionId, entry: Entry) {
+        self.deadlines.push(Reverse((entry.reclaimable_at(), id)));
+        self.sessions.insert(id, entry);
+    }
+
     fn mark_revokes(&self, entry: &Entry) -> bool {
         let Some(marks) = self.marks.get(&*entry.tenant) else {
             return false;
@@ -500,7 +527,7 @@ impl SessionTable {
                     idle_ms: u64::MAX,
                     revoked: true,
                 };
-                shard.sessions.insert(*id, Entry::from_record(&tombstone));
+                shard.insert(*id, Entry::from_record(&tombstone));
                 true
             }
         }
@@ -530,14 +557,14 @@ impl SessionTable {
         let mut shard = write(self.shard(&record.id));
         match shard.sessions.get_mut(&record.id) {
             None => {
-                shard.sessions.insert(record.id, Entry::from_record(record));
+                shard.insert(record.id, Entry::from_record(record));
                 true
             }
             Some(entry) if entry.is_tombstone() && !record.user.is_empty() => {
                 // The real session arrives after its revocation: keep it revoked.
                 let mut merged = record.clone();
                 merged.revoked = true;
-                *entry = Entry::from_record(&merged);
+                shard.insert(record.id, Entry::from_record(&merged));
                 true
             }
             Some(entry) => {
@@ -597,30 +624,37 @@ impl SessionTable {
     }
 
     /// Reclaims entries that can never be valid again (past absolute or
-    /// idle expiry, tombstones past their lifetime), visiting at most
-    /// `budget` entries of one shard per call, so no call pauses the table
-    /// for long. Call it often (e.g. every 10 ms with a budget of 1,000).
-    /// Revoked sessions stay until they expire, so a late replica of them
-    /// meets the revocation. Returns how many were removed.
+    /// idle expiry, tombstones past their lifetime), looking at most at
+    /// `budget` due deadlines of one shard per call: the time a call holds
+    /// its shard does not grow with the table. Call it often (e.g. every
+    /// 20 ms with a budget of 2,000). Revoked sessions stay until they
+    /// expire, so a late replica of them meets the revocation. Returns how
+    /// many were removed.
     pub fn sweep(&self, now_ms: u64, budget: usize) -> usize {
         let index =
             (self.sweep_cursor.fetch_add(1, Ordering::Relaxed) % self.shards.len() as u64) as usize;
         let mut shard = write(&self.shards[index]);
-        let before = shard.sessions.len();
-        let mut seen = 0;
-        shard.sessions.retain(|_, entry| {
-            seen += 1;
-            if seen > budget {
-                return true;
+        let mut removed = 0;
+        for _ in 0..budget {
+            let Some(&Reverse((due, id))) = shard.deadlines.peek() else {
+                break;
+            };
+            if due > now_ms {
+                break;
             }
-            let idle_end = entry
-                .last_seen_ms
-                .load(Ordering::Relaxed)
-                .saturating_add(entry.idle_ms);
-            now_ms < entry.expires_ms
-                && (entry.revoked.load(Ordering::Relaxed) || now_ms < idle_end)
-        });
-        let removed = before - shard.sessions.len();
+            shard.deadlines.pop();
+            let Some(entry) = shard.sessions.get(&id) else {
+                continue; // removed or replaced earlier: a stale deadline
+            };
+            let now_due = entry.reclaimable_at();
+            if now_due <= now_ms {
+                shard.sessions.remove(&id);
+                removed += 1;
+            } else {
+                // Touched or revoked since: come back at the new time.
+                shard.deadlines.push(Reverse((now_due, id)));
+            }
+        }
         self.stats
             .reclaimed
             .fetch_add(removed as u64, Ordering::Relaxed);
@@ -629,13 +663,15 @@ impl SessionTable {
 
     /// The bytes one session costs in the table beyond its payload (user,
     /// tenant string shared, amr and client strings): the entry, its key,
-    /// the hash map's per-slot overhead at its load factor, and the
-    /// principal's allocation.
+    /// the hash map's per-slot overhead at its load factor, the
+    /// principal's allocation, and its deadline in the sweep's heap.
     pub fn overhead_per_session() -> usize {
         // hashbrown: one control byte per slot, slots at most 7/8 full.
         let slot = std::mem::size_of::<SessionId>() + std::mem::size_of::<Entry>();
         // The principal's allocation: two reference counts and its fields.
         let principal = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Principal>();
-        (slot + 1) * 8 / 7 + principal
+        // Its deadline in the sweep's heap.
+        let deadline = std::mem::size_of::<(u64, SessionId)>();
+        (slot + 1) * 8 / 7 + principal + deadline
     }
 }

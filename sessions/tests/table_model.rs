@@ -242,3 +242,32 @@ fn sweeping_reclaims_only_what_can_never_be_valid() {
     );
     assert!(SessionTable::overhead_per_session() <= 256);
 }
+
+#[test]
+fn the_sweep_spends_its_budget_on_due_entries_only() {
+    let rng = SystemRandom::new();
+    let table = SessionTable::new(1);
+    let t = tenant_name(0);
+    let short = SessionPolicy {
+        absolute_ms: 1_000,
+        idle_ms: 1_000,
+    };
+    let mut due = Vec::new();
+    for i in 0..10_000 {
+        let policy = if i % 100 == 0 { short } else { POLICY };
+        let record = table
+            .create(&t, "u", vec![], None, policy, 0, &rng)
+            .unwrap();
+        if i % 100 == 0 {
+            due.push(record.id);
+        }
+    }
+    // 100 of 10,000 are due; two calls of budget 50 reclaim all of them,
+    // however the map orders its entries, and nothing else.
+    assert_eq!(table.sweep(2_000, 50) + table.sweep(2_000, 50), 100);
+    assert_eq!(table.len(), 9_900);
+    for id in &due {
+        assert_eq!(table.validate("acme", id, 2_000), Validation::NotFound);
+    }
+    assert_eq!(table.sweep(2_000, 50), 0, "nothing else is due");
+}

@@ -131,33 +131,14 @@ impl std::fmt::Debug for AuditJournal {
 /// [`Error::Journal`] when the file cannot be read, or a line in the middle
 /// is corrupt (that is tampering or disk failure, not a crash).
 pub fn read_journal(path: &Path) -> Result<(Vec<AuditEntry>, u64), Error> {
-    read_journal_from(path, 0)
+    read_journal_bounded(path, 0, usize::MAX, u64::MAX)
 }
 
 /// Like [`read_journal`], from byte `offset` (the end of what was read
-/// before); returns the entries and the offset after the last whole one.
-///
-/// # Errors
-/// As [`read_journal`].
-pub fn read_journal_from(path: &Path, offset: u64) -> Result<(Vec<AuditEntry>, u64), Error> {
-    read_journal_chunk(path, offset, usize::MAX)
-}
-
-/// Like [`read_journal_from`], at most `max` entries (so a long journal is
-/// read in bounded memory).
-///
-/// # Errors
-/// As [`read_journal`].
-pub fn read_journal_chunk(
-    path: &Path,
-    offset: u64,
-    max: usize,
-) -> Result<(Vec<AuditEntry>, u64), Error> {
-    read_journal_bounded(path, offset, max, u64::MAX)
-}
-
-/// Like [`read_journal_chunk`], reading no record that ends past byte
-/// `limit` (what the writer has synced: later bytes may yet be undone).
+/// before), at most `max` entries (so a long journal is read in bounded
+/// memory), and no record that ends past byte `limit` (what the writer has
+/// synced: later bytes may yet be undone). Returns the entries and the
+/// offset after the last whole one.
 ///
 /// # Errors
 /// As [`read_journal`].
@@ -227,7 +208,7 @@ impl AuditJournal {
         let mut chains = checkpoint.heads;
         let mut good = checkpoint.offset;
         loop {
-            let (entries, end) = read_journal_chunk(path, good, SCAN_CHUNK)?;
+            let (entries, end) = read_journal_bounded(path, good, SCAN_CHUNK, u64::MAX)?;
             for entry in entries.iter() {
                 chains.insert(entry.tenant_id, (entry.seq, entry.hash.clone()));
             }
@@ -576,30 +557,6 @@ impl Shipper {
                 return Ok(inserted);
             }
         }
-    }
-}
-
-/// Ships what the journal holds past byte `offset` (what an earlier call
-/// returned; 0 at start, which re-ships everything once, harmlessly).
-/// Returns how many records were new and the offset to continue from.
-///
-/// # Errors
-/// As [`ship`]; the offset is then not advanced.
-pub async fn ship_from(
-    directory: &Directory,
-    path: &Path,
-    offset: u64,
-    batch: usize,
-) -> Result<(u64, u64), Error> {
-    let mut inserted = 0;
-    let mut offset = offset;
-    loop {
-        let (entries, end) = read_journal_chunk(path, offset, batch.max(1))?;
-        if entries.is_empty() {
-            return Ok((inserted, offset));
-        }
-        inserted += directory.insert_audit(&entries).await?;
-        offset = end;
     }
 }
 

@@ -240,17 +240,16 @@ async fn audit_chain_ships_once_and_verify_names_the_first_broken_link() {
         .unwrap();
     assert_eq!(next.seq, 34, "33 acme records before it");
     drop(journal);
-    let (first, offset) = directory::audit::ship_from(&directory, &path, 0, 7)
-        .await
-        .unwrap();
-    assert_eq!(first, 51);
+    let mut shipper = directory::audit::Shipper::open(&path);
+    assert_eq!(shipper.ship(&directory, 7).await.unwrap(), 51);
+    let offset = shipper.offset();
     assert_eq!(
-        directory::audit::ship_from(&directory, &path, offset, 7)
-            .await
-            .unwrap(),
+        (shipper.ship(&directory, 7).await.unwrap(), shipper.offset()),
         (0, offset),
         "nothing new past the offset"
     );
+    // Without the checkpoint the journal is shipped again from the start.
+    std::fs::remove_file(dir.path().join("audit.journal.checkpoint")).unwrap();
     assert_eq!(
         ship(&directory, &path, 7).await.unwrap(),
         0,

@@ -20,3 +20,4 @@ pub mod metrics;
 pub mod pki;
 pub mod protocol;
 pub mod quic;
+mod shared_port;

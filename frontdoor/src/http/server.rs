@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use crate::shared_port::bind_per_worker;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller};
 use monoio::net::{TcpListener, TcpStream};
 use signer::Timestamp;
-use socket2::{Domain, Protocol, Socket, Type};
 
 use super::exchange::{parse, respond, Limits, Parse, Response, Site};
 
@@ -84,16 +84,6 @@ pub struct HttpServer {
     stats: Arc<HttpStats>,
 }
 
-fn reuseport_listener(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    Ok(socket.into())
-}
-
 impl HttpServer {
     /// Binds one listener per worker on the shared port and starts the
     /// workers.
@@ -102,23 +92,8 @@ impl HttpServer {
     /// When the address cannot be bound or a thread or runtime cannot start.
     pub fn start(config: HttpConfig, site: Arc<Site>) -> io::Result<HttpServer> {
         let workers = config.workers.max(1);
-        // As for QUIC: a plain bind first, so an old node still holding the
-        // port is an error rather than a silent sharer of its connections.
-        if config.listen.port() != 0 {
-            drop(std::net::TcpListener::bind(config.listen).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("{}: {e} (is another node running?)", config.listen),
-                )
-            })?);
-        }
-        // The first bind settles the port (it may be 0); the others join it.
-        let first = reuseport_listener(config.listen)?;
-        let local_addr = first.local_addr()?;
-        let mut listeners = vec![first];
-        for _ in 1..workers {
-            listeners.push(reuseport_listener(local_addr)?);
-        }
+        let listeners: Vec<std::net::TcpListener> = bind_per_worker(config.listen, workers)?;
+        let local_addr = listeners[0].local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(HttpStats::default());
         let cores = core_affinity::get_core_ids().unwrap_or_default();

@@ -23,9 +23,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::shared_port::bind_per_worker;
 use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
-use socket2::{Domain, Protocol, Socket, Type};
 use tokio::sync::{mpsc, watch};
 
 use crate::protocol::{
@@ -151,18 +151,6 @@ pub struct QuicServer {
     stats: Arc<QuicStats>,
 }
 
-fn reuseport_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
-    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
-    // Bursts of a Monday morning: let the kernel hold them.
-    let _ = socket.set_recv_buffer_size(8 << 20);
-    let _ = socket.set_send_buffer_size(8 << 20);
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    Ok(socket.into())
-}
-
 /// Application error codes used when closing streams and connections.
 pub mod close_code {
     /// A frame broke the framing rules (oversized, empty, truncated).
@@ -185,23 +173,8 @@ impl QuicServer {
         handler: Arc<H>,
     ) -> io::Result<QuicServer> {
         let workers = config.workers.max(1);
-        // SO_REUSEPORT would let a second process (an old node still
-        // running) share the port silently, and the kernel would split the
-        // callers between the two. A plain bind first refuses that.
-        if config.listen.port() != 0 {
-            drop(std::net::UdpSocket::bind(config.listen).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("{}: {e} (is another node running?)", config.listen),
-                )
-            })?);
-        }
-        let first = reuseport_socket(config.listen)?;
-        let local_addr = first.local_addr()?;
-        let mut sockets = vec![first];
-        for _ in 1..workers {
-            sockets.push(reuseport_socket(local_addr)?);
-        }
+        let sockets: Vec<std::net::UdpSocket> = bind_per_worker(config.listen, workers)?;
+        let local_addr = sockets[0].local_addr()?;
         let (stop, stopped) = watch::channel(false);
         let stats = Arc::new(QuicStats::default());
         let cores = core_affinity::get_core_ids().unwrap_or_default();

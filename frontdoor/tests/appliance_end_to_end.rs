@@ -64,16 +64,12 @@ async fn the_appliance_end_to_end() {
     assert_eq!(status, 200);
     let metadata = String::from_utf8(metadata).unwrap();
     // A tenant not loaded is looked up once (503, Retry-After), then 404.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match serve.http("/t/nobody/.well-known/jwks.json").0 {
-            404 => break,
-            503 if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => panic!("unknown tenant answered {other}"),
-        }
-    }
+    common::wait_for_status(
+        &serve,
+        "/t/nobody/.well-known/jwks.json",
+        404,
+        std::time::Duration::from_secs(10),
+    );
 
     // --- Every operation, through the Rust client.
     let client = serve.client(None).await.unwrap();
@@ -476,13 +472,7 @@ async fn the_appliance_end_to_end() {
 
     // --- A user deactivated in Postgres by another tool loses her sessions.
     let carol_session = session(&client, "globex", "carol").await;
-    let postgres = directory::PrivateCluster::start(&serve.var().join("postgres")).unwrap();
-    let (db, connection) = postgres
-        .config("sigil")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = common::node_database(&serve.var()).await;
     db.batch_execute("UPDATE users SET status = 'deactivated' WHERE login = 'carol'")
         .await
         .unwrap();
@@ -555,13 +545,7 @@ async fn the_appliance_end_to_end() {
     // Refused callers were audited: the cross-tenant requests under the
     // tenant they asked for, the certificate-less ones too.
     common::audit_verify(dir.path(), "globex");
-    let postgres = directory::PrivateCluster::start(&serve.var().join("postgres")).unwrap();
-    let (db, connection) = postgres
-        .config("sigil")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = common::node_database(&serve.var()).await;
     let refused = |code: &'static str| {
         let db = &db;
         async move {

@@ -93,13 +93,7 @@ async fn every_acknowledged_issuance_has_its_record_after_sigkill() {
         .await
         .unwrap();
     common::audit_verify(dir.path(), "acme");
-    let postgres = directory::PrivateCluster::start(&dir.path().join("var/postgres")).unwrap();
-    let (db, connection) = postgres
-        .config("sigil")
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let db = common::node_database(&dir.path().join("var")).await;
     let rows = db
         .query(
             "SELECT detail->>'id' FROM audit_events WHERE kind = 'issue.id_token'",

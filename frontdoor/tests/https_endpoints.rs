@@ -7,8 +7,9 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{free_port, Serve};
+use common::{free_port, wait_for_status, Serve};
 
 fn curl(serve: &Serve, path: &str) -> (bool, String) {
     let output = Command::new("curl")
@@ -58,22 +59,6 @@ fn https_serves_the_documents_and_refuses_plain_http() {
     serve.stop();
 }
 
-/// Polls `path` until it answers `want` (30 s at most); returns the body.
-fn wait_for(serve: &Serve, path: &str, want: u16) -> Vec<u8> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let (status, body) = serve.http(path);
-        if status == want {
-            return body;
-        }
-        assert!(
-            status == 503 && std::time::Instant::now() < deadline,
-            "{path}: {status} while waiting for {want}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn tenants_not_loaded_at_start_load_when_an_sp_asks() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,7 +79,9 @@ fn tenants_not_loaded_at_start_load_when_an_sp_asks() {
     let late = "/t/seed-25/.well-known/jwks.json";
     let (status, _) = serve.http(late);
     assert_eq!(status, 503, "the first request starts the load");
-    let jwks: serde_json::Value = serde_json::from_slice(&wait_for(&serve, late, 200)).unwrap();
+    let jwks: serde_json::Value =
+        serde_json::from_slice(&wait_for_status(&serve, late, 200, Duration::from_secs(30)))
+            .unwrap();
     assert!(jwks["keys"].is_array(), "{jwks}");
     assert_eq!(
         serve.http("/t/seed-25/.well-known/openid-configuration").0,
@@ -102,7 +89,7 @@ fn tenants_not_loaded_at_start_load_when_an_sp_asks() {
     );
     // A made-up tenant: one lookup, then 404 (remembered, no more lookups).
     let made_up = "/t/no-such-tenant/.well-known/jwks.json";
-    wait_for(&serve, made_up, 404);
+    wait_for_status(&serve, made_up, 404, Duration::from_secs(30));
     assert_eq!(serve.http(made_up).0, 404);
     // Paths that are not tenant documents never reach the directory.
     assert_eq!(serve.http("/t/seed-24/secret").0, 404);

@@ -193,3 +193,33 @@ pub fn audit_verify(dir: &Path, tenant: &str) -> serde_json::Value {
     );
     serde_json::from_slice(&verify.stdout).unwrap()
 }
+
+/// A superuser connection to the node's private Postgres (`var/postgres`),
+/// for what a test does behind Sigil's back.
+pub async fn node_database(var: &Path) -> tokio_postgres::Client {
+    let postgres = directory::PrivateCluster::start(&var.join("postgres")).unwrap();
+    let (db, connection) = postgres
+        .config("sigil")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    db
+}
+
+/// Polls `path` until it answers `want`, while it answers 503 (for
+/// `within` at most); returns the body.
+pub fn wait_for_status(serve: &Serve, path: &str, want: u16, within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body) = serve.http(path);
+        if status == want {
+            return body;
+        }
+        assert!(
+            status == 503 && Instant::now() < deadline,
+            "{path}: {status} while waiting for {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -25,7 +25,9 @@ pub mod testing;
 
 pub use cluster::{find_binaries, PrivateCluster};
 pub use db::{migrate, Directory, TenantScope, MIGRATIONS};
-pub use model::{Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus};
+pub use model::{
+    Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus, TENANT_TABLES,
+};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]

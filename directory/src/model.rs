@@ -8,6 +8,18 @@ use tokio_postgres::Row;
 use crate::db::{millis, time_of, TenantScope};
 use crate::Error;
 
+/// Every table whose rows belong to one tenant: each has row-level
+/// security, FORCE'd, on the transaction's tenant setting.
+pub const TENANT_TABLES: [&str; 7] = [
+    "users",
+    "groups",
+    "memberships",
+    "oidc_apps",
+    "saml_sps",
+    "signing_keys",
+    "audit_events",
+];
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -539,15 +551,7 @@ impl TenantScope<'_> {
     /// [`Error::Postgres`].
     pub async fn row_counts(&self) -> Result<BTreeMap<&'static str, i64>, Error> {
         let mut counts = BTreeMap::new();
-        for table in [
-            "users",
-            "groups",
-            "memberships",
-            "oidc_apps",
-            "saml_sps",
-            "signing_keys",
-            "audit_events",
-        ] {
+        for table in TENANT_TABLES {
             let row = self
                 .client()
                 .query_one(&format!("SELECT count(*) FROM {table}"), &[])

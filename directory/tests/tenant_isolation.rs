@@ -68,15 +68,7 @@ async fn every_tenant_query_sees_only_its_tenant() {
     assert!(err.is_ok(), "its own tenant is fine");
     drop(scope); // rolled back
                  // Raw SQL as the run-time role without the setting sees nothing at all.
-    for table in [
-        "users",
-        "groups",
-        "memberships",
-        "oidc_apps",
-        "saml_sps",
-        "signing_keys",
-        "audit_events",
-    ] {
+    for table in directory::TENANT_TABLES {
         assert_eq!(
             directory
                 .danger_raw_app_query(&format!("SELECT * FROM {table}"))

@@ -91,6 +91,20 @@ async fn sign_in_alice(
     record
 }
 
+/// Revokes session `id` on `node`; returns how long the revoke took to
+/// return (every peer acknowledged, or its lease ran out).
+async fn revoke_session(node: &Replica, tenant: &Arc<str>, id: sessions::SessionId) -> Duration {
+    let started = Instant::now();
+    node.revoke(Revoked::Session {
+        tenant: Arc::clone(tenant),
+        id,
+        keep_until_ms: u64::MAX,
+    })
+    .await
+    .unwrap();
+    started.elapsed()
+}
+
 async fn until(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let start = Instant::now();
     while !condition() {
@@ -140,18 +154,7 @@ async fn revocation_holds_across_three_nodes_a_death_and_a_restart() {
     .await;
 
     // Revoke on 0: when it returns, 1 and 2 refuse it.
-    let started = Instant::now();
-    nodes[0]
-        .as_ref()
-        .unwrap()
-        .revoke(Revoked::Session {
-            tenant: Arc::clone(&tenant),
-            id: record.id,
-            keep_until_ms: u64::MAX,
-        })
-        .await
-        .unwrap();
-    let took = started.elapsed();
+    let took = revoke_session(nodes[0].as_ref().unwrap(), &tenant, record.id).await;
     for (n, node) in nodes.iter().enumerate().skip(1) {
         assert_eq!(
             node.as_ref()
@@ -176,18 +179,7 @@ async fn revocation_holds_across_three_nodes_a_death_and_a_restart() {
         .create(&tenant, "bob", vec![], None, policy, wall_ms(), &rng)
         .unwrap();
     nodes[0].as_ref().unwrap().replicate(second.clone()).await;
-    let started = Instant::now();
-    nodes[0]
-        .as_ref()
-        .unwrap()
-        .revoke(Revoked::Session {
-            tenant: Arc::clone(&tenant),
-            id: second.id,
-            keep_until_ms: u64::MAX,
-        })
-        .await
-        .unwrap();
-    let took = started.elapsed();
+    let took = revoke_session(nodes[0].as_ref().unwrap(), &tenant, second.id).await;
     assert!(
         took <= Duration::from_millis(TIMING.revoke_wait_ms() + 300),
         "a dead peer delays a revoke by at most its lease: {took:?}"

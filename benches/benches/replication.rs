@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use sessions::net::{Replica, ReplicaConfig};
-use sessions::{Revoked, SessionPolicy, SessionTable, Timing, Validation};
+use sessions::net::Replica;
+use sessions::{Revoked, SessionPolicy, Timing, Validation};
 
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -33,30 +33,16 @@ async fn cluster(n: usize) -> Vec<Replica> {
         lease_ms: 1_000,
         drift_ppm: 10_000,
     };
+    let dir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
     let replicas: Vec<Replica> = (0..n)
         .map(|me| {
-            let (server, client) = ca.tls();
-            let peers = addresses
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != me)
-                .map(|(i, a)| (i as u16, *a))
-                .collect();
-            Replica::start(
-                ReplicaConfig {
-                    me: me as u16,
-                    listen: addresses[me],
-                    peers,
-                    timing,
-                    server,
-                    client,
-                    server_name: "localhost".into(),
-                    recovered: Vec::new(),
-                    durable: None,
-                    peer_queue_bytes: sessions::net::DEFAULT_PEER_QUEUE_BYTES,
-                },
-                Arc::new(SessionTable::new(4)),
-                1,
+            sessions::testing::start_member(
+                &ca,
+                me,
+                &addresses,
+                dir.path(),
+                timing,
+                sessions::net::DEFAULT_PEER_QUEUE_BYTES,
             )
             .unwrap()
         })
@@ -118,36 +104,45 @@ async fn main() {
         visible.max()
     );
     println!(
-        "revoke returned (all acks) (µs):        p50 {}  p99 {}  max {}",
+        "revoke returned (majority settled) (µs): p50 {}  p99 {}  max {}",
         returned.value_at_quantile(0.5),
         returned.value_at_quantile(0.99),
         returned.max()
     );
     for node in nodes {
-        node.stop();
+        node.close();
     }
 
-    // Create replication throughput, node 0 → node 1.
-    let nodes = cluster(2).await;
+    // Create replication throughput, node 0 → node 1: 256 front-end
+    // requests at a time, each made durable (group commit) and replicated.
+    let nodes: Vec<Arc<Replica>> = cluster(2).await.into_iter().map(Arc::new).collect();
     let total = 200_000usize;
+    let writers = 256usize;
     let start = Instant::now();
-    for i in 0..total {
-        let record = nodes[0]
-            .table()
-            .create(
-                &tenant,
-                &format!("user{}", i % 1000),
-                vec!["pwd".into()],
-                None,
-                policy,
-                wall_ms(),
-                &rng,
-            )
-            .unwrap();
-        nodes[0].replicate(record).await;
-        if i % 1000 == 999 {
-            tokio::task::yield_now().await;
-        }
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let (node, tenant) = (Arc::clone(&nodes[0]), Arc::clone(&tenant));
+        tasks.push(tokio::spawn(async move {
+            let rng = aws_lc_rs::rand::SystemRandom::new();
+            for i in (w..total).step_by(writers) {
+                let record = node
+                    .table()
+                    .create(
+                        &tenant,
+                        &format!("user{}", i % 1000),
+                        vec!["pwd".into()],
+                        None,
+                        policy,
+                        wall_ms(),
+                        &rng,
+                    )
+                    .unwrap();
+                node.created(record).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
     }
     let created = start.elapsed();
     while nodes[1].table().len() < total {
@@ -167,7 +162,7 @@ async fn main() {
         total as f64 / replicated.as_secs_f64(),
         nodes[0].lag().dropped
     );
-    for node in nodes {
-        node.stop();
+    for node in &nodes {
+        node.close();
     }
 }

@@ -15,14 +15,17 @@
 //! its own copy of the revocation marks, so a validation touches one shard.
 #![forbid(unsafe_code)]
 
-pub mod durable;
 pub mod net;
 pub mod replication;
 pub mod sim;
+pub mod store;
 mod table;
 pub mod testing;
 
-pub use replication::{Event, Message, Node, NodeIndex, Revocation, RevocationId, Revoked, Timing};
+pub use replication::{
+    Decree, DecreeId, Decreed, Event, Membership, MembershipError, Message, Node, NodeConfig,
+    NodeName, NodeStatus, PeerStatus, Revoked, Timing,
+};
 pub use table::{
     Mark, SessionId, SessionPolicy, SessionRecord, SessionTable, SessionView, TableStats,
     Validation,

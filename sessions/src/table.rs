@@ -143,6 +143,10 @@ pub struct Mark {
     pub user: Option<Arc<str>>,
     /// Sessions created at or before this time are revoked.
     pub before_ms: u64,
+    /// Wall-clock ms after which no session it covers can be valid (they
+    /// were created before `before_ms` and live at most so long): the mark
+    /// may then be forgotten. See [`SessionTable::longest_lifetime_ms`].
+    pub keep_until_ms: u64,
 }
 
 /// What a validation found.
@@ -300,13 +304,32 @@ impl Entry {
     }
 }
 
+/// One mark's times: sessions created at or before `before` are revoked;
+/// the mark may be forgotten after `keep_until` (both merged by max).
+#[derive(Default, Clone, Copy)]
+struct MarkTimes {
+    before: u64,
+    keep_until: u64,
+}
+
+impl MarkTimes {
+    fn raise(&mut self, mark: &Mark) -> bool {
+        self.keep_until = self.keep_until.max(mark.keep_until_ms);
+        if mark.before_ms > self.before {
+            self.before = mark.before_ms;
+            return true;
+        }
+        false
+    }
+}
+
 /// A tenant's revocation marks.
 #[derive(Default, Clone)]
 struct TenantMarks {
     /// Sessions of the tenant created at or before this are revoked.
-    tenant_before: u64,
+    tenant: MarkTimes,
     /// Per user.
-    users: HashMap<Arc<str>, u64>,
+    users: HashMap<Arc<str>, MarkTimes>,
 }
 
 #[derive(Default)]
@@ -319,9 +342,25 @@ struct Shard {
     /// the new one; ids no longer present are skipped. So the sweep looks
     /// only at entries that are, or were, due.
     deadlines: BinaryHeap<Reverse<(u64, SessionId)>>,
+    /// The longest absolute lifetime of a session merged here, per tenant
+    /// (see [`SessionTable::longest_lifetime_ms`]).
+    lifetimes: HashMap<Arc<str>, u64>,
 }
 
 impl Shard {
+    fn note_lifetime(&mut self, record: &SessionRecord) {
+        if record.user.is_empty() {
+            return;
+        }
+        let lifetime = record.expires_ms.saturating_sub(record.created_ms);
+        match self.lifetimes.get_mut(&*record.tenant) {
+            Some(longest) => *longest = (*longest).max(lifetime),
+            None => {
+                self.lifetimes.insert(Arc::clone(&record.tenant), lifetime);
+            }
+        }
+    }
+
     /// The entry of `id` if it is a valid session of `tenant` at `now_ms`;
     /// otherwise why not. A session presented for another tenant than its
     /// own is `NotFound`.
@@ -360,11 +399,11 @@ impl Shard {
         let Some(marks) = self.marks.get(&*entry.tenant) else {
             return false;
         };
-        entry.created_ms <= marks.tenant_before
+        entry.created_ms <= marks.tenant.before
             || marks
                 .users
                 .get(&*entry.principal.user)
-                .is_some_and(|&before| entry.created_ms <= before)
+                .is_some_and(|times| entry.created_ms <= times.before)
     }
 }
 
@@ -574,22 +613,66 @@ impl SessionTable {
         for shard in self.shards.iter() {
             let mut shard = write(shard);
             let marks = shard.marks.entry(Arc::clone(&mark.tenant)).or_default();
-            let slot = match &mark.user {
-                Some(user) => marks.users.entry(Arc::clone(user)).or_insert(0),
-                None => &mut marks.tenant_before,
+            let times = match &mark.user {
+                Some(user) => marks.users.entry(Arc::clone(user)).or_default(),
+                None => &mut marks.tenant,
             };
-            if mark.before_ms > *slot {
-                *slot = mark.before_ms;
-                changed = true;
-            }
+            changed |= times.raise(mark);
         }
         changed
+    }
+
+    /// Forgets marks past their `keep_until_ms` at wall-clock `now_ms`.
+    /// Returns how many were forgotten (in shard 0; every shard holds the
+    /// same marks).
+    pub fn compact_marks(&self, now_ms: u64) -> usize {
+        let mut forgotten = 0;
+        for (i, shard) in self.shards.iter().enumerate() {
+            let mut shard = write(shard);
+            for marks in shard.marks.values_mut() {
+                let before = marks.users.len();
+                marks.users.retain(|_, times| times.keep_until > now_ms);
+                let mut dropped = before - marks.users.len();
+                if marks.tenant.before > 0 && marks.tenant.keep_until <= now_ms {
+                    marks.tenant = MarkTimes::default();
+                    dropped += 1;
+                }
+                if i == 0 {
+                    forgotten += dropped;
+                }
+            }
+            shard
+                .marks
+                .retain(|_, m| m.tenant.before > 0 || !m.users.is_empty());
+        }
+        forgotten
+    }
+
+    /// Marks held (the same in every shard).
+    pub fn mark_count(&self) -> usize {
+        read(&self.shards[0])
+            .marks
+            .values()
+            .map(|m| m.users.len() + usize::from(m.tenant.before > 0))
+            .sum()
+    }
+
+    /// The longest absolute lifetime of any session of `tenant` this table
+    /// has held, or `at_least_ms` if longer: a revocation of the tenant's
+    /// sessions made now must be kept this long. (A tenant's policy may
+    /// shorten after long sessions were created; they still live.)
+    pub fn longest_lifetime_ms(&self, tenant: &str, at_least_ms: u64) -> u64 {
+        self.shards
+            .iter()
+            .filter_map(|shard| read(shard).lifetimes.get(tenant).copied())
+            .fold(at_least_ms, u64::max)
     }
 
     /// Merges a record from a peer (insert once, last-seen by max, revoked
     /// by or). Returns whether the local state changed.
     pub fn merge(&self, record: &SessionRecord) -> bool {
         let mut shard = write(self.shard(&record.id));
+        shard.note_lifetime(record);
         match shard.sessions.get_mut(&record.id) {
             None => {
                 shard.insert(record.id, Entry::from_record(record));
@@ -622,17 +705,19 @@ impl SessionTable {
             records.extend(shard.sessions.iter().map(|(id, entry)| entry.record(*id)));
             if i == 0 {
                 for (tenant, tenant_marks) in &shard.marks {
-                    if tenant_marks.tenant_before > 0 {
+                    if tenant_marks.tenant.before > 0 {
                         marks.push(Mark {
                             tenant: Arc::clone(tenant),
                             user: None,
-                            before_ms: tenant_marks.tenant_before,
+                            before_ms: tenant_marks.tenant.before,
+                            keep_until_ms: tenant_marks.tenant.keep_until,
                         });
                     }
-                    marks.extend(tenant_marks.users.iter().map(|(user, before)| Mark {
+                    marks.extend(tenant_marks.users.iter().map(|(user, times)| Mark {
                         tenant: Arc::clone(tenant),
                         user: Some(Arc::clone(user)),
-                        before_ms: *before,
+                        before_ms: times.before,
+                        keep_until_ms: times.keep_until,
                     }));
                 }
             }

@@ -89,3 +89,60 @@ impl Default for ClusterCa {
         ClusterCa::new()
     }
 }
+
+/// Starts member `n{me}` of a cluster whose members are `n0..` at
+/// `addresses`, with its store under `dir/n{me}` and certificates from
+/// `ca` (no identity check: any certificate of the CA may speak for any
+/// node).
+///
+/// # Errors
+/// When the store cannot be opened or the endpoint cannot bind.
+pub fn start_member(
+    ca: &ClusterCa,
+    me: usize,
+    addresses: &[std::net::SocketAddr],
+    dir: &std::path::Path,
+    timing: crate::Timing,
+    peer_queue_bytes: usize,
+) -> Result<crate::net::Replica, crate::net::ReplicaError> {
+    use crate::net::{Network, Replica, ReplicaConfig, ReplicaError};
+    let (server, client) = ca.tls();
+    let table = Arc::new(crate::SessionTable::new(4));
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let (store, recovered) =
+        crate::store::SessionStore::open(&dir.join(format!("n{me}")), &table, wall_ms)
+            .map_err(ReplicaError::Durable)?;
+    let mut incarnation = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut incarnation)
+        .map_err(|_| ReplicaError::Setup("random generator failed".into()))?;
+    let membership = crate::Membership::initial(addresses.iter().enumerate().map(|(i, a)| {
+        (
+            crate::NodeName::from(format!("n{i}").as_str()),
+            a.to_string(),
+        )
+    }));
+    Replica::start(
+        ReplicaConfig {
+            node: crate::NodeConfig {
+                name: crate::NodeName::from(format!("n{me}").as_str()),
+                membership,
+                incarnation: u64::from_le_bytes(incarnation),
+                timing,
+            },
+            network: Some(Network {
+                listen: addresses[me],
+                server,
+                client,
+                server_name: "localhost".into(),
+                identify: None,
+            }),
+            peer_queue_bytes,
+            snapshot_every: std::time::Duration::from_secs(3600),
+        },
+        table,
+        Arc::new(store),
+        recovered.decrees,
+    )
+}

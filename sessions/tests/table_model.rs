@@ -119,12 +119,12 @@ proptest! {
                     model[i].revoked = true;
                 }
                 Op::RevokeUser { tenant, user } => {
-                    table.apply_mark(&Mark { tenant: tenant_name(tenant), user: Some(Arc::from(format!("u{user}"))), before_ms: now });
+                    table.apply_mark(&Mark { tenant: tenant_name(tenant), user: Some(Arc::from(format!("u{user}"))), before_ms: now, keep_until_ms: u64::MAX });
                     let slot = user_marks.entry((tenant, user)).or_insert(0);
                     *slot = (*slot).max(now);
                 }
                 Op::RevokeTenant { tenant } => {
-                    table.apply_mark(&Mark { tenant: tenant_name(tenant), user: None, before_ms: now });
+                    table.apply_mark(&Mark { tenant: tenant_name(tenant), user: None, before_ms: now, keep_until_ms: u64::MAX });
                     let slot = tenant_marks.entry(tenant).or_insert(0);
                     *slot = (*slot).max(now);
                 }

@@ -17,7 +17,10 @@ use crate::model::{Frontend, Tenant};
 use crate::Error;
 
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
-pub const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("../migrations/0001_schema.sql"))];
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/0001_schema.sql")),
+    (2, include_str!("../migrations/0002_cluster_membership.sql")),
+];
 
 /// A pooled connection and whether a scope left a transaction open.
 pub(crate) struct Pooled {
@@ -127,7 +130,7 @@ impl Directory {
         &self.config
     }
 
-    async fn pooled(&self) -> Result<MutexGuard<'_, Pooled>, Error> {
+    pub(crate) async fn pooled(&self) -> Result<MutexGuard<'_, Pooled>, Error> {
         let slot = &self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()];
         let mut guard = slot.lock().await;
         if guard.client.is_closed() {

@@ -19,12 +19,14 @@ pub mod changes;
 mod cluster;
 mod db;
 pub mod demo;
+mod fence;
 mod model;
 pub mod seed;
 pub mod testing;
 
 pub use cluster::{find_binaries, PrivateCluster};
 pub use db::{migrate, Directory, TenantScope, MIGRATIONS};
+pub use fence::MembershipFence;
 pub use model::{
     Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus, TENANT_TABLES,
 };

@@ -127,10 +127,13 @@ pub struct Cluster {
     pub listen: SocketAddr,
     /// The other nodes: `name=host:port` of their cluster listeners.
     pub peers: Vec<String>,
-    /// Lease length in milliseconds: how long a node cut off from a peer
-    /// keeps checking sessions, and how long a revoke may wait for a dead
-    /// peer.
+    /// Lease length in milliseconds: how long a node cut off from a
+    /// majority keeps checking sessions, and how long a revoke may wait
+    /// for a dead peer.
     pub lease_ms: u64,
+    /// Seconds between snapshots of the sessions on disk (a graceful stop
+    /// takes one too; after a crash, idle clocks restart from the last).
+    pub snapshot_secs: u64,
 }
 
 /// Admission control.
@@ -189,6 +192,7 @@ impl Default for Cluster {
             listen: SocketAddr::from(([127, 0, 0, 1], 4434)),
             peers: Vec::new(),
             lease_ms: 2_000,
+            snapshot_secs: 300,
         }
     }
 }
@@ -261,6 +265,9 @@ impl Config {
         }
         if self.cluster.lease_ms < 100 {
             return invalid("cluster.lease_ms must be at least 100");
+        }
+        if self.cluster.snapshot_secs == 0 {
+            return invalid("cluster.snapshot_secs must be at least 1");
         }
         for peer in &self.cluster.peers {
             parse_peer(peer)?;

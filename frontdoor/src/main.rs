@@ -80,6 +80,13 @@ enum Command {
         #[command(subcommand)]
         command: DirectoryCommand,
     },
+    /// The session cluster: status, and membership changes (as the admin caller).
+    Cluster {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
     /// Call the appliance's QUIC API (sigil/1) and print the answers as JSON.
     Client {
         #[command(flatten)]
@@ -198,6 +205,27 @@ enum KeysCommand {
         /// The key id.
         #[arg(long)]
         kid: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Each member as the target node sees it: ready, leases held, lag, last heard.
+    Status,
+    /// Add a node to the membership (start it with --node NAME first, or after).
+    Add {
+        /// The node's name (its --node).
+        #[arg(long)]
+        node: String,
+        /// Its replication address (its cluster.listen), HOST:PORT.
+        #[arg(long)]
+        address: String,
+    },
+    /// Remove a node from the membership for good (it is refused until added again).
+    Remove {
+        /// The node's name; ask another node than this one.
+        #[arg(long)]
+        node: String,
     },
 }
 
@@ -499,6 +527,22 @@ fn target_of(target: TargetArgs) -> Target {
     }
 }
 
+/// Calls one admin operation, with the embedded default's admin
+/// credentials unless --cert-dir says otherwise.
+fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode> {
+    let mut target = target_of(target);
+    if target.cert_dir.is_none() {
+        target.cert_dir = Some(frontdoor::cli::credentials_dir(&target.data_dir, "admin"));
+    }
+    let (printed, ok) = runtime()?.block_on(run(&target, vec![Step::Ready(operation)]))?;
+    print(&printed)?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
 fn real_main() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Demo {
@@ -550,21 +594,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Keys { target, command } => {
-            let mut target = target_of(target);
-            if target.cert_dir.is_none() {
-                target.cert_dir = Some(frontdoor::cli::credentials_dir(&target.data_dir, "admin"));
-            }
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },
                 KeysCommand::Revoke { tenant, kid } => Operation::KeysRevoke { tenant, kid },
             };
-            let (printed, ok) = runtime()?.block_on(run(&target, vec![Step::Ready(operation)]))?;
-            print(&printed)?;
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(3)
-            })
+            as_admin(target, operation)
+        }
+        Command::Cluster { target, command } => {
+            let operation = match command {
+                ClusterCommand::Status => Operation::ClusterStatus,
+                ClusterCommand::Add { node, address } => Operation::ClusterAdd { node, address },
+                ClusterCommand::Remove { node } => Operation::ClusterRemove { node },
+            };
+            as_admin(target, operation)
         }
         Command::Audit {
             node,

@@ -75,7 +75,7 @@ pub struct TenantMetrics {
     /// Issued, by [`ISSUE_KINDS`] index.
     pub issued: [AtomicU64; 3],
     /// Refused requests, by [`ErrorCode::ALL`] index.
-    pub refused: [AtomicU64; 10],
+    pub refused: [AtomicU64; ErrorCode::ALL.len()],
     /// End-to-end latency of issuing operations inside the node.
     pub issue_latency: LatencyHistogram,
 }

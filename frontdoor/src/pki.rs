@@ -60,6 +60,23 @@ pub fn fingerprint(certificate_der: &[u8]) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The node a cluster certificate was issued to (its common name is
+/// `sigil node {name}`, see [`DeploymentCa::issue_node`]); `None` for any
+/// other certificate.
+pub fn node_name(certificate_der: &[u8]) -> Option<String> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(certificate_der).ok()?;
+    let common_name = certificate
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?;
+    common_name
+        .strip_prefix("sigil node ")
+        .filter(|name| !name.is_empty())
+        .map(str::to_owned)
+}
+
 /// A certificate with its private key, as PEM.
 #[derive(Clone)]
 pub struct Credentials {

@@ -33,6 +33,8 @@ pub enum Operation {
     Saml,
     /// Validate a session.
     SessionValidate,
+    /// Sign a user in: create a session (made durable and replicated).
+    Login,
     /// Create then revoke a session.
     Revoke,
 }
@@ -45,6 +47,7 @@ impl Operation {
             Operation::AccessToken => "access-token",
             Operation::Saml => "saml",
             Operation::SessionValidate => "session-validate",
+            Operation::Login => "login",
             Operation::Revoke => "revoke",
         }
     }
@@ -59,11 +62,12 @@ impl std::str::FromStr for Operation {
             Operation::AccessToken,
             Operation::Saml,
             Operation::SessionValidate,
+            Operation::Login,
             Operation::Revoke,
         ]
         .into_iter()
         .find(|op| op.name() == s)
-        .ok_or_else(|| format!("unknown operation {s:?}: use id-token, access-token, saml, session-validate, revoke"))
+        .ok_or_else(|| format!("unknown operation {s:?}: use id-token, access-token, saml, session-validate, login, revoke"))
     }
 }
 

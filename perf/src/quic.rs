@@ -34,7 +34,8 @@ pub struct Population {
 /// What a run needs to know.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
-    /// Where and as whom.
+    /// Where and as whom; `target` may name several nodes, comma-separated:
+    /// connections are then spread over them.
     pub target: Target,
     /// Tenants and the users of each to sign in before the run.
     pub tenants: Vec<(String, Vec<String>)>,
@@ -110,6 +111,12 @@ impl Caller for QuicCaller {
                     in_response_to: None,
                 },
                 Operation::SessionValidate => Wire::SessionValidate { tenant, session },
+                Operation::Login => Wire::SessionCreate {
+                    tenant,
+                    user,
+                    amr: vec!["pwd".into()],
+                    client: Some("sigil-perf".into()),
+                },
                 Operation::Revoke => {
                     let created = client
                         .call(&Wire::SessionCreate {
@@ -211,12 +218,64 @@ fn baseline_spec(app: &str) -> Option<signer::KeySpec> {
     .and_then(|(_, spec)| spec.parse().ok())
 }
 
+/// The client configuration of every node the target names (one, or
+/// several comma-separated).
+fn client_configs(target: &Target, streams: usize) -> anyhow::Result<Vec<ClientConfig>> {
+    let Some(list) = &target.target else {
+        return Ok(vec![target.client_config(streams)?]);
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|one| {
+            Target {
+                target: Some(one.to_owned()),
+                ..target.clone()
+            }
+            .client_config(streams)
+        })
+        .collect()
+}
+
+/// Waits until the sessions prepared on the first node are known on every
+/// other one (replication takes milliseconds; the load must not start
+/// before).
+async fn await_replication(
+    configs: &[ClientConfig],
+    population: &Population,
+) -> anyhow::Result<()> {
+    let Some((tenant, _, session)) = population.sessions.last() else {
+        return Ok(());
+    };
+    for config in configs.iter().skip(1) {
+        let client = Client::connect(config.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", config.target))?;
+        let started = Instant::now();
+        let check = Wire::SessionValidate {
+            tenant: tenant.clone(),
+            session: session.clone(),
+        };
+        while let Err(e) = client.call(&check).await {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "the prepared sessions did not reach {}: {e}",
+                config.target
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        client.close().await;
+    }
+    Ok(())
+}
+
 /// Runs a load and returns its report. Shows a progress bar on stderr.
 ///
 /// # Errors
 /// When the node cannot be reached or the users cannot sign in.
 pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
-    let config = plan.target.client_config(plan.streams)?;
+    let configs = client_configs(&plan.target, plan.streams)?;
+    let config = configs[0].clone();
     // The physical baseline, measured in this run, before the load.
     // The physical baseline, measured in this run, before the load: each
     // algorithm of the rotated apps once.
@@ -238,6 +297,7 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         .enable_all()
         .build()?;
     let population = Arc::new(setup.block_on(prepare(&config, plan))?);
+    setup.block_on(await_replication(&configs, &population))?;
     drop(setup);
     let before = plan.metrics.and_then(|m| scrape(m).ok());
     let progress = Arc::new(Progress::default());
@@ -277,13 +337,15 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     let outcome = engine::run(
         &load,
         &plan.mix,
-        |_thread| {
-            let config = config.clone();
+        |thread| {
+            let configs = configs.clone();
             let connections = plan.connections;
             let population = Arc::clone(&population);
             async move {
                 let mut clients = Vec::with_capacity(connections);
-                for _ in 0..connections.max(1) {
+                for i in 0..connections.max(1) {
+                    // Spread over the nodes named, thread by thread.
+                    let config = &configs[(thread * connections + i) % configs.len()];
                     let client = Client::connect(config.clone())
                         .await
                         .map_err(|e| e.to_string())?;
@@ -349,7 +411,11 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     }
     Ok(Report {
         profile: plan.profile_name.clone(),
-        target: config.target.to_string(),
+        target: configs
+            .iter()
+            .map(|c| c.target.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         mix: plan.mix_text.clone(),
         duration_s,
         sent: recorder.sent_count(),

@@ -6,6 +6,7 @@
 //! lock-free snapshot of the tenant map, then per-tenant maps behind their
 //! own read-mostly locks; nothing is shared across tenants but the map.
 
+pub mod cluster;
 pub mod issue;
 pub mod keys;
 
@@ -21,7 +22,7 @@ use directory::audit::AuditJournal;
 use directory::{Directory, Frontend, Tenant, UserStatus};
 use rustls_pki_types::CertificateDer;
 use sessions::net::{Replica, ReplicaError};
-use sessions::{Mark, Revoked, SessionId, SessionPolicy, SessionRecord, SessionTable, Validation};
+use sessions::{Mark, Revoked, SessionId, SessionPolicy, SessionTable, Validation};
 use signer::jwt::TokenLifetime;
 use signer::saml::NameIdFormat;
 use signer::{Algorithm, Timestamp};
@@ -120,8 +121,7 @@ pub struct Appliance {
     config: ApplianceConfig,
     directory: Arc<Directory>,
     keys: KeyManager,
-    sessions: Arc<SessionTable>,
-    cluster: Option<Arc<Replica>>,
+    replica: Arc<Replica>,
     journal: Arc<AuditJournal>,
     documents: Arc<DocumentStore>,
     tenants: ArcSwap<HashMap<String, Arc<TenantLive>>>,
@@ -167,13 +167,14 @@ fn int(n: u64) -> Value {
 }
 
 impl Appliance {
-    /// An appliance over a connected directory, session table, journal and
-    /// key manager. `name_id_secret` derives persistent SAML NameIDs.
+    /// An appliance over a connected directory, sessions (a replica: alone,
+    /// or in a cluster), journal and key manager. `name_id_secret` derives
+    /// persistent SAML NameIDs.
     pub fn new(
         config: ApplianceConfig,
         directory: Arc<Directory>,
         keys: KeyManager,
-        sessions: Arc<SessionTable>,
+        replica: Arc<Replica>,
         journal: Arc<AuditJournal>,
         documents: Arc<DocumentStore>,
         name_id_secret: [u8; 32],
@@ -182,8 +183,7 @@ impl Appliance {
             config,
             directory,
             keys,
-            sessions,
-            cluster: None,
+            replica,
             journal,
             documents,
             tenants: ArcSwap::default(),
@@ -197,17 +197,9 @@ impl Appliance {
         }
     }
 
-    /// Replicates sessions through `replica` (whose table must be this
-    /// appliance's): validations fail closed without fresh leases, revokes
-    /// wait for every peer.
-    pub fn with_cluster(mut self, replica: Arc<Replica>) -> Appliance {
-        self.cluster = Some(replica);
-        self
-    }
-
-    /// The replica, when clustered.
-    pub fn cluster(&self) -> Option<&Arc<Replica>> {
-        self.cluster.as_ref()
+    /// The sessions: the table, its disk and, in a cluster, replication.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
     }
 
     fn validate_session(
@@ -217,21 +209,16 @@ impl Appliance {
         now: u64,
         touch: bool,
     ) -> Result<Validation, WireError> {
-        if let Some(replica) = &self.cluster {
-            if !replica.can_serve() {
-                return Err(refuse(ErrorCode::Unavailable, "no fresh lease from every peer: this node cannot be sure it saw every revocation"));
-            }
-        }
-        Ok(if touch {
-            let validation = self.sessions.touch(tenant, id, now);
-            if let (Some(replica), Validation::Valid(_)) = (&self.cluster, &validation) {
-                if let Some(record) = self.sessions.record(id) {
-                    replica.try_replicate(record);
-                }
-            }
-            validation
+        let checked = if touch {
+            self.replica.touch(tenant, id, now)
         } else {
-            self.sessions.validate(tenant, id, now)
+            self.replica.validate(tenant, id, now)
+        };
+        checked.map_err(|_| {
+            refuse(
+                ErrorCode::Unavailable,
+                "no fresh leases from a majority of the cluster: this node cannot be sure it saw every revocation",
+            )
         })
     }
 
@@ -244,35 +231,34 @@ impl Appliance {
         self.signing_latency[index].record(started.elapsed());
     }
 
-    async fn created(&self, record: &SessionRecord) {
-        if let Some(replica) = &self.cluster {
-            replica.replicate(record.clone()).await;
+    /// Revokes and returns once no node accepts what was revoked.
+    async fn revoke_strongly(&self, what: Revoked) -> Result<(), WireError> {
+        self.replica
+            .revoke(what)
+            .await
+            .map(drop)
+            .map_err(|e| match e {
+                ReplicaError::Durable(_) => internal("session store", &e),
+                other => refuse(ErrorCode::Unavailable, other.to_string()),
+            })
+    }
+
+    /// A mark revoking every session of `user` (or of the tenant) created
+    /// until `now`, kept as long as any such session could live.
+    fn mark(&self, live: &TenantLive, user: Option<&str>, now: u64) -> Mark {
+        Mark {
+            tenant: Arc::clone(&live.slug),
+            user: user.map(Arc::from),
+            before_ms: now,
+            keep_until_ms: now + self.longest_session_ms(live),
         }
     }
 
-    /// Revokes and returns once no node accepts what was revoked.
-    async fn revoke_strongly(&self, what: Revoked) -> Result<(), WireError> {
-        match &self.cluster {
-            Some(replica) => replica.revoke(what).await.map(drop).map_err(|e| match e {
-                ReplicaError::Durable(_) => internal("durable revocation log", &e),
-                other => refuse(ErrorCode::Unavailable, other.to_string()),
-            }),
-            None => {
-                match what {
-                    Revoked::Session {
-                        tenant,
-                        id,
-                        keep_until_ms,
-                    } => {
-                        self.sessions.revoke(&tenant, &id, keep_until_ms);
-                    }
-                    Revoked::Mark(mark) => {
-                        self.sessions.apply_mark(&mark);
-                    }
-                }
-                Ok(())
-            }
-        }
+    /// How long a session of the tenant can live: its policy now, or longer
+    /// if sessions made under a longer one were seen.
+    fn longest_session_ms(&self, live: &TenantLive) -> u64 {
+        let policy = u64::from(live.tenant.session_absolute_s) * 1000;
+        self.replica.table().longest_lifetime_ms(&live.slug, policy)
     }
 
     /// Whether the node serves session checks (false while it catches up).
@@ -282,7 +268,7 @@ impl Appliance {
 
     /// The session table.
     pub fn sessions(&self) -> &Arc<SessionTable> {
-        &self.sessions
+        self.replica.table()
     }
 
     /// The audit journal.
@@ -455,11 +441,7 @@ impl Appliance {
                         }
                     }
                     if let Some(login) = login {
-                        let mark = Mark {
-                            tenant: Arc::clone(&live.slug),
-                            user: Some(Arc::from(login.as_str())),
-                            before_ms: now_ms(),
-                        };
+                        let mark = self.mark(&live, Some(&login), now_ms());
                         if let Err(e) = self.revoke_strongly(Revoked::Mark(mark)).await {
                             tracing::error!(error = %e.message, "revoking the sessions of a deactivated user");
                         }
@@ -816,7 +798,8 @@ impl Appliance {
                     idle_ms: u64::from(live.tenant.session_idle_s) * 1000,
                 };
                 let created = self
-                    .sessions
+                    .replica
+                    .table()
                     .create(
                         &live.slug,
                         &record.login,
@@ -827,7 +810,10 @@ impl Appliance {
                         &self.rng,
                     )
                     .map_err(|e| internal("session id", &e))?;
-                self.created(&created).await;
+                self.replica
+                    .created(created.clone())
+                    .await
+                    .map_err(|e| internal("session store", &e))?;
                 self.audit(
                     &live,
                     "session.create",
@@ -877,11 +863,14 @@ impl Appliance {
             }
             Operation::SessionRevoke { session, .. } => {
                 let id = parse(session)?;
-                let lifetime = u64::from(live.tenant.session_absolute_s) * 1000;
+                let keep_until_ms = match self.replica.table().record(&id) {
+                    Some(known) if !known.user.is_empty() => known.expires_ms,
+                    _ => now + self.longest_session_ms(&live),
+                };
                 self.revoke_strongly(Revoked::Session {
                     tenant: Arc::clone(&live.slug),
                     id,
-                    keep_until_ms: now + lifetime,
+                    keep_until_ms,
                 })
                 .await?;
                 self.audit(
@@ -894,12 +883,8 @@ impl Appliance {
             }
             Operation::UserRevokeSessions { user, .. } => {
                 let record = self.user(&live, user).await?;
-                self.revoke_strongly(Revoked::Mark(Mark {
-                    tenant: Arc::clone(&live.slug),
-                    user: Some(Arc::from(record.login.as_str())),
-                    before_ms: now,
-                }))
-                .await?;
+                self.revoke_strongly(Revoked::Mark(self.mark(&live, Some(&record.login), now)))
+                    .await?;
                 self.audit(
                     &live,
                     "session.revoke_user",
@@ -926,12 +911,8 @@ impl Appliance {
                     .await
                     .map(|u| u.login.clone())
                     .unwrap_or_else(|_| user.clone());
-                self.revoke_strongly(Revoked::Mark(Mark {
-                    tenant: Arc::clone(&live.slug),
-                    user: Some(Arc::from(login.as_str())),
-                    before_ms: now,
-                }))
-                .await?;
+                self.revoke_strongly(Revoked::Mark(self.mark(&live, Some(&login), now)))
+                    .await?;
                 self.audit(
                     &live,
                     "user.deactivate",
@@ -1080,6 +1061,9 @@ impl Appliance {
         let outcome = match self.authorize(caller, &operation).await {
             Err(e) => Err(e),
             Ok(()) if operation.signs() => self.issue(caller, &operation).await,
+            Ok(()) if operation.is_cluster() => {
+                cluster::answer(&self.directory, &self.replica, &operation).await
+            }
             Ok(()) if operation.needs_admin() => self.keys_op(caller, &operation).await,
             Ok(()) => self.sessions_op(caller, &operation).await,
         };
@@ -1178,7 +1162,8 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             &format!("backend=\"{backend}\""),
         );
     }
-    if let Some(replica) = appliance.cluster() {
+    {
+        let replica = appliance.replica();
         let _ = writeln!(
             out,
             "# TYPE sigil_cluster_lease_fresh gauge\nsigil_cluster_lease_fresh {}",

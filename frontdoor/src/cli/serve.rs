@@ -13,7 +13,6 @@ use std::time::Duration;
 use anyhow::Context;
 use directory::audit::AuditJournal;
 use directory::{Directory, Frontend, PrivateCluster};
-use sessions::SessionTable;
 use signer::{KeyBackend, MasterKey, SoftwareBackend};
 
 use super::{credentials_dir, Endpoints};
@@ -383,13 +382,10 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         &layout.journal(&config.node),
         &config.node,
     )?);
-    let sessions = Arc::new(SessionTable::new(config.workers() * 4));
     let documents = Arc::new(DocumentStore::new());
-    let replica = if config.cluster.peers.is_empty() {
-        None
-    } else {
+    let replica = {
         let _entered = control.enter();
-        Some(Arc::new(start_replica(config, &layout, &sessions)?))
+        Arc::new(start_replica(config, &layout, config.workers())?)
     };
     let appliance = Appliance::new(
         ApplianceConfig {
@@ -399,15 +395,12 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         },
         Arc::clone(&directory),
         keys,
-        Arc::clone(&sessions),
+        replica,
         Arc::clone(&journal),
         Arc::clone(&documents),
         name_id_secret,
     );
-    let appliance = Arc::new(match &replica {
-        Some(replica) => appliance.with_cluster(Arc::clone(replica)),
-        None => appliance,
-    });
+    let appliance = Arc::new(appliance);
     // Load tenants up front (keys made if missing) so SPs find their JWKS.
     control.block_on(async {
         let tenants = directory.tenants().await?;
@@ -592,10 +585,15 @@ impl Node {
         } = self;
         quic.shutdown();
         http.shutdown();
-        // Requests are drained: leave the cluster before the runtime goes.
-        if let Some(replica) = appliance.cluster() {
-            replica.close();
+        // Requests are drained: sessions to disk (last-seen times with
+        // them), then leave the cluster before the runtime goes.
+        let replica = Arc::clone(appliance.replica());
+        if let Err(e) = control.block_on(replica.snapshot()) {
+            eprintln!(
+                "sigil: session snapshot at shutdown failed ({e}); the logs keep every session"
+            );
         }
+        replica.close();
         let path = layout.journal(&node);
         control.block_on(async {
             // Everything acknowledged is already on disk; ship what is left.
@@ -613,17 +611,91 @@ impl Node {
     }
 }
 
-/// Starts session replication with the configured peers: mutual TLS with
-/// certificates of the cluster CA (`{data_dir}/cluster-ca`, distinct from
-/// the front ends' CA, so no caller certificate can join), revocations made
-/// durable in `{data_dir}/revocations/{node}.log` and recovered at start.
+/// The node's sessions: the table restored from `{data_dir}/sessions/{node}`
+/// (a snapshot and logs), and, with peers, replication over QUIC with
+/// mutual TLS under certificates of the cluster CA
+/// (`{data_dir}/cluster-ca`, distinct from the front ends' CA, so no caller
+/// certificate can join). A peer speaks only for the node its certificate
+/// names.
 fn start_replica(
     config: &Config,
     layout: &Layout,
-    sessions: &Arc<SessionTable>,
+    workers: usize,
 ) -> anyhow::Result<sessions::net::Replica> {
-    use sessions::durable::RevocationLog;
     use sessions::net::{Replica, ReplicaConfig};
+    use sessions::store::SessionStore;
+    use sessions::{Membership, NodeConfig, NodeName};
+    let table = Arc::new(sessions::SessionTable::new(workers * 4));
+    let dir = layout.root.join("sessions").join(&config.node);
+    let (store, recovered) = SessionStore::open(&dir, &table, wall_ms())
+        .with_context(|| format!("sessions in {}", dir.display()))?;
+    if recovered.sessions > 0 || recovered.cut > 0 {
+        eprintln!(
+            "sigil: restored {} sessions and {} revocations from {} in {:.2} s{}",
+            recovered.sessions,
+            recovered.decrees.len(),
+            dir.display(),
+            recovered.elapsed.as_secs_f64(),
+            if recovered.cut > 0 {
+                format!(" ({} bytes of a torn write cut off)", recovered.cut)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut members: Vec<(NodeName, String)> = config
+        .cluster
+        .peers
+        .iter()
+        .map(|p| {
+            crate::config::parse_peer(p).map(|(n, a)| (NodeName::from(n.as_str()), a.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    members.push((
+        NodeName::from(config.node.as_str()),
+        config.cluster.listen.to_string(),
+    ));
+    let network = if config.cluster.peers.is_empty() {
+        None
+    } else {
+        Some(cluster_network(config, layout)?)
+    };
+    let timing = sessions::Timing {
+        heartbeat_ms: (config.cluster.lease_ms / 10).max(10),
+        lease_ms: config.cluster.lease_ms,
+        drift_ppm: 10_000,
+    };
+    let mut incarnation = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut incarnation)
+        .map_err(|_| anyhow::anyhow!("random generator failed"))?;
+    let replica = Replica::start(
+        ReplicaConfig {
+            node: NodeConfig {
+                name: NodeName::from(config.node.as_str()),
+                membership: Membership::initial(members),
+                incarnation: u64::from_le_bytes(incarnation),
+                timing,
+            },
+            network,
+            peer_queue_bytes: sessions::net::DEFAULT_PEER_QUEUE_BYTES,
+            snapshot_every: Duration::from_secs(config.cluster.snapshot_secs),
+        },
+        table,
+        Arc::new(store),
+        recovered.decrees,
+    )?;
+    Ok(replica)
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The replication endpoint's TLS: this node's certificate from the
+/// cluster CA (made on first use), trusting only that CA.
+fn cluster_network(config: &Config, layout: &Layout) -> anyhow::Result<sessions::net::Network> {
     let cluster_ca = DeploymentCa::create_or_load(&layout.root.join("cluster-ca"))?;
     let dir = credentials_dir(&layout.root, &format!("cluster-{}", config.node));
     let credentials = match Credentials::load(&dir) {
@@ -637,24 +709,6 @@ fn start_replica(
             c
         }
     };
-    let mut names: Vec<(String, SocketAddr)> = config
-        .cluster
-        .peers
-        .iter()
-        .map(|p| crate::config::parse_peer(p))
-        .collect::<Result<_, _>>()?;
-    names.push((config.node.clone(), config.cluster.listen));
-    names.sort();
-    let me = names
-        .iter()
-        .position(|(n, _)| *n == config.node)
-        .context("this node in the peer list")?;
-    let peers = names
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != me)
-        .map(|(i, (_, a))| (i as u16, *a))
-        .collect();
     let chain = vec![credentials.certificate_der()];
     let server = tls::server_crypto_requiring_clients(
         chain.clone(),
@@ -667,37 +721,13 @@ fn start_replica(
         Some((chain, credentials.key_der()?)),
         sessions::net::ALPN,
     )?;
-    let (log, recovered) = RevocationLog::open(
-        &layout
-            .root
-            .join("revocations")
-            .join(format!("{}.log", config.node)),
-    )?;
-    let timing = sessions::Timing {
-        heartbeat_ms: (config.cluster.lease_ms / 10).max(10),
-        lease_ms: config.cluster.lease_ms,
-        drift_ppm: 10_000,
-    };
-    let mut incarnation = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut incarnation)
-        .map_err(|_| anyhow::anyhow!("random generator failed"))?;
-    let replica = Replica::start(
-        ReplicaConfig {
-            me: me as u16,
-            listen: config.cluster.listen,
-            peers,
-            timing,
-            server,
-            client,
-            server_name: "localhost".into(),
-            recovered,
-            durable: Some(Arc::new(log)),
-            peer_queue_bytes: sessions::net::DEFAULT_PEER_QUEUE_BYTES,
-        },
-        Arc::clone(sessions),
-        u64::from_le_bytes(incarnation),
-    )?;
-    Ok(replica)
+    Ok(sessions::net::Network {
+        listen: config.cluster.listen,
+        server,
+        client,
+        server_name: "localhost".into(),
+        identify: Some(Arc::new(|der: &[u8]| crate::pki::node_name(der))),
+    })
 }
 
 /// Runs `sigil serve` until SIGTERM or SIGINT.

@@ -39,11 +39,14 @@ pub enum ErrorCode {
     Unavailable,
     /// A failure inside Sigil; the message says no more than needed.
     Internal,
+    /// The request conflicts with the current state (e.g. another cluster
+    /// membership change took the epoch first); look, then retry.
+    Conflict,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -54,6 +57,7 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::Conflict,
     ];
 
     /// The wire spelling, e.g. `rate_limited`.
@@ -69,6 +73,7 @@ impl ErrorCode {
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::Conflict => "conflict",
         }
     }
 }
@@ -124,6 +129,12 @@ pub struct WireRequest {
     /// Algorithm name (keys_rotate), e.g. `ES256`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alg: Option<String>,
+    /// A cluster node's name (cluster_add, cluster_remove).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// A cluster node's replication address `host:port` (cluster_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 /// An error answer's body.
@@ -254,6 +265,21 @@ pub enum Operation {
         /// Key id.
         kid: String,
     },
+    /// The session cluster as this node sees it (admin only).
+    ClusterStatus,
+    /// Adds a node to the session cluster's membership (admin only).
+    ClusterAdd {
+        /// The node's name (as in its `--node`).
+        node: String,
+        /// Its replication address, `host:port`.
+        address: String,
+    },
+    /// Removes a node from the session cluster's membership for good; it
+    /// is refused until added again (admin only).
+    ClusterRemove {
+        /// The node's name.
+        node: String,
+    },
 }
 
 /// Why a wire request is not an operation; answered as `bad_request`.
@@ -323,6 +349,8 @@ impl Operation {
             in_response_to,
             kid,
             alg,
+            node,
+            address,
             ..
         } = wire;
         Ok(match op.as_str() {
@@ -382,6 +410,14 @@ impl Operation {
                 tenant: field("tenant", tenant)?,
                 kid: field("kid", kid)?,
             },
+            "cluster_status" => Operation::ClusterStatus,
+            "cluster_add" => Operation::ClusterAdd {
+                node: field("node", node)?,
+                address: field("address", address)?,
+            },
+            "cluster_remove" => Operation::ClusterRemove {
+                node: field("node", node)?,
+            },
             other => {
                 let shown: String = other.chars().take(40).collect();
                 return Err(BadRequest(format!("unknown operation `{shown}`")));
@@ -404,13 +440,20 @@ impl Operation {
             Operation::UserDeactivate { .. } => "user_deactivate",
             Operation::KeysRotate { .. } => "keys_rotate",
             Operation::KeysRevoke { .. } => "keys_revoke",
+            Operation::ClusterStatus => "cluster_status",
+            Operation::ClusterAdd { .. } => "cluster_add",
+            Operation::ClusterRemove { .. } => "cluster_remove",
         }
     }
 
-    /// The tenant the operation acts for; `None` for `health`.
+    /// The tenant the operation acts for; `None` for `health` and the
+    /// cluster operations.
     pub fn tenant(&self) -> Option<&str> {
         match self {
-            Operation::Health => None,
+            Operation::Health
+            | Operation::ClusterStatus
+            | Operation::ClusterAdd { .. }
+            | Operation::ClusterRemove { .. } => None,
             Operation::IdToken { tenant, .. }
             | Operation::AccessToken { tenant, .. }
             | Operation::Saml { tenant, .. }
@@ -429,7 +472,21 @@ impl Operation {
     pub fn needs_admin(&self) -> bool {
         matches!(
             self,
-            Operation::KeysRotate { .. } | Operation::KeysRevoke { .. }
+            Operation::KeysRotate { .. }
+                | Operation::KeysRevoke { .. }
+                | Operation::ClusterStatus
+                | Operation::ClusterAdd { .. }
+                | Operation::ClusterRemove { .. }
+        )
+    }
+
+    /// Whether it is about the session cluster rather than a tenant.
+    pub fn is_cluster(&self) -> bool {
+        matches!(
+            self,
+            Operation::ClusterStatus
+                | Operation::ClusterAdd { .. }
+                | Operation::ClusterRemove { .. }
         )
     }
 
@@ -450,7 +507,11 @@ impl Operation {
             ..WireRequest::default()
         };
         match self.clone() {
-            Operation::Health => {}
+            Operation::Health | Operation::ClusterStatus => {}
+            Operation::ClusterAdd { node, address } => {
+                (wire.node, wire.address) = (Some(node), Some(address));
+            }
+            Operation::ClusterRemove { node } => wire.node = Some(node),
             Operation::IdToken {
                 user,
                 app,
@@ -588,6 +649,14 @@ mod tests {
             Operation::KeysRevoke {
                 tenant: t(),
                 kid: "k".into(),
+            },
+            Operation::ClusterStatus,
+            Operation::ClusterAdd {
+                node: "node-4".into(),
+                address: "10.0.0.4:4434".into(),
+            },
+            Operation::ClusterRemove {
+                node: "node-3".into(),
             },
         ]
     }

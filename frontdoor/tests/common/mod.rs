@@ -6,6 +6,8 @@
     clippy::zombie_processes
 )]
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use sessions::net::{Replica, ReplicaConfig};
 use sessions::store::SessionStore;
-use sessions::{Membership, NodeConfig, NodeName, SessionPolicy, SessionTable, Timing};
+use sessions::{SessionPolicy, SessionTable, Timing};
 
 fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -33,28 +32,6 @@ fn process_cpu() -> Duration {
         .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     Duration::from_millis(ticks * 10)
-}
-
-fn solo(dir: &std::path::Path) -> Replica {
-    let table = Arc::new(SessionTable::new(8));
-    let (store, recovered) = SessionStore::open(dir, &table, wall_ms()).unwrap();
-    Replica::start(
-        ReplicaConfig {
-            node: NodeConfig {
-                name: NodeName::from("solo"),
-                membership: Membership::initial([(NodeName::from("solo"), String::new())]),
-                incarnation: 1,
-                timing: Timing::default(),
-            },
-            network: None,
-            peer_queue_bytes: 1 << 20,
-            snapshot_every: Duration::from_secs(3600),
-        },
-        table,
-        Arc::new(store),
-        recovered.decrees,
-    )
-    .unwrap()
 }
 
 async fn creates() {
@@ -82,7 +59,7 @@ async fn creates() {
     let memory_cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / total as f64;
 
     let dir = tempfile::tempdir().unwrap();
-    let node = Arc::new(solo(dir.path()));
+    let node = Arc::new(sessions::testing::start_solo(dir.path(), Timing::default()).unwrap());
     let writers = 256usize;
     let (start, cpu) = (Instant::now(), process_cpu());
     let mut tasks = Vec::new();

@@ -105,39 +105,69 @@ pub fn start_member(
     timing: crate::Timing,
     peer_queue_bytes: usize,
 ) -> Result<crate::net::Replica, crate::net::ReplicaError> {
-    use crate::net::{Network, Replica, ReplicaConfig, ReplicaError};
     let (server, client) = ca.tls();
-    let table = Arc::new(crate::SessionTable::new(4));
-    let wall_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let (store, recovered) =
-        crate::store::SessionStore::open(&dir.join(format!("n{me}")), &table, wall_ms)
-            .map_err(ReplicaError::Durable)?;
-    let mut incarnation = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut incarnation)
-        .map_err(|_| ReplicaError::Setup("random generator failed".into()))?;
     let membership = crate::Membership::initial(addresses.iter().enumerate().map(|(i, a)| {
         (
             crate::NodeName::from(format!("n{i}").as_str()),
             a.to_string(),
         )
     }));
+    let network = crate::net::Network {
+        listen: addresses[me],
+        server,
+        client,
+        server_name: "localhost".into(),
+        identify: None,
+    };
+    start(
+        &format!("n{me}"),
+        membership,
+        Some(network),
+        &dir.join(format!("n{me}")),
+        timing,
+        peer_queue_bytes,
+    )
+}
+
+/// Starts a single node named `solo`, without a network, its store in `dir`.
+///
+/// # Errors
+/// When the store cannot be opened.
+pub fn start_solo(
+    dir: &std::path::Path,
+    timing: crate::Timing,
+) -> Result<crate::net::Replica, crate::net::ReplicaError> {
+    let membership = crate::Membership::initial([(crate::NodeName::from("solo"), String::new())]);
+    start("solo", membership, None, dir, timing, 1 << 20)
+}
+
+fn start(
+    name: &str,
+    membership: crate::Membership,
+    network: Option<crate::net::Network>,
+    dir: &std::path::Path,
+    timing: crate::Timing,
+    peer_queue_bytes: usize,
+) -> Result<crate::net::Replica, crate::net::ReplicaError> {
+    use crate::net::{Replica, ReplicaConfig, ReplicaError};
+    let table = Arc::new(crate::SessionTable::new(4));
+    let wall_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let (store, recovered) =
+        crate::store::SessionStore::open(dir, &table, wall_ms).map_err(ReplicaError::Durable)?;
+    let mut incarnation = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut incarnation)
+        .map_err(|_| ReplicaError::Setup("random generator failed".into()))?;
     Replica::start(
         ReplicaConfig {
             node: crate::NodeConfig {
-                name: crate::NodeName::from(format!("n{me}").as_str()),
+                name: crate::NodeName::from(name),
                 membership,
                 incarnation: u64::from_le_bytes(incarnation),
                 timing,
             },
-            network: Some(Network {
-                listen: addresses[me],
-                server,
-                client,
-                server_name: "localhost".into(),
-                identify: None,
-            }),
+            network,
             peer_queue_bytes,
             snapshot_every: std::time::Duration::from_secs(3600),
         },

@@ -11,12 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sessions::net::{Replica, ReplicaConfig, ReplicaError};
-use sessions::store::SessionStore;
+use sessions::net::{Replica, ReplicaError};
 use sessions::testing::ClusterCa as Cluster;
-use sessions::{
-    Membership, NodeConfig, NodeName, Revoked, SessionPolicy, SessionTable, Timing, Validation,
-};
+use sessions::{Revoked, SessionPolicy, Timing, Validation};
 
 const TIMING: Timing = Timing {
     heartbeat_ms: 20,
@@ -265,27 +262,7 @@ async fn sessions_survive_a_restart_of_the_whole_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_single_node_keeps_its_sessions_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let open = || {
-        let table = Arc::new(SessionTable::new(2));
-        let (store, recovered) = SessionStore::open(dir.path(), &table, wall_ms()).unwrap();
-        Replica::start(
-            ReplicaConfig {
-                node: NodeConfig {
-                    name: NodeName::from("solo"),
-                    membership: Membership::initial([(NodeName::from("solo"), String::new())]),
-                    incarnation: 7,
-                    timing: TIMING,
-                },
-                network: None,
-                peer_queue_bytes: 1 << 20,
-                snapshot_every: Duration::from_secs(3600),
-            },
-            table,
-            Arc::new(store),
-            recovered.decrees,
-        )
-        .unwrap()
-    };
+    let open = || sessions::testing::start_solo(dir.path(), TIMING).unwrap();
     let node = open();
     assert!(node.can_serve(), "a sole member serves at once");
     let kept = sign_in(&node, "alice").await;

@@ -392,11 +392,7 @@ impl Replica {
     /// [`ReplicaError::Durable`] when it could not be made durable (not
     /// started); [`ReplicaError::Stopped`].
     pub async fn revoke(&self, what: Revoked) -> Result<DecreeId, ReplicaError> {
-        let (done, wait) = oneshot::channel();
-        self.commands
-            .send(Command::Revoke(what, done))
-            .await
-            .map_err(|_| ReplicaError::Stopped)?;
+        let wait = self.ask(|done| Command::Revoke(what, done)).await?;
         self.confirmed(wait).await
     }
 
@@ -409,12 +405,21 @@ impl Replica {
     /// # Errors
     /// [`ReplicaError::Membership`] when refused; as [`Replica::revoke`].
     pub async fn propose(&self, config: Membership) -> Result<DecreeId, ReplicaError> {
+        let wait = self.ask(|done| Command::Propose(config, done)).await?;
+        self.confirmed(wait).await
+    }
+
+    /// Sends the driver a command that answers on a oneshot channel.
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<oneshot::Receiver<T>, ReplicaError> {
         let (done, wait) = oneshot::channel();
         self.commands
-            .send(Command::Propose(config, done))
+            .send(command(done))
             .await
             .map_err(|_| ReplicaError::Stopped)?;
-        self.confirmed(wait).await
+        Ok(wait)
     }
 
     async fn confirmed(
@@ -433,11 +438,7 @@ impl Replica {
     /// # Errors
     /// [`ReplicaError::Stopped`].
     pub async fn status(&self) -> Result<ClusterStatus, ReplicaError> {
-        let (done, wait) = oneshot::channel();
-        self.commands
-            .send(Command::Status(done))
-            .await
-            .map_err(|_| ReplicaError::Stopped)?;
+        let wait = self.ask(Command::Status).await?;
         wait.await.map_err(|_| ReplicaError::Stopped)
     }
 
@@ -447,11 +448,7 @@ impl Replica {
     /// # Errors
     /// [`ReplicaError::Durable`], [`ReplicaError::Stopped`].
     pub async fn snapshot(&self) -> Result<SnapshotStats, ReplicaError> {
-        let (done, wait) = oneshot::channel();
-        self.commands
-            .send(Command::Snapshot(done))
-            .await
-            .map_err(|_| ReplicaError::Stopped)?;
+        let wait = self.ask(Command::Snapshot).await?;
         wait.await
             .map_err(|_| ReplicaError::Stopped)?
             .map_err(ReplicaError::Durable)

@@ -139,6 +139,30 @@ impl KeyBackend for Backends {
             }),
         }
     }
+
+    fn rebind(
+        &self,
+        from: &str,
+        to: &str,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<StoredKey, signer::Error> {
+        match self.loaders.iter().find(|b| b.name() == stored.backend) {
+            Some(backend) => backend.rebind(from, to, kid, stored),
+            None => Err(signer::Error::Backend {
+                backend: self.preferred.name(),
+                message: format!("no `{}` backend to re-bind key {kid}", stored.backend),
+            }),
+        }
+    }
+}
+
+/// What a tenant's keys are bound to: its id, which never changes (its
+/// slug may be renamed). Keys made before were bound to the slug; loading
+/// moves them ([`KeyManager::load`]).
+pub fn key_binding(tenant: &Tenant) -> String {
+    // `#` cannot occur in a slug: no binding is ever mistaken for another.
+    format!("tenant#{}", tenant.id)
 }
 
 /// The key spec Sigil uses for each algorithm.

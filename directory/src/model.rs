@@ -498,6 +498,22 @@ impl TenantScope<'_> {
         Ok(())
     }
 
+    /// Replaces a key's stored form (a key moved to another binding: the
+    /// same key, wrapped or labelled anew). Returns whether it existed.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn replace_key_blob(&self, kid: &str, blob: &[u8]) -> Result<bool, Error> {
+        let n = self
+            .client()
+            .execute(
+                "UPDATE signing_keys SET key_blob = $2 WHERE kid = $1",
+                &[&kid, &blob],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     /// Sets when a key stops signing (if not set earlier).
     ///
     /// # Errors

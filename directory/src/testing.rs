@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{Error, PrivateCluster};
+use crate::{Directory, Error, Owner, PrivateCluster, APP_ROLE};
 
 static CLUSTER: OnceLock<Mutex<Option<PrivateCluster>>> = OnceLock::new();
 
@@ -58,31 +58,71 @@ fn reap_stale_clusters(root: &Path) {
     }
 }
 
-/// The shared cluster's connection configuration for a new, empty
-/// database made for the caller.
+/// A migrated database of its own in the shared cluster.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    /// As the owner of its tables (the cluster's superuser).
+    pub owner: tokio_postgres::Config,
+    /// As the run-time role (`sigil_app`, with its password).
+    pub app: tokio_postgres::Config,
+}
+
+impl TestDatabase {
+    /// The owner's connection and a run-time directory of `pool`
+    /// connections.
+    ///
+    /// # Errors
+    /// When Postgres refuses either.
+    pub async fn open(&self, pool: usize) -> Result<(Owner, Directory), Error> {
+        let owner = Owner::connect(&self.owner).await?;
+        let directory = Directory::connect(self.app.clone(), pool).await?;
+        Ok((owner, directory))
+    }
+}
+
+fn shared_cluster() -> Result<(tokio_postgres::Config, String, PrivateClusterAddress), Error> {
+    let slot = CLUSTER.get_or_init(|| Mutex::new(None));
+    let mut guard = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if guard.is_none() {
+        let root = root();
+        reap_stale_clusters(&root);
+        let cluster = PrivateCluster::start(&root)?;
+        // Marks the cluster as this process's while it runs.
+        let _ = std::fs::write(root.join("owner.pid"), std::process::id().to_string());
+        *guard = Some(cluster);
+    }
+    match guard.as_ref() {
+        Some(cluster) => Ok((
+            cluster.config("postgres"),
+            cluster.role_password(APP_ROLE)?,
+            PrivateClusterAddress {
+                socket_dir: cluster.socket_dir(),
+                port: cluster.port(),
+            },
+        )),
+        None => Err(Error::Cluster("not started".into())),
+    }
+}
+
+struct PrivateClusterAddress {
+    socket_dir: PathBuf,
+    port: u16,
+}
+
+/// The shared cluster's connection configuration (as its superuser) for a
+/// new, empty database made for the caller: no schema yet.
 ///
 /// # Errors
 /// [`Error`] when the cluster cannot start or the database cannot be made.
-pub async fn fresh_database() -> Result<tokio_postgres::Config, Error> {
+pub async fn empty_database() -> Result<tokio_postgres::Config, Error> {
+    Ok(new_database().await?.0)
+}
+
+async fn new_database() -> Result<(tokio_postgres::Config, String, PrivateClusterAddress), Error> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let config = {
-        let slot = CLUSTER.get_or_init(|| Mutex::new(None));
-        let mut guard = slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard.is_none() {
-            let root = root();
-            reap_stale_clusters(&root);
-            let cluster = PrivateCluster::start(&root)?;
-            // Marks the cluster as this process's while it runs.
-            let _ = std::fs::write(root.join("owner.pid"), std::process::id().to_string());
-            *guard = Some(cluster);
-        }
-        match guard.as_ref() {
-            Some(cluster) => cluster.config("postgres"),
-            None => return Err(Error::Cluster("not started".into())),
-        }
-    };
+    let (config, app_password, address) = shared_cluster()?;
     let name = format!(
         "t_{}_{}",
         std::process::id(),
@@ -108,5 +148,26 @@ pub async fn fresh_database() -> Result<tokio_postgres::Config, Error> {
         .await?;
     let mut config = config;
     config.dbname(&name);
-    Ok(config)
+    Ok((config, app_password, address))
+}
+
+/// A new database of its own, migrated by its owner, whose run-time role
+/// may log in.
+///
+/// # Errors
+/// [`Error`] when the cluster cannot start, the database cannot be made
+/// or migrated.
+pub async fn fresh_database() -> Result<TestDatabase, Error> {
+    let (owner, app_password, address) = new_database().await?;
+    Owner::connect(&owner)
+        .await?
+        .allow_app_login(&app_password)
+        .await?;
+    let mut app = tokio_postgres::Config::new();
+    app.host_path(&address.socket_dir)
+        .port(address.port)
+        .user(APP_ROLE)
+        .password(app_password)
+        .dbname(owner.get_dbname().unwrap_or_default());
+    Ok(TestDatabase { owner, app })
 }

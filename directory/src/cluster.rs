@@ -112,7 +112,8 @@ pub fn find_binaries() -> Result<PathBuf, Error> {
         .ok_or_else(|| Error::MissingBinary("initdb and pg_ctl not found under /usr/lib/postgresql/*/bin: install the `postgresql` package (apt-get install postgresql) or set SIGIL_PG_BIN".into()))
 }
 
-fn running_as_root() -> bool {
+/// Whether this process runs as root (then the server runs as `postgres`).
+pub fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

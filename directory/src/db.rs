@@ -354,16 +354,11 @@ impl Directory {
         let row = guard
             .client
             .query_opt(
-                "SELECT fingerprint, name, tenants, admin FROM sigil_frontend($1)",
+                &format!("SELECT {} FROM sigil_frontend($1)", Frontend::COLUMNS),
                 &[&fingerprint],
             )
             .await?;
-        Ok(row.map(|r| Frontend {
-            fingerprint: r.get(0),
-            name: r.get(1),
-            tenants: r.get(2),
-            admin: r.get(3),
-        }))
+        row.map(|r| Frontend::from_row(&r)).transpose()
     }
 
     /// Runs raw SQL as `sigil_app` *without* a tenant scope and returns the

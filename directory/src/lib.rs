@@ -26,7 +26,7 @@ mod owner;
 pub mod seed;
 pub mod testing;
 
-pub use cluster::{find_binaries, PrivateCluster};
+pub use cluster::{find_binaries, running_as_root, PrivateCluster};
 pub use db::{migrate, schema_version, Directory, PoolOptions, TenantScope, APP_ROLE, MIGRATIONS};
 pub use model::{
     Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus, TENANT_TABLES,

@@ -219,6 +219,17 @@ pub struct Frontend {
 }
 
 impl Frontend {
+    pub(crate) const COLUMNS: &'static str = "fingerprint, name, tenants, admin";
+
+    pub(crate) fn from_row(row: &Row) -> Result<Frontend, Error> {
+        Ok(Frontend {
+            fingerprint: row.try_get(0)?,
+            name: row.try_get(1)?,
+            tenants: row.try_get(2)?,
+            admin: row.try_get(3)?,
+        })
+    }
+
     /// Whether it may act for `tenant`.
     pub fn allows(&self, tenant: &str) -> bool {
         self.tenants.iter().any(|t| t == tenant || t == "*")

@@ -147,16 +147,14 @@ impl Owner {
             .client()
             .await
             .query_opt(
-                "SELECT fingerprint, name, tenants, admin FROM frontends WHERE fingerprint = $1",
+                &format!(
+                    "SELECT {} FROM frontends WHERE fingerprint = $1",
+                    Frontend::COLUMNS
+                ),
                 &[&fingerprint],
             )
             .await?;
-        Ok(row.map(|r| Frontend {
-            fingerprint: r.get(0),
-            name: r.get(1),
-            tenants: r.get(2),
-            admin: r.get(3),
-        }))
+        row.map(|r| Frontend::from_row(&r)).transpose()
     }
 
     /// Registers the deployment's first admin caller (`admin` must be

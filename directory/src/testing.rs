@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{Directory, Error, Owner, PrivateCluster, APP_ROLE};
+use crate::{demo, find_binaries, Directory, Error, Owner, PrivateCluster, APP_ROLE};
 
 static CLUSTER: OnceLock<Mutex<Option<PrivateCluster>>> = OnceLock::new();
 
@@ -170,4 +170,82 @@ pub async fn fresh_database() -> Result<TestDatabase, Error> {
         .password(app_password)
         .dbname(owner.get_dbname().unwrap_or_default());
     Ok(TestDatabase { owner, app })
+}
+
+/// A fresh database with the demo data, its owner's connection and a
+/// run-time directory of `pool` connections.
+///
+/// # Errors
+/// As [`fresh_database`].
+pub async fn demo_directory(pool: usize) -> Result<(TestDatabase, Owner, Directory), Error> {
+    let database = fresh_database().await?;
+    let (owner, directory) = database.open(pool).await?;
+    demo::create_demo_data(&owner, &directory, 1000).await?;
+    Ok((database, owner, directory))
+}
+
+/// Who runs a `psql`: the local `account` (`None`: this process's), the
+/// Postgres `role`, its `password` (none: no prompt, no `PGPASSWORD`).
+#[derive(Debug, Clone, Copy)]
+pub struct PsqlLogin<'a> {
+    /// Local account (through `runuser`, so the caller must be root).
+    pub account: Option<&'a str>,
+    /// Postgres role.
+    pub role: &'a str,
+    /// Its password.
+    pub password: Option<&'a str>,
+}
+
+/// Runs `psql -c sql` on database `dbname` through the Unix socket in
+/// `socket_dir` (port `port`) as `login`: whether it succeeded, and what
+/// it printed (stdout then stderr).
+///
+/// # Errors
+/// [`Error::MissingBinary`] without psql; [`Error::Cluster`] when it
+/// cannot be run.
+pub fn psql(
+    socket_dir: &Path,
+    port: u16,
+    dbname: &str,
+    login: PsqlLogin<'_>,
+    sql: &str,
+) -> Result<(bool, String), Error> {
+    let psql = find_binaries()?.join("psql");
+    let mut command = match login.account {
+        Some(account) => {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", account, "--"]).arg(psql);
+            command
+        }
+        None => std::process::Command::new(psql),
+    };
+    command
+        .arg("-h")
+        .arg(socket_dir)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            login.role,
+            "-d",
+            dbname,
+            "-w",
+        ])
+        .args(["-c", sql])
+        .env_remove("PGPASSWORD")
+        .current_dir("/");
+    if let Some(password) = login.password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command
+        .output()
+        .map_err(|e| Error::Cluster(format!("psql: {e}")))?;
+    Ok((
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
 }

@@ -7,57 +7,30 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 
-use directory::{find_binaries, PrivateCluster};
+use directory::testing::{self, PsqlLogin};
+use directory::{running_as_root, PrivateCluster};
 
-fn as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
-/// `psql -c 'SELECT 1'` against the cluster, as `account` (`None`: this
-/// process's), with `password` if any. Returns (success, stderr).
+/// `SELECT 1` against the cluster as `account` (`None`: this process's).
 fn psql(
     cluster: &PrivateCluster,
     account: Option<&str>,
     role: &str,
     password: Option<&str>,
 ) -> (bool, String) {
-    let psql = find_binaries().unwrap().join("psql");
-    let mut command = match account {
-        Some(account) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", account, "--"]).arg(&psql);
-            c
-        }
-        None => Command::new(&psql),
+    let login = PsqlLogin {
+        account,
+        role,
+        password,
     };
-    command
-        .arg("-h")
-        .arg(cluster.socket_dir())
-        .args([
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            role,
-            "-d",
-            "postgres",
-            "-w",
-        ])
-        .args(["-c", "SELECT 1"])
-        .env_remove("PGPASSWORD")
-        .current_dir("/");
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
-    let output = command.output().unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+    testing::psql(
+        &cluster.socket_dir(),
+        cluster.port(),
+        "postgres",
+        login,
+        "SELECT 1",
     )
+    .unwrap()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -66,7 +39,7 @@ fn mode(path: &Path) -> u32 {
 
 #[test]
 fn only_sigil_gets_in() {
-    if !as_root() {
+    if !running_as_root() {
         eprintln!("skipped: needs root to run the server and the intruder as other accounts");
         return;
     }
@@ -111,7 +84,7 @@ fn only_sigil_gets_in() {
 
 #[test]
 fn a_cluster_made_with_trust_is_converted() {
-    if !as_root() {
+    if !running_as_root() {
         eprintln!("skipped: needs root");
         return;
     }

@@ -9,18 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use directory::{demo, testing, Directory, Owner, PoolOptions};
+use directory::{testing, Directory, Owner, PoolOptions};
 use tokio_postgres::NoTls;
 
 async fn demo_directory() -> (testing::TestDatabase, Owner, Directory) {
-    let database = testing::fresh_database()
+    testing::demo_directory(2)
         .await
-        .expect("private postgres (apt-get install postgresql)");
-    let (owner, directory) = database.open(2).await.unwrap();
-    assert!(demo::create_demo_data(&owner, &directory, 1000)
-        .await
-        .unwrap());
-    (database, owner, directory)
+        .expect("private postgres (apt-get install postgresql)")
 }
 
 /// A raw connection as the run-time role, as SQL injected into Sigil

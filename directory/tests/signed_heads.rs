@@ -10,7 +10,7 @@ use directory::audit::{
     verify_against_heads, verify_chain, AuditEntry, AuditJournal, HeadSigner, HeadSource,
     HeadVerifier, Shipper, SignedHead,
 };
-use directory::{demo, testing, Directory, Owner};
+use directory::{testing, Directory, Owner};
 
 struct TestKey(Ed25519KeyPair);
 
@@ -52,11 +52,7 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
-    let database = testing::fresh_database().await.unwrap();
-    let (owner, directory) = database.open(2).await.unwrap();
-    demo::create_demo_data(&owner, &directory, 1000)
-        .await
-        .unwrap();
+    let (database, owner, directory) = testing::demo_directory(2).await.unwrap();
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap().id;
     let globex = directory
         .tenant_by_slug("globex")
@@ -190,23 +186,17 @@ async fn a_rewrite_with_every_later_hash_recomputed_is_caught() {
     tokio::spawn(connection);
     let rows = client
         .query(
-            "SELECT tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex') FROM audit_events WHERE tenant_id = $1 ORDER BY seq",
+            &format!(
+                "SELECT {} FROM audit_events WHERE tenant_id = $1 ORDER BY seq",
+                AuditEntry::COLUMNS
+            ),
             &[&setup.acme],
         )
         .await
         .unwrap();
     let mut entries: Vec<AuditEntry> = rows
         .iter()
-        .map(|r| AuditEntry {
-            tenant_id: r.get(0),
-            node: r.get(1),
-            seq: r.get(2),
-            at_ms: r.get(3),
-            kind: r.get(4),
-            detail: r.get(5),
-            prev_hash: r.get(6),
-            hash: r.get(7),
-        })
+        .map(|r| AuditEntry::from_row(r).unwrap())
         .collect();
     entries[9].detail = serde_json::json!({"n": "forged"});
     for i in 9..entries.len() {

@@ -9,13 +9,9 @@ use directory::changes::{listen, Change};
 use directory::{demo, migrate, testing, Directory, Owner, UserStatus};
 
 async fn demo_directory() -> (Owner, Directory) {
-    let database = testing::fresh_database()
+    let (_database, owner, directory) = testing::demo_directory(2)
         .await
         .expect("private postgres (apt-get install postgresql)");
-    let (owner, directory) = database.open(2).await.unwrap();
-    assert!(demo::create_demo_data(&owner, &directory, 1000)
-        .await
-        .unwrap());
     (owner, directory)
 }
 

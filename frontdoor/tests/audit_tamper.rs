@@ -104,23 +104,16 @@ async fn count(db: &tokio_postgres::Client, tenant: &str) -> i64 {
 
 async fn entries(db: &tokio_postgres::Client, tenant: &str) -> Vec<AuditEntry> {
     db.query(
-        "SELECT e.tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex')
-           FROM audit_events e JOIN tenants t USING (tenant_id) WHERE t.slug = $1 ORDER BY seq",
+        &format!(
+            "SELECT {} FROM audit_events WHERE tenant_id = (SELECT tenant_id FROM tenants WHERE slug = $1) ORDER BY seq",
+            AuditEntry::COLUMNS
+        ),
         &[&tenant],
     )
     .await
     .unwrap()
     .iter()
-    .map(|r| AuditEntry {
-        tenant_id: r.get(0),
-        node: r.get(1),
-        seq: r.get(2),
-        at_ms: r.get(3),
-        kind: r.get(4),
-        detail: r.get(5),
-        prev_hash: r.get(6),
-        hash: r.get(7),
-    })
+    .map(|r| AuditEntry::from_row(r).unwrap())
     .collect()
 }
 

@@ -75,6 +75,28 @@ impl AuditEntry {
         )
     }
 
+    /// The columns of `audit_events` that [`AuditEntry::from_row`] reads, in
+    /// its order (hashes as hex).
+    pub const COLUMNS: &'static str =
+        "tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex')";
+
+    /// An entry from a row of `SELECT {COLUMNS} FROM audit_events`.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`] when a column does not have its type.
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<AuditEntry, Error> {
+        Ok(AuditEntry {
+            tenant_id: row.try_get(0)?,
+            node: row.try_get(1)?,
+            seq: row.try_get(2)?,
+            at_ms: row.try_get(3)?,
+            kind: row.try_get(4)?,
+            detail: row.try_get(5)?,
+            prev_hash: row.try_get(6)?,
+            hash: row.try_get(7)?,
+        })
+    }
+
     /// The hash this entry should carry given its `prev_hash`.
     pub fn expected_hash(&self) -> String {
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);

@@ -71,7 +71,13 @@ struct Walk {
 async fn walk(scope: &crate::TenantScope<'_>, wanted: &[(String, i64)]) -> Result<Walk, Error> {
     let rows = scope
         .client()
-        .query("SELECT tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex') FROM audit_events ORDER BY node, seq", &[])
+        .query(
+            &format!(
+                "SELECT {} FROM audit_events ORDER BY node, seq",
+                AuditEntry::COLUMNS
+            ),
+            &[],
+        )
         .await?;
     let mut walk = Walk {
         report: ChainReport {
@@ -85,16 +91,7 @@ async fn walk(scope: &crate::TenantScope<'_>, wanted: &[(String, i64)]) -> Resul
     };
     let mut previous: Option<(String, i64, String)> = None;
     for row in rows {
-        let entry = AuditEntry {
-            tenant_id: row.try_get(0)?,
-            node: row.try_get(1)?,
-            seq: row.try_get(2)?,
-            at_ms: row.try_get(3)?,
-            kind: row.try_get(4)?,
-            detail: row.try_get(5)?,
-            prev_hash: row.try_get(6)?,
-            hash: row.try_get(7)?,
-        };
+        let entry = AuditEntry::from_row(&row)?;
         walk.report.records += 1;
         let (expected_seq, expected_prev) = match &previous {
             Some((node, seq, hash)) if *node == entry.node => (seq + 1, hash.clone()),

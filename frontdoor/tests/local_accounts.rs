@@ -13,49 +13,25 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{free_port, session, Serve};
+use directory::testing::{self, PsqlLogin};
 use frontdoor::protocol::Operation;
-
-fn as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
 
 /// psql against the node's cluster as `account` (None: root).
 fn psql(var: &Path, account: Option<&str>, role: &str, password: Option<&str>) -> (bool, String) {
     let port = std::fs::read_to_string(var.join("postgres/port")).unwrap();
-    let psql = directory::find_binaries().unwrap().join("psql");
-    let mut command = match account {
-        Some(account) => {
-            let mut c = Command::new("runuser");
-            c.args(["-u", account, "--"]).arg(psql);
-            c
-        }
-        None => Command::new(psql),
+    let login = PsqlLogin {
+        account,
+        role,
+        password,
     };
-    command
-        .arg("-h")
-        .arg(var.join("postgres/run"))
-        .args(["-p", port.trim(), "-U", role, "-d", "sigil", "-w"])
-        .args([
-            "-c",
-            "SELECT usesuper FROM pg_user WHERE usename = current_user",
-        ])
-        .env_remove("PGPASSWORD")
-        .current_dir("/");
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
-    let output = command.output().unwrap();
-    (
-        output.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ),
+    testing::psql(
+        &var.join("postgres/run"),
+        port.trim().parse().unwrap(),
+        "sigil",
+        login,
+        "SELECT usesuper FROM pg_user WHERE usename = current_user",
     )
+    .unwrap()
 }
 
 fn nobody_reads(path: &Path) -> bool {
@@ -96,7 +72,7 @@ fn open_to_others(var: &Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_local_account_reaches_neither_postgres_nor_the_data() {
-    if !as_root() {
+    if !directory::running_as_root() {
         eprintln!("skipped: needs root to run the node and the intruder as other accounts");
         return;
     }

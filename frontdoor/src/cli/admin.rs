@@ -45,9 +45,11 @@ pub fn frontend_add(
     let credentials = ca.issue_client(name)?;
     let fingerprint = credentials.fingerprint();
     runtime()?.block_on(async {
-        let (owner, cluster) = open_owner(config).await?;
-        // A cluster this command had to start is stopped again when it ends.
-        let _cluster = StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, owner) = open_owner(config)
+            .await
+            .map(|(o, c)| (StartedCluster(c), o))?;
         for tenant in tenants.iter().filter(|t| *t != "*") {
             anyhow::ensure!(
                 owner.tenant_by_slug(tenant).await?.is_some(),
@@ -103,8 +105,11 @@ pub fn bootstrap(config: &Config, name: &str, out: &Path) -> anyhow::Result<serd
         .write(out, Some(ca.certificate_pem()))
         .with_context(|| out.display().to_string())?;
     let registered = runtime()?.block_on(async {
-        let (owner, cluster) = open_owner(config).await?;
-        let _cluster = StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, owner) = open_owner(config)
+            .await
+            .map(|(o, c)| (StartedCluster(c), o))?;
         owner
             .bootstrap_admin(&Frontend {
                 fingerprint: fingerprint.clone(),
@@ -145,9 +150,11 @@ pub fn directory_seed(
     );
     let started = std::time::Instant::now();
     runtime()?.block_on(async {
-        let (owner, cluster) = open_owner(config).await?;
-        // A cluster this command had to start is stopped again when it ends.
-        let _cluster = StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, owner) = open_owner(config)
+            .await
+            .map(|(o, c)| (StartedCluster(c), o))?;
         let bar = indicatif::ProgressBar::new(users);
         bar.set_style(
             indicatif::ProgressStyle::with_template(

@@ -205,8 +205,11 @@ pub fn head(config: &Config, tenant: &str) -> anyhow::Result<serde_json::Value> 
         root: config.data_dir.clone(),
     };
     runtime()?.block_on(async {
-        let (directory, cluster) = open_directory(config, 1).await?;
-        let _cluster = StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, directory) = open_directory(config, 1)
+            .await
+            .map(|(d, c)| (StartedCluster(c), d))?;
         let id = tenant_id(&directory, tenant).await?;
         let local = Checkpoint::load(&layout.journal(&config.node))
             .and_then(|c| c.signed.get(&id).cloned());
@@ -283,8 +286,11 @@ pub fn verify(
         }
     }
     runtime()?.block_on(async {
-        let (directory, cluster) = open_directory(config, 1).await?;
-        let _cluster = StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, directory) = open_directory(config, 1)
+            .await
+            .map(|(d, c)| (StartedCluster(c), d))?;
         let id = tenant_id(&directory, tenant).await?;
         let mut from_files: Vec<(HeadSource, SignedHead)> = Vec::new();
         for (source, head) in extra {

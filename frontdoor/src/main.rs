@@ -523,6 +523,28 @@ fn target_of(target: TargetArgs) -> Target {
     }
 }
 
+fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { tenant, head } => {
+            let (report, whole) = frontdoor::cli::audit::verify(config, &tenant, head.as_deref())?;
+            print(&report)?;
+            Ok(if whole {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(4)
+            })
+        }
+        AuditCommand::Head { tenant } => {
+            print(&frontdoor::cli::audit::head(config, &tenant)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Status => {
+            print(&frontdoor::cli::audit::status(config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn real_main() -> anyhow::Result<ExitCode> {
     // Whatever sigil writes (state, credentials, reports) is its account's.
     frontdoor::posture::restrict_new_files();
@@ -602,29 +624,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 ExitCode::from(3)
             })
         }
-        Command::Audit { node, command } => {
-            let config = node.config()?;
-            match command {
-                AuditCommand::Verify { tenant, head } => {
-                    let (report, whole) =
-                        frontdoor::cli::audit::verify(&config, &tenant, head.as_deref())?;
-                    print(&report)?;
-                    Ok(if whole {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(4)
-                    })
-                }
-                AuditCommand::Head { tenant } => {
-                    print(&frontdoor::cli::audit::head(&config, &tenant)?)?;
-                    Ok(ExitCode::SUCCESS)
-                }
-                AuditCommand::Status => {
-                    print(&frontdoor::cli::audit::status(&config)?)?;
-                    Ok(ExitCode::SUCCESS)
-                }
-            }
-        }
+        Command::Audit { node, command } => audit(&node.config()?, command),
         Command::Directory {
             node,
             command: DirectoryCommand::Seed { tenants, users },

@@ -66,6 +66,52 @@ async fn issued_rows(var: &std::path::Path) -> i64 {
         .get(0)
 }
 
+/// Postgres stopped under the node: it issues on, callers it cannot look
+/// up are answered `unavailable`, the lag shows everywhere. Returns the
+/// two connections opened meanwhile (the admin's, a stranger's).
+async fn outage(
+    serve: &Serve,
+    client: &Client,
+    alice: &str,
+    dir: &std::path::Path,
+) -> (Client, Client) {
+    let var = serve.var();
+    directory::PrivateCluster::start(&var.join("postgres"))
+        .unwrap()
+        .stop()
+        .unwrap();
+    for _ in 0..20 {
+        client.call(&id_token(alice)).await.unwrap();
+    }
+    // Callers it cannot look up are not told they are unknown.
+    let admin = serve
+        .client(Some(&var.join("credentials/admin")))
+        .await
+        .unwrap();
+    let stranger = serve.client(Some(&dir.join("stranger"))).await.unwrap();
+    for caller in [&admin, &stranger] {
+        let refused = caller.call(&rotate()).await.unwrap_err();
+        assert_eq!(refused.code(), Some(ErrorCode::Unavailable), "{refused}");
+    }
+    assert!(metric(serve, "sigil_audit_unshipped_records") >= 20.0);
+    eventually("the lag past the readiness bound", || {
+        metric(serve, "sigil_audit_ship_lag_seconds") > 2.0
+    })
+    .await;
+    eventually("/readyz failing", || serve.http("/readyz").0 == 503).await;
+    assert_eq!(serve.http("/healthz").0, 200, "alive, not ready");
+    let status = common::audit_status(dir);
+    assert!(
+        status["unshipped_records"].as_u64().unwrap() >= 20,
+        "{status}"
+    );
+    assert!(
+        status["ship_lag_seconds"].as_f64().unwrap() > 2.0,
+        "{status}"
+    );
+    (admin, stranger)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_under_the_node_loses_nothing_and_lies_about_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -97,43 +143,7 @@ async fn a_postgres_restart_under_the_node_loses_nothing_and_lies_about_nothing(
         .write(&dir.path().join("stranger"), Some(ca.certificate_pem()))
         .unwrap();
 
-    // Postgres goes away under the node.
-    directory::PrivateCluster::start(&var.join("postgres"))
-        .unwrap()
-        .stop()
-        .unwrap();
-    for _ in 0..20 {
-        client.call(&id_token(&alice)).await.unwrap();
-    }
-    // Callers it cannot look up are not told they are unknown.
-    let admin = serve
-        .client(Some(&var.join("credentials/admin")))
-        .await
-        .unwrap();
-    let stranger = serve
-        .client(Some(&dir.path().join("stranger")))
-        .await
-        .unwrap();
-    for caller in [&admin, &stranger] {
-        let refused = caller.call(&rotate()).await.unwrap_err();
-        assert_eq!(refused.code(), Some(ErrorCode::Unavailable), "{refused}");
-    }
-    assert!(metric(&serve, "sigil_audit_unshipped_records") >= 20.0);
-    eventually("the lag past the readiness bound", || {
-        metric(&serve, "sigil_audit_ship_lag_seconds") > 2.0
-    })
-    .await;
-    eventually("/readyz failing", || serve.http("/readyz").0 == 503).await;
-    assert_eq!(serve.http("/healthz").0, 200, "alive, not ready");
-    let status = common::audit_status(dir.path());
-    assert!(
-        status["unshipped_records"].as_u64().unwrap() >= 20,
-        "{status}"
-    );
-    assert!(
-        status["ship_lag_seconds"].as_f64().unwrap() > 2.0,
-        "{status}"
-    );
+    let (admin, stranger) = outage(&serve, &client, &alice, dir.path()).await;
 
     // Postgres is back: everything reconnects and catches up.
     directory::PrivateCluster::start(&var.join("postgres")).unwrap();

@@ -134,6 +134,79 @@ fn rotate(serve: &Serve, credentials: &Path, tenant: &str) -> Output {
     )
 }
 
+/// A fresh production node: no tenant, no caller, no demo credential.
+async fn assert_nothing_but_the_schema(serve: &Serve, owner_url: &str) {
+    assert_eq!(count(owner_url, "SELECT count(*) FROM tenants").await, 0);
+    assert_eq!(count(owner_url, "SELECT count(*) FROM frontends").await, 0);
+    let mut credentials: Vec<String> = std::fs::read_dir(serve.var().join("credentials"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    credentials.sort();
+    assert_eq!(credentials, vec!["node-node-1".to_owned()]);
+    wait_for_status(
+        serve,
+        "/t/acme/.well-known/jwks.json",
+        404,
+        Duration::from_secs(10),
+    );
+    let log = std::fs::read_to_string(
+        serve
+            .dir
+            .join(format!("serve-{}.log", serve.endpoints.quic.port())),
+    )
+    .unwrap();
+    assert!(!log.contains("demo"), "{log}");
+}
+
+/// The first admin, when the operator asks; never a second this way.
+/// Returns where its credentials are.
+async fn bootstrap_once(dir: &Path, config: &str, owner_url: &str) -> std::path::PathBuf {
+    let admin = dir.join("admin");
+    let made = sigil(
+        dir,
+        &[
+            "admin",
+            "bootstrap",
+            "--config",
+            config,
+            "--out",
+            admin.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let second = dir.join("second");
+    let again = sigil(
+        dir,
+        &[
+            "admin",
+            "bootstrap",
+            "--config",
+            config,
+            "--out",
+            second.to_str().unwrap(),
+        ],
+    );
+    let why = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && why.contains("admin caller exists"),
+        "{why}"
+    );
+    assert!(
+        !second.join("key.pem").exists(),
+        "no credential for a refused bootstrap"
+    );
+    assert_eq!(
+        count(owner_url, "SELECT count(*) FROM frontends WHERE admin").await,
+        1
+    );
+    admin
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_production_directory_starts_empty_and_gets_one_bootstrapped_admin() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,67 +226,8 @@ async fn a_production_directory_starts_empty_and_gets_one_bootstrapped_admin() {
     .await
     .unwrap();
 
-    // Nothing but the schema: no tenant, no caller, no demo credential.
-    assert_eq!(count(&owner_url, "SELECT count(*) FROM tenants").await, 0);
-    assert_eq!(count(&owner_url, "SELECT count(*) FROM frontends").await, 0);
-    let mut credentials: Vec<String> = std::fs::read_dir(serve.var().join("credentials"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    credentials.sort();
-    assert_eq!(credentials, vec!["node-node-1".to_owned()]);
-    wait_for_status(
-        &serve,
-        "/t/acme/.well-known/jwks.json",
-        404,
-        Duration::from_secs(10),
-    );
-    let log = std::fs::read_to_string(dir.path().join(format!("serve-{quic}.log"))).unwrap();
-    assert!(!log.contains("demo"), "{log}");
-
-    // The first admin, when the operator asks; never a second this way.
-    let admin = dir.path().join("admin");
-    let made = sigil(
-        dir.path(),
-        &[
-            "admin",
-            "bootstrap",
-            "--config",
-            &config_arg,
-            "--out",
-            admin.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let second = dir.path().join("second");
-    let again = sigil(
-        dir.path(),
-        &[
-            "admin",
-            "bootstrap",
-            "--config",
-            &config_arg,
-            "--out",
-            second.to_str().unwrap(),
-        ],
-    );
-    let why = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        !again.status.success() && why.contains("admin caller exists"),
-        "{why}"
-    );
-    assert!(
-        !second.join("key.pem").exists(),
-        "no credential for a refused bootstrap"
-    );
-    assert_eq!(
-        count(&owner_url, "SELECT count(*) FROM frontends WHERE admin").await,
-        1
-    );
+    assert_nothing_but_the_schema(&serve, &owner_url).await;
+    let admin = bootstrap_once(dir.path(), &config_arg, &owner_url).await;
 
     // The operator onboards a tenant; the bootstrapped admin rotates its keys.
     owner_sql(&owner_url, "INSERT INTO tenants (slug) VALUES ('initech')").await;

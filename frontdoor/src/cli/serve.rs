@@ -366,48 +366,17 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     };
     let quic = QuicServer::start(quic_config, server_config, Arc::clone(&appliance))
         .context("quic listener")?;
-    let quic_stats = Arc::clone(quic.stats());
-    let metrics_appliance = Arc::clone(&appliance);
     let http_stats: Arc<std::sync::OnceLock<Arc<crate::http::server::HttpStats>>> = Arc::default();
-    let http_stats_reader = Arc::clone(&http_stats);
     let http_cap = crate::posture::http_connection_cap(config.limits.http_connections, file_limit);
     let site = Arc::new(Site {
         documents,
-        metrics: Arc::new(move || {
-            use std::fmt::Write;
-            let mut out = String::new();
-            render_metrics(&metrics_appliance, &mut out);
-            let q = &quic_stats;
-            let counters = [
-                ("sigil_quic_connections_total", &q.connections),
-                ("sigil_quic_handshake_failures_total", &q.handshake_failures),
-                ("sigil_quic_requests_total", &q.requests),
-                ("sigil_rejected_total{reason=\"overloaded\"}", &q.overloaded),
-                ("sigil_rejected_total{reason=\"bad_frame\"}", &q.bad_frames),
-                ("sigil_quic_streams_closed_total", &q.streams_closed),
-                ("sigil_in_flight", &q.in_flight),
-            ];
-            for (name, value) in counters {
-                let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-            }
-            if let Some(h) = http_stats_reader.get() {
-                for (name, value) in [
-                    ("sigil_http_requests_total", &h.requests),
-                    ("sigil_http_rejected_total", &h.rejected),
-                    ("sigil_http_connections", &h.connections),
-                    ("sigil_http_connections_refused_total", &h.refused),
-                    ("sigil_http_connections_evicted_total", &h.evicted),
-                ] {
-                    let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-                }
-            }
-            let _ = writeln!(out, "sigil_http_connections_max {http_cap}");
-            if let Some(soft) = file_limit.soft {
-                let _ = writeln!(out, "sigil_open_files_limit {soft}");
-            }
-            crate::metrics::render_process(&mut out);
-            out
-        }),
+        metrics: metrics_renderer(
+            Arc::clone(&appliance),
+            Arc::clone(quic.stats()),
+            Arc::clone(&http_stats),
+            http_cap,
+            file_limit,
+        ),
         ready,
         on_miss: Some({
             let lazy = Arc::new(LazyTenants::new(
@@ -443,6 +412,51 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         directory,
         shipping,
         control,
+    })
+}
+
+/// Renders `/metrics`: the appliance's, the listeners' and the process's.
+fn metrics_renderer(
+    appliance: Arc<Appliance>,
+    quic: Arc<crate::quic::QuicStats>,
+    http: Arc<std::sync::OnceLock<Arc<crate::http::server::HttpStats>>>,
+    http_cap: usize,
+    file_limit: crate::posture::FileLimit,
+) -> Arc<dyn Fn() -> String + Send + Sync> {
+    Arc::new(move || {
+        use std::fmt::Write;
+        let mut out = String::new();
+        render_metrics(&appliance, &mut out);
+        let q = &quic;
+        let counters = [
+            ("sigil_quic_connections_total", &q.connections),
+            ("sigil_quic_handshake_failures_total", &q.handshake_failures),
+            ("sigil_quic_requests_total", &q.requests),
+            ("sigil_rejected_total{reason=\"overloaded\"}", &q.overloaded),
+            ("sigil_rejected_total{reason=\"bad_frame\"}", &q.bad_frames),
+            ("sigil_quic_streams_closed_total", &q.streams_closed),
+            ("sigil_in_flight", &q.in_flight),
+        ];
+        for (name, value) in counters {
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        if let Some(h) = http.get() {
+            for (name, value) in [
+                ("sigil_http_requests_total", &h.requests),
+                ("sigil_http_rejected_total", &h.rejected),
+                ("sigil_http_connections", &h.connections),
+                ("sigil_http_connections_refused_total", &h.refused),
+                ("sigil_http_connections_evicted_total", &h.evicted),
+            ] {
+                let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+            }
+        }
+        let _ = writeln!(out, "sigil_http_connections_max {http_cap}");
+        if let Some(soft) = file_limit.soft {
+            let _ = writeln!(out, "sigil_open_files_limit {soft}");
+        }
+        crate::metrics::render_process(&mut out);
+        out
     })
 }
 

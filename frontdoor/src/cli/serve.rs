@@ -676,15 +676,21 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         endpoints.quic
     );
     eprintln!("  HTTP           http://{}", endpoints.http);
-    if !config.embedded() {
+    if config.embedded() {
+        print_demo_endpoints(&endpoints, config);
+    } else {
         eprintln!("  metrics        http://{}/metrics", endpoints.http);
         eprintln!("first admin (once):  sigil admin bootstrap --config FILE --out DIR");
-        wait_for_signal()?;
-        eprintln!("sigil: shutting down (draining requests, flushing audit)");
-        node.shutdown();
-        eprintln!("sigil: stopped");
-        return Ok(());
     }
+    wait_for_signal()?;
+    eprintln!("sigil: shutting down (draining requests, flushing audit)");
+    node.shutdown();
+    eprintln!("sigil: stopped");
+    Ok(())
+}
+
+/// Where the embedded default's demo tenant can be tried.
+fn print_demo_endpoints(endpoints: &Endpoints, config: &Config) {
     eprintln!(
         "  JWKS           http://{}/t/acme/.well-known/jwks.json",
         endpoints.http
@@ -702,11 +708,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         "try:  sigil client id-token --tenant acme --user alice --app app-es256 --data-dir {}",
         config.data_dir.display()
     );
-    wait_for_signal()?;
-    eprintln!("sigil: shutting down (draining requests, flushing audit)");
-    node.shutdown();
-    eprintln!("sigil: stopped");
-    Ok(())
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {

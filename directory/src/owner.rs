@@ -51,13 +51,27 @@ impl Owner {
         if password.is_empty() || !password.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(Error::Invalid("the run-time password must be hex".into()));
         }
-        self.client()
-            .await
-            .batch_execute(&format!(
-                "ALTER ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '{password}'"
-            ))
-            .await?;
-        Ok(())
+        let statement = format!(
+            "ALTER ROLE {APP_ROLE} WITH LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD '{password}'"
+        );
+        let client = self.client().await;
+        // Roles belong to the whole cluster: two processes altering the
+        // same one at once make one of them fail with "tuple concurrently
+        // updated" (XX000). Its outcome is the same; try again.
+        let mut attempts = 0;
+        loop {
+            match client.batch_execute(&statement).await {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if attempts < 10
+                        && e.code() == Some(&tokio_postgres::error::SqlState::INTERNAL_ERROR) =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempts)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Whether the directory has no tenant at all (a fresh directory).

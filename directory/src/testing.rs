@@ -159,9 +159,11 @@ async fn new_database() -> Result<(tokio_postgres::Config, String, PrivateCluste
 /// or migrated.
 pub async fn fresh_database() -> Result<TestDatabase, Error> {
     let (owner, app_password, address) = new_database().await?;
-    Owner::connect(&owner)
-        .await?
-        .allow_app_login(&app_password)
+    let migrated = Owner::connect(&owner).await?;
+    // Once per process: the role is the cluster's, and tests run at once.
+    static APP_LOGIN: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    APP_LOGIN
+        .get_or_try_init(|| migrated.allow_app_login(&app_password))
         .await?;
     let mut app = tokio_postgres::Config::new();
     app.host_path(&address.socket_dir)

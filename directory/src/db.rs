@@ -2,15 +2,25 @@
 //!
 //! Isolation in three layers: every tenant table leads with `tenant_id`;
 //! row-level security on each is FORCE'd and keyed on the per-transaction
-//! setting `sigil.tenant`, and run-time connections act as `sigil_app`,
-//! which owns no table; and here, every query on a tenant table is a method
-//! of [`TenantScope`], a transaction that set its tenant before anything
-//! else, so code cannot forget it.
+//! setting `sigil.tenant`, and run-time connections log in as `sigil_app`,
+//! which owns nothing and cannot become the owner (checked when
+//! [`Directory::connect`] opens them); and here, every query on a tenant
+//! table is a method of [`TenantScope`], a transaction that set its tenant
+//! before anything else, so code cannot forget it. Deployment-level tables
+//! (tenants, callers) are read through narrow functions; changing them and
+//! migrating is the owner's ([`crate::Owner`]).
+//!
+//! Every connection is reopened when Postgres goes away (a restart, a
+//! failover): a pool slot reconnects on its next use, with a backoff while
+//! Postgres stays unreachable (callers get [`Error::Unreachable`] at once
+//! meanwhile, never a wait).
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use tokio_postgres::{Client, NoTls};
 
 use crate::model::{Frontend, Tenant};
@@ -19,22 +29,56 @@ use crate::Error;
 /// The migrations, in order; each runs once, recorded in `schema_migrations`.
 pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_schema.sql")),
-    (2, include_str!("../migrations/0002_cluster_membership.sql")),
+    (2, include_str!("../migrations/0002_posture.sql")),
+    (3, include_str!("../migrations/0003_cluster_membership.sql")),
 ];
 
-/// A pooled connection and whether a scope left a transaction open.
-pub(crate) struct Pooled {
-    pub(crate) client: Client,
-    open_transaction: bool,
+/// The schema version this build needs.
+pub fn schema_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
 }
 
-/// The directory: a few connections acting as `sigil_app`, and one owner
-/// connection for migrations and deployment-level changes (tenants, front
-/// ends).
+/// The run-time role: logs in as itself, owns nothing.
+pub const APP_ROLE: &str = "sigil_app";
+
+/// First and longest wait between two attempts to reach Postgres again.
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// Tuning of the run-time pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Connections. Default 4.
+    pub size: usize,
+    /// Postgres ends a session left idle inside a transaction this long
+    /// (`idle_in_transaction_session_timeout`): a backstop, since a dropped
+    /// [`TenantScope`] rolls back at once. Default 15 s.
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> PoolOptions {
+        PoolOptions {
+            size: 4,
+            idle_in_transaction: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A pooled connection, whether a scope left a transaction open, and when
+/// to try Postgres again after a failed reconnect.
+pub(crate) struct Pooled {
+    pub(crate) client: Client,
+    pub(crate) open_transaction: bool,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+/// The directory at run time: a few connections as `sigil_app`.
 pub struct Directory {
     config: tokio_postgres::Config,
-    pool: Vec<Mutex<Pooled>>,
-    owner: Mutex<Client>,
+    options: PoolOptions,
+    pool: Vec<Arc<Mutex<Pooled>>>,
     next: AtomicUsize,
 }
 
@@ -58,6 +102,7 @@ pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Client, Erro
 
 /// Applies the migrations not yet recorded, under an advisory lock so that
 /// nodes starting together do not race. Safe to run any number of times.
+/// Run it as the schema's owner ([`crate::Owner::connect`] does).
 ///
 /// # Errors
 /// [`Error::Postgres`] when a migration fails (it is rolled back whole).
@@ -91,37 +136,118 @@ pub async fn migrate(client: &mut Client) -> Result<Vec<i32>, Error> {
     Ok(applied)
 }
 
+/// Refuses a run-time login that could escape row-level security: a
+/// superuser, a role that bypasses RLS, owns a relation, or can become the
+/// owner of the tables.
+async fn check_posture(client: &Client) -> Result<(), Error> {
+    let version: i32 = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            Error::Schema(format!(
+                "cannot read schema_migrations ({e}): migrate the directory as its owner first"
+            ))
+        })?
+        .get(0);
+    if version != schema_version() {
+        return Err(Error::Schema(format!(
+            "the directory is at version {version}, this Sigil needs {}: migrate it as its owner ([postgres] owner_url)",
+            schema_version()
+        )));
+    }
+    let row = client
+        .query_one(
+            "SELECT current_user::text, r.rolsuper, r.rolbypassrls,
+                    EXISTS (SELECT 1 FROM pg_class c WHERE c.relowner = r.oid),
+                    pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = 'tenants'::regclass), 'MEMBER')
+               FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await?;
+    let (user, superuser, bypass, owns, member): (String, bool, bool, bool, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let problem = if superuser {
+        Some("is a superuser")
+    } else if bypass {
+        Some("bypasses row-level security")
+    } else if owns {
+        Some("owns tables")
+    } else if member {
+        Some("can act as the tables' owner")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(Error::Posture(format!(
+            "run-time connections log in as {user}, which {problem}: use a role that owns nothing (sigil_app, docs/operations.md)"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl Directory {
-    /// Connects as the owner (the role in `config`), applies migrations,
-    /// and opens `pool_size` run-time connections acting as `sigil_app`.
+    /// Connects `size` run-time connections (default options otherwise).
+    /// `config` must log in as a role that owns nothing (`sigil_app`);
+    /// the schema must be migrated already (by the owner).
     ///
     /// # Errors
-    /// [`Error::Postgres`] when Postgres is unreachable or a migration fails.
-    pub async fn connect(
+    /// [`Error::Postgres`] when Postgres is unreachable; [`Error::Schema`]
+    /// when the schema is not at this build's version; [`Error::Posture`]
+    /// when the login could escape row-level security.
+    pub async fn connect(config: tokio_postgres::Config, size: usize) -> Result<Directory, Error> {
+        Directory::connect_with(
+            config,
+            PoolOptions {
+                size,
+                ..PoolOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// As [`Directory::connect`], with every option.
+    ///
+    /// # Errors
+    /// As [`Directory::connect`].
+    pub async fn connect_with(
         config: tokio_postgres::Config,
-        pool_size: usize,
+        options: PoolOptions,
     ) -> Result<Directory, Error> {
-        let mut owner = open(&config).await?;
-        migrate(&mut owner).await?;
         let mut pool = Vec::new();
-        for _ in 0..pool_size.max(1) {
-            pool.push(Mutex::new(Pooled {
-                client: Directory::app_connection(&config).await?,
+        for _ in 0..options.size.max(1) {
+            let client = Directory::app_connection(&config, &options).await?;
+            if pool.is_empty() {
+                check_posture(&client).await?;
+            }
+            pool.push(Arc::new(Mutex::new(Pooled {
+                client,
                 open_transaction: false,
-            }));
+                retry_at: None,
+                backoff: RECONNECT_FIRST,
+            })));
         }
         Ok(Directory {
             config,
+            options,
             pool,
-            owner: Mutex::new(owner),
             next: AtomicUsize::new(0),
         })
     }
 
-    /// A new connection acting as `sigil_app` (for LISTEN, or a fresh pool slot).
-    pub(crate) async fn app_connection(config: &tokio_postgres::Config) -> Result<Client, Error> {
+    async fn app_connection(
+        config: &tokio_postgres::Config,
+        options: &PoolOptions,
+    ) -> Result<Client, Error> {
         let client = open(config).await?;
-        client.batch_execute("SET ROLE sigil_app").await?;
+        client
+            .batch_execute(&format!(
+                "SET idle_in_transaction_session_timeout = {}",
+                options.idle_in_transaction.as_millis().max(1)
+            ))
+            .await?;
         Ok(client)
     }
 
@@ -130,15 +256,31 @@ impl Directory {
         &self.config
     }
 
-    pub(crate) async fn pooled(&self) -> Result<MutexGuard<'_, Pooled>, Error> {
+    pub(crate) async fn pooled(&self) -> Result<OwnedMutexGuard<Pooled>, Error> {
         let slot = &self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()];
-        let mut guard = slot.lock().await;
+        let mut guard = Arc::clone(slot).lock_owned().await;
         if guard.client.is_closed() {
-            guard.client = Directory::app_connection(&self.config).await?;
-            guard.open_transaction = false;
+            if guard.retry_at.is_some_and(|at| Instant::now() < at) {
+                return Err(Error::Unreachable(
+                    "postgres connection lost; reconnecting".into(),
+                ));
+            }
+            match Directory::app_connection(&self.config, &self.options).await {
+                Ok(client) => {
+                    guard.client = client;
+                    guard.open_transaction = false;
+                    guard.retry_at = None;
+                    guard.backoff = RECONNECT_FIRST;
+                }
+                Err(e) => {
+                    guard.retry_at = Some(Instant::now() + guard.backoff);
+                    guard.backoff = (guard.backoff * 2).min(RECONNECT_MAX);
+                    return Err(e);
+                }
+            }
         }
         if guard.open_transaction {
-            // A scope was dropped without commit: undo it before reuse.
+            // A scope was dropped outside a runtime: undo it before reuse.
             guard.client.batch_execute("ROLLBACK").await?;
             guard.open_transaction = false;
         }
@@ -147,34 +289,39 @@ impl Directory {
 
     /// Opens a transaction scoped to tenant `tenant_id`: row-level security
     /// shows it that tenant's rows and nothing else. Commit with
-    /// [`TenantScope::commit`]; dropping it rolls back.
+    /// [`TenantScope::commit`]; dropping it rolls back at once.
     ///
     /// # Errors
-    /// [`Error::Postgres`].
+    /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
     pub async fn tenant(&self, tenant_id: i64) -> Result<TenantScope<'_>, Error> {
         let mut guard = self.pooled().await?;
         guard.open_transaction = true;
-        guard.client.batch_execute("BEGIN").await?;
-        guard
-            .client
+        let scope = TenantScope {
+            guard: Some(guard),
+            tenant_id,
+            directory: PhantomData,
+        };
+        scope.client().batch_execute("BEGIN").await?;
+        scope
+            .client()
             .execute(
                 "SELECT set_config('sigil.tenant', $1, true)",
                 &[&tenant_id.to_string()],
             )
             .await?;
-        Ok(TenantScope { guard, tenant_id })
+        Ok(scope)
     }
 
     /// The tenant with `slug`, if any.
     ///
     /// # Errors
-    /// [`Error::Postgres`].
+    /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
     pub async fn tenant_by_slug(&self, slug: &str) -> Result<Option<Tenant>, Error> {
         let guard = self.pooled().await?;
         let row = guard
             .client
             .query_opt(
-                &format!("SELECT {} FROM tenants WHERE slug = $1", Tenant::COLUMNS),
+                &format!("SELECT {} FROM sigil_tenant_by_slug($1)", Tenant::COLUMNS),
                 &[&slug],
             )
             .await?;
@@ -184,92 +331,35 @@ impl Directory {
     /// Every tenant.
     ///
     /// # Errors
-    /// [`Error::Postgres`].
+    /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
     pub async fn tenants(&self) -> Result<Vec<Tenant>, Error> {
         let guard = self.pooled().await?;
         let rows = guard
             .client
             .query(
-                &format!("SELECT {} FROM tenants ORDER BY tenant_id", Tenant::COLUMNS),
+                &format!("SELECT {} FROM sigil_tenants()", Tenant::COLUMNS),
                 &[],
             )
             .await?;
         rows.iter().map(Tenant::from_row).collect()
     }
 
-    /// The caller whose certificate has SHA-256 `fingerprint` (lowercase hex).
+    /// The caller whose certificate has SHA-256 `fingerprint` (lowercase
+    /// hex): `Ok(None)` means definitely not registered; an error means
+    /// the directory could not say.
     ///
     /// # Errors
-    /// [`Error::Postgres`].
+    /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
     pub async fn frontend(&self, fingerprint: &str) -> Result<Option<Frontend>, Error> {
         let guard = self.pooled().await?;
         let row = guard
             .client
             .query_opt(
-                "SELECT fingerprint, name, tenants, admin FROM frontends WHERE fingerprint = $1",
+                &format!("SELECT {} FROM sigil_frontend($1)", Frontend::COLUMNS),
                 &[&fingerprint],
             )
             .await?;
-        Ok(row.map(|r| Frontend {
-            fingerprint: r.get(0),
-            name: r.get(1),
-            tenants: r.get(2),
-            admin: r.get(3),
-        }))
-    }
-
-    /// Creates a tenant (deployment-level: runs as the owner). Returns it.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] when the slug exists; [`Error::Postgres`].
-    pub async fn create_tenant(
-        &self,
-        slug: &str,
-        issuer: &str,
-        rate_per_second: u32,
-    ) -> Result<Tenant, Error> {
-        let owner = self.owner.lock().await;
-        let rate =
-            i32::try_from(rate_per_second).map_err(|_| Error::Invalid("rate too large".into()))?;
-        let row = owner
-            .query_opt(
-                &format!(
-                    "INSERT INTO tenants (slug, issuer, rate_per_second, rate_burst) VALUES ($1, $2, $3, $3) ON CONFLICT (slug) DO NOTHING RETURNING {}",
-                    Tenant::COLUMNS
-                ),
-                &[&slug, &issuer, &rate],
-            )
-            .await?
-            .ok_or_else(|| Error::Conflict(format!("tenant {slug} exists")))?;
-        Tenant::from_row(&row)
-    }
-
-    /// Registers a caller certificate (deployment-level: runs as the owner).
-    ///
-    /// # Errors
-    /// [`Error::Conflict`] when the name or fingerprint exists.
-    pub async fn register_frontend(&self, frontend: &Frontend) -> Result<(), Error> {
-        let owner = self.owner.lock().await;
-        let n = owner
-            .execute(
-                "INSERT INTO frontends (fingerprint, name, tenants, admin) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&frontend.fingerprint, &frontend.name, &frontend.tenants, &frontend.admin],
-            )
-            .await?;
-        if n == 0 {
-            return Err(Error::Conflict(format!(
-                "front end {} or its certificate is registered already",
-                frontend.name
-            )));
-        }
-        Ok(())
-    }
-
-    /// Runs `sql` as the owner: for tests and tools that must bypass the
-    /// tenant API (e.g. to show that a raw query without the tenant
-    /// setting sees nothing, run it through [`Directory::raw_app_query`]).
-    pub(crate) async fn owner(&self) -> MutexGuard<'_, Client> {
-        self.owner.lock().await
+        row.map(|r| Frontend::from_row(&r)).transpose()
     }
 
     /// Runs raw SQL as `sigil_app` *without* a tenant scope and returns the
@@ -285,10 +375,13 @@ impl Directory {
 }
 
 /// A transaction that sees one tenant's rows. Every tenant query is one of
-/// its methods (see [`crate::model`] for what they return).
+/// its methods (see [`crate::model`] for what they return). Dropped
+/// without [`TenantScope::commit`], it rolls back at once (on the current
+/// tokio runtime), so no connection sits idle inside a transaction.
 pub struct TenantScope<'a> {
-    pub(crate) guard: MutexGuard<'a, Pooled>,
+    guard: Option<OwnedMutexGuard<Pooled>>,
     tenant_id: i64,
+    directory: PhantomData<&'a Directory>,
 }
 
 impl TenantScope<'_> {
@@ -298,7 +391,12 @@ impl TenantScope<'_> {
     }
 
     pub(crate) fn client(&self) -> &Client {
-        &self.guard.client
+        // Taken only by `drop`.
+        &self
+            .guard
+            .as_ref()
+            .expect("scope holds its connection")
+            .client
     }
 
     /// Commits.
@@ -306,9 +404,31 @@ impl TenantScope<'_> {
     /// # Errors
     /// [`Error::Postgres`] when the commit fails (nothing was written).
     pub async fn commit(mut self) -> Result<(), Error> {
-        self.guard.client.batch_execute("COMMIT").await?;
-        self.guard.open_transaction = false;
+        self.client().batch_execute("COMMIT").await?;
+        if let Some(guard) = self.guard.as_mut() {
+            guard.open_transaction = false;
+        }
         Ok(())
+    }
+}
+
+impl Drop for TenantScope<'_> {
+    fn drop(&mut self) {
+        let Some(mut guard) = self.guard.take() else {
+            return;
+        };
+        if !guard.open_transaction {
+            return;
+        }
+        // The slot stays locked until the rollback is done; without a
+        // runtime the next user of the slot rolls back first.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if guard.client.batch_execute("ROLLBACK").await.is_ok() {
+                    guard.open_transaction = false;
+                }
+            });
+        }
     }
 }
 
@@ -321,16 +441,4 @@ pub(crate) fn millis(at: SystemTime) -> u64 {
 /// A Postgres timestamp from milliseconds since the Unix epoch.
 pub(crate) fn time_of(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
-}
-
-impl Directory {
-    /// Runs `sql` as the owner, bypassing the tenant API: for tests that
-    /// tamper with rows or kill backends, and for operators' repair tools.
-    ///
-    /// # Errors
-    /// [`Error::Postgres`].
-    pub async fn danger_owner_execute(&self, sql: &str) -> Result<(), Error> {
-        self.owner.lock().await.batch_execute(sql).await?;
-        Ok(())
-    }
 }

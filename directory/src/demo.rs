@@ -1,10 +1,11 @@
 //! The embedded default's demo data: tenants `acme` (users alice, bob) and
 //! `globex` (user carol); in each, one OIDC app per algorithm and two SAML
-//! SPs.
+//! SPs. Only the embedded default and `sigil demo` make it; a production
+//! directory starts empty.
 
 use std::collections::BTreeMap;
 
-use crate::{Directory, Error, NewUser, OidcApp, SamlSp};
+use crate::{Directory, Error, NewUser, OidcApp, Owner, SamlSp};
 
 /// The demo OIDC apps: name and algorithm.
 pub const DEMO_APPS: [(&str, &str); 5] = [
@@ -33,16 +34,23 @@ pub const DEMO_TENANTS: [(&str, &[DemoUser]); 2] = [
     ("globex", &[("carol", "Carol Chen", &["everyone"])]),
 ];
 
-/// Creates the demo data unless the tenants exist. Returns whether it did.
+/// Creates the demo data in a directory that has no tenant yet (tenants
+/// through the owner, their contents through the run-time role). Returns
+/// whether it did: a directory with any tenant, e.g. one whose `acme` was
+/// renamed, is left alone.
 ///
 /// # Errors
 /// [`Error::Postgres`].
-pub async fn create_demo_data(directory: &Directory, rate_per_second: u32) -> Result<bool, Error> {
-    if directory.tenant_by_slug("acme").await?.is_some() {
+pub async fn create_demo_data(
+    owner: &Owner,
+    directory: &Directory,
+    rate_per_second: u32,
+) -> Result<bool, Error> {
+    if !owner.is_empty().await? {
         return Ok(false);
     }
     for (slug, users) in DEMO_TENANTS {
-        let tenant = directory.create_tenant(slug, "", rate_per_second).await?;
+        let tenant = owner.create_tenant(slug, "", rate_per_second).await?;
         let scope = directory.tenant(tenant.id).await?;
         for (i, (login, name, _)) in users.iter().enumerate() {
             scope

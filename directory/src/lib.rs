@@ -3,7 +3,9 @@
 //! What it does: the schema and its migrations; tenant isolation (tenant
 //! first in every key, FORCE'd row-level security on a per-transaction
 //! setting, and a Rust API where every tenant query is a method of a
-//! tenant-scoped transaction, [`TenantScope`]); a private Postgres cluster
+//! tenant-scoped transaction, [`TenantScope`], on connections that log in
+//! as a role owning nothing; the owner's connection for migrations and
+//! deployment-level changes, [`Owner`]); a private Postgres cluster
 //! for development, tests and the embedded default ([`PrivateCluster`]);
 //! change notifications ([`changes`]); the hash-chained audit journal
 //! ([`audit`]); synthetic data ([`seed`]).
@@ -21,15 +23,17 @@ mod db;
 pub mod demo;
 mod fence;
 mod model;
+mod owner;
 pub mod seed;
 pub mod testing;
 
-pub use cluster::{find_binaries, PrivateCluster};
-pub use db::{migrate, Directory, TenantScope, MIGRATIONS};
+pub use cluster::{find_binaries, running_as_root, PrivateCluster};
+pub use db::{migrate, schema_version, Directory, PoolOptions, TenantScope, APP_ROLE, MIGRATIONS};
 pub use fence::MembershipFence;
 pub use model::{
     Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus, TENANT_TABLES,
 };
+pub use owner::Owner;
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,17 @@ pub enum Error {
     /// A query failed.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// Postgres cannot be reached now (a connection was lost and the last
+    /// attempt to reopen it failed); try again later.
+    #[error("postgres unreachable: {0}")]
+    Unreachable(String),
+    /// The schema is not the version this build needs.
+    #[error("directory schema: {0}")]
+    Schema(String),
+    /// Run-time connections log in as a role that could escape row-level
+    /// security.
+    #[error("directory role: {0}")]
+    Posture(String),
     /// Something exists already.
     #[error("{0}")]
     Conflict(String),

@@ -219,6 +219,17 @@ pub struct Frontend {
 }
 
 impl Frontend {
+    pub(crate) const COLUMNS: &'static str = "fingerprint, name, tenants, admin";
+
+    pub(crate) fn from_row(row: &Row) -> Result<Frontend, Error> {
+        Ok(Frontend {
+            fingerprint: row.try_get(0)?,
+            name: row.try_get(1)?,
+            tenants: row.try_get(2)?,
+            admin: row.try_get(3)?,
+        })
+    }
+
     /// Whether it may act for `tenant`.
     pub fn allows(&self, tenant: &str) -> bool {
         self.tenants.iter().any(|t| t == tenant || t == "*")
@@ -496,6 +507,22 @@ impl TenantScope<'_> {
             )
             .await?;
         Ok(())
+    }
+
+    /// Replaces a key's stored form (a key moved to another binding: the
+    /// same key, wrapped or labelled anew). Returns whether it existed.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn replace_key_blob(&self, kid: &str, blob: &[u8]) -> Result<bool, Error> {
+        let n = self
+            .client()
+            .execute(
+                "UPDATE signing_keys SET key_blob = $2 WHERE kid = $1",
+                &[&kid, &blob],
+            )
+            .await?;
+        Ok(n > 0)
     }
 
     /// Sets when a key stops signing (if not set earlier).

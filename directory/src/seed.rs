@@ -6,7 +6,7 @@
 
 use futures_util::SinkExt;
 
-use crate::{Directory, Error};
+use crate::{Error, Owner};
 
 /// How much to seed.
 #[derive(Debug, Clone, Copy)]
@@ -86,11 +86,11 @@ async fn copy(client: &tokio_postgres::Client, statement: &str, data: String) ->
 /// [`Error::Invalid`] without the privilege; [`Error::Conflict`] when
 /// seeded tenants exist already; [`Error::Postgres`].
 pub async fn run(
-    directory: &Directory,
+    owner: &Owner,
     plan: SeedPlan,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), Error> {
-    let owner = directory.owner().await;
+    let owner = owner.client().await;
     let may: bool = owner
         .query_one(
             "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",

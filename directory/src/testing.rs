@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{Error, PrivateCluster};
+use crate::{demo, find_binaries, Directory, Error, Owner, PrivateCluster, APP_ROLE};
 
 static CLUSTER: OnceLock<Mutex<Option<PrivateCluster>>> = OnceLock::new();
 
@@ -58,31 +58,71 @@ fn reap_stale_clusters(root: &Path) {
     }
 }
 
-/// The shared cluster's connection configuration for a new, empty
-/// database made for the caller.
+/// A migrated database of its own in the shared cluster.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    /// As the owner of its tables (the cluster's superuser).
+    pub owner: tokio_postgres::Config,
+    /// As the run-time role (`sigil_app`, with its password).
+    pub app: tokio_postgres::Config,
+}
+
+impl TestDatabase {
+    /// The owner's connection and a run-time directory of `pool`
+    /// connections.
+    ///
+    /// # Errors
+    /// When Postgres refuses either.
+    pub async fn open(&self, pool: usize) -> Result<(Owner, Directory), Error> {
+        let owner = Owner::connect(&self.owner).await?;
+        let directory = Directory::connect(self.app.clone(), pool).await?;
+        Ok((owner, directory))
+    }
+}
+
+fn shared_cluster() -> Result<(tokio_postgres::Config, String, PrivateClusterAddress), Error> {
+    let slot = CLUSTER.get_or_init(|| Mutex::new(None));
+    let mut guard = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if guard.is_none() {
+        let root = root();
+        reap_stale_clusters(&root);
+        let cluster = PrivateCluster::start(&root)?;
+        // Marks the cluster as this process's while it runs.
+        let _ = std::fs::write(root.join("owner.pid"), std::process::id().to_string());
+        *guard = Some(cluster);
+    }
+    match guard.as_ref() {
+        Some(cluster) => Ok((
+            cluster.config("postgres"),
+            cluster.role_password(APP_ROLE)?,
+            PrivateClusterAddress {
+                socket_dir: cluster.socket_dir(),
+                port: cluster.port(),
+            },
+        )),
+        None => Err(Error::Cluster("not started".into())),
+    }
+}
+
+struct PrivateClusterAddress {
+    socket_dir: PathBuf,
+    port: u16,
+}
+
+/// The shared cluster's connection configuration (as its superuser) for a
+/// new, empty database made for the caller: no schema yet.
 ///
 /// # Errors
 /// [`Error`] when the cluster cannot start or the database cannot be made.
-pub async fn fresh_database() -> Result<tokio_postgres::Config, Error> {
+pub async fn empty_database() -> Result<tokio_postgres::Config, Error> {
+    Ok(new_database().await?.0)
+}
+
+async fn new_database() -> Result<(tokio_postgres::Config, String, PrivateClusterAddress), Error> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let config = {
-        let slot = CLUSTER.get_or_init(|| Mutex::new(None));
-        let mut guard = slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if guard.is_none() {
-            let root = root();
-            reap_stale_clusters(&root);
-            let cluster = PrivateCluster::start(&root)?;
-            // Marks the cluster as this process's while it runs.
-            let _ = std::fs::write(root.join("owner.pid"), std::process::id().to_string());
-            *guard = Some(cluster);
-        }
-        match guard.as_ref() {
-            Some(cluster) => cluster.config("postgres"),
-            None => return Err(Error::Cluster("not started".into())),
-        }
-    };
+    let (config, app_password, address) = shared_cluster()?;
     let name = format!(
         "t_{}_{}",
         std::process::id(),
@@ -108,5 +148,106 @@ pub async fn fresh_database() -> Result<tokio_postgres::Config, Error> {
         .await?;
     let mut config = config;
     config.dbname(&name);
-    Ok(config)
+    Ok((config, app_password, address))
+}
+
+/// A new database of its own, migrated by its owner, whose run-time role
+/// may log in.
+///
+/// # Errors
+/// [`Error`] when the cluster cannot start, the database cannot be made
+/// or migrated.
+pub async fn fresh_database() -> Result<TestDatabase, Error> {
+    let (owner, app_password, address) = new_database().await?;
+    let migrated = Owner::connect(&owner).await?;
+    // Once per process: the role is the cluster's, and tests run at once.
+    static APP_LOGIN: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    APP_LOGIN
+        .get_or_try_init(|| migrated.allow_app_login(&app_password))
+        .await?;
+    let mut app = tokio_postgres::Config::new();
+    app.host_path(&address.socket_dir)
+        .port(address.port)
+        .user(APP_ROLE)
+        .password(app_password)
+        .dbname(owner.get_dbname().unwrap_or_default());
+    Ok(TestDatabase { owner, app })
+}
+
+/// A fresh database with the demo data, its owner's connection and a
+/// run-time directory of `pool` connections.
+///
+/// # Errors
+/// As [`fresh_database`].
+pub async fn demo_directory(pool: usize) -> Result<(TestDatabase, Owner, Directory), Error> {
+    let database = fresh_database().await?;
+    let (owner, directory) = database.open(pool).await?;
+    demo::create_demo_data(&owner, &directory, 1000).await?;
+    Ok((database, owner, directory))
+}
+
+/// Who runs a `psql`: the local `account` (`None`: this process's), the
+/// Postgres `role`, its `password` (none: no prompt, no `PGPASSWORD`).
+#[derive(Debug, Clone, Copy)]
+pub struct PsqlLogin<'a> {
+    /// Local account (through `runuser`, so the caller must be root).
+    pub account: Option<&'a str>,
+    /// Postgres role.
+    pub role: &'a str,
+    /// Its password.
+    pub password: Option<&'a str>,
+}
+
+/// Runs `psql -c sql` on database `dbname` through the Unix socket in
+/// `socket_dir` (port `port`) as `login`: whether it succeeded, and what
+/// it printed (stdout then stderr).
+///
+/// # Errors
+/// [`Error::MissingBinary`] without psql; [`Error::Cluster`] when it
+/// cannot be run.
+pub fn psql(
+    socket_dir: &Path,
+    port: u16,
+    dbname: &str,
+    login: PsqlLogin<'_>,
+    sql: &str,
+) -> Result<(bool, String), Error> {
+    let psql = find_binaries()?.join("psql");
+    let mut command = match login.account {
+        Some(account) => {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", account, "--"]).arg(psql);
+            command
+        }
+        None => std::process::Command::new(psql),
+    };
+    command
+        .arg("-h")
+        .arg(socket_dir)
+        .args([
+            "-p",
+            &port.to_string(),
+            "-U",
+            login.role,
+            "-d",
+            dbname,
+            "-w",
+        ])
+        .args(["-c", sql])
+        .env_remove("PGPASSWORD")
+        .current_dir("/");
+    if let Some(password) = login.password {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command
+        .output()
+        .map_err(|e| Error::Cluster(format!("psql: {e}")))?;
+    Ok((
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
 }

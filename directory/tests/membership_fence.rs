@@ -2,7 +2,7 @@
 //! next only after the last returned.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use directory::{testing, Directory, MembershipFence};
+use directory::{testing, MembershipFence};
 
 fn fence(epoch: u64, names: &[&str]) -> MembershipFence {
     MembershipFence {
@@ -17,10 +17,10 @@ fn fence(epoch: u64, names: &[&str]) -> MembershipFence {
 
 #[tokio::test]
 async fn one_change_per_epoch_and_only_after_the_last_returned() {
-    let config = testing::fresh_database()
+    let database = testing::fresh_database()
         .await
         .expect("private postgres (apt-get install postgresql)");
-    let directory = Directory::connect(config, 2).await.unwrap();
+    let (_owner, directory) = database.open(2).await.unwrap();
     assert_eq!(directory.membership_fence().await.unwrap(), None);
     assert!(directory
         .take_membership_epoch(&fence(1, &["a", "b"]))

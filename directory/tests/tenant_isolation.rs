@@ -6,20 +6,18 @@
 use std::time::{Duration, Instant};
 
 use directory::changes::{listen, Change};
-use directory::{demo, migrate, testing, Directory, UserStatus};
+use directory::{demo, migrate, testing, Directory, Owner, UserStatus};
 
-async fn demo_directory() -> Directory {
-    let config = testing::fresh_database()
+async fn demo_directory() -> (Owner, Directory) {
+    let (_database, owner, directory) = testing::demo_directory(2)
         .await
         .expect("private postgres (apt-get install postgresql)");
-    let directory = Directory::connect(config, 2).await.unwrap();
-    assert!(demo::create_demo_data(&directory, 1000).await.unwrap());
-    directory
+    (owner, directory)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_tenant_query_sees_only_its_tenant() {
-    let directory = demo_directory().await;
+    let (_owner, directory) = demo_directory().await;
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
     let globex = directory.tenant_by_slug("globex").await.unwrap().unwrap();
     // Under acme's scope: acme's rows, none of globex's.
@@ -85,17 +83,17 @@ async fn every_tenant_query_sees_only_its_tenant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_run_once() {
-    let config = testing::fresh_database().await.unwrap();
+    let config = testing::empty_database().await.unwrap();
     let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    assert_eq!(migrate(&mut client).await.unwrap(), vec![1]);
+    assert_eq!(migrate(&mut client).await.unwrap(), vec![1, 2, 3]);
     assert!(migrate(&mut client).await.unwrap().is_empty());
     assert!(migrate(&mut client).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_arrive_and_a_lost_listener_resets() {
-    let directory = demo_directory().await;
+    let (owner, directory) = demo_directory().await;
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
     let mut changes = listen(directory.config().clone());
     assert_eq!(changes.recv().await, Some(Change::Reset));
@@ -146,8 +144,8 @@ async fn changes_arrive_and_a_lost_listener_resets() {
         latencies[latencies.len() - 1]
     );
     // Kill the listening backend: the stream says Reset, then works again.
-    directory
-        .danger_owner_execute(
+    owner
+        .danger_execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'",
         )
         .await
@@ -176,10 +174,10 @@ async fn changes_arrive_and_a_lost_listener_resets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_two_nodes_gets_the_rotation_lock() {
-    let config = testing::fresh_database().await.unwrap();
-    let first = Directory::connect(config.clone(), 1).await.unwrap();
-    demo::create_demo_data(&first, 1000).await.unwrap();
-    let second = Directory::connect(config, 1).await.unwrap();
+    let database = testing::fresh_database().await.unwrap();
+    let (owner, first) = database.open(1).await.unwrap();
+    demo::create_demo_data(&owner, &first, 1000).await.unwrap();
+    let second = Directory::connect(database.app.clone(), 1).await.unwrap();
     let acme = first.tenant_by_slug("acme").await.unwrap().unwrap();
     let a = first.tenant(acme.id).await.unwrap();
     let b = second.tenant(acme.id).await.unwrap();
@@ -198,7 +196,7 @@ async fn exactly_one_of_two_nodes_gets_the_rotation_lock() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_chain_ships_once_and_verify_names_the_first_broken_link() {
     use directory::audit::{ship, verify_chain, AuditJournal};
-    let directory = demo_directory().await;
+    let (owner, directory) = demo_directory().await;
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
     let globex = directory.tenant_by_slug("globex").await.unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -250,8 +248,8 @@ async fn audit_chain_ships_once_and_verify_names_the_first_broken_link() {
     let report = verify_chain(&directory, acme.id).await.unwrap();
     assert_eq!((report.records, report.first_break.clone()), (34, None));
     // Tamper with one record in Postgres: verify names it.
-    directory
-        .danger_owner_execute(&format!(
+    owner
+        .danger_execute(&format!(
             "UPDATE audit_events SET detail = '{{\"user\":\"mallory\",\"n\":4}}' WHERE tenant_id = {} AND seq = 4",
             acme.id
         ))
@@ -302,7 +300,7 @@ async fn a_torn_journal_tail_is_dropped_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_spares_restarts_the_shipped_prefix() {
     use directory::audit::{verify_chain, AuditJournal, Checkpoint, Shipper};
-    let directory = demo_directory().await;
+    let (_owner, directory) = demo_directory().await;
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node-1.journal");
@@ -363,7 +361,7 @@ async fn a_checkpoint_spares_restarts_the_shipped_prefix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
     use directory::audit::{read_journal, ship, verify_chain, AuditJournal};
-    let directory = demo_directory().await;
+    let (_owner, directory) = demo_directory().await;
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node-1.journal");

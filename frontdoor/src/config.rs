@@ -53,6 +53,10 @@ pub struct Config {
     pub cluster: Cluster,
     /// Admission control and worker limits.
     pub limits: Limits,
+    /// Audit shipping and signed chain heads.
+    pub audit: Audit,
+    /// Slow signatures (HSM, RSA): the signer pool.
+    pub signing: Signing,
 }
 
 /// Listen addresses.
@@ -75,9 +79,15 @@ pub struct Listen {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Postgres {
-    /// A `postgres://` URL; empty: a private cluster under
-    /// `{data_dir}/postgres`, created and started by the node.
+    /// A `postgres://` URL logging in as the run-time role (`sigil_app`,
+    /// which owns nothing); empty: the embedded default, a private cluster
+    /// under `{data_dir}/postgres`, created and started by the node, with
+    /// demo data.
     pub url: String,
+    /// A `postgres://` URL logging in as the owner of the schema: used to
+    /// migrate at start and by `sigil admin` commands, never for serving.
+    /// Empty: the node does not migrate (the schema must be current).
+    pub owner_url: String,
 }
 
 /// Key policy defaults for tenants that set none.
@@ -148,6 +158,36 @@ pub struct Limits {
     pub default_tenant_rate: u32,
     /// Seconds a frame may stay incomplete before its stream is closed.
     pub frame_timeout_secs: u64,
+    /// HTTP connections open at once on the node (also bounded by the
+    /// file-descriptor limit less a reserve); past it the longest-idle
+    /// connection is closed, or the new one refused when none is idle.
+    pub http_connections: usize,
+}
+
+/// Audit shipping and signed chain heads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// `/readyz` answers 503 while the oldest record not yet in Postgres
+    /// is older than this many seconds (a shipper stuck, e.g. Postgres
+    /// down).
+    pub max_ship_lag_secs: u64,
+    /// The node signs its chain heads at least this often (seconds), when
+    /// they moved.
+    pub head_interval_secs: u64,
+}
+
+/// Slow signatures: HSM keys and RSA in software are signed on the signer
+/// pool's threads, never on an I/O worker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Signing {
+    /// Signing threads; 0: the HSM's `sessions` with `[hsm]`, else one per
+    /// core.
+    pub pool_threads: usize,
+    /// A slow signature not done within this many milliseconds is answered
+    /// `unavailable`.
+    pub deadline_ms: u64,
 }
 
 impl Default for Config {
@@ -161,6 +201,26 @@ impl Default for Config {
             hsm: None,
             cluster: Cluster::default(),
             limits: Limits::default(),
+            audit: Audit::default(),
+            signing: Signing::default(),
+        }
+    }
+}
+
+impl Default for Audit {
+    fn default() -> Audit {
+        Audit {
+            max_ship_lag_secs: 60,
+            head_interval_secs: 10,
+        }
+    }
+}
+
+impl Default for Signing {
+    fn default() -> Signing {
+        Signing {
+            pool_threads: 0,
+            deadline_ms: 1_000,
         }
     }
 }
@@ -204,6 +264,7 @@ impl Default for Limits {
             max_in_flight: crate::quic::server::DEFAULT_MAX_IN_FLIGHT,
             default_tenant_rate: 100_000,
             frame_timeout_secs: 10,
+            http_connections: 4_096,
         }
     }
 }
@@ -283,7 +344,38 @@ impl Config {
                 return invalid("hsm: exactly one of pin_file and pin_env");
             }
         }
+        if self.limits.http_connections == 0 {
+            return invalid("limits.http_connections must be positive");
+        }
+        if self.audit.max_ship_lag_secs == 0 || self.audit.head_interval_secs == 0 {
+            return invalid("audit: max_ship_lag_secs and head_interval_secs must be positive");
+        }
+        if self.signing.deadline_ms == 0 {
+            return invalid("signing.deadline_ms must be positive");
+        }
+        if self.postgres.url.is_empty() && !self.postgres.owner_url.is_empty() {
+            return invalid(
+                "postgres.owner_url needs postgres.url (the embedded default has its own)",
+            );
+        }
         Ok(())
+    }
+
+    /// Whether this is the embedded default: a private Postgres under the
+    /// data directory, with demo tenants and demo callers. A configuration
+    /// with `[postgres] url` is a production node: it creates nothing but
+    /// its schema.
+    pub fn embedded(&self) -> bool {
+        self.postgres.url.is_empty()
+    }
+
+    /// Signing threads for slow signatures.
+    pub fn signing_threads(&self) -> usize {
+        match (self.signing.pool_threads, &self.hsm) {
+            (0, Some(hsm)) => hsm.sessions.max(1),
+            (0, None) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            (n, _) => n,
+        }
     }
 
     /// The number of workers to run.
@@ -354,6 +446,16 @@ mod tests {
         assert_eq!(config.cluster.lease_ms, default.cluster.lease_ms);
         assert_eq!(config.limits.max_in_flight, default.limits.max_in_flight);
         assert_eq!(config.keys.rotation_days, default.keys.rotation_days);
+        assert_eq!(
+            config.limits.http_connections,
+            default.limits.http_connections
+        );
+        assert_eq!(
+            config.audit.max_ship_lag_secs,
+            default.audit.max_ship_lag_secs
+        );
+        assert_eq!(config.signing.deadline_ms, default.signing.deadline_ms);
+        assert!(config.embedded());
     }
 
     #[test]

@@ -12,12 +12,14 @@
 
 pub mod admission;
 pub mod api;
+pub mod audit_heads;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod pki;
+pub mod posture;
 pub mod protocol;
 pub mod quic;
 mod shared_port;

@@ -163,6 +163,17 @@ enum AdminCommand {
         #[command(subcommand)]
         command: FrontendCommand,
     },
+    /// The deployment's first admin caller (refused once an admin exists).
+    Bootstrap {
+        #[command(flatten)]
+        node: NodeArgs,
+        /// The admin caller's name.
+        #[arg(long, default_value = "admin")]
+        name: String,
+        /// Where to write cert.pem, key.pem and ca.pem.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -231,12 +242,25 @@ enum ClusterCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check a tenant's hash chains in Postgres; names the first broken link.
+    /// Check a tenant's hash chains in Postgres against every signed head;
+    /// names the first broken link and every head the chain does not reach.
     Verify {
         /// Tenant slug.
         #[arg(long)]
         tenant: String,
+        /// Also prove the chain extends the head(s) in this file (as
+        /// printed by `sigil audit head`).
+        #[arg(long, value_name = "FILE")]
+        head: Option<PathBuf>,
     },
+    /// The newest signed chain head of a tenant by this node, as JSON.
+    Head {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// What the journals hold that Postgres does not yet, and since when.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -342,7 +366,7 @@ struct Who {
     #[arg(long)]
     user: String,
     /// An existing session; default: create one (amr pwd) first.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     session: Option<String>,
 }
 
@@ -365,8 +389,8 @@ enum SessionCall {
         /// Tenant slug.
         #[arg(long)]
         tenant: String,
-        /// Session id.
-        #[arg(long)]
+        /// Session id (base64url: it may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         session: String,
     },
     /// Record activity on a session.
@@ -374,8 +398,8 @@ enum SessionCall {
         /// Tenant slug.
         #[arg(long)]
         tenant: String,
-        /// Session id.
-        #[arg(long)]
+        /// Session id (base64url: it may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         session: String,
     },
     /// Revoke a session on every node.
@@ -383,8 +407,8 @@ enum SessionCall {
         /// Tenant slug.
         #[arg(long)]
         tenant: String,
-        /// Session id.
-        #[arg(long)]
+        /// Session id (base64url: it may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
         session: String,
     },
 }
@@ -543,7 +567,31 @@ fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode
     })
 }
 
+fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        AuditCommand::Verify { tenant, head } => {
+            let (report, whole) = frontdoor::cli::audit::verify(config, &tenant, head.as_deref())?;
+            print(&report)?;
+            Ok(if whole {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(4)
+            })
+        }
+        AuditCommand::Head { tenant } => {
+            print(&frontdoor::cli::audit::head(config, &tenant)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Status => {
+            print(&frontdoor::cli::audit::status(config)?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 fn real_main() -> anyhow::Result<ExitCode> {
+    // Whatever sigil writes (state, credentials, reports) is its account's.
+    frontdoor::posture::restrict_new_files();
     match Cli::parse().command {
         Command::Demo {
             node,
@@ -593,6 +641,16 @@ fn real_main() -> anyhow::Result<ExitCode> {
             )?)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Admin {
+            command: AdminCommand::Bootstrap { node, name, out },
+        } => {
+            print(&frontdoor::cli::admin::bootstrap(
+                &node.config()?,
+                &name,
+                &out,
+            )?)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },
@@ -608,18 +666,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             };
             as_admin(target, operation)
         }
-        Command::Audit {
-            node,
-            command: AuditCommand::Verify { tenant },
-        } => {
-            let (report, whole) = frontdoor::cli::admin::audit_verify(&node.config()?, &tenant)?;
-            print(&report)?;
-            Ok(if whole {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(4)
-            })
-        }
+        Command::Audit { node, command } => audit(&node.config()?, command),
         Command::Directory {
             node,
             command: DirectoryCommand::Seed { tenants, users },
@@ -639,6 +686,67 @@ fn real_main() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// base64url session ids start with `-` one time in 64.
+    #[test]
+    fn a_session_id_may_start_with_a_hyphen() {
+        let id = "-Abc_def-ghijklmnopqrstuvwxyz0123456789ABCD";
+        let cli = Cli::try_parse_from([
+            "sigil",
+            "client",
+            "id-token",
+            "--tenant",
+            "acme",
+            "--user",
+            "alice",
+            "--app",
+            "app-eddsa",
+            "--session",
+            id,
+        ])
+        .unwrap();
+        let Command::Client {
+            call: ClientCall::IdToken { who, .. },
+            ..
+        } = cli.command
+        else {
+            panic!("parsed as another command");
+        };
+        assert_eq!(who.session.as_deref(), Some(id));
+        for call in ["validate", "touch", "revoke"] {
+            let cli = Cli::try_parse_from([
+                "sigil",
+                "client",
+                "session",
+                call,
+                "--tenant",
+                "acme",
+                "--session",
+                id,
+            ])
+            .unwrap();
+            let Command::Client {
+                call: ClientCall::Session { call },
+                ..
+            } = cli.command
+            else {
+                panic!("parsed as another command");
+            };
+            let session = match call {
+                SessionCall::Validate { session, .. }
+                | SessionCall::Touch { session, .. }
+                | SessionCall::Revoke { session, .. } => session,
+                SessionCall::Create { .. } => panic!("parsed as create"),
+            };
+            assert_eq!(session, id);
         }
     }
 }

@@ -38,15 +38,13 @@ fn kids(keys: &frontdoor::api::keys::TenantKeys) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_is_scheduled_exclusive_and_published_before_signing() {
-    let config = directory::testing::fresh_database().await.unwrap();
-    let directory = directory::Directory::connect(config.clone(), 2)
-        .await
-        .unwrap();
-    directory::demo::create_demo_data(&directory, 1000)
+    let database = directory::testing::fresh_database().await.unwrap();
+    let (owner, directory) = database.open(2).await.unwrap();
+    directory::demo::create_demo_data(&owner, &directory, 1000)
         .await
         .unwrap();
     // A tenant that rotates every 100 s with 10 s of pre-publication.
-    directory.danger_owner_execute("UPDATE tenants SET key_rotation_s = 100, key_prepublish_s = 10, key_retire_grace_s = 3600 WHERE slug = 'acme'").await.unwrap();
+    owner.danger_execute("UPDATE tenants SET key_rotation_s = 100, key_prepublish_s = 10, key_retire_grace_s = 3600 WHERE slug = 'acme'").await.unwrap();
     let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
     let keys = manager();
     let t0 = Timestamp::from_system_time(std::time::SystemTime::now());
@@ -120,7 +118,9 @@ async fn rotation_is_scheduled_exclusive_and_published_before_signing() {
     );
 
     // Two nodes at once: exactly one rotates.
-    let other = directory::Directory::connect(config, 1).await.unwrap();
+    let other = directory::Directory::connect(database.app.clone(), 1)
+        .await
+        .unwrap();
     let other_keys = manager();
     let (a, b) = tokio::join!(
         keys.rotate(&directory, &acme, Some(Algorithm::EdDsa), t0.plus(200)),

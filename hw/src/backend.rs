@@ -411,6 +411,40 @@ impl KeyBackend for Pkcs11Backend {
             public,
         }))
     }
+
+    fn rebind(
+        &self,
+        from: &str,
+        to: &str,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<StoredKey, signer::Error> {
+        // The key must load under `from`; then both halves are relabelled
+        // in the token and the reference names the new label.
+        self.load(from, kid, stored)?;
+        let text = std::str::from_utf8(&stored.blob).map_err(|_| signer::Error::KeyRejected)?;
+        let [version, spec, token, _] = text.split('\0').collect::<Vec<_>>()[..] else {
+            return Err(signer::Error::KeyRejected);
+        };
+        let (old_label, new_label) = (label(from, kid), label(to, kid));
+        let id = kid.as_str().as_bytes();
+        let _one_at_a_time = self.hsm.control();
+        self.hsm.with_session("relabel key pair", |session| {
+            for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+                for handle in find_object(session, class, id, &old_label)? {
+                    session.update_attributes(
+                        handle,
+                        &[Attribute::Label(new_label.as_bytes().to_vec())],
+                    )?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(StoredKey {
+            backend: BACKEND_NAME.to_owned(),
+            blob: format!("{version}\0{spec}\0{token}\0{new_label}").into_bytes(),
+        })
+    }
 }
 
 #[cfg(test)]

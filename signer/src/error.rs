@@ -82,6 +82,10 @@ pub enum Error {
     /// The signer pool has shut down.
     #[error("signer pool is shut down")]
     PoolClosed,
+    /// The job waited in the signer pool past its deadline and was not
+    /// signed.
+    #[error("signature not started before its deadline")]
+    DeadlineExceeded,
     /// Randomness was not available.
     #[error("random number generator failed")]
     Random,

@@ -366,7 +366,10 @@ pub trait KeyBackend: Send + Sync {
     /// Whether this backend can generate and sign with keys of `spec`.
     fn supports(&self, spec: KeySpec) -> bool;
 
-    /// Generates a new key for `tenant`.
+    /// Generates a new key for `tenant`: the key is bound to that string
+    /// (software keys through the wrapping's associated data, HSM keys
+    /// through their label), so pass something that never changes for
+    /// the tenant (its id, not its renamable slug).
     ///
     /// # Errors
     /// [`Error::UnsupportedKeySpec`] if the backend cannot make such keys;
@@ -386,6 +389,21 @@ pub trait KeyBackend: Send + Sync {
         kid: &Kid,
         stored: &StoredKey,
     ) -> Result<Arc<dyn SigningKey>, Error>;
+
+    /// Moves a stored key from binding `from` to binding `to` (e.g. from
+    /// a tenant's slug to its id) and returns what to store instead; the
+    /// old form no longer loads under `to`, the new one does.
+    ///
+    /// # Errors
+    /// As [`KeyBackend::load`] when the key does not belong to `from`;
+    /// [`Error::Backend`] when the backend cannot move keys.
+    fn rebind(
+        &self,
+        from: &str,
+        to: &str,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<StoredKey, Error>;
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -47,9 +48,22 @@ impl Default for PoolConfig {
 }
 
 struct Job {
-    key: Arc<dyn SigningKey>,
-    message: Vec<u8>,
-    reply: oneshot::Sender<Result<Vec<u8>, Error>>,
+    work: Work,
+    /// Not started after this instant.
+    deadline: Option<Instant>,
+}
+
+enum Work {
+    /// Sign `message` with `key`.
+    Sign {
+        key: Arc<dyn SigningKey>,
+        message: Vec<u8>,
+        reply: oneshot::Sender<Result<Vec<u8>, Error>>,
+    },
+    /// Work that signs on its own (e.g. a SAML document with two
+    /// signatures, each over the result of the last); it answers its
+    /// caller itself, and is dropped unrun past its deadline.
+    Run(Box<dyn FnOnce() + Send>),
 }
 
 /// Why the pool refused a job.
@@ -155,31 +169,80 @@ impl SignerPool {
         key: Arc<dyn SigningKey>,
         message: Vec<u8>,
     ) -> Result<PendingSignature, Rejected> {
-        let Some(sender) = &self.sender else {
-            return Err(Rejected {
-                reason: RejectReason::Closed,
+        self.try_sign_by(key, message, None)
+    }
+
+    /// As [`SignerPool::try_sign`], but a job still queued at `deadline`
+    /// is not signed: it answers [`Error::DeadlineExceeded`].
+    ///
+    /// # Errors
+    /// As [`SignerPool::try_sign`].
+    pub fn try_sign_by(
+        &self,
+        key: Arc<dyn SigningKey>,
+        message: Vec<u8>,
+        deadline: Option<Instant>,
+    ) -> Result<PendingSignature, Rejected> {
+        let (reply, receiver) = oneshot::channel();
+        let returned = Arc::clone(&key);
+        let job = Job {
+            work: Work::Sign {
                 key,
                 message,
-            });
+                reply,
+            },
+            deadline,
         };
-        let (reply, receiver) = oneshot::channel();
-        match sender.try_send(Job {
-            key,
-            message,
-            reply,
-        }) {
+        match self.submit(job) {
             Ok(()) => Ok(PendingSignature(receiver)),
-            Err(TrySendError::Full(job)) => Err(Rejected {
-                reason: RejectReason::Overloaded,
-                key: job.key,
-                message: job.message,
-            }),
-            Err(TrySendError::Disconnected(job)) => Err(Rejected {
-                reason: RejectReason::Closed,
-                key: job.key,
-                message: job.message,
+            Err((reason, job)) => Err(match job.work {
+                Work::Sign { key, message, .. } => Rejected {
+                    reason,
+                    key,
+                    message,
+                },
+                // Not what was sent; kept total without a panic.
+                Work::Run(_) => Rejected {
+                    reason,
+                    key: returned,
+                    message: Vec::new(),
+                },
             }),
         }
+    }
+
+    /// Runs `work` (which signs, e.g. through a slow key) on a pool thread
+    /// unless it is still queued at `deadline`. The receiver gets its
+    /// result; it errs when the work was dropped unrun (deadline, or the
+    /// pool closing).
+    ///
+    /// # Errors
+    /// [`RejectReason`] at once when the queue is full or the pool closed.
+    pub fn try_run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+        deadline: Option<Instant>,
+    ) -> Result<oneshot::Receiver<T>, RejectReason> {
+        let (reply, receiver) = oneshot::channel();
+        let job = Job {
+            work: Work::Run(Box::new(move || {
+                let _ = reply.send(work());
+            })),
+            deadline,
+        };
+        self.submit(job)
+            .map(|()| receiver)
+            .map_err(|(reason, _)| reason)
+    }
+
+    fn submit(&self, job: Job) -> Result<(), (RejectReason, Job)> {
+        let Some(sender) = &self.sender else {
+            return Err((RejectReason::Closed, job));
+        };
+        sender.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) => (RejectReason::Overloaded, job),
+            TrySendError::Disconnected(job) => (RejectReason::Closed, job),
+        })
     }
 
     /// Jobs waiting in the queue now.
@@ -233,10 +296,26 @@ fn run_worker(receiver: &Receiver<Job>, stats: &PoolStats, max_batch: usize, wor
         // not once per signature, so workers do not fight over the line.
         let (signed, mut failures) = (batch.len() as u64, 0u64);
         for job in batch.drain(..) {
-            let result = job.key.sign(&job.message);
-            failures += u64::from(result.is_err());
-            // The caller may have gone away; its answer is simply dropped.
-            let _ = job.reply.send(result);
+            let late = job.deadline.is_some_and(|d| Instant::now() >= d);
+            match job.work {
+                Work::Sign {
+                    key,
+                    message,
+                    reply,
+                } => {
+                    let result = if late {
+                        Err(Error::DeadlineExceeded)
+                    } else {
+                        key.sign(&message)
+                    };
+                    failures += u64::from(result.is_err());
+                    // The caller may have gone away; its answer is simply dropped.
+                    let _ = reply.send(result);
+                }
+                // Dropped unrun, its caller sees the channel close.
+                Work::Run(_) if late => failures += 1,
+                Work::Run(work) => work(),
+            }
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.signed.fetch_add(signed, Ordering::Relaxed);

@@ -259,4 +259,56 @@ impl KeyBackend for SoftwareBackend {
         }
         Ok(Arc::new(key))
     }
+
+    fn rebind(
+        &self,
+        from: &str,
+        to: &str,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<StoredKey, Error> {
+        // Loads (so the key is whole and belongs to `from`), then wraps the
+        // same PKCS#8 under the new binding.
+        self.load(from, kid, stored)?;
+        let split = stored
+            .blob
+            .iter()
+            .position(|&b| b == 0)
+            .ok_or(Error::KeyRejected)?;
+        let pkcs8 = self
+            .master
+            .unwrap(&wrap_context(from, kid), &stored.blob[split + 1..])?;
+        let wrapped = self.master.wrap(&wrap_context(to, kid), &pkcs8)?;
+        let mut blob = stored.blob[..=split].to_vec();
+        blob.extend_from_slice(&wrapped);
+        Ok(StoredKey {
+            backend: BACKEND_NAME.to_owned(),
+            blob,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rebound_key_loads_under_its_new_binding_only() {
+        let backend = SoftwareBackend::new(Arc::new(
+            MasterKey::from_bytes(&[3u8; 32]).expect("32 bytes"),
+        ));
+        let generated = backend.generate("acme", KeySpec::Es256).expect("generate");
+        let kid = generated.key.kid().clone();
+        let moved = backend
+            .rebind("acme", "tenant#7", &kid, &generated.stored)
+            .expect("rebind");
+        let key = backend.load("tenant#7", &kid, &moved).expect("new binding");
+        assert_eq!(key.kid(), &kid);
+        assert!(backend.load("acme", &kid, &moved).is_err());
+        assert!(backend.load("tenant#7", &kid, &generated.stored).is_err());
+        // Only the binding it has can be moved.
+        assert!(backend
+            .rebind("globex", "tenant#7", &kid, &generated.stored)
+            .is_err());
+    }
 }

@@ -130,14 +130,57 @@ fn claims_for(app: &OidcApp, user: &UserRecord) -> serde_json::Map<String, serde
         .collect()
 }
 
+/// A token built and waiting for its signature: sign
+/// [`PendingJwt::signing_input`] with [`PendingJwt::key`] (inline, or on
+/// the signer pool for a slow key), then [`PendingJwt::finish`].
+pub struct PendingJwt {
+    unsigned: UnsignedJwt,
+    key: std::sync::Arc<dyn signer::SigningKey>,
+    algorithm: Algorithm,
+    jti: String,
+}
+
+impl std::fmt::Debug for PendingJwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingJwt")
+            .field("jti", &self.jti)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PendingJwt {
+    /// The key that must sign.
+    pub fn key(&self) -> &std::sync::Arc<dyn signer::SigningKey> {
+        &self.key
+    }
+
+    /// The bytes to sign.
+    pub fn signing_input(&self) -> &[u8] {
+        self.unsigned.signing_input()
+    }
+
+    /// The token with `signature` appended.
+    pub fn finish(self, signature: &[u8]) -> Issued {
+        let expires_at = self.unsigned.expires_at();
+        Issued {
+            kid: self.key.kid().as_str().to_owned(),
+            token: self.unsigned.finish(signature),
+            algorithm: self.algorithm,
+            expires_at,
+            id: self.jti,
+            acs: None,
+        }
+    }
+}
+
 /// An ID token (or access token when `scope` is `Some`) for `user` and
-/// `app`, signed inline with the tenant's active key for the app's
-/// algorithm.
+/// `app`, built for the tenant's active key for the app's algorithm and
+/// waiting for its signature.
 ///
 /// # Errors
 /// [`IssueError::NoActiveKey`], or the signer's error.
 #[allow(clippy::too_many_arguments)]
-pub fn jwt(
+pub fn jwt_to_sign(
     view: &KeyRingView,
     issuer: &str,
     app: &OidcApp,
@@ -147,7 +190,7 @@ pub fn jwt(
     scope: Option<&[String]>,
     now: Timestamp,
     rng: &dyn SecureRandom,
-) -> Result<Issued, IssueError> {
+) -> Result<PendingJwt, IssueError> {
     let active = view
         .active(app.algorithm)
         .map_err(|_| IssueError::NoActiveKey(app.algorithm))?;
@@ -170,16 +213,33 @@ pub fn jwt(
     };
     let jti = new_jti(rng)?;
     let unsigned = UnsignedJwt::build(active.header(token_type), &claims, now, lifetime, &jti)?;
-    let expires_at = unsigned.expires_at();
-    let token = unsigned.sign_inline(active.key().as_ref())?;
-    Ok(Issued {
-        token,
-        kid: active.key().kid().as_str().to_owned(),
+    Ok(PendingJwt {
+        unsigned,
+        key: std::sync::Arc::clone(active.key()),
         algorithm: app.algorithm,
-        expires_at,
-        id: jti,
-        acs: None,
+        jti,
     })
+}
+
+/// As [`jwt_to_sign`], signed inline.
+///
+/// # Errors
+/// [`IssueError::NoActiveKey`], or the signer's error.
+#[allow(clippy::too_many_arguments)]
+pub fn jwt(
+    view: &KeyRingView,
+    issuer: &str,
+    app: &OidcApp,
+    user: &UserRecord,
+    session: &SessionFacts,
+    nonce: Option<&str>,
+    scope: Option<&[String]>,
+    now: Timestamp,
+    rng: &dyn SecureRandom,
+) -> Result<Issued, IssueError> {
+    let pending = jwt_to_sign(view, issuer, app, user, session, nonce, scope, now, rng)?;
+    let signature = pending.key.sign(pending.signing_input())?;
+    Ok(pending.finish(&signature))
 }
 
 /// A signed SAML Response for `user` at `sp`. `certificate` is the

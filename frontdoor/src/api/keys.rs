@@ -139,6 +139,30 @@ impl KeyBackend for Backends {
             }),
         }
     }
+
+    fn rebind(
+        &self,
+        from: &str,
+        to: &str,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<StoredKey, signer::Error> {
+        match self.loaders.iter().find(|b| b.name() == stored.backend) {
+            Some(backend) => backend.rebind(from, to, kid, stored),
+            None => Err(signer::Error::Backend {
+                backend: self.preferred.name(),
+                message: format!("no `{}` backend to re-bind key {kid}", stored.backend),
+            }),
+        }
+    }
+}
+
+/// What a tenant's keys are bound to: its id, which never changes (its
+/// slug may be renamed). Keys made before were bound to the slug; loading
+/// moves them ([`KeyManager::load`]).
+pub fn key_binding(tenant: &Tenant) -> String {
+    // `#` cannot occur in a slug: no binding is ever mistaken for another.
+    format!("tenant#{}", tenant.id)
 }
 
 /// The key spec Sigil uses for each algorithm.
@@ -208,7 +232,7 @@ impl KeyManager {
         activates_at: Timestamp,
         now: Timestamp,
     ) -> Result<(KeyRow, Arc<dyn signer::SigningKey>), KeyError> {
-        let generated = self.backend.generate(&tenant.slug, spec)?;
+        let generated = self.backend.generate(&key_binding(tenant), spec)?;
         let certificate = match spec {
             KeySpec::Ps256(_) => None,
             _ => Some(signer::x509::self_signed_certificate(
@@ -252,14 +276,18 @@ impl KeyManager {
         let mut certificates = HashMap::new();
         for row in &rows {
             let kid = Kid::parse(&row.kid)?;
-            let key = self.backend.load(
-                &tenant.slug,
-                &kid,
-                &StoredKey {
-                    backend: row.backend.clone(),
-                    blob: row.blob.clone(),
-                },
-            )?;
+            let stored = StoredKey {
+                backend: row.backend.clone(),
+                blob: row.blob.clone(),
+            };
+            let key = match self.backend.load(&key_binding(tenant), &kid, &stored) {
+                Ok(key) => key,
+                Err(e @ (signer::Error::Unwrap | signer::Error::KeyRejected)) => self
+                    .rebind_from_slug(&scope, tenant, &kid, &stored)
+                    .await
+                    .map_err(|_| e)?,
+                Err(e) => return Err(e.into()),
+            };
             ring.restore(KeyEntry {
                 key,
                 added_at: timestamp(row.created_at_ms),
@@ -294,6 +322,24 @@ impl KeyManager {
         }
         scope.commit().await?;
         Ok(self.render(tenant, &ring, certificates, now))
+    }
+
+    /// A key made when keys were bound to the tenant's slug: moved to the
+    /// tenant's id (stored again in this scope) and loaded. Fails when it
+    /// is not bound to the current slug either (e.g. the tenant was
+    /// renamed before this migration ran).
+    async fn rebind_from_slug(
+        &self,
+        scope: &directory::TenantScope<'_>,
+        tenant: &Tenant,
+        kid: &Kid,
+        stored: &StoredKey,
+    ) -> Result<Arc<dyn signer::SigningKey>, KeyError> {
+        let binding = key_binding(tenant);
+        let moved = self.backend.rebind(&tenant.slug, &binding, kid, stored)?;
+        scope.replace_key_blob(kid.as_str(), &moved.blob).await?;
+        tracing::info!(tenant = %tenant.slug, %kid, "key bound to the tenant id instead of its slug");
+        Ok(self.backend.load(&binding, kid, &moved)?)
     }
 
     fn render(

@@ -6,9 +6,11 @@
 //! lock-free snapshot of the tenant map, then per-tenant maps behind their
 //! own read-mostly locks; nothing is shared across tenants but the map.
 
+mod callers;
 pub mod cluster;
 pub mod issue;
 pub mod keys;
+pub mod signing;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,6 +105,10 @@ pub struct Caller {
     pub frontend: Option<Frontend>,
     /// The certificate's fingerprint, if one was presented.
     pub fingerprint: Option<String>,
+    /// The directory could not say whether the certificate is registered
+    /// (it was unreachable): every request asks again, and is answered
+    /// `unavailable` while it still cannot say. Never cached.
+    pub unresolved: bool,
 }
 
 /// Node-wide settings of the appliance.
@@ -114,6 +120,10 @@ pub struct ApplianceConfig {
     pub public_url: String,
     /// Requests/s for tenants without a budget.
     pub default_tenant_rate: u32,
+    /// Threads signing for slow keys (HSM, RSA).
+    pub signing_threads: usize,
+    /// How long a slow signature may take before `unavailable`.
+    pub signing_deadline: std::time::Duration,
 }
 
 /// The appliance.
@@ -130,6 +140,8 @@ pub struct Appliance {
     loading: tokio::sync::Mutex<()>,
     /// Building and signing, by backend: [software, hsm].
     signing_latency: [crate::metrics::LatencyHistogram; 2],
+    /// Where slow keys sign.
+    signing: signing::SlowSigning,
     rng: SystemRandom,
     ready: Arc<AtomicBool>,
     name_id_secret: [u8; 32],
@@ -170,6 +182,9 @@ impl Appliance {
     /// An appliance over a connected directory, sessions (a replica: alone,
     /// or in a cluster), journal and key manager. `name_id_secret` derives
     /// persistent SAML NameIDs.
+    ///
+    /// # Errors
+    /// When the signer pool's threads cannot start.
     pub fn new(
         config: ApplianceConfig,
         directory: Arc<Directory>,
@@ -178,8 +193,9 @@ impl Appliance {
         journal: Arc<AuditJournal>,
         documents: Arc<DocumentStore>,
         name_id_secret: [u8; 32],
-    ) -> Appliance {
-        Appliance {
+    ) -> Result<Appliance, signer::Error> {
+        let signing = signing::SlowSigning::start(config.signing_threads, config.signing_deadline)?;
+        Ok(Appliance {
             config,
             directory,
             keys,
@@ -191,10 +207,11 @@ impl Appliance {
             frontends: RwLock::default(),
             loading: tokio::sync::Mutex::new(()),
             signing_latency: Default::default(),
+            signing,
             rng: SystemRandom::new(),
             ready: Arc::new(AtomicBool::new(true)),
             name_id_secret,
-        }
+        })
     }
 
     /// The sessions: the table, its disk and, in a cluster, replication.
@@ -690,7 +707,7 @@ impl Appliance {
             Operation::IdToken { app, nonce, .. } => {
                 let app = self.app(live, app).await?;
                 let signing = Instant::now();
-                let issued = issue::jwt(
+                let pending = issue::jwt_to_sign(
                     &keys.view,
                     &live.issuer,
                     &app,
@@ -702,13 +719,14 @@ impl Appliance {
                     &self.rng,
                 )
                 .map_err(|e| internal("signing", &e))?;
+                let issued = self.sign_jwt(pending).await?;
                 self.signed(&keys.view, app.algorithm, signing);
                 (0, issued)
             }
             Operation::AccessToken { app, scope, .. } => {
                 let app = self.app(live, app).await?;
                 let signing = Instant::now();
-                let issued = issue::jwt(
+                let pending = issue::jwt_to_sign(
                     &keys.view,
                     &live.issuer,
                     &app,
@@ -720,6 +738,7 @@ impl Appliance {
                     &self.rng,
                 )
                 .map_err(|e| internal("signing", &e))?;
+                let issued = self.sign_jwt(pending).await?;
                 self.signed(&keys.view, app.algorithm, signing);
                 (1, issued)
             }
@@ -727,21 +746,10 @@ impl Appliance {
                 sp, in_response_to, ..
             } => {
                 let sp = self.sp(live, sp).await?;
-                let certificate = |kid: &str| keys.certificates.get(kid).cloned();
                 let signing = Instant::now();
-                let issued = issue::saml(
-                    &keys.view,
-                    &certificate,
-                    &live.issuer,
-                    &sp,
-                    &user,
-                    &facts,
-                    in_response_to.as_deref(),
-                    &live.name_id_key,
-                    now,
-                    &self.rng,
-                )
-                .map_err(|e| internal("signing", &e))?;
+                let issued = self
+                    .saml(live, &sp, &user, facts, in_response_to.clone(), now)
+                    .await?;
                 self.signed(&keys.view, sp.algorithm, signing);
                 (2, issued)
             }
@@ -1021,6 +1029,12 @@ impl Appliance {
     }
 
     async fn authorize(&self, caller: &Caller, operation: &Operation) -> Result<(), WireError> {
+        if caller.unresolved {
+            return Err(refuse(
+                ErrorCode::Unavailable,
+                "the directory cannot say whether this client certificate is registered",
+            ));
+        }
         let Some(frontend) = &caller.frontend else {
             let why = if caller.fingerprint.is_some() {
                 "client certificate not registered"
@@ -1058,6 +1072,13 @@ impl Appliance {
                 ("ready", Value::Bool(self.ready.load(Ordering::Acquire))),
             ]));
         }
+        let resolved;
+        let caller = if caller.unresolved {
+            resolved = self.resolve_again(caller).await;
+            &resolved
+        } else {
+            caller
+        };
         let outcome = match self.authorize(caller, &operation).await {
             Err(e) => Err(e),
             Ok(()) if operation.signs() => self.issue(caller, &operation).await,
@@ -1081,35 +1102,6 @@ impl Appliance {
             );
         }
         outcome
-    }
-
-    async fn resolve_caller(&self, certificate: Option<CertificateDer<'static>>) -> Caller {
-        let Some(certificate) = certificate else {
-            return Caller {
-                frontend: None,
-                fingerprint: None,
-            };
-        };
-        let fingerprint = crate::pki::fingerprint(&certificate);
-        if let Some(known) = self
-            .frontends
-            .read()
-            .ok()
-            .and_then(|f| f.get(&fingerprint).cloned())
-        {
-            return Caller {
-                frontend: known,
-                fingerprint: Some(fingerprint),
-            };
-        }
-        let frontend = self.directory.frontend(&fingerprint).await.ok().flatten();
-        if let Ok(mut frontends) = self.frontends.write() {
-            frontends.insert(fingerprint.clone(), frontend.clone());
-        }
-        Caller {
-            frontend,
-            fingerprint: Some(fingerprint),
-        }
     }
 }
 
@@ -1217,4 +1209,14 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
     for (name, value) in gauges {
         let _ = writeln!(out, "{name} {value}");
     }
+    let _ = writeln!(
+        out,
+        "# TYPE sigil_audit_unshipped_records gauge\nsigil_audit_unshipped_records {}",
+        stats.unshipped()
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE sigil_audit_ship_lag_seconds gauge\nsigil_audit_ship_lag_seconds {}",
+        stats.ship_lag(now_ms()).as_secs_f64()
+    );
 }

@@ -1,12 +1,14 @@
-//! Operator commands that talk to the directory directly: `sigil admin
-//! frontend add`, `sigil audit verify`, `sigil directory seed`.
+//! Operator commands that talk to the directory directly, as the owner of
+//! its tables: `sigil admin bootstrap`, `sigil admin frontend add`,
+//! `sigil directory seed`.
 
 use std::path::Path;
 
 use anyhow::Context;
 use directory::Frontend;
 
-use super::serve::{open_directory, Layout};
+use super::postgres::{open_owner, StartedCluster};
+use super::serve::Layout;
 use crate::config::Config;
 use crate::pki::DeploymentCa;
 
@@ -43,16 +45,18 @@ pub fn frontend_add(
     let credentials = ca.issue_client(name)?;
     let fingerprint = credentials.fingerprint();
     runtime()?.block_on(async {
-        let (directory, cluster) = open_directory(config, 1).await?;
-        // A cluster this command had to start is stopped again when it ends.
-        let _cluster = super::serve::StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, owner) = open_owner(config)
+            .await
+            .map(|(o, c)| (StartedCluster(c), o))?;
         for tenant in tenants.iter().filter(|t| *t != "*") {
             anyhow::ensure!(
-                directory.tenant_by_slug(tenant).await?.is_some(),
+                owner.tenant_by_slug(tenant).await?.is_some(),
                 "no tenant {tenant}"
             );
         }
-        directory
+        owner
             .register_frontend(&Frontend {
                 fingerprint: fingerprint.clone(),
                 name: name.to_owned(),
@@ -70,33 +74,65 @@ pub fn frontend_add(
     )
 }
 
-/// Checks the audit chains of `tenant` in Postgres (after shipping this
-/// node's journal). Returns the report and whether the chain is whole.
+/// `sigil admin bootstrap`: the deployment's first admin caller. Mints a
+/// certificate from the deployment CA (made here if the data directory
+/// has none yet), registers it as an admin for every tenant in the
+/// directory the configuration names, and writes it to `out`. Refuses
+/// when an admin caller exists (then `sigil admin frontend add --admin`,
+/// as that admin, is the way).
 ///
 /// # Errors
-/// When the tenant is unknown or the directory unreachable.
-pub fn audit_verify(config: &Config, tenant: &str) -> anyhow::Result<(serde_json::Value, bool)> {
-    runtime()?.block_on(async {
-        let (directory, cluster) = open_directory(config, 1).await?;
-        // A cluster this command had to start is stopped again when it ends.
-        let _cluster = super::serve::StartedCluster(cluster);
-        let layout = Layout { root: config.data_dir.clone() };
-        let journal = layout.journal(&config.node);
-        if journal.exists() {
-            directory::audit::ship(&directory, &journal, 5_000).await?;
+/// When an admin exists, the directory is unreachable, the configuration
+/// has no owner URL, or `out` cannot be written.
+pub fn bootstrap(config: &Config, name: &str, out: &Path) -> anyhow::Result<serde_json::Value> {
+    crate::posture::restrict_new_files();
+    let layout = Layout {
+        root: config.data_dir.clone(),
+    };
+    std::fs::create_dir_all(&layout.root).with_context(|| layout.root.display().to_string())?;
+    let ca = DeploymentCa::create_or_load(&layout.ca())?;
+    let credentials = ca.issue_client(name)?;
+    let fingerprint = credentials.fingerprint();
+    let tenants = vec!["*".to_owned()];
+    anyhow::ensure!(
+        !out.join("key.pem").exists(),
+        "{}: holds credentials already",
+        out.display()
+    );
+    // Written first: a registered admin whose key could not be written
+    // would lock the deployment out (bootstrap refuses a second admin).
+    credentials
+        .write(out, Some(ca.certificate_pem()))
+        .with_context(|| out.display().to_string())?;
+    let registered = runtime()?.block_on(async {
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, owner) = open_owner(config)
+            .await
+            .map(|(o, c)| (StartedCluster(c), o))?;
+        owner
+            .bootstrap_admin(&Frontend {
+                fingerprint: fingerprint.clone(),
+                name: name.to_owned(),
+                tenants: tenants.clone(),
+                admin: true,
+            })
+            .await?;
+        anyhow::Ok(())
+    });
+    if let Err(e) = registered {
+        for file in ["cert.pem", "key.pem", "ca.pem"] {
+            let _ = std::fs::remove_file(out.join(file));
         }
-        let row = directory.tenant_by_slug(tenant).await?.with_context(|| format!("no tenant {tenant}"))?;
-        let report = directory::audit::verify_chain(&directory, row.id).await?;
-        let whole = report.first_break.is_none();
-        let value = serde_json::json!({
-            "tenant": tenant,
-            "records": report.records,
-            "nodes": report.nodes,
-            "ok": whole,
-            "first_broken_link": report.first_break.map(|(node, seq, why)| serde_json::json!({"node": node, "seq": seq, "problem": why})),
-        });
-        Ok((value, whole))
-    })
+        return Err(e);
+    }
+    Ok(serde_json::json!({
+        "name": name,
+        "tenants": tenants,
+        "admin": true,
+        "fingerprint": fingerprint,
+        "dir": out.display().to_string(),
+    }))
 }
 
 /// Seeds synthetic tenants and users with a progress bar.
@@ -114,9 +150,11 @@ pub fn directory_seed(
     );
     let started = std::time::Instant::now();
     runtime()?.block_on(async {
-        let (directory, cluster) = open_directory(config, 1).await?;
-        // A cluster this command had to start is stopped again when it ends.
-        let _cluster = super::serve::StartedCluster(cluster);
+        // A cluster this command had to start is stopped again when it
+        // ends, after the connections to it (declared first, dropped last).
+        let (_cluster, owner) = open_owner(config)
+            .await
+            .map(|(o, c)| (StartedCluster(c), o))?;
         let bar = indicatif::ProgressBar::new(users);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -126,7 +164,7 @@ pub fn directory_seed(
         );
         let progress = |done: u64, _total: u64| bar.set_position(done);
         directory::seed::run(
-            &directory,
+            &owner,
             directory::seed::SeedPlan::new(tenants, users),
             &progress,
         )

@@ -2,8 +2,10 @@
 //! parses arguments and calls in here.
 
 pub mod admin;
+pub mod audit;
 pub mod client;
 pub mod demo;
+pub mod postgres;
 pub mod serve;
 
 use std::net::SocketAddr;

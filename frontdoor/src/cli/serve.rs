@@ -2,22 +2,27 @@
 //! default under `./var/`: on first run it creates the master key, a local
 //! CA with the node's certificate and the demo callers' certificates, a
 //! private Postgres with the demo tenants, and keys for them; later runs
-//! reuse all of it.
+//! reuse all of it. Given a database (`[postgres] url`), it creates nothing
+//! but its schema (with `owner_url`), its CA and its own certificate: no
+//! tenant, no caller; the first admin comes from `sigil admin bootstrap`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use directory::audit::AuditJournal;
-use directory::{Directory, Frontend, PrivateCluster};
+use directory::audit::{AuditJournal, Shipper};
+use directory::{Directory, PrivateCluster};
 use signer::{KeyBackend, MasterKey, SoftwareBackend};
 
+use super::audit::Shipping;
+use super::postgres::{open_node_directory, StartedCluster};
 use super::{credentials_dir, Endpoints};
 use crate::api::keys::{Backends, KeyManager};
 use crate::api::{render_metrics, Appliance, ApplianceConfig};
+use crate::audit_heads::NodeHeadSigner;
 use crate::config::Config;
 use crate::http::documents::DocumentStore;
 use crate::http::exchange::{Limits, Site};
@@ -198,48 +203,9 @@ fn secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     Ok(secret)
 }
 
-/// Connects to the directory the configuration names: its URL, or the
-/// private cluster under the data directory (started if needed).
-///
-/// # Errors
-/// When Postgres cannot be started or reached.
-pub async fn open_directory(
-    config: &Config,
-    pool: usize,
-) -> anyhow::Result<(Directory, Option<PrivateCluster>)> {
-    if config.postgres.url.is_empty() {
-        let root = Layout {
-            root: config.data_dir.clone(),
-        }
-        .postgres();
-        let cluster = tokio::task::spawn_blocking(move || PrivateCluster::start(&root)).await??;
-        directory_admin(&cluster).await?;
-        let directory = Directory::connect(cluster.config("sigil"), pool).await?;
-        Ok((directory, Some(cluster)))
-    } else {
-        let pg: tokio_postgres::Config = config.postgres.url.parse().context("postgres.url")?;
-        Ok((Directory::connect(pg, pool).await?, None))
-    }
-}
-
-async fn directory_admin(cluster: &PrivateCluster) -> anyhow::Result<()> {
-    let (client, connection) = cluster
-        .config("postgres")
-        .connect(tokio_postgres::NoTls)
-        .await?;
-    tokio::spawn(connection);
-    if client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = 'sigil'", &[])
-        .await?
-        .is_none()
-    {
-        client.batch_execute("CREATE DATABASE sigil").await?;
-    }
-    Ok(())
-}
-
 /// Creates (first run) or loads the deployment's certificates: the CA, the
-/// node's, and the demo front end's and admin's. Returns the node's.
+/// node's, and in the embedded default (`demo_callers`) the demo front
+/// end's and admin's. Returns the node's.
 ///
 /// # Errors
 /// When files cannot be read or written.
@@ -247,6 +213,7 @@ pub fn ensure_certificates(
     layout: &Layout,
     node: &str,
     quic: SocketAddr,
+    demo_callers: bool,
 ) -> anyhow::Result<(DeploymentCa, Credentials)> {
     let ca = DeploymentCa::create_or_load(&layout.ca())?;
     let node_dir = credentials_dir(&layout.root, &format!("node-{node}"));
@@ -262,7 +229,7 @@ pub fn ensure_certificates(
             credentials
         }
     };
-    for who in ["frontend", "admin"] {
+    for who in ["frontend", "admin"].into_iter().filter(|_| demo_callers) {
         let dir = credentials_dir(&layout.root, who);
         if Credentials::load(&dir).is_err() {
             ca.issue_client(&format!("demo-{who}"))?
@@ -270,53 +237,6 @@ pub fn ensure_certificates(
         }
     }
     Ok((ca, node_credentials))
-}
-
-/// Registers the demo callers' certificates (idempotent).
-///
-/// # Errors
-/// When the directory fails.
-pub async fn register_demo_callers(layout: &Layout, directory: &Directory) -> anyhow::Result<()> {
-    for (who, tenants, admin) in [
-        (
-            "frontend",
-            vec!["acme".to_owned(), "globex".to_owned()],
-            false,
-        ),
-        ("admin", vec!["*".to_owned()], true),
-    ] {
-        let credentials = Credentials::load(&credentials_dir(&layout.root, who))?;
-        let fingerprint = credentials.fingerprint();
-        if directory.frontend(&fingerprint).await?.is_none() {
-            directory
-                .register_frontend(&Frontend {
-                    fingerprint,
-                    name: format!("demo-{who}"),
-                    tenants,
-                    admin,
-                })
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// The private cluster while a node starts: stopped again if the start
-/// fails (and this process started it), kept once the node runs.
-pub(crate) struct StartedCluster(pub(crate) Option<PrivateCluster>);
-
-impl StartedCluster {
-    fn keep(mut self) -> Option<PrivateCluster> {
-        self.0.take()
-    }
-}
-
-impl Drop for StartedCluster {
-    fn drop(&mut self) {
-        if let Some(cluster) = self.0.take().filter(PrivateCluster::started_here) {
-            let _ = cluster.stop();
-        }
-    }
 }
 
 /// A running node.
@@ -331,15 +251,14 @@ pub struct Node {
     pub cluster: Option<PrivateCluster>,
     /// The directory.
     pub directory: Arc<Directory>,
-    layout: Layout,
-    node: String,
+    shipping: Arc<Shipping>,
     control: tokio::runtime::Runtime,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
-            .field("node", &self.node)
+            .field("node", &self.appliance)
             .finish_non_exhaustive()
     }
 }
@@ -352,31 +271,31 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     let layout = Layout {
         root: config.data_dir.clone(),
     };
+    crate::posture::restrict_new_files();
     std::fs::create_dir_all(&layout.root).with_context(|| layout.root.display().to_string())?;
+    let file_limit = crate::posture::raise_file_limit();
     let master = if layout.master_key().exists() {
         MasterKey::from_file(&layout.master_key())?
     } else {
         MasterKey::create_file(&layout.master_key())?
     };
     let name_id_secret = secret_file(&layout.name_id_secret())?;
-    let (ca, node_credentials) = ensure_certificates(&layout, &config.node, config.listen.quic)?;
+    let (ca, node_credentials) =
+        ensure_certificates(&layout, &config.node, config.listen.quic, config.embedded())?;
+    // Everything in it is this account's, also what an older Sigil (or a
+    // certificate written for handing out) left readable.
+    let as_root = rustix::process::geteuid().is_root();
+    crate::posture::close_data_dir(&layout.root, as_root && config.embedded())
+        .with_context(|| format!("closing {} to other accounts", layout.root.display()))?;
     let control = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("sigil-control")
         .enable_all()
         .build()?;
-    let (directory, cluster) = control
-        .block_on(open_directory(config, 4))
-        .context("directory")?;
+    let (directory, cluster) = control.block_on(open_node_directory(config, &layout))?;
     // A start that fails after this point stops the Postgres it started.
     let cluster = StartedCluster(cluster);
     let directory = Arc::new(directory);
-    control.block_on(async {
-        if directory::demo::create_demo_data(&directory, config.limits.default_tenant_rate).await? {
-            eprintln!("sigil: created demo tenants acme and globex");
-        }
-        register_demo_callers(&layout, &directory).await
-    })?;
     let keys = KeyManager::new(key_backends(config, master)?, &config.public_url());
     let journal = Arc::new(AuditJournal::open(
         &layout.journal(&config.node),
@@ -392,6 +311,8 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
             node: config.node.clone(),
             public_url: config.public_url(),
             default_tenant_rate: config.limits.default_tenant_rate,
+            signing_threads: config.signing_threads(),
+            signing_deadline: Duration::from_millis(config.signing.deadline_ms),
         },
         Arc::clone(&directory),
         keys,
@@ -399,7 +320,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         Arc::clone(&journal),
         Arc::clone(&documents),
         name_id_secret,
-    );
+    )?;
     let appliance = Arc::new(appliance);
     // Load tenants up front (keys made if missing) so SPs find their JWKS.
     control.block_on(async {
@@ -412,7 +333,18 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         }
         anyhow::Ok(())
     })?;
-    spawn_control_tasks(&control, &appliance, &directory, &layout, &config.node);
+    spawn_control_tasks(&control, &appliance, &directory);
+    let shipping = Shipping::new(
+        Shipper::open(&layout.journal(&config.node)).bounded_by(&journal),
+        Arc::clone(&directory),
+        Arc::new(NodeHeadSigner::new(&node_credentials)?),
+        &config.node,
+    );
+    shipping.spawn(
+        &control,
+        Duration::from_secs(config.audit.head_interval_secs),
+    );
+    let ready = readiness(&control, &appliance, config);
     let server_config = tls::server_config(
         vec![node_credentials.certificate_der()],
         node_credentials.key_der()?,
@@ -427,41 +359,18 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     };
     let quic = QuicServer::start(quic_config, server_config, Arc::clone(&appliance))
         .context("quic listener")?;
-    let quic_stats = Arc::clone(quic.stats());
-    let metrics_appliance = Arc::clone(&appliance);
     let http_stats: Arc<std::sync::OnceLock<Arc<crate::http::server::HttpStats>>> = Arc::default();
-    let http_stats_reader = Arc::clone(&http_stats);
+    let http_cap = crate::posture::http_connection_cap(config.limits.http_connections, file_limit);
     let site = Arc::new(Site {
         documents,
-        metrics: Arc::new(move || {
-            use std::fmt::Write;
-            let mut out = String::new();
-            render_metrics(&metrics_appliance, &mut out);
-            let q = &quic_stats;
-            let counters = [
-                ("sigil_quic_connections_total", &q.connections),
-                ("sigil_quic_handshake_failures_total", &q.handshake_failures),
-                ("sigil_quic_requests_total", &q.requests),
-                ("sigil_rejected_total{reason=\"overloaded\"}", &q.overloaded),
-                ("sigil_rejected_total{reason=\"bad_frame\"}", &q.bad_frames),
-                ("sigil_quic_streams_closed_total", &q.streams_closed),
-                ("sigil_in_flight", &q.in_flight),
-            ];
-            for (name, value) in counters {
-                let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-            }
-            if let Some(h) = http_stats_reader.get() {
-                for (name, value) in [
-                    ("sigil_http_requests_total", &h.requests),
-                    ("sigil_http_rejected_total", &h.rejected),
-                ] {
-                    let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-                }
-            }
-            crate::metrics::render_process(&mut out);
-            out
-        }),
-        ready: Arc::clone(appliance.ready()),
+        metrics: metrics_renderer(
+            Arc::clone(&appliance),
+            Arc::clone(quic.stats()),
+            Arc::clone(&http_stats),
+            http_cap,
+            file_limit,
+        ),
+        ready,
         on_miss: Some({
             let lazy = Arc::new(LazyTenants::new(
                 Arc::clone(&appliance),
@@ -473,6 +382,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     let mut http_config = HttpConfig::new(config.listen.http);
     http_config.workers = config.workers();
     http_config.limits = Limits::default();
+    http_config.max_connections = http_cap;
     if config.listen.https {
         http_config.tls = Some(crate::http::server::tls_config(
             vec![node_credentials.certificate_der()],
@@ -493,18 +403,85 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         http,
         cluster: cluster.keep(),
         directory,
-        layout,
-        node: config.node.clone(),
+        shipping,
         control,
     })
+}
+
+/// Renders `/metrics`: the appliance's, the listeners' and the process's.
+fn metrics_renderer(
+    appliance: Arc<Appliance>,
+    quic: Arc<crate::quic::QuicStats>,
+    http: Arc<std::sync::OnceLock<Arc<crate::http::server::HttpStats>>>,
+    http_cap: usize,
+    file_limit: crate::posture::FileLimit,
+) -> Arc<dyn Fn() -> String + Send + Sync> {
+    Arc::new(move || {
+        use std::fmt::Write;
+        let mut out = String::new();
+        render_metrics(&appliance, &mut out);
+        let q = &quic;
+        let counters = [
+            ("sigil_quic_connections_total", &q.connections),
+            ("sigil_quic_handshake_failures_total", &q.handshake_failures),
+            ("sigil_quic_requests_total", &q.requests),
+            ("sigil_rejected_total{reason=\"overloaded\"}", &q.overloaded),
+            ("sigil_rejected_total{reason=\"bad_frame\"}", &q.bad_frames),
+            ("sigil_quic_streams_closed_total", &q.streams_closed),
+            ("sigil_in_flight", &q.in_flight),
+        ];
+        for (name, value) in counters {
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        }
+        if let Some(h) = http.get() {
+            for (name, value) in [
+                ("sigil_http_requests_total", &h.requests),
+                ("sigil_http_rejected_total", &h.rejected),
+                ("sigil_http_connections", &h.connections),
+                ("sigil_http_connections_refused_total", &h.refused),
+                ("sigil_http_connections_evicted_total", &h.evicted),
+            ] {
+                let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+            }
+        }
+        let _ = writeln!(out, "sigil_http_connections_max {http_cap}");
+        if let Some(soft) = file_limit.soft {
+            let _ = writeln!(out, "sigil_open_files_limit {soft}");
+        }
+        crate::metrics::render_process(&mut out);
+        out
+    })
+}
+
+/// What `/readyz` says: the appliance serves sessions, and the audit
+/// shipper is not stuck (the oldest record not in Postgres is younger than
+/// `[audit] max_ship_lag_secs`). Kept fresh by a control task.
+fn readiness(
+    control: &tokio::runtime::Runtime,
+    appliance: &Arc<Appliance>,
+    config: &Config,
+) -> Arc<AtomicBool> {
+    let ready = Arc::new(AtomicBool::new(true));
+    let (flag, appliance) = (Arc::clone(&ready), Arc::clone(appliance));
+    let bound = Duration::from_secs(config.audit.max_ship_lag_secs);
+    control.spawn(async move {
+        loop {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let shipping = appliance.journal().stats().ship_lag(now) <= bound;
+            let serving = appliance.ready().load(Ordering::Acquire);
+            flag.store(serving && shipping, Ordering::Release);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    ready
 }
 
 fn spawn_control_tasks(
     control: &tokio::runtime::Runtime,
     appliance: &Arc<Appliance>,
     directory: &Arc<Directory>,
-    layout: &Layout,
-    node: &str,
 ) {
     // Directory changes → caches, key rings, session revocations.
     let _entered = control.enter();
@@ -524,19 +501,6 @@ fn spawn_control_tasks(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             a.sessions().sweep(now, 2_000);
-        }
-    });
-    // The journal, shipped to Postgres every second, from its checkpoint
-    // (a restart does not read what is already shipped).
-    let (d, path) = (Arc::clone(directory), layout.journal(node));
-    let journal = Arc::clone(appliance.journal());
-    control.spawn(async move {
-        let mut shipper = directory::audit::Shipper::open(&path).bounded_by(&journal);
-        loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            if let Err(e) = shipper.ship(&d, 5_000).await {
-                tracing::warn!(error = %e, "audit shipping failed; retrying");
-            }
         }
     });
     // Scheduled rotation, checked every minute.
@@ -571,7 +535,8 @@ impl Node {
     }
 
     /// Graceful stop: refuse new work, drain what is in flight, flush and
-    /// ship the audit journal, stop the private Postgres.
+    /// ship the audit journal (and sign its heads), stop the private
+    /// Postgres.
     pub fn shutdown(self) {
         let Node {
             appliance,
@@ -579,8 +544,7 @@ impl Node {
             http,
             cluster,
             directory,
-            layout,
-            node,
+            shipping,
             control,
         } = self;
         quic.shutdown();
@@ -594,14 +558,13 @@ impl Node {
             );
         }
         replica.close();
-        let path = layout.journal(&node);
         control.block_on(async {
             // Everything acknowledged is already on disk; ship what is left.
-            if let Err(e) = directory::audit::ship(&directory, &path, 5_000).await {
+            if let Err(e) = shipping.finish().await {
                 eprintln!("sigil: audit shipping at shutdown failed ({e}); the journal keeps it for next start");
             }
         });
-        drop(appliance);
+        drop((appliance, directory, shipping));
         control.shutdown_timeout(Duration::from_secs(2));
         if let Some(cluster) = cluster.filter(PrivateCluster::started_here) {
             if let Err(e) = cluster.stop() {
@@ -743,6 +706,21 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         endpoints.quic
     );
     eprintln!("  HTTP           http://{}", endpoints.http);
+    if config.embedded() {
+        print_demo_endpoints(&endpoints, config);
+    } else {
+        eprintln!("  metrics        http://{}/metrics", endpoints.http);
+        eprintln!("first admin (once):  sigil admin bootstrap --config FILE --out DIR");
+    }
+    wait_for_signal()?;
+    eprintln!("sigil: shutting down (draining requests, flushing audit)");
+    node.shutdown();
+    eprintln!("sigil: stopped");
+    Ok(())
+}
+
+/// Where the embedded default's demo tenant can be tried.
+fn print_demo_endpoints(endpoints: &Endpoints, config: &Config) {
     eprintln!(
         "  JWKS           http://{}/t/acme/.well-known/jwks.json",
         endpoints.http
@@ -760,11 +738,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         "try:  sigil client id-token --tenant acme --user alice --app app-es256 --data-dir {}",
         config.data_dir.display()
     );
-    wait_for_signal()?;
-    eprintln!("sigil: shutting down (draining requests, flushing audit)");
-    node.shutdown();
-    eprintln!("sigil: stopped");
-    Ok(())
 }
 
 fn wait_for_signal() -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! [`documents`] holds the pre-rendered per-tenant documents that the control
 //! plane swaps on key-ring change.
 
+mod connections;
 pub mod documents;
 pub mod exchange;
 pub mod server;

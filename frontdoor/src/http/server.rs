@@ -6,11 +6,13 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
+use super::connections::{ConnectionTable, Ticket};
 use crate::shared_port::bind_per_worker;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller};
@@ -32,6 +34,10 @@ pub struct HttpConfig {
     pub limits: Limits,
     /// Serve HTTPS with this configuration; `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Connections open at once, all workers (each takes its share); at
+    /// the cap the longest-idle one is closed, or the new one refused when
+    /// none is idle. Default 4,096.
+    pub max_connections: usize,
 }
 
 impl HttpConfig {
@@ -43,6 +49,7 @@ impl HttpConfig {
             pin_to_cores: true,
             limits: Limits::default(),
             tls: None,
+            max_connections: 4_096,
         }
     }
 }
@@ -72,6 +79,12 @@ pub struct HttpStats {
     pub requests: AtomicU64,
     /// Connections refused or cut: bad requests, oversized heads, timeouts.
     pub rejected: AtomicU64,
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Connections refused at the cap (every open one was busy).
+    pub refused: AtomicU64,
+    /// Idle connections closed to make room at the cap.
+    pub evicted: AtomicU64,
 }
 
 /// The running listener. Dropping it (or [`HttpServer::shutdown`]) stops
@@ -98,6 +111,7 @@ impl HttpServer {
         let stats = Arc::new(HttpStats::default());
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut handles = Vec::with_capacity(workers);
+        let per_worker = config.max_connections.div_ceil(workers);
         for (n, listener) in listeners.into_iter().enumerate() {
             let site = Arc::clone(&site);
             let stop = Arc::clone(&stop);
@@ -115,7 +129,16 @@ impl HttpServer {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    run_worker(listener, &site, &limits, tls.as_ref(), &stop, &stats);
+                    let table = ConnectionTable::new(per_worker, Arc::clone(&stats));
+                    run_worker(
+                        listener,
+                        &site,
+                        &limits,
+                        tls.as_ref(),
+                        &stop,
+                        &table,
+                        &stats,
+                    );
                 })?;
             handles.push(handle);
         }
@@ -165,6 +188,7 @@ fn run_worker(
     limits: &Limits,
     tls: Option<&Arc<rustls::ServerConfig>>,
     stop: &Arc<AtomicBool>,
+    table: &Rc<ConnectionTable>,
     stats: &Arc<HttpStats>,
 ) {
     let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
@@ -210,6 +234,9 @@ fn run_worker(
                     monoio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Ok((stream, _peer)) => {
+                    let Some(ticket) = table.admit() else {
+                        continue; // every connection busy: this one is refused
+                    };
                     let site = Arc::clone(site);
                     let stats = Arc::clone(stats);
                     let stop = Arc::clone(stop);
@@ -226,7 +253,7 @@ fn run_worker(
                     };
                     monoio::spawn(async move {
                         let channel = Channel { stream, tls };
-                        serve_connection(channel, &site, &limits, &stats, &stop).await;
+                        serve_connection(channel, &site, &limits, &stats, &stop, &ticket).await;
                     });
                 }
             }
@@ -248,6 +275,7 @@ async fn serve_connection(
     limits: &Limits,
     stats: &HttpStats,
     stop: &AtomicBool,
+    ticket: &Ticket,
 ) {
     let rng = SystemRandom::new();
     let _ = stream.stream.set_nodelay(true);
@@ -262,16 +290,24 @@ async fn serve_connection(
                 Parse::Incomplete => {}
                 done => break done,
             }
-            let wait = if pending.is_empty() {
-                limits.idle_timeout
+            // Waiting for a request, a connection may be closed to make room.
+            let (wait, evict) = if pending.is_empty() {
+                ticket.idle();
+                (limits.idle_timeout, Some(ticket.evicted()))
             } else {
-                head_deadline.saturating_duration_since(std::time::Instant::now())
+                ticket.busy();
+                (
+                    head_deadline.saturating_duration_since(std::time::Instant::now()),
+                    None,
+                )
             };
             let room = limits
                 .max_head_bytes
                 .saturating_sub(pending.len())
                 .clamp(1, 4096);
-            match stream.read(&mut pending, room, wait).await {
+            let read = stream.read(&mut pending, room, wait, evict).await;
+            ticket.busy();
+            match read {
                 Some(Ok(0)) | Some(Err(_)) => return,
                 Some(Ok(_)) => {}
                 None => {
@@ -319,20 +355,33 @@ async fn serve_connection(
     }
 }
 
-/// Reads into `buffer`'s spare capacity, or gives up after `limit`. The
-/// read is cancelled and awaited, never just dropped: on io_uring a dropped
-/// read stays in the ring and keeps the socket open after we let go of it.
+/// Reads into `buffer`'s spare capacity, or gives up after `limit` (or
+/// when `evict` is signalled). The read is cancelled and awaited, never
+/// just dropped: on io_uring a dropped read stays in the ring and keeps
+/// the socket open after we let go of it.
 async fn read_within(
     stream: &mut TcpStream,
     buffer: Vec<u8>,
     limit: Duration,
+    evict: Option<&tokio::sync::Notify>,
 ) -> Option<(io::Result<usize>, Vec<u8>)> {
     let canceller = Canceller::new();
     let read = stream.cancelable_read(buffer, canceller.handle());
     let mut read = std::pin::pin!(read);
+    let evicted = async {
+        match evict {
+            Some(notify) => notify.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     monoio::select! {
         result = &mut read => Some(result),
         _ = monoio::time::sleep(limit) => {
+            canceller.cancel();
+            let _ = (&mut read).await;
+            None
+        }
+        _ = evicted => {
             canceller.cancel();
             let _ = (&mut read).await;
             None
@@ -369,11 +418,12 @@ impl Channel {
         into: &mut Vec<u8>,
         max: usize,
         limit: Duration,
+        evict: Option<&tokio::sync::Notify>,
     ) -> Option<io::Result<usize>> {
         let Channel { stream, tls } = self;
         let Some(tls) = tls else {
             // monoio reads into a Vec's spare capacity and sets its length.
-            return match read_within(stream, Vec::with_capacity(max), limit).await? {
+            return match read_within(stream, Vec::with_capacity(max), limit, evict).await? {
                 (Ok(n), chunk) => {
                     into.extend_from_slice(&chunk);
                     Some(Ok(n))
@@ -401,7 +451,7 @@ impl Channel {
             if wait.is_zero() {
                 return None;
             }
-            match read_within(stream, Vec::with_capacity(16 * 1024), wait).await? {
+            match read_within(stream, Vec::with_capacity(16 * 1024), wait, evict).await? {
                 (Ok(0), _) => return Some(Ok(0)),
                 (Ok(_), cipher) => {
                     if let Err(e) = tls.read_tls(&mut cipher.as_slice()) {

@@ -40,6 +40,21 @@ fn roots(ca: &CertificateDer<'static>) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// A verifier of certificates the deployment CA `ca` issued for client
+/// authentication (callers, nodes): chain, validity, key usage.
+///
+/// # Errors
+/// [`TlsError`] when `ca` is not usable as a trust anchor.
+pub fn certificate_verifier(
+    ca: &CertificateDer<'static>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    Ok(rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots(ca)?),
+        provider(),
+    )
+    .build()?)
+}
+
 /// The rustls server configuration of a node: its certificate chain and
 /// key, client certificates optional but verified against `ca` when given.
 ///

@@ -19,12 +19,15 @@ use frontdoor::protocol::Operation;
 
 pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
 
+/// A port free for both UDP (QUIC) and TCP (HTTP) on loopback right now.
 pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 pub struct Serve {
@@ -61,9 +64,30 @@ impl Serve {
         extra: &[&str],
         env: &[(&str, &Path)],
     ) -> Serve {
+        Serve::start_wrapped(dir, quic, http, &[], extra, env)
+    }
+
+    /// `sigil serve` run by `wrapper` (e.g. `["prlimit", "--nofile=1024:1024"]`,
+    /// which execs it: the child's pid is the node's).
+    pub fn start_wrapped(
+        dir: &Path,
+        quic: u16,
+        http: u16,
+        wrapper: &[&str],
+        extra: &[&str],
+        env: &[(&str, &Path)],
+    ) -> Serve {
         let _ = std::fs::remove_file(dir.join("var/endpoints.json"));
         let log = std::fs::File::create(dir.join(format!("serve-{quic}.log"))).unwrap();
-        let child = Command::new(SIGIL)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(SIGIL);
+                command
+            }
+            None => Command::new(SIGIL),
+        };
+        let mut child = command
             .envs(env.iter().copied())
             .current_dir(dir)
             .args([
@@ -87,8 +111,9 @@ impl Serve {
                     endpoints,
                 };
             }
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
             assert!(
-                Instant::now() < deadline,
+                Instant::now() < deadline && !exited,
                 "sigil serve did not start: {}",
                 std::fs::read_to_string(dir.join(format!("serve-{quic}.log"))).unwrap_or_default()
             );
@@ -180,9 +205,40 @@ pub async fn session(client: &Client, tenant: &str, user: &str) -> String {
         .to_owned()
 }
 
-/// `sigil audit verify --tenant T` in `dir`: asserts the chain is whole and
-/// returns the report.
+/// `sigil audit status` in `dir`, as JSON.
+pub fn audit_status(dir: &Path) -> serde_json::Value {
+    let status = Command::new(SIGIL)
+        .current_dir(dir)
+        .args(["audit", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "audit status: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    serde_json::from_slice(&status.stdout).unwrap()
+}
+
+/// Waits (30 s at most) until the running node in `dir` has shipped every
+/// journal record to Postgres.
+pub fn wait_shipped(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = audit_status(dir);
+        if status["unshipped_records"] == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never shipped: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `sigil audit verify --tenant T` in `dir`, once the running node has
+/// shipped its journal (verify itself ships nothing): asserts the chain is
+/// whole and returns the report.
 pub fn audit_verify(dir: &Path, tenant: &str) -> serde_json::Value {
+    wait_shipped(dir);
     let verify = Command::new(SIGIL)
         .current_dir(dir)
         .args(["audit", "verify", "--tenant", tenant])

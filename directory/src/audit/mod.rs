@@ -5,19 +5,35 @@
 //! [`AuditJournal::append`] returns, so the request it records is answered
 //! only after that. Each record carries the hash of its tenant's previous
 //! record on this node: `hash = SHA-256(prev_hash ‖ canonical(record))`.
-//! [`ship`] ([`Shipper`]) copies the journal into Postgres in batches (COPY into a
-//! temporary table, then one insert per tenant under its scope that skips
-//! what is there already), so every record arrives exactly once by
-//! `(tenant, node, seq)`, also when a crash repeats a batch. A
-//! [`Checkpoint`] beside the journal records how far it is shipped and the
-//! chain heads there, so neither a start nor a shipper reads the journal
-//! from its beginning again.
+//! [`ship`] ([`Shipper`]) copies the journal into Postgres in batches (one
+//! transaction; per tenant, under its scope, an insert that skips what is
+//! there already), as the run-time role, so every record arrives exactly
+//! once by `(tenant, node, seq)`, also when a crash repeats a batch. A
+//! [`Checkpoint`] beside the journal records how far it is shipped, the
+//! chain heads there and the heads the node signed
+//! ([`SignedHead`], [`Shipper::sign_heads`]), so neither a start nor a
+//! shipper reads the journal from its beginning again.
 //! [`verify_chain`] recomputes the chain in Postgres and names the first
-//! broken link.
+//! broken link; [`verify_against_heads`] also fails when the chain does not
+//! reach or does not match a head a node signed (truncation, a deleted
+//! chain, a rewrite with recomputed hashes).
+//!
+//! Files are created readable by their owner only (0600).
+
+mod heads;
+mod ship;
+mod verify;
+
+pub use heads::{HeadSigner, HeadVerifier, SignedHead};
+pub use ship::{ship, Checkpoint, Shipper};
+pub use verify::{
+    stored_heads, verify_against_heads, verify_chain, ChainReport, HeadSource, HeadVerdict,
+};
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,7 +42,7 @@ use std::thread::JoinHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::{Directory, Error};
+use crate::Error;
 
 /// One journal line (and one row of `audit_events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +75,28 @@ impl AuditEntry {
         )
     }
 
+    /// The columns of `audit_events` that [`AuditEntry::from_row`] reads, in
+    /// its order (hashes as hex).
+    pub const COLUMNS: &'static str =
+        "tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex')";
+
+    /// An entry from a row of `SELECT {COLUMNS} FROM audit_events`.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`] when a column does not have its type.
+    pub fn from_row(row: &tokio_postgres::Row) -> Result<AuditEntry, Error> {
+        Ok(AuditEntry {
+            tenant_id: row.try_get(0)?,
+            node: row.try_get(1)?,
+            seq: row.try_get(2)?,
+            at_ms: row.try_get(3)?,
+            kind: row.try_get(4)?,
+            detail: row.try_get(5)?,
+            prev_hash: row.try_get(6)?,
+            hash: row.try_get(7)?,
+        })
+    }
+
     /// The hash this entry should carry given its `prev_hash`.
     pub fn expected_hash(&self) -> String {
         let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
@@ -72,7 +110,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What an append returns once the record is durable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +140,35 @@ pub struct JournalStats {
     pub queued: AtomicU64,
     /// Bytes of the journal known durable (synced): what may be shipped.
     pub durable: AtomicU64,
+    /// Records durable in the journal, counted from the same base as
+    /// `shipped` (the checkpoint's record count at open).
+    pub records: AtomicU64,
+    /// Records shipped into Postgres (kept by the bound [`Shipper`]).
+    pub shipped: AtomicU64,
+    /// When the oldest record not yet in Postgres was written (ms since
+    /// the epoch); 0 when the shipper has caught up.
+    pub unshipped_since_ms: AtomicU64,
     /// Tests only: fail this many coming syncs as if the disk had
     /// (see [`AuditJournal::danger_fail_syncs`]).
     fail_syncs: AtomicU64,
+}
+
+impl JournalStats {
+    /// Records durable in the journal but not yet in Postgres.
+    pub fn unshipped(&self) -> u64 {
+        self.records
+            .load(Ordering::Acquire)
+            .saturating_sub(self.shipped.load(Ordering::Acquire))
+    }
+
+    /// How long the oldest record not yet in Postgres has waited, at
+    /// `now_ms`: zero when everything durable is shipped.
+    pub fn ship_lag(&self, now_ms: u64) -> std::time::Duration {
+        match self.unshipped_since_ms.load(Ordering::Acquire) {
+            0 => std::time::Duration::ZERO,
+            since => std::time::Duration::from_millis(now_ms.saturating_sub(since)),
+        }
+    }
 }
 
 /// The node's journal. Cheap to share behind an `Arc`.
@@ -200,11 +264,16 @@ impl AuditJournal {
     pub fn open(path: &Path, node: &str) -> Result<AuditJournal, Error> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
+                .and_then(|()| {
+                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))
+                })
                 .map_err(|e| Error::Journal(format!("{}: {e}", parent.display())))?;
         }
         // Chain heads: from the checkpoint (what was shipped), then every
         // record after it, read in bounded chunks.
         let checkpoint = Checkpoint::load(path).unwrap_or_default();
+        let shipped = checkpoint.records;
+        let mut records = checkpoint.records;
         let mut chains = checkpoint.heads;
         let mut good = checkpoint.offset;
         loop {
@@ -212,6 +281,7 @@ impl AuditJournal {
             for entry in entries.iter() {
                 chains.insert(entry.tenant_id, (entry.seq, entry.hash.clone()));
             }
+            records += entries.len() as u64;
             good = end;
             if entries.len() < SCAN_CHUNK {
                 break;
@@ -222,7 +292,11 @@ impl AuditJournal {
             .read(true)
             .write(true)
             .truncate(false)
+            .mode(0o600)
             .open(path)
+            .map_err(|e| Error::Journal(format!("{}: {e}", path.display())))?;
+        // A journal made by an older Sigil may be world-readable.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::Journal(format!("{}: {e}", path.display())))?;
         file.set_len(good)
             .map_err(|e| Error::Journal(e.to_string()))?;
@@ -231,6 +305,8 @@ impl AuditJournal {
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(65_536);
         let stats = Arc::new(JournalStats::default());
         stats.durable.store(good, Ordering::Release);
+        stats.records.store(records, Ordering::Release);
+        stats.shipped.store(shipped, Ordering::Release);
         let writer_stats = Arc::clone(&stats);
         let node = node.to_owned();
         let writer = std::thread::Builder::new()
@@ -390,6 +466,9 @@ fn write_loop(
                 length += buffer.len() as u64;
                 stats.durable.store(length, Ordering::Release);
                 stats
+                    .records
+                    .fetch_add(batch.len() as u64, Ordering::Release);
+                stats
                     .appended
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for (job, appended) in batch.drain(..).zip(results) {
@@ -426,266 +505,5 @@ fn write_loop(
     let _ = file.sync_all();
 }
 
-/// Ships the journal at `path` into Postgres, from the start (records
-/// already there are skipped by their key), in batches of `batch` records.
-/// Returns how many were new.
-///
-/// # Errors
-/// [`Error::Journal`] or [`Error::Postgres`]; a failed batch is rolled back
-/// whole and shipped again next time.
-pub async fn ship(directory: &Directory, path: &Path, batch: usize) -> Result<u64, Error> {
-    Shipper::open(path).ship(directory, batch).await
-}
-
 /// Records read per step when scanning or shipping a journal.
-const SCAN_CHUNK: usize = 50_000;
-
-/// How far the journal is in Postgres: the byte offset after the last
-/// shipped record and each tenant's chain head at that point. Kept beside
-/// the journal (`<journal>.checkpoint`), replaced atomically after each
-/// batch commits. It only saves work: a missing, stale or damaged one
-/// means reading from the start, and records shipped twice are skipped by
-/// their key.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Checkpoint {
-    /// Bytes of the journal shipped (a record boundary).
-    pub offset: u64,
-    /// Each tenant's (seq, hash) after those bytes.
-    pub heads: HashMap<i64, (i64, String)>,
-}
-
-impl Checkpoint {
-    fn path(journal: &Path) -> PathBuf {
-        let mut name = journal.as_os_str().to_owned();
-        name.push(".checkpoint");
-        PathBuf::from(name)
-    }
-
-    /// The checkpoint of `journal`, if there is one that fits it: its
-    /// offset within the file and just after a record's newline.
-    pub fn load(journal: &Path) -> Option<Checkpoint> {
-        use std::io::Read;
-        let text = std::fs::read(Checkpoint::path(journal)).ok()?;
-        let checkpoint: Checkpoint = serde_json::from_slice(&text).ok()?;
-        if checkpoint.offset == 0 {
-            return Some(checkpoint);
-        }
-        let mut file = File::open(journal).ok()?;
-        if file.metadata().ok()?.len() < checkpoint.offset {
-            return None;
-        }
-        file.seek(SeekFrom::Start(checkpoint.offset - 1)).ok()?;
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last).ok()?;
-        (last[0] == b'\n').then_some(checkpoint)
-    }
-
-    fn save(&self, journal: &Path) -> Result<(), Error> {
-        let path = Checkpoint::path(journal);
-        let mut temporary = path.as_os_str().to_owned();
-        temporary.push(".tmp");
-        let temporary = PathBuf::from(temporary);
-        let body = serde_json::to_vec(self).map_err(|e| Error::Journal(e.to_string()))?;
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&temporary)?;
-            file.write_all(&body)?;
-            file.sync_data()?;
-            std::fs::rename(&temporary, &path)
-        };
-        write().map_err(|e| Error::Journal(format!("{}: {e}", path.display())))
-    }
-}
-
-/// Ships a journal into Postgres from where it last stopped (its
-/// [`Checkpoint`]), in batches, saving the checkpoint after each.
-#[derive(Debug)]
-pub struct Shipper {
-    path: PathBuf,
-    state: Checkpoint,
-    bound: Option<Arc<JournalStats>>,
-}
-
-impl Shipper {
-    /// A shipper for the journal at `path`, resuming at its checkpoint.
-    pub fn open(path: &Path) -> Shipper {
-        Shipper {
-            path: path.to_owned(),
-            state: Checkpoint::load(path).unwrap_or_default(),
-            bound: None,
-        }
-    }
-
-    /// Ships only what `journal` has synced (while it writes: bytes of a
-    /// batch whose sync fails are cut off the file again).
-    pub fn bounded_by(mut self, journal: &AuditJournal) -> Shipper {
-        self.bound = Some(Arc::clone(&journal.stats));
-        self
-    }
-
-    /// Bytes of the journal known to be in Postgres.
-    pub fn offset(&self) -> u64 {
-        self.state.offset
-    }
-
-    /// Ships everything written so far, `batch` records per transaction.
-    /// Returns how many records were new to Postgres.
-    ///
-    /// # Errors
-    /// [`Error::Journal`] or [`Error::Postgres`]; what was committed before
-    /// the failure stays shipped, the rest goes next time.
-    pub async fn ship(&mut self, directory: &Directory, batch: usize) -> Result<u64, Error> {
-        let batch = batch.max(1);
-        let mut inserted = 0;
-        loop {
-            let limit = self
-                .bound
-                .as_ref()
-                .map_or(u64::MAX, |stats| stats.durable.load(Ordering::Acquire));
-            let (entries, end) = read_journal_bounded(&self.path, self.state.offset, batch, limit)?;
-            if entries.is_empty() {
-                return Ok(inserted);
-            }
-            inserted += directory.insert_audit(&entries).await?;
-            for entry in entries.iter() {
-                self.state
-                    .heads
-                    .insert(entry.tenant_id, (entry.seq, entry.hash.clone()));
-            }
-            self.state.offset = end;
-            self.state.save(&self.path)?;
-            if entries.len() < batch {
-                return Ok(inserted);
-            }
-        }
-    }
-}
-
-/// The result of checking a tenant's chains.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChainReport {
-    /// Records checked.
-    pub records: u64,
-    /// Nodes whose chains were checked.
-    pub nodes: Vec<String>,
-    /// The first broken link: (node, seq, what is wrong).
-    pub first_break: Option<(String, i64, String)>,
-}
-
-/// Checks every chain of `tenant_id` in Postgres.
-///
-/// # Errors
-/// [`Error::Postgres`].
-pub async fn verify_chain(directory: &Directory, tenant_id: i64) -> Result<ChainReport, Error> {
-    let scope = directory.tenant(tenant_id).await?;
-    let rows = scope
-        .client()
-        .query("SELECT tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex') FROM audit_events ORDER BY node, seq", &[])
-        .await?;
-    let mut report = ChainReport {
-        records: 0,
-        nodes: Vec::new(),
-        first_break: None,
-    };
-    let mut previous: Option<(String, i64, String)> = None;
-    for row in rows {
-        let entry = AuditEntry {
-            tenant_id: row.try_get(0)?,
-            node: row.try_get(1)?,
-            seq: row.try_get(2)?,
-            at_ms: row.try_get(3)?,
-            kind: row.try_get(4)?,
-            detail: row.try_get(5)?,
-            prev_hash: row.try_get(6)?,
-            hash: row.try_get(7)?,
-        };
-        report.records += 1;
-        let (expected_seq, expected_prev) = match &previous {
-            Some((node, seq, hash)) if *node == entry.node => (seq + 1, hash.clone()),
-            _ => {
-                report.nodes.push(entry.node.clone());
-                (1, GENESIS.to_owned())
-            }
-        };
-        let problem = if entry.seq != expected_seq {
-            Some(format!("expected seq {expected_seq}: records missing"))
-        } else if entry.prev_hash != expected_prev {
-            Some("prev_hash does not match the previous record's hash".to_owned())
-        } else if entry.hash != entry.expected_hash() {
-            Some("hash does not match the record's contents".to_owned())
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
-            report.first_break = Some((entry.node.clone(), entry.seq, problem));
-            break;
-        }
-        previous = Some((entry.node, entry.seq, entry.hash));
-    }
-    Ok(report)
-}
-
-impl Directory {
-    /// Inserts journal entries; existing `(tenant, node, seq)` are skipped.
-    /// Returns how many were new.
-    ///
-    /// # Errors
-    /// [`Error::Postgres`].
-    pub async fn insert_audit(&self, entries: &[AuditEntry]) -> Result<u64, Error> {
-        use futures_util::SinkExt;
-        let mut tenants: Vec<i64> = entries.iter().map(|e| e.tenant_id).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
-        let owner = self.owner().await;
-        owner
-            .batch_execute("BEGIN; CREATE TEMP TABLE IF NOT EXISTS audit_incoming (LIKE audit_events) ON COMMIT DELETE ROWS")
-            .await?;
-        let result: Result<u64, Error> = async {
-            let sink = owner.copy_in("COPY audit_incoming FROM STDIN WITH (FORMAT text)").await?;
-            let mut text = String::new();
-            for e in entries {
-                use std::fmt::Write;
-                let detail = e.detail.to_string().replace('\\', "\\\\").replace('\t', "\\t").replace('\n', "\\n");
-                let _ = writeln!(
-                    text,
-                    "{}\t{}\t{}\t{}\t{}\t{}\t\\\\x{}\t\\\\x{}",
-                    e.tenant_id,
-                    copy_text(&e.node),
-                    e.seq,
-                    e.at_ms,
-                    copy_text(&e.kind),
-                    detail,
-                    e.prev_hash,
-                    e.hash
-                );
-            }
-            let mut sink = Box::pin(sink);
-            sink.send(bytes::Bytes::from(text)).await?;
-            sink.as_mut().finish().await?;
-            let mut inserted = 0;
-            for tenant in &tenants {
-                owner.execute("SELECT set_config('sigil.tenant', $1, true)", &[&tenant.to_string()]).await?;
-                inserted += owner
-                    .execute("INSERT INTO audit_events SELECT * FROM audit_incoming WHERE tenant_id = $1 ON CONFLICT DO NOTHING", &[tenant])
-                    .await?;
-            }
-            Ok(inserted)
-        }
-        .await;
-        match result {
-            Ok(inserted) => {
-                owner.batch_execute("COMMIT").await?;
-                Ok(inserted)
-            }
-            Err(e) => {
-                let _ = owner.batch_execute("ROLLBACK").await;
-                Err(e)
-            }
-        }
-    }
-}
-
-fn copy_text(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('\t', "\\t")
-        .replace('\n', "\\n")
-}
+pub(crate) const SCAN_CHUNK: usize = 50_000;

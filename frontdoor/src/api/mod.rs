@@ -8,6 +8,7 @@
 
 pub mod issue;
 pub mod keys;
+pub mod loading;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod demo;
+pub mod recent;
 pub mod serve;
 
 use std::net::SocketAddr;

@@ -16,7 +16,7 @@ use directory::{Directory, Frontend, PrivateCluster};
 use sessions::SessionTable;
 use signer::{KeyBackend, MasterKey, SoftwareBackend};
 
-use super::{credentials_dir, Endpoints};
+use super::{credentials_dir, recent, Endpoints};
 use crate::api::keys::{Backends, KeyManager};
 use crate::api::{render_metrics, Appliance, ApplianceConfig};
 use crate::config::Config;
@@ -24,13 +24,16 @@ use crate::http::documents::DocumentStore;
 use crate::http::exchange::{Limits, Site};
 use crate::http::server::{HttpConfig, HttpServer};
 use crate::pki::{Credentials, DeploymentCa};
-use crate::protocol::ErrorCode;
 use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
 
-/// Tenants loaded (keys made if missing) before the node listens; the rest
-/// load on first use. Generating RSA keys for thousands of seeded tenants at
-/// start would take minutes.
+/// On a first start (no recently-served file yet), the tenants loaded (keys
+/// made if missing) before the node listens; the rest load on first use.
+/// Generating RSA keys for thousands of seeded tenants at start would take
+/// minutes.
 const PRELOADED_TENANTS: usize = 20;
+
+/// How often the recently-served file is written (and once at shutdown).
+const RECENT_WRITE_EVERY: Duration = Duration::from_secs(30);
 
 /// The state directory's layout.
 #[derive(Debug, Clone)]
@@ -59,6 +62,10 @@ impl Layout {
     /// The secret that derives persistent SAML NameIDs.
     pub fn name_id_secret(&self) -> PathBuf {
         self.root.join("nameid.key")
+    }
+    /// The tenants served recently (loaded first at the next start).
+    pub fn recent_tenants(&self) -> PathBuf {
+        self.root.join("recent-tenants")
     }
 }
 
@@ -97,79 +104,6 @@ fn key_backends(config: &Config, master: MasterKey) -> anyhow::Result<Arc<dyn Ke
         hsm.token_label
     );
     Ok(Arc::new(backends))
-}
-
-/// Loads, for the HTTP side, tenants an SP asks about before any front end
-/// has (only the first tenants are loaded at start: a directory of 19,000
-/// cannot make every key up front). The first request starts the load and
-/// is answered 503 with `Retry-After: 1`; a tenant the directory does not
-/// have is remembered for a while and answered 404, so made-up names cost
-/// one directory lookup each, at most `MAX_LOADING` at a time.
-struct LazyTenants {
-    appliance: Arc<Appliance>,
-    runtime: tokio::runtime::Handle,
-    state: std::sync::Mutex<LazyState>,
-}
-
-#[derive(Default)]
-struct LazyState {
-    loading: std::collections::HashSet<String>,
-    unknown: std::collections::HashMap<String, std::time::Instant>,
-}
-
-impl LazyTenants {
-    /// Tenant loads running at once; past it, callers retry.
-    const MAX_LOADING: usize = 16;
-    /// Unknown names remembered (all forgotten when full).
-    const MAX_UNKNOWN: usize = 10_000;
-    /// How long an unknown name stays unknown.
-    const UNKNOWN_FOR: Duration = Duration::from_secs(30);
-
-    fn new(appliance: Arc<Appliance>, runtime: tokio::runtime::Handle) -> LazyTenants {
-        LazyTenants {
-            appliance,
-            runtime,
-            state: std::sync::Mutex::default(),
-        }
-    }
-
-    fn miss(self: &Arc<Self>, slug: &str) -> crate::http::exchange::Miss {
-        use crate::http::exchange::Miss;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(since) = state.unknown.get(slug) {
-            if since.elapsed() < LazyTenants::UNKNOWN_FOR {
-                return Miss::Unknown;
-            }
-            state.unknown.remove(slug);
-        }
-        if state.loading.contains(slug) || state.loading.len() >= LazyTenants::MAX_LOADING {
-            return Miss::Loading;
-        }
-        state.loading.insert(slug.to_owned());
-        drop(state);
-        let (this, slug) = (Arc::clone(self), slug.to_owned());
-        self.runtime.spawn(async move {
-            // A loaded tenant publishes its documents; nothing else to do.
-            let result = this.appliance.tenant(&slug).await;
-            let mut state = this
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            state.loading.remove(&slug);
-            if let Err(e) = result {
-                if matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden) {
-                    if state.unknown.len() >= LazyTenants::MAX_UNKNOWN {
-                        state.unknown.clear();
-                    }
-                    state.unknown.insert(slug, std::time::Instant::now());
-                }
-            }
-        });
-        Miss::Loading
-    }
 }
 
 fn secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
@@ -396,6 +330,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
             node: config.node.clone(),
             public_url: config.public_url(),
             default_tenant_rate: config.limits.default_tenant_rate,
+            tenants: config.tenants.settings(),
         },
         Arc::clone(&directory),
         keys,
@@ -403,23 +338,21 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         Arc::clone(&journal),
         Arc::clone(&documents),
         name_id_secret,
+        control.handle().clone(),
     );
     let appliance = Arc::new(match &replica {
         Some(replica) => appliance.with_cluster(Arc::clone(replica)),
         None => appliance,
     });
-    // Load tenants up front (keys made if missing) so SPs find their JWKS.
-    control.block_on(async {
-        let tenants = directory.tenants().await?;
-        for tenant in tenants.iter().take(PRELOADED_TENANTS) {
-            appliance
-                .tenant(&tenant.slug)
-                .await
-                .map_err(|e| anyhow::anyhow!("tenant {}: {}", tenant.slug, e.message))?;
-        }
-        anyhow::Ok(())
-    })?;
-    spawn_control_tasks(&control, &appliance, &directory, &layout, &config.node);
+    let (changes, later) = preload_tenants(&control, &appliance, &directory, &layout, config)?;
+    spawn_control_tasks(
+        &control,
+        changes,
+        &appliance,
+        &directory,
+        &layout,
+        &config.node,
+    );
     let server_config = tls::server_config(
         vec![node_credentials.certificate_der()],
         node_credentials.key_der()?,
@@ -461,6 +394,10 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
                 for (name, value) in [
                     ("sigil_http_requests_total", &h.requests),
                     ("sigil_http_rejected_total", &h.rejected),
+                    (
+                        "sigil_http_tenant_wait_timeouts_total",
+                        &h.tenant_wait_timeouts,
+                    ),
                 ] {
                     let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
                 }
@@ -470,16 +407,16 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         }),
         ready: Arc::clone(appliance.ready()),
         on_miss: Some({
-            let lazy = Arc::new(LazyTenants::new(
-                Arc::clone(&appliance),
-                control.handle().clone(),
-            ));
-            Arc::new(move |slug: &str| lazy.miss(slug))
+            let appliance = Arc::clone(&appliance);
+            Arc::new(move |slug: &str| appliance.documents_miss(slug))
         }),
     });
     let mut http_config = HttpConfig::new(config.listen.http);
     http_config.workers = config.workers();
-    http_config.limits = Limits::default();
+    http_config.limits = Limits {
+        tenant_load_wait: Duration::from_millis(config.tenants.load_wait_ms),
+        ..Limits::default()
+    };
     if config.listen.https {
         http_config.tls = Some(crate::http::server::tls_config(
             vec![node_credentials.certificate_der()],
@@ -488,6 +425,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     }
     let http = HttpServer::start(http_config, site).context("http listener")?;
     let _ = http_stats.set(Arc::clone(http.stats()));
+    spawn_preload(&control, &appliance, later, config);
     Endpoints {
         quic: quic.local_addr(),
         http: http.local_addr(),
@@ -506,8 +444,112 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     })
 }
 
+/// Directory changes, and the tenants served recently: the change
+/// listener starts first (its first message, a reset, says it listens, so
+/// what the preload reads cannot miss a change); then the most recent of
+/// the tenants served before the last stop load before the node listens,
+/// so a restarted node answers its usual SPs from memory. Returns the
+/// changes and the tenants left to load in the background.
+#[allow(clippy::type_complexity)]
+fn preload_tenants(
+    control: &tokio::runtime::Runtime,
+    appliance: &Arc<Appliance>,
+    directory: &Directory,
+    layout: &Layout,
+    config: &Config,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::UnboundedReceiver<directory::changes::Change>,
+    Vec<(String, u64)>,
+)> {
+    let mut changes = {
+        let _entered = control.enter();
+        directory::changes::listen(directory.config().clone())
+    };
+    let first = control.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .ok()
+            .flatten()
+    });
+    if let Some(change) = first {
+        control.block_on(appliance.apply_change(change));
+    }
+    let mut preload = control.block_on(tenants_to_preload(layout, directory, config))?;
+    let later = preload.split_off(preload.len().min(config.tenants.preload_before_listening));
+    let started = std::time::Instant::now();
+    let cache = appliance.tenant_cache();
+    let failed = control.block_on(cache.preload(preload, config.tenants.max_loading));
+    if let Some((slug, e)) = failed.first() {
+        anyhow::bail!("tenant {slug}: {}", e.message);
+    }
+    tracing::info!(tenants = cache.sizes().0, elapsed = ?started.elapsed(), "tenants preloaded");
+    Ok((changes, later))
+}
+
+/// Loads `later` in the background, with half the load slots (SPs' own
+/// loads keep the rest).
+fn spawn_preload(
+    control: &tokio::runtime::Runtime,
+    appliance: &Arc<Appliance>,
+    later: Vec<(String, u64)>,
+    config: &Config,
+) {
+    if later.is_empty() {
+        return;
+    }
+    let cache = Arc::clone(appliance.tenant_cache());
+    let parallel = (config.tenants.max_loading / 2).max(1);
+    control.spawn(async move {
+        let started = std::time::Instant::now();
+        for (slug, e) in cache.preload(later, parallel).await {
+            tracing::warn!(tenant = %slug, error = %e.message, "preloading failed");
+        }
+        tracing::info!(tenants = cache.sizes().0, elapsed = ?started.elapsed(), "tenants preloaded in the background");
+    });
+}
+
+/// The tenants to load at start, most recent first: the recently-served
+/// file's, or on a first start (no file) the directory's first few.
+async fn tenants_to_preload(
+    layout: &Layout,
+    directory: &Directory,
+    config: &Config,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let path = layout.recent_tenants();
+    if let Some(text) = recent::read(&path).with_context(|| path.display().to_string())? {
+        return Ok(recent::parse(
+            &text,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            config.tenants.max_loaded,
+        ));
+    }
+    let tenants = directory.tenants().await?;
+    // Last used "long ago": loaded, but neither recent nor kept over
+    // tenants SPs use.
+    Ok(tenants
+        .into_iter()
+        .take(PRELOADED_TENANTS.min(config.tenants.max_loaded))
+        .map(|tenant| (tenant.slug, 1))
+        .collect())
+}
+
+/// Writes the recently-served file (unless `last` already says the same).
+fn write_recent(appliance: &Appliance, layout: &Layout, last: &mut String) {
+    let text = recent::render(&appliance.tenant_cache().recent());
+    if text == *last {
+        return;
+    }
+    match recent::write(&layout.recent_tenants(), &text) {
+        Ok(()) => *last = text,
+        Err(e) => tracing::warn!(error = %e, "writing the recently-served tenants failed"),
+    }
+}
+
 fn spawn_control_tasks(
     control: &tokio::runtime::Runtime,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<directory::changes::Change>,
     appliance: &Arc<Appliance>,
     directory: &Arc<Directory>,
     layout: &Layout,
@@ -515,7 +557,6 @@ fn spawn_control_tasks(
 ) {
     // Directory changes → caches, key rings, session revocations.
     let _entered = control.enter();
-    let mut changes = directory::changes::listen(directory.config().clone());
     let a = Arc::clone(appliance);
     control.spawn(async move {
         while let Some(change) = changes.recv().await {
@@ -544,6 +585,21 @@ fn spawn_control_tasks(
             if let Err(e) = shipper.ship(&d, 5_000).await {
                 tracing::warn!(error = %e, "audit shipping failed; retrying");
             }
+        }
+    });
+    // The recently served tenants, kept for the next start.
+    let (a, l) = (Arc::clone(appliance), layout.clone());
+    control.spawn(async move {
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(RECENT_WRITE_EVERY).await;
+            let (a, l, mut written) = (Arc::clone(&a), l.clone(), std::mem::take(&mut last));
+            last = tokio::task::spawn_blocking(move || {
+                write_recent(&a, &l, &mut written);
+                written
+            })
+            .await
+            .unwrap_or_default();
         }
     });
     // Scheduled rotation, checked every minute.
@@ -603,6 +659,7 @@ impl Node {
                 eprintln!("sigil: audit shipping at shutdown failed ({e}); the journal keeps it for next start");
             }
         });
+        write_recent(&appliance, &layout, &mut String::new());
         drop(appliance);
         control.shutdown_timeout(Duration::from_secs(2));
         if let Some(cluster) = cluster.filter(PrivateCluster::started_here) {

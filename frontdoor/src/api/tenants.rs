@@ -286,6 +286,11 @@ impl TenantCache {
     /// Loads (or reloads) `slug` from the directory, making missing keys,
     /// and puts it in memory in place of any earlier copy.
     async fn load(&self, slug: &str) -> LoadResult {
+        let seeded = self
+            .seeds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(slug);
         let tenant = self
             .directory
             .tenant_by_slug(slug)
@@ -304,11 +309,6 @@ impl TenantCache {
         };
         let mut secret = context.name_id_secret.to_vec();
         secret.extend_from_slice(slug.as_bytes());
-        let seeded = self
-            .seeds
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(slug);
         let used = self
             .get(slug)
             .map(|earlier| earlier.last_used_ms.load(Ordering::Relaxed))
@@ -452,6 +452,38 @@ impl TenantCache {
         tenants: Vec<(String, u64)>,
         parallel: usize,
     ) -> Vec<(String, WireError)> {
+        self.load_all(tenants, parallel, false).await
+    }
+
+    /// Loads every loaded tenant again, in place, in the background (after
+    /// notifications may have been missed); meanwhile the copies in memory
+    /// serve.
+    pub fn refresh_all(self: &Arc<Self>) {
+        let slugs = self.live.load().keys().cloned().collect();
+        self.refresh(slugs);
+    }
+
+    /// Loads `slugs` again, in place, in the background, half the load
+    /// slots at most (on-demand loads keep the rest).
+    pub fn refresh(self: &Arc<Self>, slugs: Vec<String>) {
+        let this = Arc::clone(self);
+        let parallel = (self.settings.max_loading / 2).max(1);
+        let tenants = slugs.into_iter().map(|slug| (slug, 0)).collect();
+        self.runtime.spawn(async move {
+            for (slug, e) in this.load_all(tenants, parallel, true).await {
+                tracing::warn!(tenant = %slug, error = %e.message, "reloading failed");
+            }
+        });
+    }
+
+    /// Loads `tenants`, `parallel` at a time: those not in memory, or with
+    /// `again` every one of them anew (a load in flight runs again).
+    async fn load_all(
+        self: &Arc<Self>,
+        tenants: Vec<(String, u64)>,
+        parallel: usize,
+        again: bool,
+    ) -> Vec<(String, WireError)> {
         let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
         let mut loads = tokio::task::JoinSet::new();
         for (slug, used) in tenants {
@@ -464,7 +496,11 @@ impl TenantCache {
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(slug.clone(), used);
             }
-            let requested = self.request(&slug, Lane::Background);
+            let requested = if again {
+                self.reload(&slug)
+            } else {
+                self.request(&slug, Lane::Background)
+            };
             if !matches!(requested, Ok(Requested::Loading(_))) {
                 self.seeds
                     .lock()
@@ -493,47 +529,23 @@ impl TenantCache {
         failed
     }
 
-    /// Loads every loaded tenant again, in place, in the background (after
-    /// notifications may have been missed); meanwhile the copies in memory
-    /// serve.
-    pub fn refresh_all(self: &Arc<Self>) {
-        let slugs = self.live.load().keys().cloned().collect();
-        self.refresh(slugs);
-    }
-
-    /// Loads `slugs` again, in place, in the background, half the load
-    /// slots at most (on-demand loads keep the rest).
-    pub fn refresh(self: &Arc<Self>, slugs: Vec<String>) {
-        let this = Arc::clone(self);
-        let parallel = (self.settings.max_loading / 2).max(1);
-        self.runtime.spawn(async move {
-            let gate = Arc::new(tokio::sync::Semaphore::new(parallel));
-            let mut loads = tokio::task::JoinSet::new();
-            for slug in slugs {
-                let Ok(permit) = Arc::clone(&gate).acquire_owned().await else {
-                    break;
-                };
-                let admitted = this
-                    .board
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .reload(&slug, Instant::now(), || watch::channel(None).0);
-                let receiver = match admitted {
-                    Admit::Start(slot) => {
-                        let receiver = slot.subscribe();
-                        this.spawn(slug, slot);
-                        receiver
-                    }
-                    Admit::Queued(slot) | Admit::Join(slot) => slot.subscribe(),
-                    Admit::Unknown | Admit::Full => continue,
-                };
-                loads.spawn(async move {
-                    let _ = wait(receiver).await;
-                    drop(permit);
-                });
+    /// Starts a fresh load of `slug` (or marks the one in flight to run
+    /// again), in the background lane.
+    fn reload(self: &Arc<Self>, slug: &str) -> Result<Requested, WireError> {
+        let admitted = self
+            .board
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .reload(slug, Instant::now(), || watch::channel(None).0);
+        match admitted {
+            Admit::Start(slot) => {
+                let receiver = slot.subscribe();
+                self.spawn(slug.to_owned(), slot);
+                Ok(Requested::Loading(receiver))
             }
-            while loads.join_next().await.is_some() {}
-        });
+            Admit::Queued(slot) | Admit::Join(slot) => Ok(Requested::Loading(slot.subscribe())),
+            Admit::Unknown | Admit::Full => Err(refuse(ErrorCode::Overloaded, "not reloaded")),
+        }
     }
 
     /// A tenant's keys changed in the directory: a load in flight runs

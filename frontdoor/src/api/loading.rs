@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantSettings {
     /// Tenants kept in memory; past it the least recently used are evicted
-    /// (and load again when next asked for). Default 25,000.
+    /// (and load again when next asked for). Default 25,000 (≈ 700 MB at
+    /// the 28 KB a seeded tenant takes, docs/BENCHMARKING.md).
     pub max_loaded: usize,
     /// Loads running at once. Default 16.
     pub max_loading: usize,

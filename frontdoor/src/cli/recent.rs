@@ -4,10 +4,21 @@
 //! most recent first. Written whole and atomically (temporary file, fsync,
 //! rename, fsync of the directory), so a crash leaves the old list or the
 //! new one, never half of one. Reading is lenient: a line that does not
-//! parse is skipped, never fatal (the file only speeds a start up).
+//! parse is skipped, never fatal (the file only speeds a start up). And
+//! loading them at start: the most recent before the node listens, the
+//! rest in the background.
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use directory::Directory;
+
+use super::serve::Layout;
+use crate::api::Appliance;
+use crate::config::Config;
 
 /// How long a tenant counts as recently served.
 pub const RECENT_FOR_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -88,6 +99,115 @@ pub fn write(path: &Path, text: &str) -> std::io::Result<()> {
         std::fs::File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+/// On a first start (no recently-served file yet), the tenants loaded (keys
+/// made if missing) before the node listens; the rest load on first use.
+/// Generating RSA keys for thousands of seeded tenants at start would take
+/// minutes.
+const PRELOADED_TENANTS: usize = 20;
+
+/// Directory changes, and the tenants served recently: the change
+/// listener starts first (its first message, a reset, says it listens, so
+/// what the preload reads cannot miss a change); then the most recent of
+/// the tenants served before the last stop load before the node listens,
+/// so a restarted node answers its usual SPs from memory. Returns the
+/// changes and the tenants left to load in the background.
+#[allow(clippy::type_complexity)]
+pub(crate) fn preload_tenants(
+    control: &tokio::runtime::Runtime,
+    appliance: &Arc<Appliance>,
+    directory: &Directory,
+    layout: &Layout,
+    config: &Config,
+) -> anyhow::Result<(
+    tokio::sync::mpsc::UnboundedReceiver<directory::changes::Change>,
+    Vec<(String, u64)>,
+)> {
+    let mut changes = {
+        let _entered = control.enter();
+        directory::changes::listen(directory.config().clone())
+    };
+    let first = control.block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .ok()
+            .flatten()
+    });
+    if let Some(change) = first {
+        control.block_on(appliance.apply_change(change));
+    }
+    let mut preload = control.block_on(tenants_to_preload(layout, directory, config))?;
+    let later = preload.split_off(preload.len().min(config.tenants.preload_before_listening));
+    let started = std::time::Instant::now();
+    let cache = appliance.tenant_cache();
+    let failed = control.block_on(cache.preload(preload, config.tenants.max_loading));
+    if let Some((slug, e)) = failed.first() {
+        anyhow::bail!("tenant {slug}: {}", e.message);
+    }
+    tracing::info!(tenants = cache.sizes().0, elapsed = ?started.elapsed(), "tenants preloaded");
+    Ok((changes, later))
+}
+
+/// Loads `later` in the background, with half the load slots (SPs' own
+/// loads keep the rest).
+pub(crate) fn spawn_preload(
+    control: &tokio::runtime::Runtime,
+    appliance: &Arc<Appliance>,
+    later: Vec<(String, u64)>,
+    config: &Config,
+) {
+    if later.is_empty() {
+        return;
+    }
+    let cache = Arc::clone(appliance.tenant_cache());
+    let parallel = (config.tenants.max_loading / 2).max(1);
+    control.spawn(async move {
+        let started = std::time::Instant::now();
+        for (slug, e) in cache.preload(later, parallel).await {
+            tracing::warn!(tenant = %slug, error = %e.message, "preloading failed");
+        }
+        tracing::info!(tenants = cache.sizes().0, elapsed = ?started.elapsed(), "tenants preloaded in the background");
+    });
+}
+
+/// The tenants to load at start, most recent first: the recently-served
+/// file's, or on a first start (no file) the directory's first few.
+async fn tenants_to_preload(
+    layout: &Layout,
+    directory: &Directory,
+    config: &Config,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let path = layout.recent_tenants();
+    if let Some(text) = read(&path).with_context(|| path.display().to_string())? {
+        return Ok(parse(
+            &text,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            config.tenants.max_loaded,
+        ));
+    }
+    let tenants = directory.tenants().await?;
+    // Last used "long ago": loaded, but neither recent nor kept over
+    // tenants SPs use.
+    Ok(tenants
+        .into_iter()
+        .take(PRELOADED_TENANTS.min(config.tenants.max_loaded))
+        .map(|tenant| (tenant.slug, 1))
+        .collect())
+}
+
+/// Writes the recently-served file (unless `last` already says the same).
+pub(crate) fn write_recent(appliance: &Appliance, layout: &Layout, last: &mut String) {
+    let text = render(&appliance.tenant_cache().recent());
+    if text == *last {
+        return;
+    }
+    match write(&layout.recent_tenants(), &text) {
+        Ok(()) => *last = text,
+        Err(e) => tracing::warn!(error = %e, "writing the recently-served tenants failed"),
+    }
 }
 
 #[cfg(test)]

@@ -181,7 +181,7 @@ def main():
     log = os.path.join(args.dir, "serve.log")
     node = Node(args.binary, args.dir, config, log)
     results = {"tenants": args.tenants, "users": args.users, "sample": args.sample}
-    recent = os.path.join(args.dir, "var", "recent-tenants")
+    recent = os.path.join(args.dir, "var", "recent-tenants-node-1")
 
     if "seed" in phases and not args.reuse:
         shutil.rmtree(os.path.join(args.dir, "var"), ignore_errors=True)

@@ -175,7 +175,7 @@ async fn sps_get_documents_of_tenants_not_loaded_on_their_first_fetch() {
 
     // The tenants served in run 1 are the recently served ones; the 20
     // loaded at the first start but never used are not.
-    let recent = std::fs::read_to_string(root.join("var/recent-tenants")).unwrap();
+    let recent = std::fs::read_to_string(root.join("var/recent-tenants-node-1")).unwrap();
     let names: Vec<&str> = recent
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -226,7 +226,7 @@ async fn sps_get_documents_of_tenants_not_loaded_on_their_first_fetch() {
     // seed-18, as on a first start): seed-22 is not in memory; PyJWKClient, which does not retry, gets its key set
     // on the first fetch and resolves the token's key. At most 3 tenants in
     // memory: the least recently used go, and come back, same keys.
-    std::fs::remove_file(root.join("var/recent-tenants")).unwrap();
+    std::fs::remove_file(root.join("var/recent-tenants-node-1")).unwrap();
     let node = serve(&root, ports, "max_loaded = 3\n");
     assert!(metric(&node, "sigil_tenants_loaded") <= 3.0);
     let loads = metric(&node, LOADED);

@@ -1,5 +1,5 @@
 //! The recently served tenants, kept in the data directory
-//! (`{data_dir}/recent-tenants`) so that a restarted node loads them before
+//! (`{data_dir}/recent-tenants-{node}`) so that a restarted node loads them before
 //! SPs ask: one `slug<TAB>last use` line per tenant (unix milliseconds),
 //! most recent first. Written whole and atomically (temporary file, fsync,
 //! rename, fsync of the directory), so a crash leaves the old list or the
@@ -178,7 +178,7 @@ async fn tenants_to_preload(
     directory: &Directory,
     config: &Config,
 ) -> anyhow::Result<Vec<(String, u64)>> {
-    let path = layout.recent_tenants();
+    let path = layout.recent_tenants(&config.node);
     if let Some(text) = read(&path).with_context(|| path.display().to_string())? {
         return Ok(parse(
             &text,
@@ -198,13 +198,14 @@ async fn tenants_to_preload(
         .collect())
 }
 
-/// Writes the recently-served file (unless `last` already says the same).
-pub(crate) fn write_recent(appliance: &Appliance, layout: &Layout, last: &mut String) {
+/// Writes the recently-served file at `path` (unless `last` already says
+/// the same).
+pub(crate) fn write_recent(appliance: &Appliance, path: &Path, last: &mut String) {
     let text = render(&appliance.tenant_cache().recent());
     if text == *last {
         return;
     }
-    match write(&layout.recent_tenants(), &text) {
+    match write(path, &text) {
         Ok(()) => *last = text,
         Err(e) => tracing::warn!(error = %e, "writing the recently-served tenants failed"),
     }

@@ -58,9 +58,10 @@ impl Layout {
     pub fn name_id_secret(&self) -> PathBuf {
         self.root.join("nameid.key")
     }
-    /// The tenants served recently (loaded first at the next start).
-    pub fn recent_tenants(&self) -> PathBuf {
-        self.root.join("recent-tenants")
+    /// The tenants `node` served recently (loaded first at its next start;
+    /// one file per node: the demo's nodes share a state directory).
+    pub fn recent_tenants(&self, node: &str) -> PathBuf {
+        self.root.join(format!("recent-tenants-{node}"))
     }
 }
 
@@ -480,14 +481,14 @@ fn spawn_control_tasks(
         }
     });
     // The recently served tenants, kept for the next start.
-    let (a, l) = (Arc::clone(appliance), layout.clone());
+    let (a, path) = (Arc::clone(appliance), layout.recent_tenants(node));
     control.spawn(async move {
         let mut last = String::new();
         loop {
             tokio::time::sleep(RECENT_WRITE_EVERY).await;
-            let (a, l, mut written) = (Arc::clone(&a), l.clone(), std::mem::take(&mut last));
+            let (a, p, mut written) = (Arc::clone(&a), path.clone(), std::mem::take(&mut last));
             last = tokio::task::spawn_blocking(move || {
-                write_recent(&a, &l, &mut written);
+                write_recent(&a, &p, &mut written);
                 written
             })
             .await
@@ -551,7 +552,11 @@ impl Node {
                 eprintln!("sigil: audit shipping at shutdown failed ({e}); the journal keeps it for next start");
             }
         });
-        write_recent(&appliance, &layout, &mut String::new());
+        write_recent(
+            &appliance,
+            &layout.recent_tenants(&node),
+            &mut String::new(),
+        );
         drop(appliance);
         control.shutdown_timeout(Duration::from_secs(2));
         if let Some(cluster) = cluster.filter(PrivateCluster::started_here) {

@@ -3,10 +3,10 @@
 
 Input (argv[1]): JSON {"jwks": {...} or "jwks_url": "http://...", "cases":
 [{"name", "token", "issuer", "audience"}]}. With "jwks_url", PyJWT fetches the
-key set itself (PyJWKClient) and jwcrypto gets it over HTTP too, as an SP
-would. Each verifier picks the key from the JWKS by the token's `kid`
-and pins the algorithm to the JWK's `alg` (never the token header's), as a
-careful relying party does. Output (stdout): JSON {name: {"pyjwt": "ok" |
+key set itself (PyJWKClient, first, without retrying) and jwcrypto gets it
+over HTTP too, as an SP would. Each verifier picks the key from the JWKS by
+the token's `kid` and pins the algorithm to the JWK's `alg` (never the token
+header's), as a careful relying party does. Output (stdout): JSON {name: {"pyjwt": "ok" |
 "error: ...", "jwcrypto": "ok" | "error: ..."}}.
 """
 import json
@@ -63,21 +63,29 @@ def main():
     with open(sys.argv[1]) as f:
         spec = json.load(f)
     client = None
+    results = {case["name"]: {} for case in spec["cases"]}
     if "jwks_url" in spec:
+        # PyJWKClient makes the first request for the key set, as an SP's
+        # library does on its first token; it does not retry (a 503 fails).
         client = pyjwt.PyJWKClient(spec["jwks_url"], cache_keys=False)
+        for case in spec["cases"]:
+            results[case["name"]]["pyjwt"] = outcome_of(verify_pyjwt, None, case, client)
         with urllib.request.urlopen(spec["jwks_url"], timeout=10) as response:
             spec["jwks"] = json.load(response)
-    results = {}
     for case in spec["cases"]:
-        outcome = {}
+        outcome = results[case["name"]]
         for name, verify in (("pyjwt", verify_pyjwt), ("jwcrypto", verify_jwcrypto)):
-            try:
-                verify(spec["jwks"], case, client)
-                outcome[name] = "ok"
-            except Exception as e:  # any failure is a refusal
-                outcome[name] = f"error: {type(e).__name__}: {e}"
-        results[case["name"]] = outcome
+            if name not in outcome:
+                outcome[name] = outcome_of(verify, spec["jwks"], case, client)
     json.dump(results, sys.stdout, indent=1)
+
+
+def outcome_of(verify, jwks, case, client):
+    try:
+        verify(jwks, case, client)
+        return "ok"
+    except Exception as e:  # any failure is a refusal
+        return f"error: {type(e).__name__}: {e}"
 
 
 if __name__ == "__main__":

@@ -57,6 +57,8 @@ pub struct Config {
     pub audit: Audit,
     /// Slow signatures (HSM, RSA): the signer pool.
     pub signing: Signing,
+    /// Loading tenants and keeping them in memory.
+    pub tenants: Tenants,
 }
 
 /// Listen addresses.
@@ -190,6 +192,49 @@ pub struct Signing {
     pub deadline_ms: u64,
 }
 
+/// Loading tenants and keeping them in memory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tenants {
+    /// Milliseconds a document request waits for its tenant to load before
+    /// it is answered 503 with `Retry-After: 1`.
+    pub load_wait_ms: u64,
+    /// Tenants kept in memory; past it the least recently used are evicted.
+    pub max_loaded: usize,
+    /// Tenant loads running at once.
+    pub max_loading: usize,
+    /// Loads waiting for a slot; more are refused at once.
+    pub max_queued: usize,
+    /// Recently served tenants loaded before the node listens (the rest of
+    /// the recently-served file loads in the background).
+    pub preload_before_listening: usize,
+}
+
+impl Default for Tenants {
+    fn default() -> Tenants {
+        let settings = crate::api::loading::TenantSettings::default();
+        Tenants {
+            load_wait_ms: 2_000,
+            max_loaded: settings.max_loaded,
+            max_loading: settings.max_loading,
+            max_queued: settings.max_queued,
+            preload_before_listening: 1_000,
+        }
+    }
+}
+
+impl Tenants {
+    /// The loader's settings.
+    pub fn settings(&self) -> crate::api::loading::TenantSettings {
+        crate::api::loading::TenantSettings {
+            max_loaded: self.max_loaded,
+            max_loading: self.max_loading,
+            max_queued: self.max_queued,
+            ..crate::api::loading::TenantSettings::default()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -201,6 +246,7 @@ impl Default for Config {
             hsm: None,
             cluster: Cluster::default(),
             limits: Limits::default(),
+            tenants: Tenants::default(),
             audit: Audit::default(),
             signing: Signing::default(),
         }
@@ -339,6 +385,12 @@ impl Config {
         {
             return invalid("limits: max_in_flight, default_tenant_rate and frame_timeout_secs must be positive");
         }
+        if self.tenants.max_loaded == 0 || self.tenants.max_loading == 0 {
+            return invalid("tenants: max_loaded and max_loading must be positive");
+        }
+        if self.tenants.load_wait_ms > 60_000 {
+            return invalid("tenants.load_wait_ms: at most 60000 (SPs time out long before)");
+        }
         if let Some(hsm) = &self.hsm {
             if hsm.pin_file.is_none() == hsm.pin_env.is_none() {
                 return invalid("hsm: exactly one of pin_file and pin_env");
@@ -456,6 +508,14 @@ mod tests {
         );
         assert_eq!(config.signing.deadline_ms, default.signing.deadline_ms);
         assert!(config.embedded());
+        assert_eq!(config.tenants.load_wait_ms, default.tenants.load_wait_ms);
+        assert_eq!(config.tenants.max_loaded, default.tenants.max_loaded);
+        assert_eq!(config.tenants.max_loading, default.tenants.max_loading);
+        assert_eq!(config.tenants.max_queued, default.tenants.max_queued);
+        assert_eq!(
+            config.tenants.preload_before_listening,
+            default.tenants.preload_before_listening
+        );
     }
 
     #[test]
@@ -472,6 +532,14 @@ mod tests {
             // Signing is on the worker, always (docs/BENCHMARKING.md,
             // "inline or pool"): the key is unknown.
             Config::parse("[keys]\nsigning = \"pool\""),
+            Err(ConfigError::Parse { .. })
+        ));
+        assert!(matches!(
+            Config::parse("[tenants]\nmax_loaded = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            Config::parse("[tenants]\nload_wait = 5"),
             Err(ConfigError::Parse { .. })
         ));
         assert!(matches!(

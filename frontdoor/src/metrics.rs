@@ -88,6 +88,16 @@ impl TenantMetrics {
         }
     }
 
+    /// Whether nothing was counted yet (such a tenant has no lines: with
+    /// thousands of tenants loaded for their documents alone, `/metrics`
+    /// stays the size of the active ones).
+    pub fn is_idle(&self) -> bool {
+        self.issued
+            .iter()
+            .chain(self.refused.iter())
+            .all(|n| n.load(Ordering::Relaxed) == 0)
+    }
+
     /// Appends this tenant's lines.
     pub fn render(&self, out: &mut String, tenant: &str) {
         for (i, kind) in ISSUE_KINDS.iter().enumerate() {

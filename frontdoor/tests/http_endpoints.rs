@@ -1,5 +1,6 @@
 //! The HTTP endpoints on a real listener on loopback: JWKS, discovery,
-//! conditional GET, 404 for unknown tenants, and clients that misbehave
+//! conditional GET, 404 for unknown tenants, requests that wait for their
+//! tenant's load without holding up their worker, and clients that misbehave
 //! (garbage, oversized heads, slowness) get refused while the workers keep
 //! serving. Tokens verify with PyJWT and jwcrypto against the JWKS fetched
 //! over HTTP.
@@ -11,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use frontdoor::http::exchange::{Loaded, Miss};
 use frontdoor::http::{
     openid_configuration, Document, DocumentStore, HttpConfig, HttpServer, Limits, Site,
     TenantDocuments,
@@ -307,4 +309,75 @@ fn pyjwt_and_jwcrypto_verify_tokens_against_the_jwks_served_over_http() {
         &cases,
         "",
     );
+}
+
+#[test]
+fn a_request_waiting_for_its_tenant_does_not_hold_up_its_worker() {
+    let f = start(Limits::default());
+    let documents = f.store.get("acme").unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let released = std::sync::Mutex::new(Some(released));
+    let site = Arc::new(Site {
+        documents: Arc::new(DocumentStore::new()),
+        metrics: Arc::new(String::new),
+        ready: Arc::new(AtomicBool::new(true)),
+        on_miss: Some(Arc::new(move |slug: &str| match slug {
+            // Loads once the test says so.
+            "slow" => {
+                let released = released.lock().unwrap().take();
+                let documents = Arc::clone(&documents);
+                Miss::Loading(Box::pin(async move {
+                    if let Some(released) = released {
+                        let _ = released.await;
+                    }
+                    Loaded::Documents(documents)
+                }))
+            }
+            // Never loads.
+            "stuck" => Miss::Loading(Box::pin(std::future::pending())),
+            _ => Miss::Unknown,
+        })),
+    });
+    // One worker: the waiting request and every other share it.
+    let mut config = HttpConfig::new("127.0.0.1:0".parse().unwrap());
+    config.workers = 1;
+    config.pin_to_cores = false;
+    config.limits = Limits {
+        tenant_load_wait: Duration::from_millis(1500),
+        ..Limits::default()
+    };
+    let server = HttpServer::start(config, site).unwrap();
+    let addr = server.local_addr();
+    let waiting = std::thread::spawn(move || get(addr, "/t/slow/.well-known/jwks.json", ""));
+    std::thread::sleep(Duration::from_millis(200));
+    for _ in 0..5 {
+        let started = Instant::now();
+        assert_eq!(get(addr, "/healthz", "").0, 200);
+        assert_eq!(get(addr, "/t/nobody/.well-known/jwks.json", "").0, 404);
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+    assert!(!waiting.is_finished(), "still waiting for its tenant");
+    release.send(()).unwrap();
+    let (status, head, body) = waiting.join().unwrap();
+    assert_eq!(status, 200, "{head}");
+    let jwks: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), KeySpec::ALL.len());
+    // A load that does not end in time: 503 with Retry-After at the bound.
+    let started = Instant::now();
+    let (status, head, _) = get(addr, "/t/stuck/saml/metadata", "");
+    let waited = started.elapsed();
+    assert_eq!(status, 503);
+    assert_eq!(header(&head, "retry-after"), Some("1"));
+    assert!(
+        (Duration::from_millis(1400)..Duration::from_secs(5)).contains(&waited),
+        "{waited:?}"
+    );
+    assert_eq!(
+        server
+            .stats()
+            .tenant_wait_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(get(addr, "/healthz", "").0, 200);
 }

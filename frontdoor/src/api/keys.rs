@@ -42,6 +42,9 @@ pub enum KeyError {
     /// Another node is rotating this tenant right now.
     #[error("another node is rotating this tenant's keys")]
     Busy,
+    /// Key generation stopped before it finished (the node is stopping).
+    #[error("key generation was interrupted")]
+    Interrupted,
 }
 
 /// The node's key backends. New keys are made by the preferred one (the HSM
@@ -186,6 +189,7 @@ pub fn issuer(public_url: &str, tenant: &Tenant) -> String {
 }
 
 /// Generates, loads and rotates keys with one backend.
+#[derive(Clone)]
 pub struct KeyManager {
     backend: Arc<dyn KeyBackend>,
     rng: SystemRandom,
@@ -305,10 +309,17 @@ impl KeyManager {
             .filter(|a| view.active(*a).is_err())
             .collect();
         if !missing.is_empty() && scope.try_rotation_lock().await? {
-            let mut made = missing
-                .into_iter()
-                .map(|algorithm| self.new_row(tenant, spec_for(algorithm), now, now))
-                .collect::<Result<Vec<_>, _>>()?;
+            // Key generation (RSA: a good part of a second of CPU per key,
+            // or a trip to the HSM) runs off the async threads.
+            let (maker, owner) = (self.clone(), tenant.clone());
+            let mut made = tokio::task::spawn_blocking(move || {
+                missing
+                    .into_iter()
+                    .map(|algorithm| maker.new_row(&owner, spec_for(algorithm), now, now))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await
+            .map_err(|_| KeyError::Interrupted)??;
             // The order a later load reads them in (created_at, kid): every
             // node renders the same JWKS bytes, so the same ETag.
             made.sort_by(|a, b| a.0.kid.cmp(&b.0.kid));

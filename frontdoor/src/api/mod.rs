@@ -1,6 +1,8 @@
 //! The appliance: what each `sigil/1` operation does, and the caches the
 //! hot path reads (tenants, users, apps, keys, callers), filled from the
 //! directory on first use and dropped when it says something changed.
+//! Tenants live in [`tenants`] (loaded on the control runtime, one load per
+//! tenant, at most `max_loaded` in memory), whose loads [`loading`] orders.
 //!
 //! Threads: [`Appliance`] is shared by every worker. Its read path is a
 //! lock-free snapshot of the tenant map, then per-tenant maps behind their
@@ -10,10 +12,12 @@ mod callers;
 pub mod cluster;
 pub mod issue;
 pub mod keys;
+pub mod loading;
 pub mod signing;
+pub mod tenants;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -31,8 +35,11 @@ use signer::{Algorithm, Timestamp};
 
 use self::issue::{Issued, OidcApp, SamlSp, SessionFacts, UserRecord};
 use self::keys::{KeyManager, TenantKeys};
+use self::loading::{Lane, TenantSettings};
+use self::tenants::{LoadContext, Requested, TenantCache};
 use crate::admission::RateBudget;
 use crate::http::documents::DocumentStore;
+use crate::http::exchange::{Loaded, Miss};
 use crate::metrics::TenantMetrics;
 use crate::protocol::{ErrorCode, Operation, WireError};
 use crate::quic::Handler;
@@ -96,6 +103,31 @@ pub struct TenantLive {
     pub metrics: TenantMetrics,
     name_id_key: aws_lc_rs::hmac::Key,
     slug: Arc<str>,
+    /// When a request through the API last used it (unix ms).
+    last_used_ms: AtomicU64,
+}
+
+impl TenantLive {
+    /// Notes a use at `now_ms`. Stored at most once a second, so workers on
+    /// other cores do not fight over the cache line on every request.
+    fn touch(&self, now_ms: u64) {
+        if now_ms >= self.last_used_ms.load(Ordering::Relaxed) + 1_000 {
+            self.last_used_ms.store(now_ms, Ordering::Relaxed);
+        }
+    }
+
+    /// Drops the cached users, apps and SPs (read again on next use).
+    fn clear_caches(&self) {
+        if let Ok(mut users) = self.users.write() {
+            users.clear();
+        }
+        if let Ok(mut apps) = self.apps.write() {
+            apps.clear();
+        }
+        if let Ok(mut sps) = self.sps.write() {
+            sps.clear();
+        }
+    }
 }
 
 /// Who is calling, resolved once per connection.
@@ -124,27 +156,25 @@ pub struct ApplianceConfig {
     pub signing_threads: usize,
     /// How long a slow signature may take before `unavailable`.
     pub signing_deadline: std::time::Duration,
+    /// Loading and keeping tenants in memory.
+    pub tenants: TenantSettings,
 }
 
 /// The appliance.
 pub struct Appliance {
     config: ApplianceConfig,
     directory: Arc<Directory>,
-    keys: KeyManager,
+    keys: Arc<KeyManager>,
     replica: Arc<Replica>,
     journal: Arc<AuditJournal>,
-    documents: Arc<DocumentStore>,
-    tenants: ArcSwap<HashMap<String, Arc<TenantLive>>>,
-    tenant_ids: ArcSwap<HashMap<i64, String>>,
+    tenants: Arc<TenantCache>,
     frontends: RwLock<HashMap<String, Option<Frontend>>>,
-    loading: tokio::sync::Mutex<()>,
     /// Building and signing, by backend: [software, hsm].
     signing_latency: [crate::metrics::LatencyHistogram; 2],
     /// Where slow keys sign.
     signing: signing::SlowSigning,
     rng: SystemRandom,
     ready: Arc<AtomicBool>,
-    name_id_secret: [u8; 32],
 }
 
 impl std::fmt::Debug for Appliance {
@@ -180,11 +210,13 @@ fn int(n: u64) -> Value {
 
 impl Appliance {
     /// An appliance over a connected directory, sessions (a replica: alone,
-    /// or in a cluster), journal and key manager. `name_id_secret` derives
-    /// persistent SAML NameIDs.
+    /// or in a cluster), journal and key manager, publishing tenants'
+    /// documents in `documents`. `name_id_secret` derives persistent SAML
+    /// NameIDs; tenant loads run on `control` (the control-plane runtime).
     ///
     /// # Errors
     /// When the signer pool's threads cannot start.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: ApplianceConfig,
         directory: Arc<Directory>,
@@ -193,24 +225,34 @@ impl Appliance {
         journal: Arc<AuditJournal>,
         documents: Arc<DocumentStore>,
         name_id_secret: [u8; 32],
+        control: tokio::runtime::Handle,
     ) -> Result<Appliance, signer::Error> {
         let signing = signing::SlowSigning::start(config.signing_threads, config.signing_deadline)?;
+        let keys = Arc::new(keys);
+        let tenants = Arc::new(TenantCache::new(
+            Arc::clone(&directory),
+            Arc::clone(&keys),
+            documents,
+            LoadContext {
+                public_url: config.public_url.clone(),
+                default_tenant_rate: config.default_tenant_rate,
+                name_id_secret,
+            },
+            config.tenants,
+            control,
+        ));
         Ok(Appliance {
             config,
             directory,
             keys,
             replica,
             journal,
-            documents,
-            tenants: ArcSwap::default(),
-            tenant_ids: ArcSwap::default(),
+            tenants,
             frontends: RwLock::default(),
-            loading: tokio::sync::Mutex::new(()),
             signing_latency: Default::default(),
             signing,
             rng: SystemRandom::new(),
             ready: Arc::new(AtomicBool::new(true)),
-            name_id_secret,
         })
     }
 
@@ -308,94 +350,51 @@ impl Appliance {
 
     /// Loaded tenants (for metrics).
     pub fn loaded_tenants(&self) -> Vec<Arc<TenantLive>> {
-        self.tenants.load().values().cloned().collect()
+        self.tenants.loaded()
     }
 
-    /// The tenant `slug`, loaded on first use (keys generated if missing).
+    /// The loaded tenants and their loads.
+    pub fn tenant_cache(&self) -> &Arc<TenantCache> {
+        &self.tenants
+    }
+
+    /// The tenant `slug`, loaded on first use (keys generated if missing),
+    /// on the control runtime; requests for a tenant already loading wait
+    /// for that load.
     ///
     /// # Errors
     /// `not_found` for an unknown tenant; `unavailable` if the directory is
-    /// unreachable.
+    /// unreachable; `overloaded` when too many loads wait.
     pub async fn tenant(&self, slug: &str) -> Result<Arc<TenantLive>, WireError> {
-        if let Some(live) = self.tenants.load().get(slug) {
-            return Ok(Arc::clone(live));
+        if let Some(live) = self.tenants.get(slug) {
+            live.touch(now_ms());
+            return Ok(live);
         }
-        let _loading = self.loading.lock().await;
-        if let Some(live) = self.tenants.load().get(slug) {
-            return Ok(Arc::clone(live));
-        }
-        let live = self.load_tenant(slug).await?;
-        Ok(live)
+        self.tenants.tenant(slug).await
     }
 
-    async fn load_tenant(&self, slug: &str) -> Result<Arc<TenantLive>, WireError> {
-        let tenant = self
-            .directory
-            .tenant_by_slug(slug)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no tenant {slug}")))?;
-        let required = self.required_algorithms(&tenant).await?;
-        let now = Timestamp::from_system_time(SystemTime::now());
-        let keys = self
-            .keys
-            .load(&self.directory, &tenant, &required, now)
-            .await
-            .map_err(|e| internal("loading keys", &e))?;
-        self.documents.publish(slug, keys.documents.clone());
-        let rate = if tenant.rate_per_second == 0 {
-            self.config.default_tenant_rate
-        } else {
-            tenant.rate_per_second
+    /// For an SP asking for the documents of a tenant that has none in
+    /// memory: starts or joins its load and says what to wait for (the
+    /// HTTP worker bounds the wait).
+    pub fn documents_miss(&self, slug: &str) -> Miss {
+        let loaded = |result: Result<Arc<TenantLive>, WireError>| match result {
+            Ok(live) => Loaded::Documents(Arc::new(live.keys.load().documents.clone())),
+            Err(e) if e.code == ErrorCode::NotFound => Loaded::Unknown,
+            Err(_) => Loaded::Unavailable,
         };
-        let burst = if tenant.rate_burst == 0 {
-            rate
-        } else {
-            tenant.rate_burst
-        };
-        let mut secret = self.name_id_secret.to_vec();
-        secret.extend_from_slice(slug.as_bytes());
-        let live = Arc::new(TenantLive {
-            issuer: keys::issuer(&self.config.public_url, &tenant),
-            budget: RateBudget::new(rate, burst),
-            keys: ArcSwap::from_pointee(keys),
-            users: RwLock::default(),
-            apps: RwLock::default(),
-            sps: RwLock::default(),
-            metrics: TenantMetrics::default(),
-            name_id_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
-            slug: Arc::from(slug),
-            tenant,
-        });
-        self.tenants.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            next.insert(slug.to_owned(), Arc::clone(&live));
-            next
-        });
-        self.tenant_ids.rcu(|current| {
-            let mut next = HashMap::clone(current);
-            next.insert(live.tenant.id, slug.to_owned());
-            next
-        });
-        Ok(live)
-    }
-
-    async fn required_algorithms(&self, tenant: &Tenant) -> Result<Vec<Algorithm>, WireError> {
-        let mut algorithms: Vec<Algorithm> = tenant
-            .key_algorithms
-            .iter()
-            .filter_map(|a| a.parse().ok())
-            .collect();
-        let scope = self
-            .directory
-            .tenant(tenant.id)
-            .await
-            .map_err(unavailable)?;
-        let rows = scope.app_algorithms().await.map_err(unavailable)?;
-        algorithms.extend(rows.iter().filter_map(|a| a.parse::<Algorithm>().ok()));
-        algorithms.sort_by_key(|a| a.name());
-        algorithms.dedup();
-        Ok(algorithms)
+        match self.tenants.request(slug, Lane::OnDemand) {
+            Ok(Requested::Ready(live)) => {
+                let ready = loaded(Ok(live));
+                Miss::Loading(Box::pin(async move { ready }))
+            }
+            Ok(Requested::Loading(receiver)) => {
+                Miss::Loading(Box::pin(
+                    async move { loaded(tenants::wait(receiver).await) },
+                ))
+            }
+            Err(e) if e.code == ErrorCode::NotFound => Miss::Unknown,
+            Err(_) => Miss::Unavailable,
+        }
     }
 
     /// Reloads a tenant's keys (after a rotation anywhere in the cluster).
@@ -403,33 +402,25 @@ impl Appliance {
     /// # Errors
     /// When the directory or backend fails.
     pub async fn reload_keys(&self, slug: &str) -> Result<(), WireError> {
-        let Some(live) = self.tenants.load().get(slug).cloned() else {
-            return Ok(());
-        };
-        let now = Timestamp::from_system_time(SystemTime::now());
-        let required = self.required_algorithms(&live.tenant).await?;
-        let keys = self
-            .keys
-            .load(&self.directory, &live.tenant, &required, now)
-            .await
-            .map_err(|e| internal("loading keys", &e))?;
-        self.documents.publish(slug, keys.documents.clone());
-        live.keys.store(Arc::new(keys));
-        Ok(())
+        self.tenants.reload_keys(slug).await
     }
 
     /// Applies a directory change notification.
     pub async fn apply_change(&self, change: directory::changes::Change) {
         use directory::changes::Change;
-        let slug_of = |id: i64| self.tenant_ids.load().get(&id).cloned();
+        let slug_of = |id: i64| self.tenants.slug_of(id);
         match change {
             Change::Reset => {
-                // Anything may have changed while nobody listened.
-                self.tenants.store(Arc::default());
-                self.tenant_ids.store(Arc::default());
+                // Anything may have changed while nobody listened: the
+                // caches of users, apps and callers go at once; tenants load
+                // again in the background (their documents keep serving).
+                for live in self.tenants.loaded() {
+                    live.clear_caches();
+                }
                 if let Ok(mut frontends) = self.frontends.write() {
                     frontends.clear();
                 }
+                self.tenants.refresh_all();
             }
             Change::User {
                 tenant_id,
@@ -439,7 +430,7 @@ impl Appliance {
                 let Some(slug) = slug_of(tenant_id) else {
                     return;
                 };
-                let Some(live) = self.tenants.load().get(&slug).cloned() else {
+                let Some(live) = self.tenants.get(&slug) else {
                     return;
                 };
                 let mut login = None;
@@ -466,18 +457,14 @@ impl Appliance {
                 }
             }
             Change::Membership { tenant_id, .. } => {
-                if let Some(live) =
-                    slug_of(tenant_id).and_then(|s| self.tenants.load().get(&s).cloned())
-                {
+                if let Some(live) = slug_of(tenant_id).and_then(|s| self.tenants.get(&s)) {
                     if let Ok(mut users) = live.users.write() {
                         users.clear();
                     }
                 }
             }
             Change::Apps { tenant_id } => {
-                if let Some(live) =
-                    slug_of(tenant_id).and_then(|s| self.tenants.load().get(&s).cloned())
-                {
+                if let Some(live) = slug_of(tenant_id).and_then(|s| self.tenants.get(&s)) {
                     if let Ok(mut apps) = live.apps.write() {
                         apps.clear();
                     }
@@ -487,17 +474,17 @@ impl Appliance {
                 }
             }
             Change::Tenant { tenant_id } => {
+                // Its row changed (budget, status, key policy): loaded
+                // again in place, or forgotten if it is gone.
                 if let Some(slug) = slug_of(tenant_id) {
-                    self.tenants.rcu(|current| {
-                        let mut next = HashMap::clone(current);
-                        next.remove(&slug);
-                        next
-                    });
+                    self.tenants.refresh(vec![slug]);
                 }
             }
             Change::Keys { tenant_id } => {
                 if let Some(slug) = slug_of(tenant_id) {
-                    let _ = self.reload_keys(&slug).await;
+                    if let Err(e) = self.tenants.keys_changed(&slug).await {
+                        tracing::warn!(tenant = %slug, error = %e.message, "reloading keys failed");
+                    }
                 }
             }
         }
@@ -1091,7 +1078,7 @@ impl Appliance {
         if let Err(error) = &outcome {
             let tenant_id = operation
                 .tenant()
-                .and_then(|t| self.tenants.load().get(t).map(|l| l.tenant.id))
+                .and_then(|t| self.tenants.get(t).map(|l| l.tenant.id))
                 .unwrap_or(0);
             self.audit_refusal(
                 tenant_id,
@@ -1145,7 +1132,9 @@ impl Handler for Appliance {
 pub fn render_metrics(appliance: &Appliance, out: &mut String) {
     use std::fmt::Write;
     for live in appliance.loaded_tenants() {
-        live.metrics.render(out, &live.slug);
+        if !live.metrics.is_idle() {
+            live.metrics.render(out, &live.slug);
+        }
     }
     for (index, backend) in ["software", "pkcs11"].iter().enumerate() {
         appliance.signing_latency[index].render(
@@ -1179,6 +1168,30 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             "# TYPE sigil_replication_dropped_total counter\nsigil_replication_dropped_total {}",
             lag.dropped
         );
+    }
+    let cache = appliance.tenant_cache();
+    let (loaded, loading, queued) = cache.sizes();
+    let loads = cache.stats();
+    let _ = writeln!(
+        out,
+        "# TYPE sigil_tenants_loaded gauge\nsigil_tenants_loaded {loaded}\nsigil_tenant_loads_running {loading}\nsigil_tenant_loads_queued {queued}"
+    );
+    for (name, value) in [
+        (
+            "sigil_tenant_loads_total{outcome=\"loaded\"}",
+            &loads.loaded,
+        ),
+        (
+            "sigil_tenant_loads_total{outcome=\"failed\"}",
+            &loads.failed,
+        ),
+        (
+            "sigil_tenant_loads_total{outcome=\"refused\"}",
+            &loads.refused,
+        ),
+        ("sigil_tenant_evictions_total", &loads.evicted),
+    ] {
+        let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
     }
     let table = appliance.sessions();
     let stats = appliance.journal().stats();

@@ -300,6 +300,7 @@ mod tests {
                 default_tenant_rate: 1_000_000,
                 signing_threads: 1,
                 signing_deadline: Duration::from_millis(1_000),
+                tenants: Default::default(),
             },
             Arc::new(directory),
             KeyManager::new(Arc::new(backends), "http://127.0.0.1:1"),
@@ -310,6 +311,7 @@ mod tests {
             Arc::new(AuditJournal::open(&dir.path().join("node-1.journal"), "node-1").unwrap()),
             Arc::new(DocumentStore::new()),
             [1u8; 32],
+            tokio::runtime::Handle::current(),
         )
         .unwrap();
         let caller = Caller {

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod client;
 pub mod demo;
 pub mod postgres;
+pub mod recent;
 pub mod serve;
 
 use std::net::SocketAddr;

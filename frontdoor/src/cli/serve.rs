@@ -19,6 +19,7 @@ use signer::{KeyBackend, MasterKey, SoftwareBackend};
 
 use super::audit::Shipping;
 use super::postgres::{open_node_directory, StartedCluster};
+use super::recent::{preload_tenants, spawn_preload, write_recent};
 use super::{credentials_dir, Endpoints};
 use crate::api::keys::{Backends, KeyManager};
 use crate::api::{render_metrics, Appliance, ApplianceConfig};
@@ -28,13 +29,10 @@ use crate::http::documents::DocumentStore;
 use crate::http::exchange::{Limits, Site};
 use crate::http::server::{HttpConfig, HttpServer};
 use crate::pki::{Credentials, DeploymentCa};
-use crate::protocol::ErrorCode;
 use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
 
-/// Tenants loaded (keys made if missing) before the node listens; the rest
-/// load on first use. Generating RSA keys for thousands of seeded tenants at
-/// start would take minutes.
-const PRELOADED_TENANTS: usize = 20;
+/// How often the recently-served file is written (and once at shutdown).
+const RECENT_WRITE_EVERY: Duration = Duration::from_secs(30);
 
 /// The state directory's layout.
 #[derive(Debug, Clone)]
@@ -63,6 +61,11 @@ impl Layout {
     /// The secret that derives persistent SAML NameIDs.
     pub fn name_id_secret(&self) -> PathBuf {
         self.root.join("nameid.key")
+    }
+    /// The tenants `node` served recently (loaded first at its next start;
+    /// one file per node: the demo's nodes share a state directory).
+    pub fn recent_tenants(&self, node: &str) -> PathBuf {
+        self.root.join(format!("recent-tenants-{node}"))
     }
 }
 
@@ -101,79 +104,6 @@ fn key_backends(config: &Config, master: MasterKey) -> anyhow::Result<Arc<dyn Ke
         hsm.token_label
     );
     Ok(Arc::new(backends))
-}
-
-/// Loads, for the HTTP side, tenants an SP asks about before any front end
-/// has (only the first tenants are loaded at start: a directory of 19,000
-/// cannot make every key up front). The first request starts the load and
-/// is answered 503 with `Retry-After: 1`; a tenant the directory does not
-/// have is remembered for a while and answered 404, so made-up names cost
-/// one directory lookup each, at most `MAX_LOADING` at a time.
-struct LazyTenants {
-    appliance: Arc<Appliance>,
-    runtime: tokio::runtime::Handle,
-    state: std::sync::Mutex<LazyState>,
-}
-
-#[derive(Default)]
-struct LazyState {
-    loading: std::collections::HashSet<String>,
-    unknown: std::collections::HashMap<String, std::time::Instant>,
-}
-
-impl LazyTenants {
-    /// Tenant loads running at once; past it, callers retry.
-    const MAX_LOADING: usize = 16;
-    /// Unknown names remembered (all forgotten when full).
-    const MAX_UNKNOWN: usize = 10_000;
-    /// How long an unknown name stays unknown.
-    const UNKNOWN_FOR: Duration = Duration::from_secs(30);
-
-    fn new(appliance: Arc<Appliance>, runtime: tokio::runtime::Handle) -> LazyTenants {
-        LazyTenants {
-            appliance,
-            runtime,
-            state: std::sync::Mutex::default(),
-        }
-    }
-
-    fn miss(self: &Arc<Self>, slug: &str) -> crate::http::exchange::Miss {
-        use crate::http::exchange::Miss;
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(since) = state.unknown.get(slug) {
-            if since.elapsed() < LazyTenants::UNKNOWN_FOR {
-                return Miss::Unknown;
-            }
-            state.unknown.remove(slug);
-        }
-        if state.loading.contains(slug) || state.loading.len() >= LazyTenants::MAX_LOADING {
-            return Miss::Loading;
-        }
-        state.loading.insert(slug.to_owned());
-        drop(state);
-        let (this, slug) = (Arc::clone(self), slug.to_owned());
-        self.runtime.spawn(async move {
-            // A loaded tenant publishes its documents; nothing else to do.
-            let result = this.appliance.tenant(&slug).await;
-            let mut state = this
-                .state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            state.loading.remove(&slug);
-            if let Err(e) = result {
-                if matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden) {
-                    if state.unknown.len() >= LazyTenants::MAX_UNKNOWN {
-                        state.unknown.clear();
-                    }
-                    state.unknown.insert(slug, std::time::Instant::now());
-                }
-            }
-        });
-        Miss::Loading
-    }
 }
 
 fn secret_file(path: &Path) -> anyhow::Result<[u8; 32]> {
@@ -252,6 +182,8 @@ pub struct Node {
     /// The directory.
     pub directory: Arc<Directory>,
     shipping: Arc<Shipping>,
+    layout: Layout,
+    node: String,
     control: tokio::runtime::Runtime,
 }
 
@@ -313,6 +245,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
             default_tenant_rate: config.limits.default_tenant_rate,
             signing_threads: config.signing_threads(),
             signing_deadline: Duration::from_millis(config.signing.deadline_ms),
+            tenants: config.tenants.settings(),
         },
         Arc::clone(&directory),
         keys,
@@ -320,20 +253,18 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         Arc::clone(&journal),
         Arc::clone(&documents),
         name_id_secret,
+        control.handle().clone(),
     )?;
     let appliance = Arc::new(appliance);
-    // Load tenants up front (keys made if missing) so SPs find their JWKS.
-    control.block_on(async {
-        let tenants = directory.tenants().await?;
-        for tenant in tenants.iter().take(PRELOADED_TENANTS) {
-            appliance
-                .tenant(&tenant.slug)
-                .await
-                .map_err(|e| anyhow::anyhow!("tenant {}: {}", tenant.slug, e.message))?;
-        }
-        anyhow::Ok(())
-    })?;
-    spawn_control_tasks(&control, &appliance, &directory);
+    let (changes, later) = preload_tenants(&control, &appliance, &directory, &layout, config)?;
+    spawn_control_tasks(
+        &control,
+        changes,
+        &appliance,
+        &directory,
+        &layout,
+        &config.node,
+    );
     let shipping = Shipping::new(
         Shipper::open(&layout.journal(&config.node)).bounded_by(&journal),
         Arc::clone(&directory),
@@ -372,16 +303,16 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         ),
         ready,
         on_miss: Some({
-            let lazy = Arc::new(LazyTenants::new(
-                Arc::clone(&appliance),
-                control.handle().clone(),
-            ));
-            Arc::new(move |slug: &str| lazy.miss(slug))
+            let appliance = Arc::clone(&appliance);
+            Arc::new(move |slug: &str| appliance.documents_miss(slug))
         }),
     });
     let mut http_config = HttpConfig::new(config.listen.http);
     http_config.workers = config.workers();
-    http_config.limits = Limits::default();
+    http_config.limits = Limits {
+        tenant_load_wait: Duration::from_millis(config.tenants.load_wait_ms),
+        ..Limits::default()
+    };
     http_config.max_connections = http_cap;
     if config.listen.https {
         http_config.tls = Some(crate::http::server::tls_config(
@@ -391,6 +322,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     }
     let http = HttpServer::start(http_config, site).context("http listener")?;
     let _ = http_stats.set(Arc::clone(http.stats()));
+    spawn_preload(&control, &appliance, later, config);
     Endpoints {
         quic: quic.local_addr(),
         http: http.local_addr(),
@@ -404,6 +336,8 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         cluster: cluster.keep(),
         directory,
         shipping,
+        layout,
+        node: config.node.clone(),
         control,
     })
 }
@@ -440,6 +374,10 @@ fn metrics_renderer(
                 ("sigil_http_connections", &h.connections),
                 ("sigil_http_connections_refused_total", &h.refused),
                 ("sigil_http_connections_evicted_total", &h.evicted),
+                (
+                    "sigil_http_tenant_wait_timeouts_total",
+                    &h.tenant_wait_timeouts,
+                ),
             ] {
                 let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
             }
@@ -480,12 +418,14 @@ fn readiness(
 
 fn spawn_control_tasks(
     control: &tokio::runtime::Runtime,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<directory::changes::Change>,
     appliance: &Arc<Appliance>,
     directory: &Arc<Directory>,
+    layout: &Layout,
+    node: &str,
 ) {
     // Directory changes → caches, key rings, session revocations.
     let _entered = control.enter();
-    let mut changes = directory::changes::listen(directory.config().clone());
     let a = Arc::clone(appliance);
     control.spawn(async move {
         while let Some(change) = changes.recv().await {
@@ -501,6 +441,21 @@ fn spawn_control_tasks(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             a.sessions().sweep(now, 2_000);
+        }
+    });
+    // The recently served tenants, kept for the next start.
+    let (a, path) = (Arc::clone(appliance), layout.recent_tenants(node));
+    control.spawn(async move {
+        let mut last = String::new();
+        loop {
+            tokio::time::sleep(RECENT_WRITE_EVERY).await;
+            let (a, p, mut written) = (Arc::clone(&a), path.clone(), std::mem::take(&mut last));
+            last = tokio::task::spawn_blocking(move || {
+                write_recent(&a, &p, &mut written);
+                written
+            })
+            .await
+            .unwrap_or_default();
         }
     });
     // Scheduled rotation, checked every minute.
@@ -545,6 +500,8 @@ impl Node {
             cluster,
             directory,
             shipping,
+            layout,
+            node,
             control,
         } = self;
         quic.shutdown();
@@ -564,6 +521,11 @@ impl Node {
                 eprintln!("sigil: audit shipping at shutdown failed ({e}); the journal keeps it for next start");
             }
         });
+        write_recent(
+            &appliance,
+            &layout.recent_tenants(&node),
+            &mut String::new(),
+        );
         drop((appliance, directory, shipping));
         control.shutdown_timeout(Duration::from_secs(2));
         if let Some(cluster) = cluster.filter(PrivateCluster::started_here) {

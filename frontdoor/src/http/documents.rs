@@ -2,6 +2,7 @@
 //! key-ring change: workers read them without a lock.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -49,11 +50,20 @@ pub struct TenantDocuments {
     pub prepublish_secs: u64,
 }
 
+/// One tenant's documents and when an SP last fetched them.
+#[derive(Debug, Clone)]
+struct Entry {
+    documents: Arc<TenantDocuments>,
+    /// Unix milliseconds of the last fetch (0: none yet); kept across
+    /// republication, so a key change does not make a tenant look unused.
+    served_ms: Arc<AtomicU64>,
+}
+
 /// The documents of every tenant. Readers take a snapshot (`load`), writers
 /// replace one tenant's entry; neither blocks the other.
 #[derive(Debug, Default)]
 pub struct DocumentStore {
-    tenants: ArcSwap<HashMap<String, Arc<TenantDocuments>>>,
+    tenants: ArcSwap<HashMap<String, Entry>>,
 }
 
 impl DocumentStore {
@@ -64,7 +74,31 @@ impl DocumentStore {
 
     /// The documents of `tenant`, if it exists.
     pub fn get(&self, tenant: &str) -> Option<Arc<TenantDocuments>> {
-        self.tenants.load().get(tenant).cloned()
+        self.tenants
+            .load()
+            .get(tenant)
+            .map(|entry| Arc::clone(&entry.documents))
+    }
+
+    /// The documents of `tenant` for an SP fetching them at `now_ms`: as
+    /// [`DocumentStore::get`], and notes the fetch (at most once a second,
+    /// so workers on other cores do not fight over the cache line).
+    pub fn serve(&self, tenant: &str, now_ms: u64) -> Option<Arc<TenantDocuments>> {
+        let tenants = self.tenants.load();
+        let entry = tenants.get(tenant)?;
+        if now_ms >= entry.served_ms.load(Ordering::Relaxed) + 1_000 {
+            entry.served_ms.store(now_ms, Ordering::Relaxed);
+        }
+        Some(Arc::clone(&entry.documents))
+    }
+
+    /// When an SP last fetched a document of `tenant` (unix ms; 0: never,
+    /// or not published).
+    pub fn last_served_ms(&self, tenant: &str) -> u64 {
+        self.tenants
+            .load()
+            .get(tenant)
+            .map_or(0, |entry| entry.served_ms.load(Ordering::Relaxed))
     }
 
     /// Publishes (or replaces) the documents of `tenant`.
@@ -72,16 +106,35 @@ impl DocumentStore {
         let documents = Arc::new(documents);
         self.tenants.rcu(|current| {
             let mut next = HashMap::clone(current);
-            next.insert(tenant.to_owned(), Arc::clone(&documents));
+            let served_ms = current
+                .get(tenant)
+                .map_or_else(Arc::default, |entry| Arc::clone(&entry.served_ms));
+            next.insert(
+                tenant.to_owned(),
+                Entry {
+                    documents: Arc::clone(&documents),
+                    served_ms,
+                },
+            );
             next
         });
     }
 
     /// Removes `tenant` (its URLs answer 404 from now on).
     pub fn remove(&self, tenant: &str) {
+        self.remove_all(&[tenant]);
+    }
+
+    /// Removes every tenant of `tenants` at once.
+    pub fn remove_all<S: AsRef<str>>(&self, tenants: &[S]) {
+        if tenants.is_empty() {
+            return;
+        }
         self.tenants.rcu(|current| {
             let mut next = HashMap::clone(current);
-            next.remove(tenant);
+            for tenant in tenants {
+                next.remove(tenant.as_ref());
+            }
             next
         });
     }
@@ -203,5 +256,33 @@ mod tests {
         );
         store.remove("acme");
         assert!(store.get("acme").is_none());
+    }
+
+    #[test]
+    fn fetches_are_noted_and_survive_republication() {
+        let store = DocumentStore::new();
+        assert!(store.serve("acme", 5_000).is_none());
+        store.publish("acme", docs(None, 1));
+        assert_eq!(store.last_served_ms("acme"), 0, "published, never fetched");
+        assert!(store.get("acme").is_some());
+        assert_eq!(store.last_served_ms("acme"), 0, "get is not a fetch");
+        assert!(store.serve("acme", 5_000).is_some());
+        assert_eq!(store.last_served_ms("acme"), 5_000);
+        store.serve("acme", 5_500);
+        assert_eq!(store.last_served_ms("acme"), 5_000, "at most once a second");
+        store.serve("acme", 6_000);
+        assert_eq!(store.last_served_ms("acme"), 6_000);
+        store.serve("acme", 1_000);
+        assert_eq!(
+            store.last_served_ms("acme"),
+            6_000,
+            "a clock step back is ignored"
+        );
+        store.publish("acme", docs(Some(5), 1));
+        assert_eq!(store.last_served_ms("acme"), 6_000, "new keys, same tenant");
+        store.publish("globex", docs(None, 1));
+        store.remove_all(&["acme", "globex", "initech"]);
+        assert!(store.tenants().is_empty());
+        assert_eq!(store.last_served_ms("acme"), 0);
     }
 }

@@ -9,7 +9,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use signer::Timestamp;
 
-use super::documents::{cache_max_age, Document, DocumentStore};
+use super::documents::DocumentStore;
+use super::lookup::{tenant_document, Lookup};
+pub use super::lookup::{AfterLoad, Loaded, Miss, TenantWait};
 
 /// Limits that keep one client from hurting a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +33,9 @@ pub struct Limits {
     /// Upper bound of `Cache-Control: max-age` for key documents. Default
     /// 3600 s.
     pub cache_cap_secs: u64,
+    /// How long a document request waits for its tenant to load before it
+    /// is answered `503` with `Retry-After: 1`. Default 2 s.
+    pub tenant_load_wait: Duration,
 }
 
 impl Default for Limits {
@@ -43,6 +48,7 @@ impl Default for Limits {
             write_timeout: Duration::from_secs(10),
             max_requests_per_connection: 1000,
             cache_cap_secs: 3600,
+            tenant_load_wait: Duration::from_secs(2),
         }
     }
 }
@@ -55,22 +61,35 @@ pub struct Site {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Whether `/readyz` says ready (e.g. sessions caught up, keys loaded).
     pub ready: Arc<AtomicBool>,
-    /// Asked when a tenant has no documents yet (tenants load lazily): may
-    /// start loading it. None: such a tenant is simply unknown (404).
+    /// Asked when a tenant has no documents in memory (tenants load
+    /// lazily): starts or joins its load. None: such a tenant is simply
+    /// unknown (404).
     pub on_miss: Option<OnMiss>,
 }
 
-/// See [`Site::on_miss`].
+/// See [`Site::on_miss`]. Called on an HTTP worker: it must not block.
 pub type OnMiss = Arc<dyn Fn(&str) -> Miss + Send + Sync>;
 
-/// What [`Site::on_miss`] says of a tenant without documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Miss {
-    /// No such tenant: 404.
-    Unknown,
-    /// Being loaded (or cannot be looked up right now): 503 with
-    /// `Retry-After: 1`.
-    Loading,
+/// The answer to a request, now or once a tenant has loaded.
+pub enum Reply {
+    /// Ready to be written.
+    Now(Response),
+    /// Await `wait` (bounded), then [`AfterLoad::answer`].
+    AfterLoad {
+        /// The tenant's load.
+        wait: TenantWait,
+        /// What to answer with its outcome.
+        then: AfterLoad,
+    },
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reply::Now(response) => f.debug_tuple("Now").field(response).finish(),
+            Reply::AfterLoad { then, .. } => f.debug_tuple("AfterLoad").field(then).finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Site {
@@ -237,9 +256,9 @@ impl Response {
         }
     }
 
-    /// `503` with `Retry-After: 1`: the tenant's documents are being loaded.
-    fn loading() -> Response {
-        let mut r = Response::error(503, "loading this tenant's keys; retry in a second");
+    /// `503` with `Retry-After: 1`, keeping the connection.
+    pub(super) fn unavailable(message: &str) -> Response {
+        let mut r = Response::error(503, message);
         r.close = false;
         r
     }
@@ -284,32 +303,25 @@ impl Response {
     }
 }
 
-/// A tenant slug as it may appear in a URL: 1-63 of `a-z 0-9 -`.
-fn valid_tenant(slug: &str) -> bool {
-    (1..=63).contains(&slug.len())
-        && slug
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-}
-
 fn etag_matches(if_none_match: &str, etag: &str) -> bool {
     if_none_match.split(',').map(str::trim).any(|candidate| {
         candidate == "*" || candidate == etag || candidate.strip_prefix("W/") == Some(etag)
     })
 }
 
-/// Answers one request. `jitter` in `0.0..1.0` spreads cache lifetimes.
+/// Answers one request, or says which tenant load it waits for. `jitter`
+/// in `0.0..1.0` spreads cache lifetimes.
 pub fn respond(
     site: &Site,
     head: &RequestHead,
     limits: &Limits,
     now: Timestamp,
     jitter: f64,
-) -> Response {
+) -> Reply {
     if head.method == Method::Other {
-        return Response::error(405, "only GET and HEAD are served");
+        return Reply::Now(Response::error(405, "only GET and HEAD are served"));
     }
-    let mut response = match head.path.as_str() {
+    let response = match head.path.as_str() {
         "/healthz" => Response::ok("text/plain; charset=utf-8", Bytes::from_static(b"ok\n")),
         "/readyz" => {
             if site.ready.load(Ordering::Acquire) {
@@ -324,12 +336,38 @@ pub fn respond(
             "text/plain; version=0.0.4; charset=utf-8",
             Bytes::from((site.metrics)()),
         ),
-        path => tenant_document(site, path, limits, now, jitter),
+        path => match tenant_document(site, path, limits, now, jitter) {
+            Lookup::Answer(response) => response,
+            Lookup::Wait(wait, tenant, document) => {
+                return Reply::AfterLoad {
+                    wait,
+                    then: AfterLoad {
+                        tenant,
+                        document,
+                        if_none_match: head.if_none_match.clone(),
+                        keep_alive: head.keep_alive,
+                    },
+                }
+            }
+        },
     };
-    if !head.keep_alive {
+    Reply::Now(finish(
+        response,
+        head.keep_alive,
+        head.if_none_match.as_deref(),
+    ))
+}
+
+/// Applies the connection's wishes and conditional GET to an answer.
+pub(super) fn finish(
+    mut response: Response,
+    keep_alive: bool,
+    if_none_match: Option<&str>,
+) -> Response {
+    if !keep_alive {
         response.close = true;
     }
-    if let (Some(candidates), Some(etag)) = (&head.if_none_match, &response.etag) {
+    if let (Some(candidates), Some(etag)) = (if_none_match, &response.etag) {
         if response.status == 200 && etag_matches(candidates, etag) {
             response.status = 304;
             response.body = Bytes::new();
@@ -338,63 +376,10 @@ pub fn respond(
     response
 }
 
-fn tenant_document(
-    site: &Site,
-    path: &str,
-    limits: &Limits,
-    now: Timestamp,
-    jitter: f64,
-) -> Response {
-    let not_found = || {
-        let mut r = Response::error(404, "not found");
-        r.close = false;
-        r
-    };
-    let Some(rest) = path.strip_prefix("/t/") else {
-        return not_found();
-    };
-    let Some((tenant, document)) = rest.split_once('/') else {
-        return not_found();
-    };
-    if !valid_tenant(tenant) {
-        return not_found();
-    }
-    if !matches!(
-        document,
-        ".well-known/jwks.json" | ".well-known/openid-configuration" | "saml/metadata"
-    ) {
-        return not_found();
-    }
-    let Some(documents) = site.documents.get(tenant) else {
-        return match site.on_miss.as_ref().map(|miss| miss(tenant)) {
-            Some(Miss::Loading) => Response::loading(),
-            Some(Miss::Unknown) | None => not_found(),
-        };
-    };
-    let chosen: Option<&Document> = match document {
-        ".well-known/jwks.json" => Some(&documents.jwks),
-        ".well-known/openid-configuration" => Some(&documents.discovery),
-        "saml/metadata" => documents.saml_metadata.as_ref(),
-        _ => None,
-    };
-    let Some(chosen) = chosen else {
-        return not_found();
-    };
-    let max_age = cache_max_age(&documents, now, limits.cache_cap_secs, jitter);
-    Response {
-        status: 200,
-        content_type: chosen.content_type,
-        body: chosen.body.clone(),
-        etag: Some(chosen.etag.clone()),
-        cache_control: Some(format!("public, max-age={max_age}")),
-        close: false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::documents::TenantDocuments;
+    use crate::http::documents::{Document, TenantDocuments};
 
     fn site() -> Site {
         let documents = Arc::new(DocumentStore::new());
@@ -416,6 +401,20 @@ mod tests {
         }
     }
 
+    /// An answer that needs no tenant load.
+    fn answer(
+        site: &Site,
+        head: &RequestHead,
+        limits: &Limits,
+        now: Timestamp,
+        jitter: f64,
+    ) -> Response {
+        match respond(site, head, limits, now, jitter) {
+            Reply::Now(response) => response,
+            other => panic!("waits for a load: {other:?}"),
+        }
+    }
+
     fn get(raw: &str) -> RequestHead {
         match parse(raw.as_bytes(), &Limits::default()) {
             Parse::Complete { head, .. } => head,
@@ -428,7 +427,7 @@ mod tests {
         let site = site();
         let limits = Limits::default();
         let now = Timestamp::from_secs(1);
-        let r = respond(
+        let r = answer(
             &site,
             &get("GET /t/acme/.well-known/jwks.json HTTP/1.1\r\nHost: x\r\n\r\n"),
             &limits,
@@ -441,28 +440,33 @@ mod tests {
         let raw = format!(
             "GET /t/acme/.well-known/jwks.json HTTP/1.1\r\nIf-None-Match: \"x\", {etag}\r\n\r\n"
         );
-        let r = respond(&site, &get(&raw), &limits, now, 0.0);
+        let r = answer(&site, &get(&raw), &limits, now, 0.0);
         assert_eq!(r.status, 304);
         assert!(r.body.is_empty());
     }
 
     #[test]
     fn unknown_tenants_and_paths_are_404() {
-        let site = site();
-        let limits = Limits::default();
-        for path in [
-            "/t/globex/.well-known/jwks.json",
-            "/t/acme/.well-known/other",
-            "/t/acme/saml/metadata",
-            "/t/ACME/.well-known/jwks.json",
-            "/t/../etc/passwd",
-            "/",
-            "/t/",
-        ] {
-            let r = respond(
-                &site,
+        assert_all_404(
+            &site(),
+            &[
+                "/t/globex/.well-known/jwks.json",
+                "/t/acme/.well-known/other",
+                "/t/acme/saml/metadata",
+                "/t/ACME/.well-known/jwks.json",
+                "/t/../etc/passwd",
+                "/",
+                "/t/",
+            ],
+        );
+    }
+
+    fn assert_all_404(site: &Site, paths: &[&str]) {
+        for path in paths {
+            let r = answer(
+                site,
                 &get(&format!("GET {path} HTTP/1.1\r\n\r\n")),
-                &limits,
+                &Limits::default(),
                 Timestamp::from_secs(1),
                 0.0,
             );
@@ -494,7 +498,7 @@ mod tests {
             parse(b"GET /healthz HTTP/1.1\r\nHo", &limits),
             Parse::Incomplete
         );
-        let r = respond(
+        let r = answer(
             &site(),
             &get("DELETE /healthz HTTP/1.1\r\n\r\n"),
             &limits,
@@ -510,7 +514,7 @@ mod tests {
         let limits = Limits::default();
         let now = Timestamp::from_secs(1);
         assert_eq!(
-            respond(
+            answer(
                 &site,
                 &get("GET /healthz HTTP/1.1\r\n\r\n"),
                 &limits,
@@ -521,7 +525,7 @@ mod tests {
             200
         );
         assert_eq!(
-            respond(
+            answer(
                 &site,
                 &get("GET /readyz HTTP/1.1\r\n\r\n"),
                 &limits,
@@ -533,7 +537,7 @@ mod tests {
         );
         site.ready.store(true, Ordering::Release);
         assert_eq!(
-            respond(
+            answer(
                 &site,
                 &get("GET /readyz HTTP/1.1\r\n\r\n"),
                 &limits,
@@ -543,7 +547,7 @@ mod tests {
             .status,
             200
         );
-        let metrics = respond(
+        let metrics = answer(
             &site,
             &get("GET /metrics HTTP/1.1\r\n\r\n"),
             &limits,
@@ -558,5 +562,109 @@ mod tests {
         assert!(!get("GET / HTTP/1.0\r\n\r\n").keep_alive);
         assert!(get("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive);
         assert!(!get("GET / HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive);
+    }
+
+    fn loading_site(miss: fn(&str) -> Miss) -> Site {
+        Site {
+            on_miss: Some(Arc::new(miss)),
+            ..site()
+        }
+    }
+
+    fn after_load(site: &Site, raw: &str) -> AfterLoad {
+        match respond(
+            site,
+            &get(raw),
+            &Limits::default(),
+            Timestamp::from_secs(1),
+            0.0,
+        ) {
+            Reply::AfterLoad { then, .. } => then,
+            Reply::Now(response) => panic!("answered without a load: {response:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tenant_not_in_memory_waits_for_its_load_and_gets_the_document() {
+        let site = loading_site(|_| Miss::Loading(Box::pin(async { Loaded::Unknown })));
+        let limits = Limits::default();
+        let now = Timestamp::from_secs(1);
+        // Loaded meanwhile: the answer is the document, conditional GET and
+        // all, as if it had been there.
+        let documents = site.documents.get("acme").expect("fixture");
+        site.documents.remove("acme");
+        let then = after_load(&site, "GET /t/acme/.well-known/jwks.json HTTP/1.1\r\n\r\n");
+        let r = then.clone().answer(
+            &site,
+            Some(Loaded::Documents(Arc::clone(&documents))),
+            &limits,
+            now,
+            0.0,
+        );
+        assert_eq!((r.status, &r.body[..]), (200, &br#"{"keys":[]}"#[..]));
+        assert!(!r.close);
+        let etag = r.etag.expect("etag");
+        let raw = format!(
+            "GET /t/acme/.well-known/openid-configuration HTTP/1.1\r\nIf-None-Match: {}\r\nConnection: close\r\n\r\n",
+            documents.discovery.etag
+        );
+        let r = after_load(&site, &raw).answer(
+            &site,
+            Some(Loaded::Documents(Arc::clone(&documents))),
+            &limits,
+            now,
+            0.0,
+        );
+        assert_eq!(r.status, 304);
+        assert!(r.close, "the client asked to close");
+        // No SAML keys: 404 once loaded, not before.
+        let r = after_load(&site, "GET /t/acme/saml/metadata HTTP/1.1\r\n\r\n").answer(
+            &site,
+            Some(Loaded::Documents(documents)),
+            &limits,
+            now,
+            0.0,
+        );
+        assert_eq!(r.status, 404);
+        // The directory has no such tenant: 404; it cannot be read, or the
+        // wait ran out: 503 with Retry-After, and the connection stays.
+        for (loaded, status) in [
+            (Some(Loaded::Unknown), 404),
+            (Some(Loaded::Unavailable), 503),
+            (None, 503),
+        ] {
+            let r = then.clone().answer(&site, loaded, &limits, now, 0.0);
+            assert_eq!(r.status, status);
+            assert!(!r.close);
+            let head = String::from_utf8(r.head_bytes()).expect("ascii");
+            assert_eq!(head.contains("Retry-After: 1\r\n"), status == 503, "{head}");
+        }
+        assert!(etag.starts_with('"'));
+    }
+
+    #[test]
+    fn only_tenant_documents_with_valid_names_ask_for_a_load() {
+        assert_all_404(
+            &loading_site(|_| panic!("no load for this path")),
+            &[
+                "/t/ACME/.well-known/jwks.json",
+                "/t/../etc/passwd",
+                "/t/globex/secret",
+                "/t/globex",
+                "/t/a_b/saml/metadata",
+            ],
+        );
+        let limits = Limits::default();
+        // What the loader says at once is answered at once.
+        let unknown = loading_site(|_| Miss::Unknown);
+        let full = loading_site(|_| Miss::Unavailable);
+        let raw = get("GET /t/globex/.well-known/jwks.json HTTP/1.1\r\n\r\n");
+        let now = Timestamp::from_secs(1);
+        assert_eq!(answer(&unknown, &raw, &limits, now, 0.0).status, 404);
+        let r = answer(&full, &raw, &limits, now, 0.0);
+        assert_eq!(r.status, 503);
+        assert!(String::from_utf8(r.head_bytes())
+            .expect("ascii")
+            .contains("Retry-After: 1\r\n"));
     }
 }

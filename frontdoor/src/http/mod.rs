@@ -4,13 +4,17 @@
 //! `/metrics`, `/healthz`, `/readyz`.
 //!
 //! [`exchange`] is the protocol as plain functions (parse, route, conditional
-//! GET, cache lifetimes); [`server`] is the thin thread-per-core monoio loop;
+//! GET, cache lifetimes); [`lookup`] answers tenant documents, from memory or
+//! once the tenant's load (started or joined through [`Site::on_miss`]) is
+//! over; [`server`] is the thin thread-per-core monoio loop, which awaits
+//! such a load without blocking its other connections;
 //! [`documents`] holds the pre-rendered per-tenant documents that the control
 //! plane swaps on key-ring change.
 
 mod connections;
 pub mod documents;
 pub mod exchange;
+pub mod lookup;
 pub mod server;
 
 pub use documents::{

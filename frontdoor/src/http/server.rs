@@ -19,7 +19,7 @@ use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller
 use monoio::net::{TcpListener, TcpStream};
 use signer::Timestamp;
 
-use super::exchange::{parse, respond, Limits, Parse, Response, Site};
+use super::exchange::{parse, respond, Limits, Parse, Reply, Response, Site, TenantWait};
 
 /// Where and how the HTTP endpoints listen.
 #[derive(Debug, Clone)]
@@ -85,6 +85,9 @@ pub struct HttpStats {
     pub refused: AtomicU64,
     /// Idle connections closed to make room at the cap.
     pub evicted: AtomicU64,
+    /// Document requests that waited for their tenant's load past
+    /// [`Limits::tenant_load_wait`] (answered `503`).
+    pub tenant_wait_timeouts: AtomicU64,
 }
 
 /// The running listener. Dropping it (or [`HttpServer::shutdown`]) stops
@@ -328,7 +331,18 @@ async fn serve_connection(
         let (response, send_body, consumed) = match parsed {
             Parse::Complete { head, consumed } => {
                 let now = Timestamp::from_system_time(SystemTime::now());
-                let response = respond(site, &head, limits, now, jitter(&rng));
+                let response = match respond(site, &head, limits, now, jitter(&rng)) {
+                    Reply::Now(response) => response,
+                    Reply::AfterLoad { wait, then } => {
+                        // Other connections of this worker go on meanwhile.
+                        let loaded = wait_within(wait, limits.tenant_load_wait).await;
+                        if loaded.is_none() {
+                            stats.tenant_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let now = Timestamp::from_system_time(SystemTime::now());
+                        then.answer(site, loaded, limits, now, jitter(&rng))
+                    }
+                };
                 let send_body = response.sends_body(head.method);
                 (response, send_body, consumed)
             }
@@ -352,6 +366,14 @@ async fn serve_connection(
         {
             return;
         }
+    }
+}
+
+/// Waits for a tenant's load, or gives up after `limit` (the load goes on).
+async fn wait_within(wait: TenantWait, limit: Duration) -> Option<super::exchange::Loaded> {
+    monoio::select! {
+        loaded = wait => Some(loaded),
+        _ = monoio::time::sleep(limit) => None,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use directory::audit::{
@@ -15,18 +15,13 @@ use tokio::sync::Mutex;
 
 use super::postgres::{open_directory, StartedCluster};
 use super::serve::Layout;
+use crate::api::now_ms;
 use crate::audit_heads::DeploymentHeadVerifier;
 use crate::config::Config;
 use crate::pki::load_ca_certificate;
 
 /// Records per shipping transaction.
 const SHIP_BATCH: usize = 5_000;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()

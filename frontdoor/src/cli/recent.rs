@@ -182,9 +182,7 @@ async fn tenants_to_preload(
     if let Some(text) = read(&path).with_context(|| path.display().to_string())? {
         return Ok(parse(
             &text,
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            crate::api::now_ms(),
             config.tenants.max_loaded,
         ));
     }

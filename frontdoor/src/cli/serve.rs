@@ -404,9 +404,7 @@ fn readiness(
     let bound = Duration::from_secs(config.audit.max_ship_lag_secs);
     control.spawn(async move {
         loop {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let now = crate::api::now_ms();
             let shipping = appliance.journal().stats().ship_lag(now) <= bound;
             let serving = appliance.ready().load(Ordering::Acquire);
             flag.store(serving && shipping, Ordering::Release);
@@ -437,10 +435,7 @@ fn spawn_control_tasks(
     control.spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            a.sessions().sweep(now, 2_000);
+            a.sessions().sweep(crate::api::now_ms(), 2_000);
         }
     });
     // The recently served tenants, kept for the next start.
@@ -552,7 +547,7 @@ fn start_replica(
     use sessions::{Membership, NodeConfig, NodeName};
     let table = Arc::new(sessions::SessionTable::new(workers * 4));
     let dir = layout.root.join("sessions").join(&config.node);
-    let (store, recovered) = SessionStore::open(&dir, &table, wall_ms())
+    let (store, recovered) = SessionStore::open(&dir, &table, crate::api::now_ms())
         .with_context(|| format!("sessions in {}", dir.display()))?;
     if recovered.sessions > 0 || recovered.cut > 0 {
         eprintln!(
@@ -610,12 +605,6 @@ fn start_replica(
         recovered.decrees,
     )?;
     Ok(replica)
-}
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The replication endpoint's TLS: this node's certificate from the

@@ -238,9 +238,7 @@ impl Driver {
         // finds peers' sessions here. Merged first, written second: a
         // snapshot cut between the two still has them (docs/sessions.md).
         let _ = self.parts.store.append_sessions(&records);
-        self.parts
-            .node
-            .handle(now, from, Message::Deltas(Vec::new()));
+        self.parts.node.heard(now, from);
     }
 
     /// Compaction every second, a snapshot when due.

@@ -332,7 +332,8 @@ impl Replica {
     }
 
     /// Records activity on a valid session (fails closed like
-    /// [`Replica::validate`]) and tells the peers if the driver has room.
+    /// [`Replica::validate`]) and, in a cluster, tells the peers if the driver
+    /// has room (a single node without a network has nobody to tell).
     ///
     /// # Errors
     /// [`ReplicaError::Unavailable`].
@@ -346,7 +347,7 @@ impl Replica {
             return Err(ReplicaError::Unavailable);
         }
         let validation = self.table.touch(tenant, id, wall_ms);
-        if matches!(validation, Validation::Valid(_)) {
+        if self.endpoint.is_some() && matches!(validation, Validation::Valid(_)) {
             if let Some(record) = self.table.record(id) {
                 self.try_replicate(record);
             }
@@ -369,8 +370,11 @@ impl Replica {
             .synced(ticket)
             .await
             .map_err(ReplicaError::Durable)?;
-        // An error means the driver has stopped: nothing left to tell.
-        let _ = self.commands.send(Command::Delta(record)).await;
+        // Without a network there is nobody to tell. An error means the
+        // driver has stopped: nothing left to tell either.
+        if self.endpoint.is_some() {
+            let _ = self.commands.send(Command::Delta(record)).await;
+        }
         Ok(())
     }
 

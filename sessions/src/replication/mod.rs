@@ -729,15 +729,7 @@ impl Node {
         if *from == self.name {
             return;
         }
-        let silent = self
-            .last_heard
-            .insert(from.clone(), now)
-            .is_none_or(|before| now.saturating_sub(before) > self.timing.lease_ms);
-        if silent && !self.ready {
-            // A peer heard again (a partition healed, a peer restarted):
-            // ask it for state at the next tick rather than at the retry.
-            self.next_sync = self.next_sync.min(now);
-        }
+        self.heard(now, from);
         match message {
             Message::Heartbeat {
                 epoch,
@@ -823,6 +815,21 @@ impl Node {
             }
         }
         self.check(now);
+    }
+
+    /// Notes that `from` was heard at `now`: [`Node::handle`] does, and a
+    /// driver that merges [`Message::Deltas`] into the table itself (to
+    /// write them to disk in between) says so here.
+    pub fn heard(&mut self, now: u64, from: &NodeName) {
+        let silent = self
+            .last_heard
+            .insert(from.clone(), now)
+            .is_none_or(|before| now.saturating_sub(before) > self.timing.lease_ms);
+        if silent && !self.ready {
+            // A peer heard again (a partition healed, a peer restarted):
+            // ask it for state at the next tick rather than at the retry.
+            self.next_sync = self.next_sync.min(now);
+        }
     }
 
     fn on_heartbeat(

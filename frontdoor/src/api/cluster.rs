@@ -138,18 +138,15 @@ async fn change(
         }
     }
     let status = replica.status().await.map_err(stopped)?;
-    let current = Membership {
-        epoch: status.node.epoch,
-        members: std::iter::once((status.node.name.clone(), status_address(&status)))
-            .chain(
-                status
-                    .node
-                    .peers
-                    .iter()
-                    .map(|p| (p.name.clone(), p.address.clone())),
-            )
-            .filter(|_| status.node.member)
-            .collect(),
+    // A node that is not a member (removed, or not added yet) changes
+    // nothing: it starts from no members.
+    let current = if status.node.member {
+        status.membership.clone()
+    } else {
+        Membership {
+            epoch: status.membership.epoch,
+            members: Default::default(),
+        }
     };
     let next = next_of(&current).map_err(|e| refused(ReplicaError::Membership(e)))?;
     if !next.contains(&status.node.name) {
@@ -176,11 +173,6 @@ async fn change(
         ));
     }
     settle(directory, replica, next).await
-}
-
-/// This node's own replication address, as the membership has it.
-fn status_address(status: &ClusterStatus) -> String {
-    status.node.address.clone()
 }
 
 fn render(status: &ClusterStatus, fence: Option<&MembershipFence>) -> Value {

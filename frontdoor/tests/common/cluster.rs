@@ -251,20 +251,17 @@ pub async fn check(client: &Client, tenant: &str, session: &str) -> Result<bool,
 
 /// A UDP relay in front of one node's cluster port: everything it gets from
 /// a source goes on to the node from a socket of its own, and the answers
-/// back; while `cut`, it drops both ways.
+/// back; while `cut`, it drops both ways. Its threads own its sockets: it
+/// runs until the test process ends.
 pub struct Relay {
     pub address: SocketAddr,
-    pub cut: Arc<AtomicBool>,
 }
 
 impl Relay {
     pub fn start(to: SocketAddr, cut: Arc<AtomicBool>) -> Relay {
         let front = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
         let address = front.local_addr().unwrap();
-        let relay = Relay {
-            address,
-            cut: Arc::clone(&cut),
-        };
+        let relay = Relay { address };
         std::thread::spawn(move || {
             // One socket towards the node per source, so its answers can
             // be told apart.

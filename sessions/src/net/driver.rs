@@ -155,6 +155,7 @@ impl Driver {
             Command::Status(done) => {
                 let _ = done.send(ClusterStatus {
                     node: self.parts.node.status(),
+                    membership: self.parts.node.membership().clone(),
                     now: now_ms(self.parts.origin),
                     lag: super::Lag {
                         sum_us: self.parts.lag.sum_us.load(Ordering::Relaxed),

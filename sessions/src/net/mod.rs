@@ -129,6 +129,8 @@ pub struct Lag {
 pub struct ClusterStatus {
     /// The state machine's view (local ms times).
     pub node: NodeStatus,
+    /// The membership it follows.
+    pub membership: Membership,
     /// Local ms at which it was taken.
     pub now: u64,
     /// Replication lag of deltas received.

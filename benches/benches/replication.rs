@@ -14,12 +14,7 @@ use hdrhistogram::Histogram;
 use sessions::net::Replica;
 use sessions::{Revoked, SessionPolicy, Timing, Validation};
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use benches::wall_ms;
 
 async fn cluster(n: usize) -> Vec<Replica> {
     let ca = sessions::testing::ClusterCa::new();
@@ -117,33 +112,8 @@ async fn main() {
     // requests at a time, each made durable (group commit) and replicated.
     let nodes: Vec<Arc<Replica>> = cluster(2).await.into_iter().map(Arc::new).collect();
     let total = 200_000usize;
-    let writers = 256usize;
     let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let (node, tenant) = (Arc::clone(&nodes[0]), Arc::clone(&tenant));
-        tasks.push(tokio::spawn(async move {
-            let rng = aws_lc_rs::rand::SystemRandom::new();
-            for i in (w..total).step_by(writers) {
-                let record = node
-                    .table()
-                    .create(
-                        &tenant,
-                        &format!("user{}", i % 1000),
-                        vec!["pwd".into()],
-                        None,
-                        policy,
-                        wall_ms(),
-                        &rng,
-                    )
-                    .unwrap();
-                node.created(record).await.unwrap();
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.unwrap();
-    }
+    benches::create_durably(&nodes[0], total, 256).await;
     let created = start.elapsed();
     while nodes[1].table().len() < total {
         assert!(

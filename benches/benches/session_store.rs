@@ -10,16 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use sessions::store::SessionStore;
 use sessions::{SessionPolicy, SessionTable, Timing};
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+use benches::wall_ms;
 
 fn process_cpu() -> Duration {
     // utime + stime of this process, from /proc (clock ticks of 10 ms).
@@ -62,36 +56,7 @@ async fn creates() {
     let node = Arc::new(sessions::testing::start_solo(dir.path(), Timing::default()).unwrap());
     let writers = 256usize;
     let (start, cpu) = (Instant::now(), process_cpu());
-    let mut tasks = Vec::new();
-    for w in 0..writers {
-        let (node, tenant) = (Arc::clone(&node), Arc::clone(&tenant));
-        tasks.push(tokio::spawn(async move {
-            let rng = aws_lc_rs::rand::SystemRandom::new();
-            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-            for i in (w..total).step_by(writers) {
-                let began = Instant::now();
-                let record = node
-                    .table()
-                    .create(
-                        &tenant,
-                        &format!("user{}", i % 1000),
-                        vec!["pwd".into()],
-                        None,
-                        policy,
-                        wall_ms(),
-                        &rng,
-                    )
-                    .unwrap();
-                node.created(record).await.unwrap();
-                let _ = latency.record(began.elapsed().as_micros() as u64);
-            }
-            latency
-        }));
-    }
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    for task in tasks {
-        latency.add(task.await.unwrap()).unwrap();
-    }
+    let latency = benches::create_durably(&node, total, writers).await;
     let elapsed = start.elapsed();
     let durable_cpu_us = (process_cpu() - cpu).as_secs_f64() * 1e6 / total as f64;
     println!(

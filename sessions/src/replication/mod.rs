@@ -19,97 +19,23 @@
 
 mod decree;
 mod membership;
+mod message;
+mod settle;
+mod status;
 
 // Ordered maps: iteration decides the order of what is sent, and
 // simulations must replay exactly from their seed.
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use decree::DecreeLog;
 pub use decree::{Decree, DecreeId, Decreed, NodeName, Revoked, Watermark};
 pub use membership::{Membership, MembershipError};
+pub use message::{Event, Message};
+use settle::{Proposal, Settling};
+pub use status::{NodeStatus, PeerStatus};
 
 use crate::table::{SessionRecord, SessionTable};
-
-/// The messages between nodes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message {
-    /// "Grant me a lease." `known` is the sender's watermark.
-    Heartbeat {
-        /// The sender's membership epoch.
-        epoch: u64,
-        /// Sender's clock when sent (echoed back).
-        sent_at: u64,
-        /// The sender's watermark.
-        known: Watermark,
-    },
-    /// The answer to a heartbeat: a lease grant when `granted`, and always
-    /// the decrees the requester lacks.
-    HeartbeatAck {
-        /// The granter's membership epoch.
-        epoch: u64,
-        /// The heartbeat's `sent_at`.
-        echo: u64,
-        /// Whether a lease is granted (both ready, members, same epoch).
-        granted: bool,
-        /// Decrees above the requester's watermark.
-        decrees: Vec<Decree>,
-        /// The granter's watermark: what the requester still lacks at or
-        /// below it was compacted away.
-        floors: Watermark,
-    },
-    /// A decree, from its origin or from a node whose lease holders must
-    /// acknowledge it.
-    Decree(Decree),
-    /// The sender applied the decree; `settled` when it is settled there.
-    DecreeAck {
-        /// The decree.
-        id: DecreeId,
-        /// Whether it is settled at the sender.
-        settled: bool,
-    },
-    /// Sessions created or touched (best effort; merged as a CRDT).
-    Deltas(Vec<SessionRecord>),
-    /// "Send me your state": from a member that is starting.
-    SyncRequest,
-    /// A state transfer's end: the sender's sessions came before it as
-    /// [`Message::Deltas`].
-    SyncResponse {
-        /// Whether the sender served (held a majority of leases).
-        serving: bool,
-        /// Every decree the sender holds.
-        decrees: Vec<Decree>,
-        /// The sender's watermark.
-        floors: Watermark,
-    },
-}
-
-/// What happened, for the driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// A decree started here is settled by a majority: the revoke (or
-    /// membership change) may return.
-    Done(DecreeId),
-    /// The node has merged the state of a serving peer (or of a majority
-    /// of starting members) and serves.
-    Ready,
-    /// Make this decree durable, in the order asked, then call
-    /// [`Node::persisted`].
-    Persist(Decree),
-    /// Send this node's sessions to `to` as [`Message::Deltas`], then
-    /// `response` (a [`Message::SyncResponse`]).
-    SendState {
-        /// The peer that asked.
-        to: NodeName,
-        /// What to send after the sessions.
-        response: Message,
-    },
-    /// The membership changed (links to dial, addresses, whether this
-    /// node is still a member).
-    MembershipChanged(Membership),
-}
 
 /// Timing of the protocol.
 #[derive(Debug, Clone, Copy)]
@@ -158,65 +84,6 @@ pub struct NodeConfig {
     pub incarnation: u64,
     /// Protocol timing.
     pub timing: Timing,
-}
-
-/// A peer as this node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerStatus {
-    /// Name.
-    pub name: NodeName,
-    /// Replication address.
-    pub address: String,
-    /// Local ms until which its lease grant holds (0: none).
-    pub lease_until: u64,
-    /// Local ms when a message of its arrived last.
-    pub last_heard: Option<u64>,
-    /// Whether its last answer granted a lease (it is ready, same epoch).
-    pub granting: bool,
-}
-
-/// What [`Node::status`] reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// This node.
-    pub name: NodeName,
-    /// Its replication address, as its membership has it (empty when it
-    /// is not a member).
-    pub address: String,
-    /// Membership epoch.
-    pub epoch: u64,
-    /// Whether it is a member of its epoch's membership.
-    pub member: bool,
-    /// Whether it merged a peer's state.
-    pub ready: bool,
-    /// Local ms until which it may check sessions (0: not now).
-    pub serving_until: u64,
-    /// How many members make a majority.
-    pub majority: usize,
-    /// The other members.
-    pub peers: Vec<PeerStatus>,
-    /// Decrees held.
-    pub decrees: usize,
-    /// Decrees not yet settled here.
-    pub settling: usize,
-    /// Decrees started here that have not returned.
-    pub in_flight: usize,
-}
-
-/// A decree learned here, not settled yet.
-struct Settling {
-    /// Nodes holding a grant from this node when it learned the decree,
-    /// with when that grant is over; each leaves when it acknowledges.
-    waiting: BTreeMap<NodeName, u64>,
-    /// Whether it is on disk here.
-    persisted: bool,
-}
-
-/// A decree started here.
-struct Proposal {
-    decree: Decree,
-    /// Nodes where it is settled.
-    settled: BTreeSet<NodeName>,
 }
 
 /// One node's replication state.
@@ -575,17 +442,6 @@ impl Node {
         }
     }
 
-    /// Nodes that may hold a lease granted here, with when it is over.
-    fn holders(&self, now: u64) -> BTreeMap<NodeName, u64> {
-        let wait = self.timing.revoke_wait_ms();
-        self.last_grant
-            .iter()
-            .filter(|(peer, _)| **peer != self.name)
-            .map(|(peer, at)| (peer.clone(), at + wait))
-            .filter(|(_, until)| now < *until)
-            .collect()
-    }
-
     fn adopt(&mut self, config: &Membership, now: u64) {
         if config.epoch <= self.membership.epoch {
             return;
@@ -606,121 +462,6 @@ impl Node {
             .push_back(Event::MembershipChanged(self.membership.clone()));
         if self.is_sole_member() {
             self.become_ready();
-        }
-    }
-
-    /// Whether `id` is settled here at `now`.
-    fn is_settled(&self, id: DecreeId, now: u64) -> bool {
-        self.log.contains(id)
-            && !self.settling.contains_key(&id)
-            && (!self.log.is_recovered(id) || now >= self.restart_barrier)
-    }
-
-    /// Sends decree `id` to whoever must still acknowledge or settle it:
-    /// this node's lease holders that have not acknowledged; for a decree
-    /// started here, every member (and for a membership change, every
-    /// member of the epoch before) where it is not settled.
-    fn send_decree_to_unsettled(&mut self, id: DecreeId) {
-        let Some(decree) = self
-            .proposals
-            .get(&id)
-            .map(|p| p.decree.clone())
-            .or_else(|| self.log.get(id).cloned())
-        else {
-            return;
-        };
-        let mut to: BTreeSet<NodeName> = self
-            .settling
-            .get(&id)
-            .map(|s| s.waiting.keys().cloned().collect())
-            .unwrap_or_default();
-        if let Some(proposal) = self.proposals.get(&id) {
-            let mut members: Vec<NodeName> = self.membership.members.keys().cloned().collect();
-            if let Decreed::Membership { previous, .. } = &decree.what {
-                members.extend(previous.iter().cloned());
-            }
-            to.extend(
-                members
-                    .into_iter()
-                    .filter(|m| *m != self.name && !proposal.settled.contains(m)),
-            );
-        }
-        if to.is_empty() {
-            return;
-        }
-        let decree = match &decree.what {
-            Decreed::Membership {
-                config, previous, ..
-            } => Decree {
-                id: decree.id,
-                origin: decree.origin.clone(),
-                what: Decreed::Membership {
-                    config: config.clone(),
-                    previous: previous.clone(),
-                    carried: self.log.all(),
-                },
-            },
-            Decreed::Revoke(_) => decree,
-        };
-        for peer in to {
-            self.outbox
-                .push_back((peer, Message::Decree(decree.clone())));
-        }
-    }
-
-    /// Settles what can be settled, returns what may return.
-    fn check(&mut self, now: u64) {
-        let mut settled_now = Vec::new();
-        for (id, settling) in &mut self.settling {
-            settling.waiting.retain(|_, until| now < *until);
-            if settling.persisted && settling.waiting.is_empty() {
-                settled_now.push(*id);
-            }
-        }
-        for id in settled_now {
-            self.settling.remove(&id);
-            if !self.is_settled(id, now) {
-                continue;
-            }
-            if let Some(proposal) = self.proposals.get_mut(&id) {
-                proposal.settled.insert(self.name.clone());
-            } else if let Some(origin) = self.log.get(id).map(|d| d.origin.clone()) {
-                if origin != self.name {
-                    self.outbox
-                        .push_back((origin, Message::DecreeAck { id, settled: true }));
-                }
-            }
-        }
-        if self.proposals.is_empty() || !self.can_serve(now) {
-            return;
-        }
-        let done: Vec<DecreeId> = self
-            .proposals
-            .iter()
-            .filter(|(_, p)| self.is_done(p))
-            .map(|(id, _)| *id)
-            .collect();
-        for id in done {
-            self.proposals.remove(&id);
-            self.events.push_back(Event::Done(id));
-        }
-    }
-
-    /// A proposal is done when settled by a majority of this node's
-    /// membership and, for a membership change, of the epoch before.
-    fn is_done(&self, proposal: &Proposal) -> bool {
-        if !self.membership.is_majority(&proposal.settled) {
-            return false;
-        }
-        match &proposal.decree.what {
-            Decreed::Membership { previous, .. } => {
-                let settled = previous
-                    .iter()
-                    .filter(|m| proposal.settled.contains(*m))
-                    .count();
-                settled > previous.len() / 2
-            }
-            Decreed::Revoke(_) => true,
         }
     }
 
@@ -940,40 +681,6 @@ impl Node {
     /// Every decree held, for a snapshot on disk.
     pub fn decrees(&self) -> Vec<Decree> {
         self.log.all()
-    }
-
-    /// The node as it sees itself and its peers.
-    pub fn status(&self) -> NodeStatus {
-        NodeStatus {
-            name: self.name.clone(),
-            address: self
-                .membership
-                .members
-                .get(&self.name)
-                .cloned()
-                .unwrap_or_default(),
-            epoch: self.membership.epoch,
-            member: self.is_member(),
-            ready: self.ready,
-            serving_until: self.serving_until(),
-            majority: self.membership.majority(),
-            peers: self
-                .membership
-                .members
-                .iter()
-                .filter(|(name, _)| **name != self.name)
-                .map(|(name, address)| PeerStatus {
-                    name: name.clone(),
-                    address: address.clone(),
-                    lease_until: self.lease_from.get(name).copied().unwrap_or(0),
-                    last_heard: self.last_heard.get(name).copied(),
-                    granting: self.granting.contains(name),
-                })
-                .collect(),
-            decrees: self.log.len(),
-            settling: self.settling.len(),
-            in_flight: self.proposals.len(),
-        }
     }
 }
 

@@ -335,3 +335,40 @@ fn relay_forwards_both_ways_until_cut() {
         "cut: nothing comes back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_alone_refuses_membership_changes_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (quic, http) = (common::free_port(), common::free_port());
+    let serve = common::Serve::start(dir.path(), quic, http);
+    let (ok, refused) = cli(
+        dir.path(),
+        quic,
+        &[
+            "cluster",
+            "add",
+            "--node",
+            "node-2",
+            "--address",
+            "127.0.0.1:9",
+        ],
+    );
+    assert!(!ok, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("--peers"),
+        "the message names the fix: {refused}"
+    );
+    let (ok, status) = cli(dir.path(), quic, &["cluster", "status"]);
+    assert!(ok, "{status}");
+    assert_eq!(
+        (status["epoch"].as_u64(), status["serving"].as_bool()),
+        (Some(0), Some(true)),
+        "{status}"
+    );
+    assert!(
+        status.get("fence").is_none(),
+        "no epoch was taken: {status}"
+    );
+    serve.stop();
+}

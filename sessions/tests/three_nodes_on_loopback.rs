@@ -274,9 +274,22 @@ async fn a_single_node_keeps_its_sessions_across_a_restart() {
     })
     .await
     .unwrap();
+    // Alone it stays: it could never reach a member it added.
+    let refused = node
+        .propose(
+            node.status()
+                .await
+                .unwrap()
+                .membership
+                .with_added("n1", "127.0.0.1:9")
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(refused, Err(ReplicaError::NoNetwork));
     node.close();
     drop(node);
     let node = open();
+    assert!(node.can_serve(), "it restarts as the sole member it was");
     assert!(valid(&node, &kept.id));
     assert_eq!(
         node.validate("acme", &gone.id, wall_ms()),

@@ -95,6 +95,7 @@ fn refused(e: ReplicaError) -> WireError {
             | MembershipError::RemovesItself
             | MembershipError::NotOneNode),
         ) => refuse(ErrorCode::BadRequest, e.to_string()),
+        e @ ReplicaError::NoNetwork => refuse(ErrorCode::BadRequest, e.to_string()),
         ReplicaError::Membership(e @ MembershipError::InProgress) => {
             refuse(ErrorCode::Conflict, e.to_string())
         }
@@ -122,6 +123,11 @@ async fn change(
     replica: &Replica,
     next_of: impl FnOnce(&Membership) -> Result<Membership, MembershipError>,
 ) -> Result<(), WireError> {
+    // Before the fence: an epoch taken by a node that cannot change would
+    // stay open until another node finished it.
+    if !replica.has_network() {
+        return Err(refused(ReplicaError::NoNetwork));
+    }
     let status = replica.status().await.map_err(stopped)?;
     let mine = status.node.epoch;
     if let Some(fence) = directory.membership_fence().await.map_err(unavailable)? {

@@ -88,6 +88,10 @@ pub enum ReplicaError {
     /// A membership change was refused.
     #[error("membership: {0}")]
     Membership(MembershipError),
+    /// A membership change asked of a node that runs without a replication
+    /// network: it could never reach the members it would add.
+    #[error("this node runs alone, without a replication network: start every node with --cluster-listen and --peers to form a cluster (docs/operations.md)")]
+    NoNetwork,
 }
 
 enum Command {
@@ -241,9 +245,13 @@ impl Replica {
         let node = Node::new(config.node, Arc::clone(&table), recovered, now_ms(origin));
 
         if endpoint.is_none() && node.membership().members.len() > 1 {
-            return Err(ReplicaError::Setup(
-                "a cluster needs a replication address (cluster.listen)".into(),
-            ));
+            let membership = node.membership();
+            return Err(ReplicaError::Setup(format!(
+                "the membership is a cluster of {} (epoch {}: {}), but this node has no replication network: start it with --cluster-listen and --peers (the membership on disk wins over --peers)",
+                membership.members.len(),
+                membership.epoch,
+                membership.members.keys().map(|n| &**n).collect::<Vec<_>>().join(", ")
+            )));
         }
         let now = now_ms(origin);
         let serving_until = Arc::new(AtomicU64::new(if node.can_serve(now) {
@@ -290,6 +298,12 @@ impl Replica {
     /// Where it listens for peers (none for a single node).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
+    }
+
+    /// Whether it has a replication network (it was started with peers):
+    /// without one it is, and stays, a single node.
+    pub fn has_network(&self) -> bool {
+        self.endpoint.is_some()
     }
 
     /// The table (reads go straight to it).
@@ -349,7 +363,7 @@ impl Replica {
             return Err(ReplicaError::Unavailable);
         }
         let validation = self.table.touch(tenant, id, wall_ms);
-        if self.endpoint.is_some() && matches!(validation, Validation::Valid(_)) {
+        if self.has_network() && matches!(validation, Validation::Valid(_)) {
             if let Some(record) = self.table.record(id) {
                 self.try_replicate(record);
             }
@@ -374,7 +388,7 @@ impl Replica {
             .map_err(ReplicaError::Durable)?;
         // Without a network there is nobody to tell. An error means the
         // driver has stopped: nothing left to tell either.
-        if self.endpoint.is_some() {
+        if self.has_network() {
             let _ = self.commands.send(Command::Delta(record)).await;
         }
         Ok(())
@@ -409,8 +423,12 @@ impl Replica {
     /// epoch in the whole cluster).
     ///
     /// # Errors
+    /// [`ReplicaError::NoNetwork`] on a node started without peers;
     /// [`ReplicaError::Membership`] when refused; as [`Replica::revoke`].
     pub async fn propose(&self, config: Membership) -> Result<DecreeId, ReplicaError> {
+        if !self.has_network() {
+            return Err(ReplicaError::NoNetwork);
+        }
         let wait = self.ask(|done| Command::Propose(config, done)).await?;
         self.confirmed(wait).await
     }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use directory::Frontend;
 
 use super::postgres::{open_owner, StartedCluster};
-use super::serve::Layout;
+use super::Layout;
 use crate::config::Config;
 use crate::pki::DeploymentCa;
 

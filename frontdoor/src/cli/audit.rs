@@ -14,7 +14,7 @@ use directory::Directory;
 use tokio::sync::Mutex;
 
 use super::postgres::{open_directory, StartedCluster};
-use super::serve::Layout;
+use super::Layout;
 use crate::api::now_ms;
 use crate::audit_heads::DeploymentHeadVerifier;
 use crate::config::Config;

@@ -59,3 +59,38 @@ impl Endpoints {
 pub fn credentials_dir(data_dir: &Path, who: &str) -> PathBuf {
     data_dir.join("credentials").join(who)
 }
+
+/// The state directory's layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The root (`./var`).
+    pub root: PathBuf,
+}
+
+impl Layout {
+    /// The master key file.
+    pub fn master_key(&self) -> PathBuf {
+        self.root.join("master.key")
+    }
+    /// The CA directory.
+    pub fn ca(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+    /// The private Postgres cluster.
+    pub fn postgres(&self) -> PathBuf {
+        self.root.join("postgres")
+    }
+    /// The audit journal of `node`.
+    pub fn journal(&self, node: &str) -> PathBuf {
+        self.root.join("audit").join(format!("{node}.journal"))
+    }
+    /// The secret that derives persistent SAML NameIDs.
+    pub fn name_id_secret(&self) -> PathBuf {
+        self.root.join("nameid.key")
+    }
+    /// The tenants `node` served recently (loaded first at its next start;
+    /// one file per node: the demo's nodes share a state directory).
+    pub fn recent_tenants(&self, node: &str) -> PathBuf {
+        self.root.join(format!("recent-tenants-{node}"))
+    }
+}

@@ -8,7 +8,7 @@ use anyhow::Context;
 use directory::{Directory, Frontend, Owner, PrivateCluster, APP_ROLE};
 
 use super::credentials_dir;
-use super::serve::Layout;
+use super::Layout;
 use crate::config::Config;
 use crate::pki::Credentials;
 

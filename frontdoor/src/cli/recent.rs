@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use directory::Directory;
 
-use super::serve::Layout;
+use super::Layout;
 use crate::api::Appliance;
 use crate::config::Config;
 

@@ -7,7 +7,7 @@
 //! tenant, no caller; the first admin comes from `sigil admin bootstrap`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +20,7 @@ use signer::{KeyBackend, MasterKey, SoftwareBackend};
 use super::audit::Shipping;
 use super::postgres::{open_node_directory, StartedCluster};
 use super::recent::{preload_tenants, spawn_preload, write_recent};
-use super::{credentials_dir, Endpoints};
+use super::{credentials_dir, Endpoints, Layout};
 use crate::api::keys::{Backends, KeyManager};
 use crate::api::{render_metrics, Appliance, ApplianceConfig};
 use crate::audit_heads::NodeHeadSigner;
@@ -33,41 +33,6 @@ use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
 
 /// How often the recently-served file is written (and once at shutdown).
 const RECENT_WRITE_EVERY: Duration = Duration::from_secs(30);
-
-/// The state directory's layout.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// The root (`./var`).
-    pub root: PathBuf,
-}
-
-impl Layout {
-    /// The master key file.
-    pub fn master_key(&self) -> PathBuf {
-        self.root.join("master.key")
-    }
-    /// The CA directory.
-    pub fn ca(&self) -> PathBuf {
-        self.root.join("ca")
-    }
-    /// The private Postgres cluster.
-    pub fn postgres(&self) -> PathBuf {
-        self.root.join("postgres")
-    }
-    /// The audit journal of `node`.
-    pub fn journal(&self, node: &str) -> PathBuf {
-        self.root.join("audit").join(format!("{node}.journal"))
-    }
-    /// The secret that derives persistent SAML NameIDs.
-    pub fn name_id_secret(&self) -> PathBuf {
-        self.root.join("nameid.key")
-    }
-    /// The tenants `node` served recently (loaded first at its next start;
-    /// one file per node: the demo's nodes share a state directory).
-    pub fn recent_tenants(&self, node: &str) -> PathBuf {
-        self.root.join(format!("recent-tenants-{node}"))
-    }
-}
 
 /// The node's key backends: software keys wrapped by the master key, and
 /// with `[hsm]` the token, which then makes every new key (software only

@@ -14,10 +14,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::membership::Membership;
+pub use super::membership::NodeName;
 use crate::table::{Mark, SessionId};
-
-/// A node's name: its identity in the cluster (and in its certificate).
-pub type NodeName = Arc<str>;
 
 /// Which decree: the origin's incarnation (64 random bits drawn at each
 /// start, so a restarted node never reuses an id) and a sequence number

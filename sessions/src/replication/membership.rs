@@ -6,10 +6,12 @@
 //! claim the same epoch.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::decree::NodeName;
+/// A node's name: its identity in the cluster (and in its certificate).
+pub type NodeName = Arc<str>;
 
 /// The members of one epoch, with their replication addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,8 +13,10 @@ use aws_lc_rs::signature::{
 use directory::audit::{HeadSigner, HeadVerifier, SignedHead};
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer, UnixTime};
 
-use crate::pki::{Credentials, PkiError};
-use crate::quic::tls::{certificate_verifier, TlsError};
+use crate::pki::PkiError;
+use crate::quic::tls::certificate_verifier;
+use sigil_proto::credentials::{Credentials, CredentialsError};
+use sigil_proto::tls::TlsError;
 
 /// A node's key, signing its chain heads.
 pub struct NodeHeadSigner {
@@ -36,9 +38,11 @@ impl NodeHeadSigner {
     /// # Errors
     /// [`PkiError::Malformed`] when the key is not an ECDSA P-256 PKCS#8 key.
     pub fn new(credentials: &Credentials) -> Result<NodeHeadSigner, PkiError> {
-        let malformed = |reason: String| PkiError::Malformed {
-            path: "key.pem".into(),
-            reason,
+        let malformed = |reason: String| {
+            PkiError::Files(CredentialsError::Malformed {
+                path: "key.pem".into(),
+                reason,
+            })
         };
         let der = match credentials.key_der()? {
             rustls_pki_types::PrivateKeyDer::Pkcs8(der) => der,

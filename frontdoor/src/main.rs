@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use frontdoor::cli::client::{run, Step, Target};
 use frontdoor::config::Config;
-use frontdoor::protocol::Operation;
+use sigil_proto::Operation;
 
 /// mimalloc: per-thread free lists. Requests are built on one worker and
 /// their audit records freed on the journal thread; glibc's arenas paid for

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::protocol::ErrorCode;
+use sigil_proto::ErrorCode;
 
 /// Histogram bucket upper bounds, in microseconds (Prometheus `le` in seconds).
 pub const LATENCY_BUCKETS_US: [u64; 14] = [

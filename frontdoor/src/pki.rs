@@ -7,57 +7,28 @@
 //! world-readable. The CA key can mint callers: keep `ca.key` off the nodes
 //! in production and mint with `sigil admin frontend add` where it lives.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::CertificateDer;
+use sigil_proto::credentials::Credentials;
+use sigil_proto::credentials::{read_key, read_pem, write_file, CredentialsError};
 
-/// What went wrong with certificates on disk.
+/// What went wrong with the deployment's certificates.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PkiError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A key file is readable by others than its owner.
-    #[error("{0}: private key readable by group or others; chmod 600 it")]
-    KeyPermissions(PathBuf),
-    /// A file is not the PEM it should be.
-    #[error("{path}: {reason}")]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A certificate or key file (missing, unreadable, malformed, or a key
+    /// readable by others).
+    #[error(transparent)]
+    Files(#[from] CredentialsError),
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
-    move |source| PkiError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-/// The lowercase hex SHA-256 of a certificate's DER: how the directory
-/// names a caller.
-pub fn fingerprint(certificate_der: &[u8]) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, certificate_der);
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The node a cluster certificate was issued to (its common name is
@@ -75,93 +46,6 @@ pub fn node_name(certificate_der: &[u8]) -> Option<String> {
         .strip_prefix("sigil node ")
         .filter(|name| !name.is_empty())
         .map(str::to_owned)
-}
-
-/// A certificate with its private key, as PEM.
-#[derive(Clone)]
-pub struct Credentials {
-    /// The certificate, PEM.
-    pub certificate_pem: String,
-    /// The PKCS#8 private key, PEM.
-    pub key_pem: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("fingerprint", &self.fingerprint())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Credentials {
-    /// The certificate's DER.
-    pub fn certificate_der(&self) -> CertificateDer<'static> {
-        // Checked when made or loaded.
-        CertificateDer::from_pem_slice(self.certificate_pem.as_bytes())
-            .unwrap_or_else(|_| CertificateDer::from(Vec::new()))
-    }
-
-    /// The private key's DER, for rustls.
-    ///
-    /// # Errors
-    /// [`PkiError::Malformed`] if the key PEM does not parse.
-    pub fn key_der(&self) -> Result<PrivateKeyDer<'static>, PkiError> {
-        PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).map_err(|e| PkiError::Malformed {
-            path: PathBuf::from("key.pem"),
-            reason: e.to_string(),
-        })
-    }
-
-    /// [`fingerprint`] of the certificate.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.certificate_der())
-    }
-
-    /// Writes `cert.pem`, `key.pem` (0600) and, when given, the CA's
-    /// `ca.pem` into `dir` (created if missing).
-    ///
-    /// # Errors
-    /// [`PkiError::Io`] when a file cannot be written.
-    pub fn write(&self, dir: &Path, ca_pem: Option<&str>) -> Result<(), PkiError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        write_file(
-            &dir.join("cert.pem"),
-            self.certificate_pem.as_bytes(),
-            0o644,
-        )?;
-        write_file(&dir.join("key.pem"), self.key_pem.as_bytes(), 0o600)?;
-        if let Some(ca) = ca_pem {
-            write_file(&dir.join("ca.pem"), ca.as_bytes(), 0o644)?;
-        }
-        Ok(())
-    }
-
-    /// Reads `cert.pem` and `key.pem` from `dir`.
-    ///
-    /// # Errors
-    /// [`PkiError::Io`] when missing, [`PkiError::KeyPermissions`] when the
-    /// key is readable by others, [`PkiError::Malformed`] when not PEM.
-    pub fn load(dir: &Path) -> Result<Credentials, PkiError> {
-        let certificate_pem = read_pem(&dir.join("cert.pem"), "CERTIFICATE")?;
-        let key_pem = read_key(&dir.join("key.pem"))?;
-        Ok(Credentials {
-            certificate_pem,
-            key_pem,
-        })
-    }
-}
-
-/// Reads `dir/ca.pem`: the CA certificate a client or node trusts.
-///
-/// # Errors
-/// [`PkiError::Io`] or [`PkiError::Malformed`].
-pub fn load_ca_certificate(path: &Path) -> Result<CertificateDer<'static>, PkiError> {
-    let pem = read_pem(path, "CERTIFICATE")?;
-    CertificateDer::from_pem_slice(pem.as_bytes()).map_err(|e| PkiError::Malformed {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 /// The deployment CA.
@@ -212,9 +96,11 @@ impl DeploymentCa {
             (true, true) => {
                 let certificate_pem = read_pem(&cert_path, "CERTIFICATE")?;
                 let key_pem = read_key(&key_path)?;
-                let key = KeyPair::from_pem(&key_pem).map_err(|e| PkiError::Malformed {
-                    path: key_path.clone(),
-                    reason: e.to_string(),
+                let key = KeyPair::from_pem(&key_pem).map_err(|e| {
+                    PkiError::Files(CredentialsError::Malformed {
+                        path: key_path.clone(),
+                        reason: e.to_string(),
+                    })
                 })?;
                 Ok(DeploymentCa {
                     certificate_pem,
@@ -222,7 +108,10 @@ impl DeploymentCa {
                 })
             }
             (false, false) => {
-                std::fs::create_dir_all(dir).map_err(io(dir))?;
+                std::fs::create_dir_all(dir).map_err(|source| CredentialsError::Io {
+                    path: dir.to_owned(),
+                    source,
+                })?;
                 let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
                 let mut params = ca_params();
                 validity(&mut params, 3650);
@@ -234,14 +123,14 @@ impl DeploymentCa {
                     key,
                 })
             }
-            (true, false) => Err(PkiError::Malformed {
+            (true, false) => Err(PkiError::Files(CredentialsError::Malformed {
                 path: key_path,
                 reason: "missing while ca.pem exists".into(),
-            }),
-            (false, true) => Err(PkiError::Malformed {
+            })),
+            (false, true) => Err(PkiError::Files(CredentialsError::Malformed {
                 path: cert_path,
                 reason: "missing while ca.key exists".into(),
-            }),
+            })),
         }
     }
 
@@ -317,47 +206,11 @@ impl DeploymentCa {
     }
 }
 
-fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), PkiError> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(io(path))?;
-    // An existing file keeps its old mode through open(): set it.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))
-        .map_err(io(path))?;
-    file.write_all(bytes).map_err(io(path))?;
-    file.sync_all().map_err(io(path))
-}
-
-fn read_pem(path: &Path, label: &str) -> Result<String, PkiError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
-    let parsed = if label == "CERTIFICATE" {
-        CertificateDer::from_pem_slice(text.as_bytes()).map(drop)
-    } else {
-        PrivateKeyDer::from_pem_slice(text.as_bytes()).map(drop)
-    };
-    parsed.map_err(|e| PkiError::Malformed {
-        path: path.to_owned(),
-        reason: format!("no PEM `{label}`: {e}"),
-    })?;
-    Ok(text)
-}
-
-fn read_key(path: &Path) -> Result<String, PkiError> {
-    let metadata = std::fs::metadata(path).map_err(io(path))?;
-    if metadata.permissions().mode() & 0o077 != 0 {
-        return Err(PkiError::KeyPermissions(path.to_owned()));
-    }
-    read_pem(path, "PRIVATE KEY")
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn ca_is_created_once_and_reloaded() {
@@ -385,12 +238,12 @@ mod tests {
         .unwrap();
         assert!(matches!(
             DeploymentCa::create_or_load(dir.path()),
-            Err(PkiError::KeyPermissions(_))
+            Err(PkiError::Files(CredentialsError::KeyPermissions(_)))
         ));
         std::fs::remove_file(dir.path().join("ca.key")).unwrap();
         assert!(matches!(
             DeploymentCa::create_or_load(dir.path()),
-            Err(PkiError::Malformed { .. })
+            Err(PkiError::Files(CredentialsError::Malformed { .. }))
         ));
     }
 }

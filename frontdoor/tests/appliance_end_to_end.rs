@@ -9,10 +9,10 @@
 
 use std::process::Command;
 
-use frontdoor::client::CallError;
 use frontdoor::pki::DeploymentCa;
-use frontdoor::protocol::{ErrorCode, Operation};
 use serde_json::{json, Value};
+use sigil_proto::client::CallError;
+use sigil_proto::{ErrorCode, Operation};
 use signer::conformance::external::{assert_jwts_verify, run_script, xmlsec1_verifies};
 
 mod common;
@@ -355,9 +355,7 @@ async fn the_appliance_end_to_end() {
     // --- A client in Python (aioquic + cbor2) written from docs/protocol.md.
     let python_session = session(&client, "acme", "alice").await;
     let oversized = {
-        let mut frame = ((frontdoor::protocol::MAX_FRAME + 1) as u32)
-            .to_be_bytes()
-            .to_vec();
+        let mut frame = ((sigil_proto::MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
         frame.extend_from_slice(b"xx");
         frame.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };

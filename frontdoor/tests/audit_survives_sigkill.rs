@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{free_port, session, Serve};
-use frontdoor::protocol::Operation;
+use sigil_proto::Operation;
 
 fn jti(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap();

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, session, Serve, SIGIL};
 use directory::audit::AuditEntry;
-use frontdoor::protocol::Operation;
 use serde_json::Value;
+use sigil_proto::Operation;
 
 fn sigil(dir: &Path, args: &[&str]) -> (bool, Value) {
     let output = Command::new(SIGIL)
@@ -59,7 +59,7 @@ fn problems(report: &Value) -> String {
         .join("; ")
 }
 
-async fn issue(client: &frontdoor::client::Client, tenant: &str, user: &str, n: usize) {
+async fn issue(client: &sigil_proto::client::Client, tenant: &str, user: &str, n: usize) {
     let id = session(client, tenant, user).await;
     for _ in 0..n {
         client

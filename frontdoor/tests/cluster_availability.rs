@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{check, specs, Nodes, Relay};
 use common::session;
-use frontdoor::protocol::Operation;
+use sigil_proto::Operation;
 
 /// `lease_ms` of the embedded default, and the wait it allows for drift.
 const LEASE: Duration = Duration::from_millis(2_000);

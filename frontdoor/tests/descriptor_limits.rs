@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::{free_port, session, Serve};
-use frontdoor::protocol::Operation;
+use sigil_proto::Operation;
 
 fn metric(serve: &Serve, name: &str) -> f64 {
     let (_, body) = serve.http("/metrics");

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use frontdoor::protocol::Operation;
 use hw::{Pkcs11Backend, SoftHsmToken};
 use serde_json::json;
+use sigil_proto::Operation;
 use signer::conformance::external::assert_jwts_verify;
 use signer::{KeyBackend, KeySpec};
 

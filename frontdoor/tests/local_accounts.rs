@@ -14,7 +14,7 @@ use std::process::Command;
 
 use common::{free_port, session, Serve};
 use directory::testing::{self, PsqlLogin};
-use frontdoor::protocol::Operation;
+use sigil_proto::Operation;
 
 /// psql against the node's cluster as `account` (None: root).
 fn psql(var: &Path, account: Option<&str>, role: &str, password: Option<&str>) -> (bool, String) {

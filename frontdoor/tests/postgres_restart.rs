@@ -14,9 +14,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{free_port, session, Serve, SIGIL};
-use frontdoor::client::Client;
 use frontdoor::pki::DeploymentCa;
-use frontdoor::protocol::{ErrorCode, Operation};
+use sigil_proto::client::Client;
+use sigil_proto::{ErrorCode, Operation};
 
 fn metric(serve: &Serve, name: &str) -> f64 {
     let (status, body) = serve.http("/metrics");

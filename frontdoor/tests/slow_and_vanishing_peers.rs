@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::{free_port, Serve};
-use frontdoor::pki::{load_ca_certificate, Credentials};
-use frontdoor::protocol::{
+use sigil_proto::credentials::{load_ca_certificate, Credentials};
+use sigil_proto::{
     from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, WireResponse,
 };
 
@@ -24,7 +24,7 @@ fn free_port_tcp() -> String {
 async fn raw_connection(serve: &Serve) -> (quinn::Endpoint, quinn::Connection) {
     let credentials = Credentials::load(&serve.var().join("credentials/frontend")).unwrap();
     let ca = load_ca_certificate(&serve.var().join("ca/ca.pem")).unwrap();
-    let config = frontdoor::quic::tls::client_config(
+    let config = sigil_proto::tls::client_config(
         &ca,
         Some((
             vec![credentials.certificate_der()],

@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{free_port, Serve, SIGIL};
-use frontdoor::protocol::Operation;
 use serde_json::{json, Value};
+use sigil_proto::Operation;
 use signer::conformance::external::assert_jwts_verify;
 
 fn metric(serve: &Serve, name: &str) -> f64 {

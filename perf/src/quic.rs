@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use frontdoor::cli::client::Target;
-use frontdoor::client::{CallError, Client, ClientConfig};
-use frontdoor::protocol::Operation as Wire;
+use sigil_proto::client::{CallError, Client, ClientConfig};
+use sigil_proto::Operation as Wire;
 
 use crate::engine::{self, Call, Caller, LoadConfig, Mix, Operation, Progress};
 use crate::raw;

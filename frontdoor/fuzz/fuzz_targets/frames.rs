@@ -4,7 +4,7 @@
 //! that decodes to the same operation.
 #![no_main]
 
-use frontdoor::protocol::{from_cbor, to_cbor, FrameDecoder, Operation, WireRequest, MAX_FRAME};
+use sigil_proto::{from_cbor, to_cbor, FrameDecoder, Operation, WireRequest, MAX_FRAME};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -20,7 +20,7 @@ impl Appliance {
                 unresolved: false,
             };
         };
-        self.lookup_caller(crate::pki::fingerprint(&certificate))
+        self.lookup_caller(sigil_proto::credentials::fingerprint(&certificate))
             .await
     }
 

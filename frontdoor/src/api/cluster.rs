@@ -14,7 +14,7 @@ use sessions::net::{ClusterStatus, Replica, ReplicaError};
 use sessions::{Membership, MembershipError, NodeName};
 
 use super::{refuse, unavailable};
-use crate::protocol::{ErrorCode, Operation, WireError};
+use sigil_proto::{ErrorCode, Operation, WireError};
 
 fn text(s: impl Into<String>) -> Value {
     Value::Text(s.into())

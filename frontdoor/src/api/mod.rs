@@ -41,8 +41,8 @@ use crate::admission::RateBudget;
 use crate::http::documents::DocumentStore;
 use crate::http::exchange::{Loaded, Miss};
 use crate::metrics::TenantMetrics;
-use crate::protocol::{ErrorCode, Operation, WireError};
 use crate::quic::Handler;
+use sigil_proto::{ErrorCode, Operation, WireError};
 
 /// A refusal with its code.
 fn refuse(code: ErrorCode, message: impl Into<String>) -> WireError {

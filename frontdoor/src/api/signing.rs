@@ -15,7 +15,7 @@ use signer::{
 
 use super::issue::{self, Issued, SamlSp, SessionFacts, UserRecord};
 use super::{internal, Appliance, TenantLive};
-use crate::protocol::{ErrorCode, WireError};
+use sigil_proto::{ErrorCode, WireError};
 
 /// The pool for slow signatures and how long a request waits for one.
 #[derive(Debug)]
@@ -204,7 +204,7 @@ mod tests {
     use crate::api::keys::{Backends, KeyManager};
     use crate::api::{Appliance, ApplianceConfig, Caller};
     use crate::http::documents::DocumentStore;
-    use crate::protocol::{ErrorCode, Operation};
+    use sigil_proto::{ErrorCode, Operation};
 
     const SLOW: Duration = Duration::from_millis(400);
 

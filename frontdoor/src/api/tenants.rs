@@ -28,7 +28,7 @@ use super::{internal, now_ms, refuse, unavailable, TenantLive};
 use crate::admission::RateBudget;
 use crate::http::documents::DocumentStore;
 use crate::metrics::TenantMetrics;
-use crate::protocol::{ErrorCode, WireError};
+use sigil_proto::{ErrorCode, WireError};
 
 /// What a load gives its waiters.
 pub type LoadResult = Result<Arc<TenantLive>, WireError>;

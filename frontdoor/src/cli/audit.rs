@@ -18,7 +18,7 @@ use super::Layout;
 use crate::api::now_ms;
 use crate::audit_heads::DeploymentHeadVerifier;
 use crate::config::Config;
-use crate::pki::load_ca_certificate;
+use sigil_proto::credentials::load_ca_certificate;
 
 /// Records per shipping transaction.
 const SHIP_BATCH: usize = 5_000;

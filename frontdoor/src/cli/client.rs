@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use super::{credentials_dir, Endpoints};
-use crate::client::{CallError, Client, ClientConfig};
-use crate::pki::{load_ca_certificate, Credentials};
-use crate::protocol::Operation;
+use sigil_proto::client::{CallError, Client, ClientConfig};
+use sigil_proto::credentials::{load_ca_certificate, Credentials};
+use sigil_proto::Operation;
 
 /// How to reach the node and as whom.
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use directory::{Directory, Frontend, Owner, PrivateCluster, APP_ROLE};
 use super::credentials_dir;
 use super::Layout;
 use crate::config::Config;
-use crate::pki::Credentials;
+use sigil_proto::credentials::Credentials;
 
 /// The node's directory: in the embedded default with its demo data and
 /// demo callers (made once, in a directory without tenants), the owner's

@@ -28,8 +28,9 @@ use crate::config::Config;
 use crate::http::documents::DocumentStore;
 use crate::http::exchange::{Limits, Site};
 use crate::http::server::{HttpConfig, HttpServer};
-use crate::pki::{Credentials, DeploymentCa};
+use crate::pki::DeploymentCa;
 use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
+use sigil_proto::credentials::Credentials;
 
 /// How often the recently-served file is written (and once at shutdown).
 const RECENT_WRITE_EVERY: Duration = Duration::from_secs(30);
@@ -595,7 +596,7 @@ fn cluster_network(config: &Config, layout: &Layout) -> anyhow::Result<sessions:
         &cluster_ca.certificate_der(),
         sessions::net::ALPN,
     )?;
-    let client = tls::client_crypto(
+    let client = sigil_proto::tls::client_crypto(
         &cluster_ca.certificate_der(),
         Some((chain, credentials.key_der()?)),
         sessions::net::ALPN,

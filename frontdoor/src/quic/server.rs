@@ -28,9 +28,9 @@ use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{mpsc, watch};
 
-use crate::protocol::{
-    from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, FrameError, Operation, WireError,
-    WireRequest, WireResponse,
+use sigil_proto::{
+    from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, WireError, WireRequest,
+    WireResponse,
 };
 
 /// What the listener calls for each connection and request. Implemented by
@@ -321,7 +321,7 @@ fn encode_response(response: &WireResponse) -> Bytes {
         Ok(body) if write_frame(&body, &mut out).is_ok() => out.freeze(),
         _ => {
             // An answer too large for a frame: say so instead.
-            let fallback = WireResponse {
+            let fallback: WireResponse = WireResponse {
                 id: response.id,
                 result: None,
                 error: Some(WireError {
@@ -421,9 +421,7 @@ async fn serve_stream<H: Handler>(
             match decoder.next_frame() {
                 Ok(Some(frame)) => dispatch(&worker, &caller, &stream_in_flight, &answers, &frame),
                 Ok(None) => break,
-                Err(
-                    e @ (FrameError::TooLarge(_) | FrameError::Empty | FrameError::Truncated(_)),
-                ) => {
+                Err(e) => {
                     fatal = Some((close_code::BAD_FRAME, ErrorCode::BadRequest, e.to_string()));
                     break;
                 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frontdoor::client::{CallError, Client};
-use frontdoor::protocol::{ErrorCode, Operation};
+use sigil_proto::client::{CallError, Client};
+use sigil_proto::{ErrorCode, Operation};
 
 use super::{free_port, Serve, SIGIL};
 

@@ -13,9 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use frontdoor::cli::Endpoints;
-use frontdoor::client::{CallError, Client, ClientConfig};
-use frontdoor::pki::{load_ca_certificate, Credentials};
-use frontdoor::protocol::Operation;
+use sigil_proto::client::{CallError, Client, ClientConfig};
+use sigil_proto::credentials::{load_ca_certificate, Credentials};
+use sigil_proto::Operation;
 
 pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
 

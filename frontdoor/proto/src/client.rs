@@ -14,11 +14,11 @@ use bytes::BytesMut;
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pki::Credentials;
-use crate::protocol::{
-    from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, WireError, WireResponse,
+use crate::credentials::Credentials;
+use crate::{
+    from_cbor, tls, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, WireError,
+    WireResponse,
 };
-use crate::quic::tls;
 
 /// Why a call got no result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

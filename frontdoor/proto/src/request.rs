@@ -1,6 +1,5 @@
-//! The messages of `sigil/1`: the flat wire maps (what other languages
-//! see, documented in docs/protocol.md) and the typed operations the front
-//! door acts on once a wire request passed its checks.
+//! The requests of `sigil/1`: the flat wire map other languages send
+//! (docs/protocol.md, "Requests") and the checked [`Operation`] it becomes.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,78 +10,6 @@ pub const MAX_FIELD: usize = 512;
 pub const MAX_AMR: usize = 8;
 /// Most scopes on one access token.
 pub const MAX_SCOPES: usize = 32;
-
-/// The error codes of `sigil/1`, spelled on the wire in snake case.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The request is malformed: undecodable, a missing or oversized field,
-    /// an unknown operation.
-    BadRequest,
-    /// The caller presented no client certificate, or one not registered.
-    Unauthenticated,
-    /// The caller may not act for this tenant, or the operation needs an
-    /// admin certificate.
-    Forbidden,
-    /// No such tenant, user, app, SP or key.
-    NotFound,
-    /// The session is unknown, expired, idle too long, or revoked.
-    SessionInvalid,
-    /// The user is suspended or deactivated.
-    UserInactive,
-    /// The tenant is over its rate budget; retry later.
-    RateLimited,
-    /// The node is at its global in-flight limit; retry later or elsewhere.
-    Overloaded,
-    /// The node cannot answer safely now (e.g. it has no fresh lease from
-    /// every peer, or the directory is unreachable); it fails closed.
-    Unavailable,
-    /// A failure inside Sigil; the message says no more than needed.
-    Internal,
-    /// The request conflicts with the current state (e.g. another cluster
-    /// membership change took the epoch first); look, then retry.
-    Conflict,
-}
-
-impl ErrorCode {
-    /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 11] = [
-        ErrorCode::BadRequest,
-        ErrorCode::Unauthenticated,
-        ErrorCode::Forbidden,
-        ErrorCode::NotFound,
-        ErrorCode::SessionInvalid,
-        ErrorCode::UserInactive,
-        ErrorCode::RateLimited,
-        ErrorCode::Overloaded,
-        ErrorCode::Unavailable,
-        ErrorCode::Internal,
-        ErrorCode::Conflict,
-    ];
-
-    /// The wire spelling, e.g. `rate_limited`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::BadRequest => "bad_request",
-            ErrorCode::Unauthenticated => "unauthenticated",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::SessionInvalid => "session_invalid",
-            ErrorCode::UserInactive => "user_inactive",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::Overloaded => "overloaded",
-            ErrorCode::Unavailable => "unavailable",
-            ErrorCode::Internal => "internal",
-            ErrorCode::Conflict => "conflict",
-        }
-    }
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A request as it travels: one flat CBOR map. Which fields an operation
 /// needs is in docs/protocol.md; [`Operation::from_wire`] checks them.
@@ -135,29 +62,6 @@ pub struct WireRequest {
     /// A cluster node's replication address `host:port` (cluster_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
-}
-
-/// An error answer's body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireError {
-    /// One of the [`ErrorCode`]s.
-    pub code: ErrorCode,
-    /// A human-readable explanation; never secret material.
-    pub message: String,
-}
-
-/// A response as it travels: `{id, result}` or `{id, error}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WireResponse {
-    /// The request's id; 0 when the request could not be read far enough to
-    /// know it.
-    pub id: u64,
-    /// The operation's result map (see docs/protocol.md).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<ciborium::Value>,
-    /// Set instead of `result` when the request failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<WireError>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at
@@ -561,35 +465,11 @@ impl Operation {
     }
 }
 
-/// Encodes a CBOR value of any serializable message.
-///
-/// # Errors
-/// Only if `value` cannot be represented (never for the types here).
-pub fn to_cbor<T: Serialize>(value: &T) -> Result<Vec<u8>, ciborium::ser::Error<std::io::Error>> {
-    let mut out = Vec::with_capacity(256);
-    ciborium::into_writer(value, &mut out)?;
-    Ok(out)
-}
-
-/// Decodes a CBOR message, refusing trailing bytes and nesting deeper than
-/// a `sigil/1` message ever needs.
-///
-/// # Errors
-/// [`BadRequest`] describing why the bytes are not such a message.
-pub fn from_cbor<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, BadRequest> {
-    let mut reader = bytes;
-    let value = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
-        .map_err(|e| BadRequest(format!("not a sigil/1 message: {e}")))?;
-    if !reader.is_empty() {
-        return Err(BadRequest("trailing bytes after the CBOR message".into()));
-    }
-    Ok(value)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::{from_cbor, to_cbor, ErrorCode};
 
     fn sample() -> Vec<Operation> {
         let t = || "acme".to_string();

@@ -1,0 +1,84 @@
+//! Client-side TLS for `sigil/1`: TLS 1.3 only (QUIC), AWS-LC as the
+//! provider, ALPN `sigil/1`, the node verified against the deployment CA,
+//! the caller's certificate presented when it has one.
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::RootCertStore;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::ALPN;
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// rustls refused the certificates or keys.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The CA certificate is not usable as a trust anchor (server side).
+    #[error("ca certificate: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// QUIC needs TLS 1.3 with an initial cipher suite.
+    #[error("quic tls: {0}")]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+/// AWS-LC as the rustls crypto provider (both sides use it).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A root store holding only the deployment CA `ca`.
+///
+/// # Errors
+/// [`TlsError`] when `ca` is not a usable trust anchor.
+pub fn roots(ca: &CertificateDer<'static>) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone())?;
+    Ok(roots)
+}
+
+/// The rustls client configuration: trusts only `ca`, presents `identity`
+/// (certificate chain and key) when given.
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn client_crypto(
+    ca: &CertificateDer<'static>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    alpn: &[u8],
+) -> Result<rustls::ClientConfig, TlsError> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?);
+    let mut config = match identity {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key)?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(config)
+}
+
+/// The quinn client configuration for `sigil/1`, with keep-alives so an
+/// idle long-lived connection stays open.
+///
+/// # Errors
+/// [`TlsError`] when the certificate, key or CA are not usable.
+pub fn client_config(
+    ca: &CertificateDer<'static>,
+    identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_crypto(ca, identity, ALPN)?)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport
+        .keep_alive_interval(Some(std::time::Duration::from_secs(5)))
+        .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
+            30_000,
+        ))));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}

@@ -1,12 +1,92 @@
-//! Who a caller is: its certificate's fingerprint looked up in the
+//! Who a caller is, and what it may ask ([`authorize`]): its certificate's fingerprint looked up in the
 //! directory once per connection. Only a definite answer is kept; when
 //! the directory cannot be reached the caller stays unresolved and is
 //! asked about again on each request (answered `unavailable` meanwhile),
 //! so an outage is never reported, or remembered, as "not registered".
 
+use directory::Frontend;
 use rustls_pki_types::CertificateDer;
+use sigil_proto::{ErrorCode, Operation, WireError};
 
-use super::{Appliance, Caller};
+use super::audit::AuditEvent;
+use super::{refuse, Appliance};
+
+/// Who is calling, resolved once per connection.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The registered front end, if the certificate is known.
+    pub frontend: Option<Frontend>,
+    /// The certificate's fingerprint, if one was presented.
+    pub fingerprint: Option<String>,
+    /// The directory could not say whether the certificate is registered
+    /// (it was unreachable): every request asks again, and is answered
+    /// `unavailable` while it still cannot say. Never cached.
+    pub unresolved: bool,
+}
+
+impl Caller {
+    /// The front end's name, for audit records; empty when unregistered.
+    pub fn name(&self) -> &str {
+        self.frontend.as_ref().map_or("", |f| f.name.as_str())
+    }
+
+    /// The audit record of refusing this caller `operation` (its wire
+    /// name) with `code`; `None` for rate and overload refusals, which are
+    /// counted, not logged (a flood must not become a flood of writes).
+    pub fn refusal(&self, operation: &str, code: ErrorCode, reason: &str) -> Option<AuditEvent> {
+        if matches!(code, ErrorCode::RateLimited | ErrorCode::Overloaded) {
+            return None;
+        }
+        Some(AuditEvent::Refused {
+            op: operation.to_owned(),
+            code,
+            reason: reason.chars().take(200).collect(),
+            caller: self.name().to_owned(),
+            fingerprint: self.fingerprint.clone().unwrap_or_default(),
+        })
+    }
+}
+
+/// Whether `caller` may ask for `operation`: a registered front end (the
+/// directory reachable to say so), allowed to act for the operation's
+/// tenant, an admin for admin operations. `health` is open to anyone.
+///
+/// # Errors
+/// `unavailable`, `unauthenticated` or `forbidden`, saying why.
+pub fn authorize(caller: &Caller, operation: &Operation) -> Result<(), WireError> {
+    if matches!(operation, Operation::Health) {
+        return Ok(());
+    }
+    if caller.unresolved {
+        return Err(refuse(
+            ErrorCode::Unavailable,
+            "the directory cannot say whether this client certificate is registered",
+        ));
+    }
+    let Some(frontend) = &caller.frontend else {
+        let why = if caller.fingerprint.is_some() {
+            "client certificate not registered"
+        } else {
+            "no client certificate"
+        };
+        return Err(refuse(ErrorCode::Unauthenticated, why));
+    };
+    if let Some(tenant) = operation.tenant() {
+        if !frontend.allows(tenant) {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                format!("{} may not act for tenant {tenant}", frontend.name),
+            ));
+        }
+    }
+    if operation.needs_admin() && !frontend.admin {
+        return Err(refuse(
+            ErrorCode::Forbidden,
+            format!("{} needs an admin certificate", operation.name()),
+        ));
+    }
+    Ok(())
+}
 
 impl Appliance {
     pub(super) async fn resolve_caller(
@@ -59,6 +139,14 @@ impl Appliance {
                     unresolved: true,
                 }
             }
+        }
+    }
+
+    /// Forgets every resolved caller (after the directory may have changed
+    /// unheard).
+    pub(super) fn forget_callers(&self) {
+        if let Ok(mut frontends) = self.frontends.write() {
+            frontends.clear();
         }
     }
 

@@ -8,55 +8,51 @@
 
 use std::collections::BTreeMap;
 
-use ciborium::Value;
 use directory::{Directory, MembershipFence};
 use sessions::net::{ClusterStatus, Replica, ReplicaError};
 use sessions::{Membership, MembershipError, NodeName};
 
 use super::{refuse, unavailable};
-use sigil_proto::{ErrorCode, Operation, WireError};
+use sigil_proto::results::{ClusterView, FenceView, MemberView, ReplicationView};
+use sigil_proto::{ErrorCode, WireError};
 
-fn text(s: impl Into<String>) -> Value {
-    Value::Text(s.into())
+/// `cluster_status`: the session cluster as this node sees it.
+///
+/// # Errors
+/// `unavailable` when the replica stopped.
+pub async fn status(directory: &Directory, replica: &Replica) -> Result<ClusterView, WireError> {
+    let status = replica.status().await.map_err(stopped)?;
+    let fence = directory.membership_fence().await.ok().flatten();
+    Ok(view(&status, fence.as_ref()))
 }
 
-fn int(n: u64) -> Value {
-    Value::Integer(n.into())
-}
-
-fn map(entries: Vec<(&str, Value)>) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (text(k), v)).collect())
-}
-
-/// Answers a cluster operation.
+/// `cluster_add`: adds `node` at `address`, then answers the status.
 ///
 /// # Errors
 /// `unavailable` when the directory or a majority cannot be reached,
 /// `conflict` when another change holds the epoch, `bad_request` for a
-/// change that is not allowed (removing the node asked, an unknown node).
-pub async fn answer(
+/// change that is not allowed (a member already, no network).
+pub async fn add(
     directory: &Directory,
     replica: &Replica,
-    operation: &Operation,
-) -> Result<Value, WireError> {
-    match operation {
-        Operation::ClusterStatus => {}
-        Operation::ClusterAdd { node, address } => {
-            change(directory, replica, |m| m.with_added(node, address)).await?;
-        }
-        Operation::ClusterRemove { node } => {
-            change(directory, replica, |m| m.without(node)).await?;
-        }
-        other => {
-            return Err(refuse(
-                ErrorCode::BadRequest,
-                format!("{} is not a cluster operation", other.name()),
-            ))
-        }
-    }
-    let status = replica.status().await.map_err(stopped)?;
-    let fence = directory.membership_fence().await.ok().flatten();
-    Ok(render(&status, fence.as_ref()))
+    node: &str,
+    address: &str,
+) -> Result<ClusterView, WireError> {
+    change(directory, replica, |m| m.with_added(node, address)).await?;
+    status(directory, replica).await
+}
+
+/// `cluster_remove`: removes `node` for good, then answers the status.
+///
+/// # Errors
+/// As [`add`]; `bad_request` for removing the node asked or a non-member.
+pub async fn remove(
+    directory: &Directory,
+    replica: &Replica,
+    node: &str,
+) -> Result<ClusterView, WireError> {
+    change(directory, replica, |m| m.without(node)).await?;
+    status(directory, replica).await
 }
 
 fn stopped(e: ReplicaError) -> WireError {
@@ -181,72 +177,63 @@ async fn change(
     settle(directory, replica, next).await
 }
 
-fn render(status: &ClusterStatus, fence: Option<&MembershipFence>) -> Value {
+fn view(status: &ClusterStatus, fence: Option<&MembershipFence>) -> ClusterView {
     let node = &status.node;
     let now = status.now;
-    let mut members: BTreeMap<String, Value> = BTreeMap::new();
+    let mut members = BTreeMap::new();
     let held = node.peers.iter().filter(|p| p.lease_until > now).count();
     members.insert(
         node.name.to_string(),
-        map(vec![
-            ("address", text(node.address.clone())),
-            ("self", Value::Bool(true)),
-            ("ready", Value::Bool(node.ready)),
-            ("serving", Value::Bool(node.serving_until > now)),
-        ]),
+        MemberView {
+            address: node.address.clone(),
+            is_self: true,
+            ready: node.ready,
+            serving: Some(node.serving_until > now),
+            lease_held: None,
+            last_heard_ms_ago: None,
+        },
     );
     for peer in &node.peers {
-        let mut entries = vec![
-            ("address", text(peer.address.clone())),
-            ("self", Value::Bool(false)),
-            ("ready", Value::Bool(peer.granting)),
-            ("lease_held", Value::Bool(peer.lease_until > now)),
-        ];
-        if let Some(heard) = peer.last_heard {
-            entries.push(("last_heard_ms_ago", int(now.saturating_sub(heard))));
-        }
-        members.insert(peer.name.to_string(), map(entries));
+        members.insert(
+            peer.name.to_string(),
+            MemberView {
+                address: peer.address.clone(),
+                is_self: false,
+                ready: peer.granting,
+                serving: None,
+                lease_held: Some(peer.lease_until > now),
+                last_heard_ms_ago: peer.last_heard.map(|heard| now.saturating_sub(heard)),
+            },
+        );
     }
     let lag = status.lag;
-    let mean_ms = if lag.count == 0 {
+    let lag_mean_ms = if lag.count == 0 {
         0.0
     } else {
         lag.sum_us as f64 / lag.count as f64 / 1000.0
     };
-    let mut entries = vec![
-        ("node", text(node.name.to_string())),
-        ("epoch", int(node.epoch)),
-        ("member", Value::Bool(node.member)),
-        ("ready", Value::Bool(node.ready)),
-        ("serving", Value::Bool(node.serving_until > now)),
-        ("majority", int(node.majority as u64)),
+    ClusterView {
+        node: node.name.to_string(),
+        epoch: node.epoch,
+        member: node.member,
+        ready: node.ready,
+        serving: node.serving_until > now,
+        majority: node.majority as u64,
         // Its own grant counts: a node serves while this is a majority.
-        ("leases_held", int(held as u64 + u64::from(node.member))),
-        (
-            "members",
-            Value::Map(members.into_iter().map(|(k, v)| (text(k), v)).collect()),
-        ),
-        (
-            "replication",
-            map(vec![
-                ("lag_mean_ms", Value::Float(mean_ms)),
-                ("lag_max_ms", Value::Float(lag.max_us as f64 / 1000.0)),
-                ("frames_dropped", int(lag.dropped)),
-            ]),
-        ),
-        ("decrees", int(node.decrees as u64)),
-        ("settling", int(node.settling as u64)),
-        ("in_flight", int(node.in_flight as u64)),
-        ("session_log_bytes", int(status.log_bytes)),
-    ];
-    if let Some(fence) = fence {
-        entries.push((
-            "fence",
-            map(vec![
-                ("epoch", int(fence.epoch)),
-                ("committed", Value::Bool(fence.committed)),
-            ]),
-        ));
+        leases_held: held as u64 + u64::from(node.member),
+        members,
+        replication: ReplicationView {
+            lag_mean_ms,
+            lag_max_ms: lag.max_us as f64 / 1000.0,
+            frames_dropped: lag.dropped,
+        },
+        decrees: node.decrees as u64,
+        settling: node.settling as u64,
+        in_flight: node.in_flight as u64,
+        session_log_bytes: status.log_bytes,
+        fence: fence.map(|fence| FenceView {
+            epoch: fence.epoch,
+            committed: fence.committed,
+        }),
     }
-    map(entries)
 }

@@ -9,9 +9,10 @@ use signer::jwt::{new_jti, TokenClaims, TokenLifetime, TokenType, UnsignedJwt};
 use signer::saml::{build_signed_response, Attribute, NameId, NameIdFormat, ResponseSpec};
 use signer::{Algorithm, KeyRingView, Timestamp};
 
-/// An OIDC app as the hot path needs it.
+/// An OIDC app as the hot path needs it (from the directory's
+/// [`directory::OidcApp`] row).
 #[derive(Debug, Clone, PartialEq)]
-pub struct OidcApp {
+pub struct LiveApp {
     /// Its name (`client_id`), the token audience.
     pub name: String,
     /// The algorithm its tokens are signed with.
@@ -25,9 +26,10 @@ pub struct OidcApp {
     pub claims: BTreeMap<String, String>,
 }
 
-/// A SAML SP as the hot path needs it.
+/// A SAML SP as the hot path needs it (from the directory's
+/// [`directory::SamlSp`] row).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SamlSp {
+pub struct LiveSp {
     /// Its name in Sigil (e.g. `sp-rs256`).
     pub name: String,
     /// Its entity ID, the assertion's audience.
@@ -80,6 +82,67 @@ impl UserRecord {
     }
 }
 
+impl From<directory::User> for UserRecord {
+    fn from(user: directory::User) -> UserRecord {
+        UserRecord {
+            active: user.status == directory::UserStatus::Active,
+            id: user.user_id,
+            login: user.login,
+            email: user.email,
+            name: user.display_name,
+            groups: user.groups,
+            profile: user.profile,
+        }
+    }
+}
+
+impl LiveApp {
+    /// The app as the directory's row describes it.
+    ///
+    /// # Errors
+    /// [`IssueError::Unusable`] for an unknown algorithm or a lifetime out
+    /// of bounds.
+    pub fn from_row(row: directory::OidcApp) -> Result<LiveApp, IssueError> {
+        let unusable =
+            |e: &dyn std::fmt::Display| IssueError::Unusable(format!("app {}: {e}", row.name));
+        let lifetime = |s: u32| TokenLifetime::from_secs(u64::from(s)).map_err(|e| unusable(&e));
+        Ok(LiveApp {
+            algorithm: row.algorithm.parse().map_err(|e| unusable(&e))?,
+            id_token_lifetime: lifetime(row.id_token_ttl_s)?,
+            access_token_lifetime: lifetime(row.access_token_ttl_s)?,
+            claims: row.claim_mapping.clone(),
+            name: row.name,
+        })
+    }
+}
+
+impl LiveSp {
+    /// The SP as the directory's row describes it.
+    ///
+    /// # Errors
+    /// [`IssueError::Unusable`] for an unknown algorithm.
+    pub fn from_row(row: directory::SamlSp) -> Result<LiveSp, IssueError> {
+        let algorithm = row
+            .algorithm
+            .parse()
+            .map_err(|e| IssueError::Unusable(format!("SP {}: {e}", row.name)))?;
+        Ok(LiveSp {
+            acs_url: row.acs_urls.first().cloned().unwrap_or_default(),
+            name_id_format: match row.name_id_format.as_str() {
+                "persistent" => NameIdFormat::Persistent,
+                "unspecified" => NameIdFormat::Unspecified,
+                _ => NameIdFormat::EmailAddress,
+            },
+            algorithm,
+            attributes: row.attribute_mapping,
+            sign_assertion: row.sign_assertion,
+            sign_response: row.sign_response,
+            entity_id: row.entity_id,
+            name: row.name,
+        })
+    }
+}
+
 /// The session facts a token repeats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SessionFacts {
@@ -118,9 +181,12 @@ pub enum IssueError {
     /// Building or signing failed.
     #[error(transparent)]
     Signer(#[from] signer::Error),
+    /// The directory's row for the app or SP cannot be used as it is.
+    #[error("{0}")]
+    Unusable(String),
 }
 
-fn claims_for(app: &OidcApp, user: &UserRecord) -> serde_json::Map<String, serde_json::Value> {
+fn claims_for(app: &LiveApp, user: &UserRecord) -> serde_json::Map<String, serde_json::Value> {
     app.claims
         .iter()
         .filter_map(|(claim, attribute)| {
@@ -183,7 +249,7 @@ impl PendingJwt {
 pub fn jwt_to_sign(
     view: &KeyRingView,
     issuer: &str,
-    app: &OidcApp,
+    app: &LiveApp,
     user: &UserRecord,
     session: &SessionFacts,
     nonce: Option<&str>,
@@ -229,7 +295,7 @@ pub fn jwt_to_sign(
 pub fn jwt(
     view: &KeyRingView,
     issuer: &str,
-    app: &OidcApp,
+    app: &LiveApp,
     user: &UserRecord,
     session: &SessionFacts,
     nonce: Option<&str>,
@@ -253,7 +319,7 @@ pub fn saml(
     view: &KeyRingView,
     certificate: &dyn Fn(&str) -> Option<Vec<u8>>,
     issuer: &str,
-    sp: &SamlSp,
+    sp: &LiveSp,
     user: &UserRecord,
     session: &SessionFacts,
     in_response_to: Option<&str>,

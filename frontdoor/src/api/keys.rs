@@ -332,7 +332,7 @@ impl KeyManager {
             }
         }
         scope.commit().await?;
-        Ok(self.render(tenant, &ring, certificates, now))
+        Ok(self.publish(tenant, &ring, certificates, now))
     }
 
     /// A key made when keys were bound to the tenant's slug: moved to the
@@ -353,7 +353,10 @@ impl KeyManager {
         Ok(self.backend.load(&binding, kid, &moved)?)
     }
 
-    fn render(
+    /// What the hot path and SPs get of `ring` at `now`: its view, the
+    /// SAML certificates by kid, and the tenant's JWKS, discovery and SAML
+    /// metadata documents.
+    pub fn publish(
         &self,
         tenant: &Tenant,
         ring: &KeyRing,

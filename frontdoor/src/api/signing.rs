@@ -9,12 +9,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signer::{
-    Algorithm, PoolConfig, RejectReason, SignerPool, SigningKey, Timestamp, SOFTWARE_BACKEND,
-};
+use signer::{Algorithm, PoolConfig, RejectReason, SignerPool, SigningKey, SOFTWARE_BACKEND};
 
-use super::issue::{self, Issued, SamlSp, SessionFacts, UserRecord};
-use super::{internal, Appliance, TenantLive};
+use super::hot_path::HotPath;
+use super::issue::{self, Issued, LiveSp, SessionFacts, UserRecord};
+use super::live::TenantLive;
+use super::seams::{AuditSink, Clock, DirectoryReads};
+use super::{internal, refuse};
 use sigil_proto::{ErrorCode, WireError};
 
 /// The pool for slow signatures and how long a request waits for one.
@@ -22,13 +23,6 @@ use sigil_proto::{ErrorCode, WireError};
 pub struct SlowSigning {
     pool: SignerPool,
     deadline: Duration,
-}
-
-fn refuse(code: ErrorCode, message: impl Into<String>) -> WireError {
-    WireError {
-        code,
-        message: message.into(),
-    }
 }
 
 impl SlowSigning {
@@ -120,45 +114,30 @@ impl SlowSigning {
     }
 }
 
-impl Appliance {
-    /// Signs a built token: inline for fast keys, on the signer pool for
-    /// slow ones (HSM, RSA).
-    pub(super) async fn sign_jwt(&self, pending: issue::PendingJwt) -> Result<Issued, WireError> {
-        let signature = if SlowSigning::is_slow(pending.key().as_ref()) {
-            self.signing
-                .sign(pending.key(), pending.signing_input())
-                .await?
-        } else {
-            pending
-                .key()
-                .sign(pending.signing_input())
-                .map_err(|e| internal("signing", &e))?
-        };
-        Ok(pending.finish(&signature))
-    }
-
+impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
     /// A signed SAML Response; built and signed on the signer pool when
     /// the SP's key is slow (its two signatures follow one another).
-    pub(super) async fn saml(
+    pub(super) async fn saml_response(
         &self,
         live: &TenantLive,
-        sp: &Arc<SamlSp>,
+        sp: &Arc<LiveSp>,
         user: &Arc<UserRecord>,
         facts: SessionFacts,
-        in_response_to: Option<String>,
-        now: Timestamp,
+        in_response_to: Option<&str>,
     ) -> Result<Issued, WireError> {
         let keys = live.keys.load_full();
         let slow = keys
             .view
             .active(sp.algorithm)
             .is_ok_and(|active| SlowSigning::is_slow(active.key().as_ref()));
-        let (issuer, name_id_key, rng) = (
+        let (issuer, name_id_key, rng, now) = (
             live.issuer.clone(),
             live.name_id_key.clone(),
             self.rng.clone(),
+            self.clock.now(),
         );
         let (sp, user) = (Arc::clone(sp), Arc::clone(user));
+        let in_response_to = in_response_to.map(str::to_owned);
         let build = move || {
             let certificate = |kid: &str| keys.certificates.get(kid).cloned();
             issue::saml(
@@ -336,10 +315,10 @@ mod tests {
             )
             .await
             .unwrap();
-        let session = crate::cli::client::to_json(&created)["session"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let sigil_proto::Reply::SessionCreated(created) = created else {
+            panic!("session_create answered {created:?}");
+        };
+        let session = created.session;
         (appliance, caller, session, dir)
     }
 

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -24,10 +24,8 @@ use tokio::sync::watch;
 
 use super::keys::{self, KeyError, KeyManager, TenantKeys};
 use super::loading::{Admit, Finished, Lane, LoadBoard, TenantSettings};
-use super::{internal, now_ms, refuse, unavailable, TenantLive};
-use crate::admission::RateBudget;
+use super::{internal, refuse, unavailable, wall_ms, TenantLive};
 use crate::http::documents::DocumentStore;
-use crate::metrics::TenantMetrics;
 use sigil_proto::{ErrorCode, WireError};
 
 /// What a load gives its waiters.
@@ -204,7 +202,7 @@ impl TenantCache {
             Requested::Ready(live) => live,
             Requested::Loading(receiver) => wait(receiver).await?,
         };
-        live.touch(now_ms());
+        live.touch(wall_ms());
         Ok(live)
     }
 
@@ -299,35 +297,21 @@ impl TenantCache {
             .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no tenant {slug}")))?;
         let keys = self.load_keys(&tenant).await?;
         let context = &self.context;
-        let rate = match tenant.rate_per_second {
-            0 => context.default_tenant_rate,
-            rate => rate,
-        };
-        let burst = match tenant.rate_burst {
-            0 => rate,
-            burst => burst,
-        };
-        let mut secret = context.name_id_secret.to_vec();
-        secret.extend_from_slice(slug.as_bytes());
         let used = self
             .get(slug)
             .map(|earlier| earlier.last_used_ms.load(Ordering::Relaxed))
             .or(seeded)
-            .unwrap_or_else(now_ms);
+            .unwrap_or_else(wall_ms);
         let documents = keys.documents.clone();
-        let live = Arc::new(TenantLive {
-            issuer: keys::issuer(&context.public_url, &tenant),
-            budget: RateBudget::new(rate, burst),
-            keys: ArcSwap::from_pointee(keys),
-            users: RwLock::default(),
-            apps: RwLock::default(),
-            sps: RwLock::default(),
-            metrics: TenantMetrics::default(),
-            name_id_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
-            slug: Arc::from(slug),
-            last_used_ms: AtomicU64::new(used),
+        let issuer = keys::issuer(&context.public_url, &tenant);
+        let live = Arc::new(TenantLive::new(
             tenant,
-        });
+            issuer,
+            keys,
+            context.default_tenant_rate,
+            &context.name_id_secret,
+            used,
+        ));
         self.install(&live, documents);
         Ok(live)
     }

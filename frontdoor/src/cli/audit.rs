@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 use super::postgres::{open_directory, StartedCluster};
 use super::Layout;
-use crate::api::now_ms;
+use crate::api::wall_ms;
 use crate::audit_heads::DeploymentHeadVerifier;
 use crate::config::Config;
 use sigil_proto::credentials::load_ca_certificate;
@@ -61,7 +61,7 @@ impl Shipping {
         let mut shipper = self.shipper.lock().await;
         shipper.ship(&self.directory, SHIP_BATCH).await?;
         if sign {
-            shipper.sign_heads(self.signer.as_ref(), &self.node, now_ms())?;
+            shipper.sign_heads(self.signer.as_ref(), &self.node, wall_ms())?;
         }
         shipper.publish_heads(&self.directory).await?;
         Ok(())
@@ -154,7 +154,7 @@ pub fn status(config: &Config) -> anyhow::Result<serde_json::Value> {
     let layout = Layout {
         root: config.data_dir.clone(),
     };
-    let now = i64::try_from(now_ms()).unwrap_or(i64::MAX);
+    let now = i64::try_from(wall_ms()).unwrap_or(i64::MAX);
     let (mut total, mut worst) = (0u64, 0f64);
     let mut nodes = Vec::new();
     for (node, path) in journals(&layout) {

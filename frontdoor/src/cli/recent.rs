@@ -182,7 +182,7 @@ async fn tenants_to_preload(
     if let Some(text) = read(&path).with_context(|| path.display().to_string())? {
         return Ok(parse(
             &text,
-            crate::api::now_ms(),
+            crate::api::wall_ms(),
             config.tenants.max_loaded,
         ));
     }

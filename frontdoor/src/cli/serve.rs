@@ -22,7 +22,7 @@ use super::postgres::{open_node_directory, StartedCluster};
 use super::recent::{preload_tenants, spawn_preload, write_recent};
 use super::{credentials_dir, Endpoints, Layout};
 use crate::api::keys::{Backends, KeyManager};
-use crate::api::{render_metrics, Appliance, ApplianceConfig};
+use crate::api::{Appliance, ApplianceConfig};
 use crate::audit_heads::NodeHeadSigner;
 use crate::config::Config;
 use crate::http::documents::DocumentStore;
@@ -260,7 +260,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     let http_cap = crate::posture::http_connection_cap(config.limits.http_connections, file_limit);
     let site = Arc::new(Site {
         documents,
-        metrics: metrics_renderer(
+        metrics: crate::metrics::node_renderer(
             Arc::clone(&appliance),
             Arc::clone(quic.stats()),
             Arc::clone(&http_stats),
@@ -308,55 +308,6 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     })
 }
 
-/// Renders `/metrics`: the appliance's, the listeners' and the process's.
-fn metrics_renderer(
-    appliance: Arc<Appliance>,
-    quic: Arc<crate::quic::QuicStats>,
-    http: Arc<std::sync::OnceLock<Arc<crate::http::server::HttpStats>>>,
-    http_cap: usize,
-    file_limit: crate::posture::FileLimit,
-) -> Arc<dyn Fn() -> String + Send + Sync> {
-    Arc::new(move || {
-        use std::fmt::Write;
-        let mut out = String::new();
-        render_metrics(&appliance, &mut out);
-        let q = &quic;
-        let counters = [
-            ("sigil_quic_connections_total", &q.connections),
-            ("sigil_quic_handshake_failures_total", &q.handshake_failures),
-            ("sigil_quic_requests_total", &q.requests),
-            ("sigil_rejected_total{reason=\"overloaded\"}", &q.overloaded),
-            ("sigil_rejected_total{reason=\"bad_frame\"}", &q.bad_frames),
-            ("sigil_quic_streams_closed_total", &q.streams_closed),
-            ("sigil_in_flight", &q.in_flight),
-        ];
-        for (name, value) in counters {
-            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-        }
-        if let Some(h) = http.get() {
-            for (name, value) in [
-                ("sigil_http_requests_total", &h.requests),
-                ("sigil_http_rejected_total", &h.rejected),
-                ("sigil_http_connections", &h.connections),
-                ("sigil_http_connections_refused_total", &h.refused),
-                ("sigil_http_connections_evicted_total", &h.evicted),
-                (
-                    "sigil_http_tenant_wait_timeouts_total",
-                    &h.tenant_wait_timeouts,
-                ),
-            ] {
-                let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
-            }
-        }
-        let _ = writeln!(out, "sigil_http_connections_max {http_cap}");
-        if let Some(soft) = file_limit.soft {
-            let _ = writeln!(out, "sigil_open_files_limit {soft}");
-        }
-        crate::metrics::render_process(&mut out);
-        out
-    })
-}
-
 /// What `/readyz` says: the appliance serves sessions, and the audit
 /// shipper is not stuck (the oldest record not in Postgres is younger than
 /// `[audit] max_ship_lag_secs`). Kept fresh by a control task.
@@ -370,7 +321,7 @@ fn readiness(
     let bound = Duration::from_secs(config.audit.max_ship_lag_secs);
     control.spawn(async move {
         loop {
-            let now = crate::api::now_ms();
+            let now = crate::api::wall_ms();
             let shipping = appliance.journal().stats().ship_lag(now) <= bound;
             let serving = appliance.ready().load(Ordering::Acquire);
             flag.store(serving && shipping, Ordering::Release);
@@ -401,7 +352,7 @@ fn spawn_control_tasks(
     control.spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            a.sessions().sweep(crate::api::now_ms(), 2_000);
+            a.sessions().sweep(crate::api::wall_ms(), 2_000);
         }
     });
     // The recently served tenants, kept for the next start.
@@ -513,7 +464,7 @@ fn start_replica(
     use sessions::{Membership, NodeConfig, NodeName};
     let table = Arc::new(sessions::SessionTable::new(workers * 4));
     let dir = layout.root.join("sessions").join(&config.node);
-    let (store, recovered) = SessionStore::open(&dir, &table, crate::api::now_ms())
+    let (store, recovered) = SessionStore::open(&dir, &table, crate::api::wall_ms())
         .with_context(|| format!("sessions in {}", dir.display()))?;
     if recovered.sessions > 0 || recovered.cut > 0 {
         eprintln!(

@@ -29,8 +29,8 @@ use rustls_pki_types::CertificateDer;
 use tokio::sync::{mpsc, watch};
 
 use sigil_proto::{
-    from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, WireError, WireRequest,
-    WireResponse,
+    from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, Reply, WireError,
+    WireRequest, WireResponse,
 };
 
 /// What the listener calls for each connection and request. Implemented by
@@ -50,7 +50,7 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         caller: &Self::Caller,
         operation: Operation,
-    ) -> impl Future<Output = Result<ciborium::Value, WireError>>;
+    ) -> impl Future<Output = Result<Reply, WireError>>;
 
     /// A request that never reached [`Handler::handle`] (bad frame,
     /// overload) was refused; for audit and metrics.
@@ -315,13 +315,13 @@ async fn serve_connection<H: Handler>(worker: Rc<Worker<H>>, connection: quinn::
     }
 }
 
-fn encode_response(response: &WireResponse) -> Bytes {
+fn encode_response(response: &WireResponse<Reply>) -> Bytes {
     let mut out = BytesMut::new();
     match to_cbor(response) {
         Ok(body) if write_frame(&body, &mut out).is_ok() => out.freeze(),
         _ => {
             // An answer too large for a frame: say so instead.
-            let fallback: WireResponse = WireResponse {
+            let fallback: WireResponse<Reply> = WireResponse {
                 id: response.id,
                 result: None,
                 error: Some(WireError {

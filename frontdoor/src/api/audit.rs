@@ -1,0 +1,205 @@
+//! What the appliance audits, as one typed enum: each record's kind (e.g.
+//! `issue.id_token`) and detail come from here and nowhere else, so the
+//! journal's vocabulary is this file (docs/operations.md lists it for
+//! operators).
+
+use sigil_proto::ErrorCode;
+
+/// Which issuing operation signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueKind {
+    /// An OIDC ID token.
+    IdToken,
+    /// An OAuth access token.
+    AccessToken,
+    /// A SAML Response.
+    Saml,
+}
+
+impl IssueKind {
+    /// Its index in [`crate::metrics::ISSUE_KINDS`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The operation's wire name.
+    pub fn name(self) -> &'static str {
+        crate::metrics::ISSUE_KINDS[self.index()]
+    }
+}
+
+/// One audit record's content. `caller` is the calling front end's name
+/// (empty when it has none); `user` a user's stable id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditEvent {
+    /// A token or assertion was signed.
+    Issued {
+        /// What was signed.
+        kind: IssueKind,
+        /// For whom.
+        user: String,
+        /// The key that signed.
+        kid: String,
+        /// The token's `jti` or the Response's ID.
+        id: String,
+        /// Who asked.
+        caller: String,
+    },
+    /// A session was created.
+    SessionCreated {
+        /// For whom.
+        user: String,
+        /// Who asked.
+        caller: String,
+    },
+    /// A session was revoked.
+    SessionRevoked {
+        /// Who asked.
+        caller: String,
+    },
+    /// Every session of a user was revoked.
+    UserSessionsRevoked {
+        /// Whose.
+        user: String,
+        /// Who asked.
+        caller: String,
+    },
+    /// A user was deactivated.
+    UserDeactivated {
+        /// Who.
+        user: String,
+        /// Who asked.
+        caller: String,
+    },
+    /// Keys were rotated.
+    KeysRotated {
+        /// The new keys' ids.
+        kids: Vec<String>,
+        /// Who asked.
+        caller: String,
+    },
+    /// A key was revoked.
+    KeyRevoked {
+        /// Its id.
+        kid: String,
+        /// The key made to replace it, if it was active.
+        replacement: Option<String>,
+        /// Who asked.
+        caller: String,
+    },
+    /// A request was refused (rate and overload refusals are counted, not
+    /// audited).
+    Refused {
+        /// The operation's wire name (`frame` when the frame itself was bad).
+        op: String,
+        /// The code answered.
+        code: ErrorCode,
+        /// Why, cut at 200 characters.
+        reason: String,
+        /// The caller's name, if registered.
+        caller: String,
+        /// The caller's certificate fingerprint, if it presented one.
+        fingerprint: String,
+    },
+}
+
+impl AuditEvent {
+    /// The record's kind, as the journal stores it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::Issued { kind, .. } => match kind {
+                IssueKind::IdToken => "issue.id_token",
+                IssueKind::AccessToken => "issue.access_token",
+                IssueKind::Saml => "issue.saml",
+            },
+            AuditEvent::SessionCreated { .. } => "session.create",
+            AuditEvent::SessionRevoked { .. } => "session.revoke",
+            AuditEvent::UserSessionsRevoked { .. } => "session.revoke_user",
+            AuditEvent::UserDeactivated { .. } => "user.deactivate",
+            AuditEvent::KeysRotated { .. } => "key.rotate",
+            AuditEvent::KeyRevoked { .. } => "key.revoke",
+            AuditEvent::Refused { .. } => "refused",
+        }
+    }
+
+    /// The record's detail, as the journal stores it.
+    pub fn detail(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            AuditEvent::Issued {
+                user,
+                kid,
+                id,
+                caller,
+                ..
+            } => json!({"user": user, "kid": kid, "id": id, "caller": caller}),
+            AuditEvent::SessionCreated { user, caller }
+            | AuditEvent::UserSessionsRevoked { user, caller }
+            | AuditEvent::UserDeactivated { user, caller } => {
+                json!({"user": user, "caller": caller})
+            }
+            AuditEvent::SessionRevoked { caller } => json!({"caller": caller}),
+            AuditEvent::KeysRotated { kids, caller } => json!({"kids": kids, "caller": caller}),
+            AuditEvent::KeyRevoked {
+                kid,
+                replacement,
+                caller,
+            } => json!({
+                "kid": kid,
+                "replacement": replacement.clone().unwrap_or_default(),
+                "caller": caller,
+            }),
+            AuditEvent::Refused {
+                op,
+                code,
+                reason,
+                caller,
+                fingerprint,
+            } => json!({
+                "op": op,
+                "code": code.as_str(),
+                "reason": reason,
+                "caller": caller,
+                "fingerprint": fingerprint,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_the_journal_vocabulary() {
+        let issued = AuditEvent::Issued {
+            kind: IssueKind::Saml,
+            user: "u1".into(),
+            kid: "k".into(),
+            id: "_r".into(),
+            caller: "web-1".into(),
+        };
+        assert_eq!(issued.kind(), "issue.saml");
+        assert_eq!(
+            issued.detail(),
+            serde_json::json!({"user": "u1", "kid": "k", "id": "_r", "caller": "web-1"})
+        );
+        let revoked = AuditEvent::KeyRevoked {
+            kid: "k".into(),
+            replacement: None,
+            caller: String::new(),
+        };
+        assert_eq!(revoked.kind(), "key.revoke");
+        assert_eq!(revoked.detail()["replacement"], "");
+        for kind in [IssueKind::IdToken, IssueKind::AccessToken, IssueKind::Saml] {
+            let event = AuditEvent::Issued {
+                kind,
+                user: String::new(),
+                kid: String::new(),
+                id: String::new(),
+                caller: String::new(),
+            };
+            assert_eq!(event.kind(), format!("issue.{}", kind.name()));
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The issuing operations: `id_token`, `access_token`, `saml`. Each runs,
+//! in order: the tenant's rate budget → the tenant is active → the user →
+//! the session is valid and the user's → the user is active → the app or
+//! SP → the claims → the signature (inline, or on the signer pool for a
+//! slow key) → the audit record is durable → the answer. (Authorisation
+//! came first, in `Appliance::call`.)
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use sigil_proto::results::{SamlResponse, Token};
+use sigil_proto::{ErrorCode, WireError};
+
+use super::audit::{AuditEvent, IssueKind};
+use super::hot_path::HotPath;
+use super::issue::{self, Issued, LiveApp, SessionFacts, UserRecord};
+use super::live::TenantLive;
+use super::seams::{AuditSink, Clock, DirectoryReads};
+use super::signing::SlowSigning;
+use super::{internal, refuse};
+
+impl From<Issued> for Token {
+    fn from(issued: Issued) -> Token {
+        Token {
+            token: issued.token,
+            kid: issued.kid,
+            alg: issued.algorithm.name().to_owned(),
+            expires_at: issued.expires_at.secs(),
+        }
+    }
+}
+
+impl From<Issued> for SamlResponse {
+    fn from(issued: Issued) -> SamlResponse {
+        SamlResponse {
+            response: issued.token,
+            kid: issued.kid,
+            alg: issued.algorithm.name().to_owned(),
+            expires_at: issued.expires_at.secs(),
+            acs: issued.acs,
+        }
+    }
+}
+
+impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
+    /// `id_token`: an OIDC ID token for `login` at `app`.
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    pub async fn id_token(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        app: &str,
+        session: &str,
+        nonce: Option<&str>,
+    ) -> Result<Token, WireError> {
+        let started = Instant::now();
+        let outcome = async {
+            let (user, facts) = self.admit(live, login, session).await?;
+            let app = self.app(live, app).await?;
+            let issued = self.jwt(live, &app, &user, &facts, nonce, None).await?;
+            self.record(live, IssueKind::IdToken, caller, &user, issued)
+                .await
+        }
+        .await;
+        self.count(live, IssueKind::IdToken, started, outcome)
+            .map(Token::from)
+    }
+
+    /// `access_token`: an OAuth access token (JWT) for `login` at `app`
+    /// with `scope`.
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn access_token(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        app: &str,
+        session: &str,
+        scope: &[String],
+    ) -> Result<Token, WireError> {
+        let started = Instant::now();
+        let outcome = async {
+            let (user, facts) = self.admit(live, login, session).await?;
+            let app = self.app(live, app).await?;
+            let issued = self
+                .jwt(live, &app, &user, &facts, None, Some(scope))
+                .await?;
+            self.record(live, IssueKind::AccessToken, caller, &user, issued)
+                .await
+        }
+        .await;
+        self.count(live, IssueKind::AccessToken, started, outcome)
+            .map(Token::from)
+    }
+
+    /// `saml`: a signed SAML Response for `login` at SP `sp`.
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    pub async fn saml(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        sp: &str,
+        session: &str,
+        in_response_to: Option<&str>,
+    ) -> Result<SamlResponse, WireError> {
+        let started = Instant::now();
+        let outcome = async {
+            let (user, facts) = self.admit(live, login, session).await?;
+            let sp = self.sp(live, sp).await?;
+            let signing = Instant::now();
+            let issued = self
+                .saml_response(live, &sp, &user, facts, in_response_to)
+                .await?;
+            self.signed(&live.keys.load().view, sp.algorithm, signing);
+            self.record(live, IssueKind::Saml, caller, &user, issued)
+                .await
+        }
+        .await;
+        self.count(live, IssueKind::Saml, started, outcome)
+            .map(SamlResponse::from)
+    }
+
+    /// The checks before anything is built: budget, tenant, user, session.
+    async fn admit(
+        &self,
+        live: &TenantLive,
+        login: &str,
+        session: &str,
+    ) -> Result<(Arc<UserRecord>, SessionFacts), WireError> {
+        if !live.budget.try_acquire(Instant::now()) {
+            return Err(refuse(
+                ErrorCode::RateLimited,
+                format!(
+                    "tenant {} is over its budget of {}/s",
+                    live.slug,
+                    live.budget.rate()
+                ),
+            ));
+        }
+        if !live.tenant.active {
+            return Err(refuse(
+                ErrorCode::Forbidden,
+                format!("tenant {} is suspended", live.slug),
+            ));
+        }
+        let user = self.user(live, login).await?;
+        let facts = self.session_of(live, session, &user)?;
+        if !user.active {
+            return Err(refuse(
+                ErrorCode::UserInactive,
+                format!("user {login} is not active"),
+            ));
+        }
+        Ok((user, facts))
+    }
+
+    /// A JWT for `user` at `app` (an access token when `scope` is given),
+    /// signed inline for fast keys, on the signer pool for slow ones.
+    async fn jwt(
+        &self,
+        live: &TenantLive,
+        app: &LiveApp,
+        user: &UserRecord,
+        facts: &SessionFacts,
+        nonce: Option<&str>,
+        scope: Option<&[String]>,
+    ) -> Result<Issued, WireError> {
+        let keys = live.keys.load();
+        let signing = Instant::now();
+        let pending = issue::jwt_to_sign(
+            &keys.view,
+            &live.issuer,
+            app,
+            user,
+            facts,
+            nonce,
+            scope,
+            self.clock.now(),
+            &self.rng,
+        )
+        .map_err(|e| internal("signing", &e))?;
+        let signature = if SlowSigning::is_slow(pending.key().as_ref()) {
+            self.signing
+                .sign(pending.key(), pending.signing_input())
+                .await?
+        } else {
+            pending
+                .key()
+                .sign(pending.signing_input())
+                .map_err(|e| internal("signing", &e))?
+        };
+        self.signed(&keys.view, app.algorithm, signing);
+        Ok(pending.finish(&signature))
+    }
+
+    /// Makes the issue's audit record durable, then lets it go.
+    async fn record(
+        &self,
+        live: &TenantLive,
+        kind: IssueKind,
+        caller: &str,
+        user: &UserRecord,
+        issued: Issued,
+    ) -> Result<Issued, WireError> {
+        let event = AuditEvent::Issued {
+            kind,
+            user: user.id.clone(),
+            kid: issued.kid.clone(),
+            id: issued.id.clone(),
+            caller: caller.to_owned(),
+        };
+        self.audit(live, event).await?;
+        Ok(issued)
+    }
+
+    /// Counts the outcome in the tenant's metrics.
+    fn count(
+        &self,
+        live: &TenantLive,
+        kind: IssueKind,
+        started: Instant,
+        outcome: Result<Issued, WireError>,
+    ) -> Result<Issued, WireError> {
+        match &outcome {
+            Ok(_) => {
+                live.metrics.issued[kind.index()]
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                live.metrics.issue_latency.record(started.elapsed());
+            }
+            Err(error) => live.metrics.refuse(error.code),
+        }
+        outcome
+    }
+}

@@ -8,7 +8,8 @@
 //! deployment-level changes, [`Owner`]); a private Postgres cluster
 //! for development, tests and the embedded default ([`PrivateCluster`]);
 //! change notifications ([`changes`]); the hash-chained audit journal
-//! ([`audit`]); synthetic data ([`seed`]).
+//! ([`audit`]); the embedded default's demo tenants and synthetic tenants
+//! for load tests ([`seed`]).
 //!
 //! What it does not do: sit on the request path. The front door reads it
 //! into caches and is told of changes.
@@ -20,7 +21,6 @@ pub mod audit;
 pub mod changes;
 mod cluster;
 mod db;
-pub mod demo;
 mod fence;
 mod model;
 mod owner;

@@ -15,6 +15,10 @@
 //! into caches and is told of changes.
 //!
 //! Who calls it: `frontdoor` (control plane runtime), `sigil` commands.
+//!
+//! For tests only, behind the `test-support` feature: a shared private
+//! cluster with a fresh database per test (`testing`) and the hooks that
+//! bypass the tenant API or fail the journal on purpose (`danger_*`).
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -25,6 +29,7 @@ mod fence;
 mod model;
 mod owner;
 pub mod seed;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 pub use cluster::{find_binaries, running_as_root, PrivateCluster};

@@ -4,5 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+
+# Test fixtures and hooks (the `test-support` features of signer, hw,
+# sessions, directory) reach tests and benches through [dev-dependencies]
+# only; resolver 2 keeps them out of normal builds. Fail if a normal build of
+# `sigil` or `sigil-perf` would carry them.
+normal=$(cargo tree --locked -p frontdoor -p perf -e features,normal)
+if grep 'feature "test-support"' <<<"$normal"; then
+  echo "test.sh: a normal build of sigil or sigil-perf enables the test-support" >&2
+  echo "  feature above; see who: cargo tree -p frontdoor -p perf -e features,normal -i CRATE" >&2
+  exit 1
+fi
+
 export SIGIL_PYTHON="$PWD/.venv/bin/python"
 exec cargo test --workspace --locked "$@"

@@ -364,10 +364,11 @@ impl Directory {
 
     /// Runs raw SQL as `sigil_app` *without* a tenant scope and returns the
     /// number of rows: only for tests proving that row-level security
-    /// hides every tenant row from it.
+    /// hides every tenant row from it (`test-support`).
     ///
     /// # Errors
     /// [`Error::Postgres`].
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn danger_raw_app_query(&self, sql: &str) -> Result<usize, Error> {
         let guard = self.pooled().await?;
         Ok(guard.client.query(sql, &[]).await?.len())

@@ -8,23 +8,28 @@
 //! deployment-level changes, [`Owner`]); a private Postgres cluster
 //! for development, tests and the embedded default ([`PrivateCluster`]);
 //! change notifications ([`changes`]); the hash-chained audit journal
-//! ([`audit`]); synthetic data ([`seed`]).
+//! ([`audit`]); the embedded default's demo tenants and synthetic tenants
+//! for load tests ([`seed`]).
 //!
 //! What it does not do: sit on the request path. The front door reads it
 //! into caches and is told of changes.
 //!
 //! Who calls it: `frontdoor` (control plane runtime), `sigil` commands.
+//!
+//! For tests only, behind the `test-support` feature: a shared private
+//! cluster with a fresh database per test (`testing`) and the hooks that
+//! bypass the tenant API or fail the journal on purpose (`danger_*`).
 #![forbid(unsafe_code)]
 
 pub mod audit;
 pub mod changes;
 mod cluster;
 mod db;
-pub mod demo;
 mod fence;
 mod model;
 mod owner;
 pub mod seed;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 pub use cluster::{find_binaries, running_as_root, PrivateCluster};

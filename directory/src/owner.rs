@@ -214,10 +214,11 @@ impl Owner {
     }
 
     /// Runs `sql` as the owner, bypassing the tenant API: for tests that
-    /// tamper with rows or kill backends, and for operators' repair tools.
+    /// tamper with rows or kill backends (`test-support`).
     ///
     /// # Errors
     /// [`Error::Postgres`].
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn danger_execute(&self, sql: &str) -> Result<(), Error> {
         self.client().await.batch_execute(sql).await?;
         Ok(())

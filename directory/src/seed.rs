@@ -1,12 +1,30 @@
-//! Synthetic data for load tests: many tenants with a Zipf-like spread of
-//! sizes (a few with hundreds of thousands of users, most with tens),
-//! loaded with COPY. Every seeded tenant gets the demo apps and SPs
-//! (`app-rs256` … `app-eddsa`, `sp-rs256`, `sp-es256`), so a load can pick
-//! any tenant; users are `user{n}` with `n` from 1.
+//! Data Sigil itself puts into a directory, none of it a customer's: the
+//! embedded default's demo tenants ([`create_demo_data`]: `acme` and
+//! `globex`, made once for `sigil serve` without a database and `sigil
+//! demo`), and synthetic tenants for load tests ([`run`], `sigil directory
+//! seed`): many tenants with a Zipf-like spread of sizes (a few with
+//! hundreds of thousands of users, most with tens), loaded with COPY;
+//! users are `user{n}` with `n` from 1. Both get the same apps and SPs
+//! ([`DEMO_APPS`], [`DEMO_SPS`]), so a load can pick any tenant.
 
 use futures_util::SinkExt;
 
 use crate::{Error, Owner};
+
+mod demo;
+pub use demo::{create_demo_data, DemoUser, DEMO_TENANTS};
+
+/// The demo OIDC apps: name and algorithm.
+pub const DEMO_APPS: [(&str, &str); 5] = [
+    ("app-rs256", "RS256"),
+    ("app-ps256", "PS256"),
+    ("app-es256", "ES256"),
+    ("app-es384", "ES384"),
+    ("app-eddsa", "EdDSA"),
+];
+
+/// The demo SAML SPs: name and algorithm.
+pub const DEMO_SPS: [(&str, &str); 2] = [("sp-rs256", "RS256"), ("sp-es256", "ES256")];
 
 /// How much to seed.
 #[derive(Debug, Clone, Copy)]
@@ -137,10 +155,10 @@ pub async fn run(
             .get(&slug)
             .copied()
             .ok_or_else(|| Error::Invalid(format!("{slug} vanished")))?;
-        for (name, alg) in crate::demo::DEMO_APPS {
+        for (name, alg) in DEMO_APPS {
             apps.push_str(&format!("{id}\t{name}\t{alg}\t{{\"email\":\"email\",\"name\":\"name\",\"groups\":\"groups\"}}\n"));
         }
-        for (name, alg) in crate::demo::DEMO_SPS {
+        for (name, alg) in DEMO_SPS {
             sps.push_str(&format!(
                 "{id}\t{name}\thttps://{name}.{slug}.example/saml\t{{https://{name}.{slug}.example/acs}}\t{alg}\t{{\"email\":\"email\",\"groups\":\"groups\"}}\n"
             ));

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::{demo, find_binaries, Directory, Error, Owner, PrivateCluster, APP_ROLE};
+use crate::{find_binaries, seed, Directory, Error, Owner, PrivateCluster, APP_ROLE};
 
 static CLUSTER: OnceLock<Mutex<Option<PrivateCluster>>> = OnceLock::new();
 
@@ -182,7 +182,7 @@ pub async fn fresh_database() -> Result<TestDatabase, Error> {
 pub async fn demo_directory(pool: usize) -> Result<(TestDatabase, Owner, Directory), Error> {
     let database = fresh_database().await?;
     let (owner, directory) = database.open(pool).await?;
-    demo::create_demo_data(&owner, &directory, 1000).await?;
+    seed::create_demo_data(&owner, &directory, 1000).await?;
     Ok((database, owner, directory))
 }
 

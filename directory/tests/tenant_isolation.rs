@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use directory::changes::{listen, Change};
-use directory::{demo, migrate, testing, Directory, Owner, UserStatus};
+use directory::{migrate, seed, testing, Directory, Owner, UserStatus};
 
 async fn demo_directory() -> (Owner, Directory) {
     let (_database, owner, directory) = testing::demo_directory(2)
@@ -176,7 +176,7 @@ async fn changes_arrive_and_a_lost_listener_resets() {
 async fn exactly_one_of_two_nodes_gets_the_rotation_lock() {
     let database = testing::fresh_database().await.unwrap();
     let (owner, first) = database.open(1).await.unwrap();
-    demo::create_demo_data(&owner, &first, 1000).await.unwrap();
+    seed::create_demo_data(&owner, &first, 1000).await.unwrap();
     let second = Directory::connect(database.app.clone(), 1).await.unwrap();
     let acme = first.tenant_by_slug("acme").await.unwrap().unwrap();
     let a = first.tenant(acme.id).await.unwrap();

@@ -48,11 +48,11 @@ pub struct Config {
     /// Where signing keys live.
     pub keys: Keys,
     /// An HSM through PKCS#11; absent: software keys (AWS-LC).
-    pub hsm: Option<Hsm>,
+    pub hsm: Option<HsmSettings>,
     /// Session replication between nodes.
     pub cluster: Cluster,
     /// Admission control and worker limits.
-    pub limits: Limits,
+    pub limits: AdmissionLimits,
     /// Audit shipping and signed chain heads.
     pub audit: Audit,
     /// Slow signatures (HSM, RSA): the signer pool.
@@ -105,10 +105,11 @@ pub struct Keys {
     pub retire_grace_hours: u64,
 }
 
-/// An HSM through PKCS#11.
+/// The `[hsm]` table: which PKCS#11 module and token hold the keys, and
+/// how to log in (the open token itself is [`hw::Hsm`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Hsm {
+pub struct HsmSettings {
     /// Path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so.
     pub module: PathBuf,
     /// The token's label.
@@ -148,10 +149,11 @@ pub struct Cluster {
     pub snapshot_secs: u64,
 }
 
-/// Admission control.
+/// The `[limits]` table: admission control and worker counts (the HTTP
+/// listener's per-client limits are [`crate::http::HttpLimits`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Limits {
+pub struct AdmissionLimits {
     /// Worker threads (QUIC and HTTP each); 0: one per core.
     pub workers: usize,
     /// Requests in flight on the node; more are answered `overloaded`.
@@ -245,7 +247,7 @@ impl Default for Config {
             keys: Keys::default(),
             hsm: None,
             cluster: Cluster::default(),
-            limits: Limits::default(),
+            limits: AdmissionLimits::default(),
             tenants: Tenants::default(),
             audit: Audit::default(),
             signing: Signing::default(),
@@ -303,9 +305,9 @@ impl Default for Cluster {
     }
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for AdmissionLimits {
+    fn default() -> AdmissionLimits {
+        AdmissionLimits {
             workers: 0,
             max_in_flight: crate::quic::server::DEFAULT_MAX_IN_FLIGHT,
             default_tenant_rate: 100_000,

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use frontdoor::http::exchange::{Loaded, Miss};
 use frontdoor::http::{
-    openid_configuration, Document, DocumentStore, HttpConfig, HttpServer, Limits, Site,
+    openid_configuration, Document, DocumentStore, HttpConfig, HttpLimits, HttpServer, Site,
     TenantDocuments,
 };
 use serde_json::{json, Value};
@@ -55,7 +55,7 @@ fn publish(store: &DocumentStore, ring: &KeyRing, base: &str, now: Timestamp) {
     );
 }
 
-fn start(limits: Limits) -> Fixture {
+fn start(limits: HttpLimits) -> Fixture {
     let store = Arc::new(DocumentStore::new());
     let site = Arc::new(Site {
         documents: Arc::clone(&store),
@@ -121,7 +121,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn jwks_discovery_and_conditional_get() {
-    let f = start(Limits::default());
+    let f = start(HttpLimits::default());
     let addr = f.server.local_addr();
     let (status, head, body) = get(addr, "/t/acme/.well-known/jwks.json", "");
     assert_eq!(status, 200);
@@ -181,7 +181,7 @@ fn jwks_discovery_and_conditional_get() {
 
 #[test]
 fn revoked_key_leaves_the_served_jwks_at_once_and_etag_changes() {
-    let mut f = start(Limits::default());
+    let mut f = start(HttpLimits::default());
     let addr = f.server.local_addr();
     let (_, head, _) = get(addr, "/t/acme/.well-known/jwks.json", "");
     let etag = header(&head, "etag").unwrap().to_owned();
@@ -201,10 +201,10 @@ fn revoked_key_leaves_the_served_jwks_at_once_and_etag_changes() {
 
 #[test]
 fn misbehaving_clients_are_refused_and_workers_survive() {
-    let limits = Limits {
+    let limits = HttpLimits {
         head_timeout: Duration::from_millis(400),
         idle_timeout: Duration::from_millis(400),
-        ..Limits::default()
+        ..HttpLimits::default()
     };
     let f = start(limits);
     let addr = f.server.local_addr();
@@ -272,7 +272,7 @@ fn misbehaving_clients_are_refused_and_workers_survive() {
 
 #[test]
 fn pyjwt_and_jwcrypto_verify_tokens_against_the_jwks_served_over_http() {
-    let f = start(Limits::default());
+    let f = start(HttpLimits::default());
     let addr = f.server.local_addr();
     let issuer = format!("http://{addr}/t/acme");
     let now = Timestamp::from_system_time(SystemTime::now());
@@ -313,7 +313,7 @@ fn pyjwt_and_jwcrypto_verify_tokens_against_the_jwks_served_over_http() {
 
 #[test]
 fn a_request_waiting_for_its_tenant_does_not_hold_up_its_worker() {
-    let f = start(Limits::default());
+    let f = start(HttpLimits::default());
     let documents = f.store.get("acme").unwrap();
     let (release, released) = tokio::sync::oneshot::channel::<()>();
     let released = std::sync::Mutex::new(Some(released));
@@ -342,9 +342,9 @@ fn a_request_waiting_for_its_tenant_does_not_hold_up_its_worker() {
     let mut config = HttpConfig::new("127.0.0.1:0".parse().unwrap());
     config.workers = 1;
     config.pin_to_cores = false;
-    config.limits = Limits {
+    config.limits = HttpLimits {
         tenant_load_wait: Duration::from_millis(1500),
-        ..Limits::default()
+        ..HttpLimits::default()
     };
     let server = HttpServer::start(config, site).unwrap();
     let addr = server.local_addr();

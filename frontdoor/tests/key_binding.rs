@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use directory::{demo, testing, KeyRow};
+use directory::{seed, testing, KeyRow};
 use frontdoor::api::keys::{key_binding, KeyManager};
 use signer::{Algorithm, KeyBackend, KeySpec, MasterKey, SoftwareBackend, Timestamp};
 
@@ -36,7 +36,7 @@ fn legacy_row(slug: &str, now: Timestamp) -> KeyRow {
 async fn slug_bound_keys_move_to_the_tenant_id_and_survive_a_rename() {
     let database = testing::fresh_database().await.unwrap();
     let (owner, directory) = database.open(2).await.unwrap();
-    demo::create_demo_data(&owner, &directory, 1000)
+    seed::create_demo_data(&owner, &directory, 1000)
         .await
         .unwrap();
     let now = Timestamp::from_system_time(std::time::SystemTime::now());

@@ -40,7 +40,7 @@ fn kids(keys: &frontdoor::api::keys::TenantKeys) -> Vec<String> {
 async fn rotation_is_scheduled_exclusive_and_published_before_signing() {
     let database = directory::testing::fresh_database().await.unwrap();
     let (owner, directory) = database.open(2).await.unwrap();
-    directory::demo::create_demo_data(&owner, &directory, 1000)
+    directory::seed::create_demo_data(&owner, &directory, 1000)
         .await
         .unwrap();
     // A tenant that rotates every 100 s with 10 s of pre-publication.

@@ -1,6 +1,6 @@
 //! Hardware key backend for Sigil: keys in an HSM, reached through PKCS#11
-//! (`cryptoki`). SoftHSM2 is the HSM in tests, CI and the demo; any PKCS#11
-//! module works in production.
+//! (`cryptoki`). SoftHSM2 is the HSM in tests and CI; any PKCS#11 module
+//! works in production.
 //!
 //! What it does: opens one PKCS#11 context per module per process
 //! (initialised once, with OS locking), keeps a pool of long-lived sessions
@@ -19,16 +19,21 @@
 //! session that fails is dropped and replaced, and the request in flight
 //! gets an error. An HSM is latency-bound, so run the signer's
 //! `SignerPool` with as many workers as sessions to keep the device busy.
+//!
+//! For tests only, behind the `test-support` feature: private SoftHSM2
+//! tokens (`SoftHsmToken`) and fault injection (`Hsm::danger_*`).
 #![forbid(unsafe_code)]
 
 mod backend;
 mod config;
 mod error;
 mod session_pool;
+#[cfg(any(test, feature = "test-support"))]
 mod softhsm;
 
 pub use backend::{HsmKey, Pkcs11Backend, BACKEND_NAME};
 pub use config::{HsmConfig, PinSource};
 pub use error::HsmError;
 pub use session_pool::{Hsm, HsmCounters};
+#[cfg(any(test, feature = "test-support"))]
 pub use softhsm::{SoftHsmToken, SOFTHSM2_MODULE};

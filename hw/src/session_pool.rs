@@ -130,6 +130,8 @@ pub struct Hsm {
     counters: Arc<HsmCounters>,
     mechanisms: Vec<MechanismType>,
     control: Mutex<()>,
+    /// Failures [`Hsm::danger_inject_failures`] asked for, still to come.
+    #[cfg(any(test, feature = "test-support"))]
     injected_failures: AtomicU64,
 }
 
@@ -191,6 +193,7 @@ impl Hsm {
             counters: Arc::new(HsmCounters::default()),
             mechanisms,
             control: Mutex::new(()),
+            #[cfg(any(test, feature = "test-support"))]
             injected_failures: AtomicU64::new(0),
         };
         let first = hsm.new_session()?;
@@ -241,11 +244,7 @@ impl Hsm {
             self.counters.busy.fetch_add(1, Ordering::Relaxed);
             HsmError::Busy(started.elapsed().as_millis())
         })?;
-        let injected = self
-            .injected_failures
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        let result = if injected {
+        let result = if self.take_injected_failure() {
             Err(CkError::Pkcs11(
                 RvError::DeviceError,
                 cryptoki::context::Function::Sign,
@@ -358,19 +357,37 @@ impl Hsm {
         self.idle.len()
     }
 
-    /// Fault injection for tests and drills: the next `count` operations
-    /// fail as if the device had returned `CKR_DEVICE_ERROR`, and their
-    /// sessions are replaced.
+    /// Whether the operation about to run is one of the failures
+    /// [`Hsm::danger_inject_failures`] asked for (and counts it).
+    #[cfg(any(test, feature = "test-support"))]
+    fn take_injected_failure(&self) -> bool {
+        self.injected_failures
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Without `test-support` nothing can inject a failure.
+    #[cfg(not(any(test, feature = "test-support")))]
+    fn take_injected_failure(&self) -> bool {
+        false
+    }
+
+    /// Fault injection for tests (`test-support` only): the next `count`
+    /// operations fail as if the device had returned `CKR_DEVICE_ERROR`,
+    /// and their sessions are replaced.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn danger_inject_failures(&self, count: u64) {
         self.injected_failures.fetch_add(count, Ordering::AcqRel);
     }
 
-    /// Fault drill: logs the application out of the token behind the pool's
-    /// back (as an HSM restart or an operator would): private keys vanish
-    /// from every session until the pool notices and logs back in.
+    /// Fault drill for tests (`test-support` only): logs the application
+    /// out of the token behind the pool's back (as an HSM restart or an
+    /// operator would): private keys vanish from every session until the
+    /// pool notices and logs back in.
     ///
     /// # Errors
     /// When no session is free or the logout fails.
+    #[cfg(any(test, feature = "test-support"))]
     pub fn danger_logout(&self) -> Result<(), HsmError> {
         self.with_session("logout", Session::logout)
     }

@@ -1,4 +1,4 @@
-//! Private SoftHSM2 tokens for development, tests and the demo.
+//! Private SoftHSM2 tokens for tests and benchmarks (`test-support`).
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -13,13 +13,19 @@
 //!
 //! Threads: everything is `Send + Sync`; each shard has its own lock and
 //! its own copy of the revocation marks, so a validation touches one shard.
+//!
+//! For tests and benchmarks only, behind the `test-support` feature: the
+//! replication simulator with its checkers (`sim`) and throwaway
+//! clusters on loopback (`testing`).
 #![forbid(unsafe_code)]
 
 pub mod net;
 pub mod replication;
+#[cfg(any(test, feature = "test-support"))]
 pub mod sim;
 pub mod store;
 mod table;
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
 pub use replication::{

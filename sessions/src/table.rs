@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use aws_lc_rs::rand::SecureRandom;
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL, Engine};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -56,7 +57,7 @@ impl SessionId {
         if text.len() != 43 {
             return Err(Error::MalformedId);
         }
-        let bytes = signer::b64::decode(text).ok_or(Error::MalformedId)?;
+        let bytes = BASE64URL.decode(text).map_err(|_| Error::MalformedId)?;
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| Error::MalformedId)?;
         Ok(SessionId(bytes))
     }
@@ -76,7 +77,7 @@ impl SessionId {
 
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&signer::b64::encode(self.0))
+        f.write_str(&BASE64URL.encode(self.0))
     }
 }
 

@@ -13,8 +13,10 @@
 //! the directory's; serving JWKS is the front door's.
 //!
 //! Who calls it: `frontdoor` on the request path (views, JWT building,
-//! signing), `directory` on the control path (generating, storing and
-//! loading keys, rotation), `hw` (implements the backend traits), `benches`.
+//! signing) and on its control path (generating, storing and loading keys,
+//! rotation), `hw` (implements the backend traits), `benches`. The shared
+//! backend suite and the external verifiers (`conformance`) exist only
+//! for tests, behind the `test-support` feature.
 //!
 //! Threads: everything here is `Send + Sync` and lock-free on the read path;
 //! a [`KeyRing`] is changed by one owner, readers share immutable
@@ -23,6 +25,7 @@
 
 mod algorithm;
 pub mod b64;
+#[cfg(any(test, feature = "test-support"))]
 pub mod conformance;
 mod error;
 pub mod jwt;

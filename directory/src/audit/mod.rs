@@ -150,10 +150,26 @@ pub struct JournalStats {
     pub unshipped_since_ms: AtomicU64,
     /// Tests only: fail this many coming syncs as if the disk had
     /// (see [`AuditJournal::danger_fail_syncs`]).
+    #[cfg(any(test, feature = "test-support"))]
     fail_syncs: AtomicU64,
 }
 
 impl JournalStats {
+    /// Whether the coming sync is one [`AuditJournal::danger_fail_syncs`]
+    /// asked to fail (and counts it).
+    #[cfg(any(test, feature = "test-support"))]
+    fn take_injected_failure(&self) -> bool {
+        self.fail_syncs
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    /// Without `test-support` nothing can make a sync fail on purpose.
+    #[cfg(not(any(test, feature = "test-support")))]
+    fn take_injected_failure(&self) -> bool {
+        false
+    }
+
     /// Records durable in the journal but not yet in Postgres.
     pub fn unshipped(&self) -> u64 {
         self.records
@@ -370,8 +386,9 @@ impl AuditJournal {
             .map_err(Error::Journal)
     }
 
-    /// Tests only: the next `n` group commits fail as a failing disk would
-    /// make them (after the write, at the sync).
+    /// Tests only (`test-support`): the next `n` group commits fail as a
+    /// failing disk would make them (after the write, at the sync).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn danger_fail_syncs(&self, n: u64) {
         self.stats.fail_syncs.store(n, Ordering::Relaxed);
     }
@@ -449,10 +466,7 @@ fn write_loop(
                 hash: entry.hash,
             });
         }
-        let injected = stats
-            .fail_syncs
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-            .is_ok();
+        let injected = stats.take_injected_failure();
         let outcome = file.write_all(&buffer).and_then(|()| {
             if injected {
                 Err(std::io::Error::other("injected sync failure"))

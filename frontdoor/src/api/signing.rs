@@ -174,7 +174,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use directory::audit::AuditJournal;
-    use directory::{demo, testing, Frontend};
+    use directory::{seed, testing, Frontend};
     use signer::{
         GeneratedKey, KeyBackend, KeySpec, Kid, MasterKey, PublicKey, SigningKey, SoftwareBackend,
         StoredKey,
@@ -262,7 +262,7 @@ mod tests {
     async fn appliance_with_slow_token() -> (Appliance, Caller, String, tempfile::TempDir) {
         let database = testing::fresh_database().await.unwrap();
         let (owner, directory) = database.open(2).await.unwrap();
-        demo::create_demo_data(&owner, &directory, 1_000_000)
+        seed::create_demo_data(&owner, &directory, 1_000_000)
             .await
             .unwrap();
         let software = SoftwareBackend::new(Arc::new(MasterKey::from_bytes(&[9u8; 32]).unwrap()));

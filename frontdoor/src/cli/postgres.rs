@@ -25,7 +25,7 @@ pub(crate) async fn open_node_directory(
     let (owner, directory, cluster) = open_embedded(config, 4).await.context("directory")?;
     let cluster = StartedCluster(Some(cluster));
     let demo =
-        directory::demo::create_demo_data(&owner, &directory, config.limits.default_tenant_rate)
+        directory::seed::create_demo_data(&owner, &directory, config.limits.default_tenant_rate)
             .await?;
     if demo {
         eprintln!("sigil: created demo tenants acme and globex");

@@ -26,7 +26,7 @@ use crate::api::{Appliance, ApplianceConfig};
 use crate::audit_heads::NodeHeadSigner;
 use crate::config::Config;
 use crate::http::documents::DocumentStore;
-use crate::http::exchange::{Limits, Site};
+use crate::http::exchange::{HttpLimits, Site};
 use crate::http::server::{HttpConfig, HttpServer};
 use crate::pki::DeploymentCa;
 use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
@@ -135,8 +135,10 @@ pub fn ensure_certificates(
     Ok((ca, node_credentials))
 }
 
-/// A running node.
-pub struct Node {
+/// A node of the appliance, started by [`start`]: its listeners, the
+/// control runtime and what runs on it, until [`RunningNode::shutdown`].
+/// (Its place in the session cluster is the replica's [`sessions::Node`].)
+pub struct RunningNode {
     /// The appliance.
     pub appliance: Arc<Appliance>,
     /// QUIC listener.
@@ -153,9 +155,9 @@ pub struct Node {
     control: tokio::runtime::Runtime,
 }
 
-impl std::fmt::Debug for Node {
+impl std::fmt::Debug for RunningNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node")
+        f.debug_struct("RunningNode")
             .field("node", &self.appliance)
             .finish_non_exhaustive()
     }
@@ -165,7 +167,7 @@ impl std::fmt::Debug for Node {
 ///
 /// # Errors
 /// When any part cannot start; the message says which.
-pub fn start(config: &Config) -> anyhow::Result<Node> {
+pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     let layout = Layout {
         root: config.data_dir.clone(),
     };
@@ -275,9 +277,9 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
     });
     let mut http_config = HttpConfig::new(config.listen.http);
     http_config.workers = config.workers();
-    http_config.limits = Limits {
+    http_config.limits = HttpLimits {
         tenant_load_wait: Duration::from_millis(config.tenants.load_wait_ms),
-        ..Limits::default()
+        ..HttpLimits::default()
     };
     http_config.max_connections = http_cap;
     if config.listen.https {
@@ -295,7 +297,7 @@ pub fn start(config: &Config) -> anyhow::Result<Node> {
         server_name: "localhost".into(),
     }
     .store(&layout.root)?;
-    Ok(Node {
+    Ok(RunningNode {
         appliance,
         quic,
         http,
@@ -391,7 +393,7 @@ fn spawn_control_tasks(
     });
 }
 
-impl Node {
+impl RunningNode {
     /// Where the node listens.
     pub fn endpoints(&self) -> Endpoints {
         Endpoints {
@@ -405,7 +407,7 @@ impl Node {
     /// ship the audit journal (and sign its heads), stop the private
     /// Postgres.
     pub fn shutdown(self) {
-        let Node {
+        let RunningNode {
             appliance,
             quic,
             http,

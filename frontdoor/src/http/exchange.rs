@@ -13,9 +13,9 @@ use super::documents::DocumentStore;
 use super::lookup::{tenant_document, Lookup};
 pub use super::lookup::{AfterLoad, Loaded, Miss, TenantWait};
 
-/// Limits that keep one client from hurting a worker.
+/// Limits of the HTTP listener that keep one client from hurting a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct HttpLimits {
     /// Largest request head (request line + headers). Default 8 KiB; larger:
     /// `431`.
     pub max_head_bytes: usize,
@@ -38,9 +38,9 @@ pub struct Limits {
     pub tenant_load_wait: Duration,
 }
 
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
+impl Default for HttpLimits {
+    fn default() -> HttpLimits {
+        HttpLimits {
             max_head_bytes: 8 * 1024,
             max_headers: 64,
             head_timeout: Duration::from_secs(10),
@@ -141,7 +141,7 @@ pub enum Parse {
 }
 
 /// Parses a request head from `buffer`.
-pub fn parse(buffer: &[u8], limits: &Limits) -> Parse {
+pub fn parse(buffer: &[u8], limits: &HttpLimits) -> Parse {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(buffer) {
@@ -314,7 +314,7 @@ fn etag_matches(if_none_match: &str, etag: &str) -> bool {
 pub fn respond(
     site: &Site,
     head: &RequestHead,
-    limits: &Limits,
+    limits: &HttpLimits,
     now: Timestamp,
     jitter: f64,
 ) -> Reply {
@@ -405,7 +405,7 @@ mod tests {
     fn answer(
         site: &Site,
         head: &RequestHead,
-        limits: &Limits,
+        limits: &HttpLimits,
         now: Timestamp,
         jitter: f64,
     ) -> Response {
@@ -416,7 +416,7 @@ mod tests {
     }
 
     fn get(raw: &str) -> RequestHead {
-        match parse(raw.as_bytes(), &Limits::default()) {
+        match parse(raw.as_bytes(), &HttpLimits::default()) {
             Parse::Complete { head, .. } => head,
             other => panic!("{other:?}"),
         }
@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn serves_jwks_with_etag_and_conditional_get() {
         let site = site();
-        let limits = Limits::default();
+        let limits = HttpLimits::default();
         let now = Timestamp::from_secs(1);
         let r = answer(
             &site,
@@ -466,7 +466,7 @@ mod tests {
             let r = answer(
                 site,
                 &get(&format!("GET {path} HTTP/1.1\r\n\r\n")),
-                &Limits::default(),
+                &HttpLimits::default(),
                 Timestamp::from_secs(1),
                 0.0,
             );
@@ -476,7 +476,7 @@ mod tests {
 
     #[test]
     fn refuses_bodies_methods_garbage_and_huge_heads() {
-        let limits = Limits::default();
+        let limits = HttpLimits::default();
         for raw in [
             "POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -511,7 +511,7 @@ mod tests {
     #[test]
     fn health_readiness_and_metrics() {
         let site = site();
-        let limits = Limits::default();
+        let limits = HttpLimits::default();
         let now = Timestamp::from_secs(1);
         assert_eq!(
             answer(
@@ -575,7 +575,7 @@ mod tests {
         match respond(
             site,
             &get(raw),
-            &Limits::default(),
+            &HttpLimits::default(),
             Timestamp::from_secs(1),
             0.0,
         ) {
@@ -587,7 +587,7 @@ mod tests {
     #[test]
     fn a_tenant_not_in_memory_waits_for_its_load_and_gets_the_document() {
         let site = loading_site(|_| Miss::Loading(Box::pin(async { Loaded::Unknown })));
-        let limits = Limits::default();
+        let limits = HttpLimits::default();
         let now = Timestamp::from_secs(1);
         // Loaded meanwhile: the answer is the document, conditional GET and
         // all, as if it had been there.
@@ -654,7 +654,7 @@ mod tests {
                 "/t/a_b/saml/metadata",
             ],
         );
-        let limits = Limits::default();
+        let limits = HttpLimits::default();
         // What the loader says at once is answered at once.
         let unknown = loading_site(|_| Miss::Unknown);
         let full = loading_site(|_| Miss::Unavailable);

@@ -1,7 +1,7 @@
 //! A tenant document request (`/t/{tenant}/…`): answered from the
 //! [`DocumentStore`](super::documents::DocumentStore) when the tenant is in
 //! memory, else after its load, which [`Site::on_miss`] starts or joins and
-//! the HTTP worker awaits (bounded by [`Limits::tenant_load_wait`]). Plain
+//! the HTTP worker awaits (bounded by [`HttpLimits::tenant_load_wait`]). Plain
 //! functions and types; the waiting itself is the server loop's.
 
 use std::future::Future;
@@ -11,11 +11,11 @@ use std::sync::Arc;
 use signer::Timestamp;
 
 use super::documents::{cache_max_age, Document, TenantDocuments};
-use super::exchange::{finish, Limits, Response, Site};
+use super::exchange::{finish, HttpLimits, Response, Site};
 
 /// The end of a tenant's load, awaited on the HTTP worker that asked (any
 /// executor: it only waits for a wake-up); the worker bounds the wait by
-/// [`Limits::tenant_load_wait`].
+/// [`HttpLimits::tenant_load_wait`].
 pub type TenantWait = Pin<Box<dyn Future<Output = Loaded>>>;
 
 /// What [`Site::on_miss`] says of a tenant without documents.
@@ -62,13 +62,13 @@ pub struct AfterLoad {
 
 impl AfterLoad {
     /// The answer once the wait is over: `loaded` is `None` when the wait
-    /// reached [`Limits::tenant_load_wait`] (`503`, `Retry-After: 1`; the
+    /// reached [`HttpLimits::tenant_load_wait`] (`503`, `Retry-After: 1`; the
     /// load goes on, so a retry finds the tenant).
     pub fn answer(
         self,
         site: &Site,
         loaded: Option<Loaded>,
-        limits: &Limits,
+        limits: &HttpLimits,
         now: Timestamp,
         jitter: f64,
     ) -> Response {
@@ -124,7 +124,7 @@ pub(super) enum Lookup {
 pub(super) fn tenant_document(
     site: &Site,
     path: &str,
-    limits: &Limits,
+    limits: &HttpLimits,
     now: Timestamp,
     jitter: f64,
 ) -> Lookup {
@@ -159,7 +159,7 @@ pub(super) fn tenant_document(
 fn document_response(
     documents: &TenantDocuments,
     document: DocumentKind,
-    limits: &Limits,
+    limits: &HttpLimits,
     now: Timestamp,
     jitter: f64,
 ) -> Response {

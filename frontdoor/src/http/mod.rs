@@ -20,5 +20,5 @@ pub mod server;
 pub use documents::{
     cache_max_age, openid_configuration, Document, DocumentStore, TenantDocuments,
 };
-pub use exchange::{Limits, Site};
+pub use exchange::{HttpLimits, Site};
 pub use server::{HttpConfig, HttpServer, HttpStats};

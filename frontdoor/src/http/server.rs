@@ -19,7 +19,7 @@ use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller
 use monoio::net::{TcpListener, TcpStream};
 use signer::Timestamp;
 
-use super::exchange::{parse, respond, Limits, Parse, Reply, Response, Site, TenantWait};
+use super::exchange::{parse, respond, HttpLimits, Parse, Reply, Response, Site, TenantWait};
 
 /// Where and how the HTTP endpoints listen.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct HttpConfig {
     /// Pin worker N to core N. Default: true.
     pub pin_to_cores: bool,
     /// Request limits and timeouts.
-    pub limits: Limits,
+    pub limits: HttpLimits,
     /// Serve HTTPS with this configuration; `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Connections open at once, all workers (each takes its share); at
@@ -47,7 +47,7 @@ impl HttpConfig {
             listen,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_to_cores: true,
-            limits: Limits::default(),
+            limits: HttpLimits::default(),
             tls: None,
             max_connections: 4_096,
         }
@@ -86,7 +86,7 @@ pub struct HttpStats {
     /// Idle connections closed to make room at the cap.
     pub evicted: AtomicU64,
     /// Document requests that waited for their tenant's load past
-    /// [`Limits::tenant_load_wait`] (answered `503`).
+    /// [`HttpLimits::tenant_load_wait`] (answered `503`).
     pub tenant_wait_timeouts: AtomicU64,
 }
 
@@ -188,7 +188,7 @@ const STOP_POLL: Duration = Duration::from_millis(100);
 fn run_worker(
     listener: std::net::TcpListener,
     site: &Arc<Site>,
-    limits: &Limits,
+    limits: &HttpLimits,
     tls: Option<&Arc<rustls::ServerConfig>>,
     stop: &Arc<AtomicBool>,
     table: &Rc<ConnectionTable>,
@@ -275,7 +275,7 @@ fn jitter(rng: &SystemRandom) -> f64 {
 async fn serve_connection(
     mut stream: Channel,
     site: &Site,
-    limits: &Limits,
+    limits: &HttpLimits,
     stats: &HttpStats,
     stop: &AtomicBool,
     ticket: &Ticket,
@@ -415,7 +415,7 @@ async fn write_response(
     stream: &mut Channel,
     response: &Response,
     send_body: bool,
-    limits: &Limits,
+    limits: &HttpLimits,
 ) -> io::Result<()> {
     let mut wire = response.head_bytes();
     if send_body {

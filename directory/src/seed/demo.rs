@@ -1,23 +1,12 @@
 //! The embedded default's demo data: tenants `acme` (users alice, bob) and
-//! `globex` (user carol); in each, one OIDC app per algorithm and two SAML
-//! SPs. Only the embedded default and `sigil demo` make it; a production
-//! directory starts empty.
+//! `globex` (user carol); in each, the demo apps and SPs. Only the
+//! embedded default and `sigil demo` make it; a production directory
+//! starts empty.
 
 use std::collections::BTreeMap;
 
+use super::{DEMO_APPS, DEMO_SPS};
 use crate::{Directory, Error, NewUser, OidcApp, Owner, SamlSp};
-
-/// The demo OIDC apps: name and algorithm.
-pub const DEMO_APPS: [(&str, &str); 5] = [
-    ("app-rs256", "RS256"),
-    ("app-ps256", "PS256"),
-    ("app-es256", "ES256"),
-    ("app-es384", "ES384"),
-    ("app-eddsa", "EdDSA"),
-];
-
-/// The demo SAML SPs: name and algorithm.
-pub const DEMO_SPS: [(&str, &str); 2] = [("sp-rs256", "RS256"), ("sp-es256", "ES256")];
 
 /// A demo user: login, display name, groups.
 pub type DemoUser = (&'static str, &'static str, &'static [&'static str]);

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frontdoor::cli::client::Target;
 use sigil_proto::client::{CallError, Client, ClientConfig};
+use sigil_proto::target::{Target, TargetError};
 use sigil_proto::Operation as Wire;
 
 use crate::engine::{self, Call, Caller, LoadConfig, Mix, Operation, Progress};
@@ -220,7 +220,7 @@ fn baseline_spec(app: &str) -> Option<signer::KeySpec> {
 
 /// The client configuration of every node the target names (one, or
 /// several comma-separated).
-fn client_configs(target: &Target, streams: usize) -> anyhow::Result<Vec<ClientConfig>> {
+fn client_configs(target: &Target, streams: usize) -> Result<Vec<ClientConfig>, TargetError> {
     let Some(list) = &target.target else {
         return Ok(vec![target.client_config(streams)?]);
     };

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use frontdoor::cli::Endpoints;
 use sigil_proto::client::{CallError, Client, ClientConfig};
 use sigil_proto::credentials::{load_ca_certificate, Credentials};
+use sigil_proto::target::Endpoints;
 use sigil_proto::Operation;
 
 pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");

@@ -1,6 +1,7 @@
 //! `sigil/1`, the QUIC API of Sigil, for both of its sides: framing
 //! ([`frame`]), typed requests ([`request`]) and results ([`results`]),
-//! error codes ([`error`]), and the Rust client ([`client`]) with its TLS
+//! error codes ([`error`]), and the Rust client ([`client`]: one typed
+//! method per operation, e.g. [`Client::session_create`]) with its TLS
 //! ([`tls`]), credentials on disk ([`credentials`]) and the flags that say
 //! which node to call as whom ([`target`]).
 //!
@@ -9,6 +10,7 @@
 //! server: `sigil-perf` and other clients depend on it alone.
 #![forbid(unsafe_code)]
 
+mod calls;
 pub mod cbor;
 pub mod client;
 pub mod credentials;

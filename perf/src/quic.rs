@@ -119,19 +119,13 @@ impl Caller for QuicCaller {
                 },
                 Operation::Revoke => {
                     let created = client
-                        .call(&Wire::SessionCreate {
-                            tenant: tenant.clone(),
-                            user,
-                            amr: vec!["pwd".into()],
-                            client: None,
-                        })
+                        .session_create(&tenant, &user, &["pwd"], None)
                         .await
                         .map_err(|e| code(&e))?;
-                    let session = frontdoor::cli::client::to_json(&created)["session"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    Wire::SessionRevoke { tenant, session }
+                    Wire::SessionRevoke {
+                        tenant,
+                        session: created.session,
+                    }
                 }
             };
             client.call(&wire).await.map(drop).map_err(|e| code(&e))
@@ -152,19 +146,10 @@ pub async fn prepare(config: &ClientConfig, plan: &LoadPlan) -> anyhow::Result<P
         for user in users {
             for _ in 0..plan.sessions_per_user.max(1) {
                 let created = client
-                    .call(&Wire::SessionCreate {
-                        tenant: tenant.clone(),
-                        user: user.clone(),
-                        amr: vec!["pwd".into()],
-                        client: Some("sigil-perf".into()),
-                    })
+                    .session_create(tenant, user, &["pwd"], Some("sigil-perf"))
                     .await
                     .map_err(|e| anyhow::anyhow!("signing in {user} of {tenant}: {e}"))?;
-                let session = frontdoor::cli::client::to_json(&created)["session"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                sessions.push((tenant.clone(), user.clone(), session));
+                sessions.push((tenant.clone(), user.clone(), created.session));
             }
         }
     }

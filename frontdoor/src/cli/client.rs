@@ -5,10 +5,11 @@
 use anyhow::Context;
 
 use sigil_proto::client::CallError;
+use sigil_proto::results::SessionCreated;
 use sigil_proto::target::Target;
 use sigil_proto::Operation;
 
-/// Turns a CBOR result into JSON for printing.
+/// Turns a CBOR result into JSON for printing, as the node sent it.
 pub fn to_json(value: &ciborium::Value) -> serde_json::Value {
     use ciborium::Value as C;
     use serde_json::Value as J;
@@ -81,10 +82,10 @@ pub async fn run(
         };
         let outcome = client.call(&operation).await;
         if let (Operation::SessionCreate { .. }, Ok(result)) = (&operation, &outcome) {
-            session = to_json(result)
-                .get("session")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned);
+            session = result
+                .deserialized::<SessionCreated>()
+                .ok()
+                .map(|created| created.session);
         }
         all_ok &= outcome.is_ok();
         printed.push(outcome_json(&operation, &outcome));

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use seed_plan::{tenant_slug, user_login, SeedPlan};
 use sigil_proto::client::{CallError, Client, ClientConfig};
 use sigil_proto::target::{Target, TargetError};
 use sigil_proto::Operation as Wire;
@@ -171,7 +172,7 @@ pub fn seeded_population(
     tenants: usize,
     users: usize,
 ) -> Vec<(String, Vec<String>)> {
-    let sizes = directory::seed::SeedPlan::new(seed_tenants, seed_users).sizes();
+    let sizes = SeedPlan::new(seed_tenants, seed_users).sizes();
     let chosen = &sizes[..tenants.min(sizes.len())];
     let total: u64 = chosen.iter().sum();
     chosen
@@ -180,8 +181,8 @@ pub fn seeded_population(
         .map(|(i, size)| {
             let share = ((users as u64 * size) / total.max(1)).clamp(1, *size) as usize;
             (
-                directory::seed::tenant_slug(i as u64 + 1),
-                (1..=share).map(|u| format!("user{u}")).collect(),
+                tenant_slug(i as u64 + 1),
+                (1..=share as u64).map(user_login).collect(),
             )
         })
         .collect()

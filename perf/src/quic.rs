@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use seed_plan::{tenant_slug, user_login, SeedPlan};
 use sigil_proto::client::{CallError, Client, ClientConfig};
 use sigil_proto::target::{Target, TargetError};
-use sigil_proto::Operation as Wire;
+use sigil_proto::Operation;
 
-use crate::engine::{self, Call, Caller, LoadConfig, Mix, Operation, Progress};
+use crate::engine::{self, Call, Caller, LoadConfig, Mix, Progress, RequestKind};
 use crate::raw;
 use crate::report::{scrape, Report};
 use crate::schedule::RateProfile;
@@ -81,7 +81,7 @@ fn code(error: &CallError) -> String {
 }
 
 impl Caller for QuicCaller {
-    fn call(&self, operation: Operation) -> Call {
+    fn call(&self, kind: RequestKind) -> Call {
         let p = &self.population;
         let i = self.next.get();
         self.next.set(i.wrapping_add(1));
@@ -89,47 +89,51 @@ impl Caller for QuicCaller {
         let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
         let client = Rc::clone(&self.clients[i % self.clients.len()]);
         Box::pin(async move {
-            let wire = match operation {
-                Operation::IdToken => Wire::IdToken {
+            let operation = match kind {
+                RequestKind::IdToken => Operation::IdToken {
                     tenant,
                     user,
                     app,
                     session,
                     nonce: None,
                 },
-                Operation::AccessToken => Wire::AccessToken {
+                RequestKind::AccessToken => Operation::AccessToken {
                     tenant,
                     user,
                     app,
                     session,
                     scope: vec!["openid".into()],
                 },
-                Operation::Saml => Wire::Saml {
+                RequestKind::Saml => Operation::Saml {
                     tenant,
                     user,
                     sp,
                     session,
                     in_response_to: None,
                 },
-                Operation::SessionValidate => Wire::SessionValidate { tenant, session },
-                Operation::Login => Wire::SessionCreate {
+                RequestKind::SessionValidate => Operation::SessionValidate { tenant, session },
+                RequestKind::Login => Operation::SessionCreate {
                     tenant,
                     user,
                     amr: vec!["pwd".into()],
                     client: Some("sigil-perf".into()),
                 },
-                Operation::Revoke => {
+                RequestKind::Revoke => {
                     let created = client
                         .session_create(&tenant, &user, &["pwd"], None)
                         .await
                         .map_err(|e| code(&e))?;
-                    Wire::SessionRevoke {
+                    Operation::SessionRevoke {
                         tenant,
                         session: created.session,
                     }
                 }
             };
-            client.call(&wire).await.map(drop).map_err(|e| code(&e))
+            client
+                .call(&operation)
+                .await
+                .map(drop)
+                .map_err(|e| code(&e))
         })
     }
 }
@@ -238,11 +242,7 @@ async fn await_replication(
             .await
             .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", config.target))?;
         let started = Instant::now();
-        let check = Wire::SessionValidate {
-            tenant: tenant.clone(),
-            session: session.clone(),
-        };
-        while let Err(e) = client.call(&check).await {
+        while let Err(e) = client.session_validate(tenant, session).await {
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(10),
                 "the prepared sessions did not reach {}: {e}",

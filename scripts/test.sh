@@ -17,4 +17,16 @@ if grep 'feature "test-support"' <<<"$normal"; then
 fi
 
 export SIGIL_PYTHON="$PWD/.venv/bin/python"
+
+# sigil-perf is a client of sigil/1: it depends on sigil-proto, never on the
+# server (frontdoor, monoio) or the directory (directory, tokio-postgres).
+# Crate names, not paths: sigil-proto lives in frontdoor/proto.
+server_side=$(cargo tree --locked -p perf -e all --prefix none --format '{p}' \
+  | awk '{print $1}' | grep -xE 'frontdoor|directory|monoio|tokio-postgres' | sort -u || true)
+if [ -n "$server_side" ]; then
+  echo "test: sigil-perf depends on server-side crates:" $server_side \
+    "(cargo tree -p perf -i CRATE shows through what)" >&2
+  exit 1
+fi
+
 exec cargo test --workspace --locked "$@"

@@ -6,8 +6,11 @@
 //! hundreds of thousands of users, most with tens), loaded with COPY;
 //! users are `user{n}` with `n` from 1. Both get the same apps and SPs
 //! ([`DEMO_APPS`], [`DEMO_SPS`]), so a load can pick any tenant.
+//! The shape of a seeded directory (sizes and names) is the `seed-plan`
+//! crate's, which `sigil-perf` shares.
 
 use futures_util::SinkExt;
+pub use seed_plan::{tenant_slug, user_login, SeedPlan};
 
 use crate::{Error, Owner};
 
@@ -25,62 +28,6 @@ pub const DEMO_APPS: [(&str, &str); 5] = [
 
 /// The demo SAML SPs: name and algorithm.
 pub const DEMO_SPS: [(&str, &str); 2] = [("sp-rs256", "RS256"), ("sp-es256", "ES256")];
-
-/// How much to seed.
-#[derive(Debug, Clone, Copy)]
-pub struct SeedPlan {
-    /// Tenants to create (`seed-{n}`).
-    pub tenants: u64,
-    /// Users in total.
-    pub users: u64,
-    /// Zipf exponent of tenant sizes (1.2 by default).
-    pub exponent: f64,
-    /// Users every tenant gets before the Zipf share (10 by default).
-    pub floor: u64,
-}
-
-impl SeedPlan {
-    /// `tenants` and `users` with the default spread.
-    pub fn new(tenants: u64, users: u64) -> SeedPlan {
-        SeedPlan {
-            tenants,
-            users,
-            exponent: 1.2,
-            floor: 10,
-        }
-    }
-
-    /// The number of users of each tenant, largest first; sums to `users`.
-    pub fn sizes(&self) -> Vec<u64> {
-        let n = self.tenants.max(1);
-        let floor = self.floor.min(self.users / n);
-        let rest = self.users - floor * n;
-        let weights: Vec<f64> = (1..=n)
-            .map(|rank| 1.0 / (rank as f64).powf(self.exponent))
-            .collect();
-        let total: f64 = weights.iter().sum();
-        let mut sizes: Vec<u64> = weights
-            .iter()
-            .map(|w| floor + (rest as f64 * w / total) as u64)
-            .collect();
-        let assigned: u64 = sizes.iter().sum();
-        // Rounding leftovers go to the smallest tenants, one each.
-        let mut short = self.users.saturating_sub(assigned);
-        for size in sizes.iter_mut().rev() {
-            if short == 0 {
-                break;
-            }
-            *size += 1;
-            short -= 1;
-        }
-        sizes
-    }
-}
-
-/// The slug of seeded tenant `n` (from 1).
-pub fn tenant_slug(n: u64) -> String {
-    format!("seed-{n}")
-}
 
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\")
@@ -183,8 +130,9 @@ pub async fn run(
             .copied()
             .ok_or_else(|| Error::Invalid(format!("{slug} vanished")))?;
         for u in 1..=*size {
+            let login = user_login(u);
             chunk.push_str(&format!(
-                "{id}\tu{id}-{u}\tuser{u}\tuser{u}@{}\tUser {u}\n",
+                "{id}\tu{id}-{u}\t{login}\t{login}@{}\tUser {u}\n",
                 escape(&format!("{slug}.example"))
             ));
             in_chunk += 1;
@@ -213,27 +161,4 @@ pub async fn run(
     }
     owner.batch_execute("COMMIT").await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_are_zipf_like_and_sum_up() {
-        let plan = SeedPlan::new(19_000, 1_000_000);
-        let sizes = plan.sizes();
-        assert_eq!(sizes.iter().sum::<u64>(), 1_000_000);
-        assert!(
-            sizes[0] > 100_000,
-            "the largest tenant has hundreds of thousands: {}",
-            sizes[0]
-        );
-        let median = sizes[sizes.len() / 2];
-        assert!(
-            (10..100).contains(&median),
-            "most have tens: median {median}"
-        );
-        assert!(sizes.windows(2).all(|w| w[0] + 1 >= w[1]));
-    }
 }

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use frontdoor::cli::client::{run, Step, Target};
+use frontdoor::cli::client::{run, Step};
 use frontdoor::config::Config;
+use sigil_proto::target::{credentials_dir, Target, DEFAULT_DATA_DIR};
 use sigil_proto::Operation;
 
 /// mimalloc: per-thread free lists. Requests are built on one worker and
@@ -285,7 +286,7 @@ struct TargetArgs {
     #[arg(long, global = true, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
     /// The embedded default's state directory.
-    #[arg(long, global = true, default_value = "./var")]
+    #[arg(long, global = true, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// The name to verify in the appliance's certificate; default: the target's host.
     #[arg(long, global = true)]
@@ -556,7 +557,7 @@ fn target_of(target: TargetArgs) -> Target {
 fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode> {
     let mut target = target_of(target);
     if target.cert_dir.is_none() {
-        target.cert_dir = Some(frontdoor::cli::credentials_dir(&target.data_dir, "admin"));
+        target.cert_dir = Some(credentials_dir(&target.data_dir, "admin"));
     }
     let (printed, ok) = runtime()?.block_on(run(&target, vec![Step::Ready(operation)]))?;
     print(&printed)?;

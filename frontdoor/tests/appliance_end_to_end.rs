@@ -19,13 +19,6 @@ mod common;
 
 use common::{free_port, session, Serve, SIGIL};
 
-fn text(value: &ciborium::Value, key: &str) -> String {
-    frontdoor::cli::client::to_json(value)[key]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 fn metadata_certificate(metadata: &str) -> Vec<u8> {
     use base64::Engine;
     let start = metadata.find("<ds:X509Certificate>").unwrap() + "<ds:X509Certificate>".len();
@@ -69,29 +62,13 @@ async fn the_appliance_end_to_end() {
 
     // --- Every operation, through the Rust client.
     let client = serve.client(None).await.unwrap();
-    let health = frontdoor::cli::client::to_json(&client.call(&Operation::Health).await.unwrap());
-    assert_eq!(
-        (health["status"].as_str(), health["ready"].as_bool()),
-        (Some("ok"), Some(true))
-    );
+    let health = client.health().await.unwrap();
+    assert_eq!((health.status.as_str(), health.ready), ("ok", true));
     let alice = session(&client, "acme", "alice").await;
-    let valid = frontdoor::cli::client::to_json(
-        &client
-            .call(&Operation::SessionValidate {
-                tenant: "acme".into(),
-                session: alice.clone(),
-            })
-            .await
-            .unwrap(),
-    );
-    assert_eq!(valid["user"], "alice");
-    client
-        .call(&Operation::SessionTouch {
-            tenant: "acme".into(),
-            session: alice.clone(),
-        })
-        .await
-        .unwrap();
+    let valid = client.session_validate("acme", &alice).await.unwrap();
+    assert_eq!(valid.user, "alice");
+    let touched = client.session_touch("acme", &alice).await.unwrap();
+    assert!(touched.idle_expires_at >= valid.idle_expires_at);
     let mut cases = Vec::new();
     for app in [
         "app-rs256",
@@ -101,27 +78,15 @@ async fn the_appliance_end_to_end() {
         "app-eddsa",
     ] {
         let id = client
-            .call(&Operation::IdToken {
-                tenant: "acme".into(),
-                user: "alice".into(),
-                app: app.into(),
-                session: alice.clone(),
-                nonce: Some("n-0S6".into()),
-            })
+            .id_token("acme", "alice", app, &alice, Some("n-0S6"))
             .await
             .unwrap();
-        cases.push(json!({"name": format!("id-{app}"), "token": text(&id, "token"), "issuer": issuer, "audience": app}));
+        cases.push(json!({"name": format!("id-{app}"), "token": id.token, "issuer": issuer, "audience": app}));
         let access = client
-            .call(&Operation::AccessToken {
-                tenant: "acme".into(),
-                user: "alice".into(),
-                app: app.into(),
-                session: alice.clone(),
-                scope: vec!["openid".into()],
-            })
+            .access_token("acme", "alice", app, &alice, &["openid"])
             .await
             .unwrap();
-        cases.push(json!({"name": format!("access-{app}"), "token": text(&access, "token"), "issuer": issuer, "audience": app}));
+        cases.push(json!({"name": format!("access-{app}"), "token": access.token, "issuer": issuer, "audience": app}));
     }
     // PyJWT and jwcrypto fetch the JWKS over HTTP, as an SP does.
     let jwks_url = format!(
@@ -133,23 +98,17 @@ async fn the_appliance_end_to_end() {
     let mut saml_cases = Vec::new();
     for sp in ["sp-rs256", "sp-es256"] {
         let answer = client
-            .call(&Operation::Saml {
-                tenant: "acme".into(),
-                user: "alice".into(),
-                sp: sp.into(),
-                session: alice.clone(),
-                in_response_to: Some("id-req-1".into()),
-            })
+            .saml("acme", "alice", sp, &alice, Some("id-req-1"))
             .await
             .unwrap();
         use base64::Engine;
         let xml = String::from_utf8(
             base64::engine::general_purpose::STANDARD
-                .decode(text(&answer, "response"))
+                .decode(&answer.response)
                 .unwrap(),
         )
         .unwrap();
-        let kid = text(&answer, "kid");
+        let kid = &answer.kid;
         let certificate = metadata
             .split("<md:KeyDescriptor")
             .skip(1)
@@ -160,7 +119,7 @@ async fn the_appliance_end_to_end() {
             });
         assert!(xmlsec1_verifies(&certificate, &xml, "Response"), "{sp}");
         saml_cases.push(json!({"name": sp, "xml": xml, "sp_entity_id": format!("https://{sp}.acme.example/saml"),
-            "acs": text(&answer, "acs"), "outstanding": "id-req-1", "want_response_signed": true}));
+            "acs": answer.acs.unwrap_or_default(), "outstanding": "id-req-1", "want_response_signed": true}));
     }
     let results = run_script(
         "saml_sp_check.py",

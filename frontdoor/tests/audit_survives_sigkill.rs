@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{free_port, session, Serve};
-use sigil_proto::Operation;
 
 fn jti(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap();
@@ -47,22 +46,10 @@ async fn every_acknowledged_issuance_has_its_record_after_sigkill() {
         callers.push(tokio::spawn(async move {
             while Instant::now() < stop_at + Duration::from_secs(1) {
                 let answer = client
-                    .call(&Operation::IdToken {
-                        tenant: "acme".into(),
-                        user: "alice".into(),
-                        app: "app-eddsa".into(),
-                        session: session.clone(),
-                        nonce: None,
-                    })
+                    .id_token("acme", "alice", "app-eddsa", &session, None)
                     .await;
                 match answer {
-                    Ok(result) => {
-                        let token = frontdoor::cli::client::to_json(&result)["token"]
-                            .as_str()
-                            .unwrap()
-                            .to_owned();
-                        acknowledged.lock().unwrap().push(jti(&token));
-                    }
+                    Ok(issued) => acknowledged.lock().unwrap().push(jti(&issued.token)),
                     Err(_) => return,
                 }
             }

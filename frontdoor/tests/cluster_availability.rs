@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::cluster::{check, specs, Nodes, Relay};
 use common::session;
+use sigil_proto::results::ClusterView;
 use sigil_proto::Operation;
 
 /// `lease_ms` of the embedded default, and the wait it allows for drift.
@@ -243,6 +244,13 @@ fn cli(dir: &std::path::Path, quic: u16, args: &[&str]) -> (bool, serde_json::Va
     (ok, if ok { json["result"].clone() } else { json })
 }
 
+/// A cluster result as `sigil client` printed it, read as the typed view
+/// (which also checks that the printed JSON is one).
+fn cluster_view(result: &serde_json::Value) -> ClusterView {
+    serde_json::from_value(result.clone())
+        .unwrap_or_else(|e| panic!("not a cluster view ({e}): {result}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_node_is_refused_until_added_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -256,8 +264,9 @@ async fn a_removed_node_is_refused_until_added_again() {
 
     let (ok, removed) = cli(dir.path(), quic, &["cluster", "remove", "--node", "node-3"]);
     assert!(ok, "{removed}");
-    assert_eq!(removed["epoch"], 1, "{removed}");
-    assert!(removed["members"].get("node-3").is_none(), "{removed}");
+    let removed = cluster_view(&removed);
+    assert_eq!(removed.epoch, 1, "{removed:?}");
+    assert!(!removed.members.contains_key("node-3"), "{removed:?}");
     let (ok, again) = cli(dir.path(), quic, &["cluster", "remove", "--node", "node-3"]);
     assert!(!ok, "removing a non-member is refused: {again}");
     let (ok, itself) = cli(dir.path(), quic, &["cluster", "remove", "--node", "node-1"]);
@@ -268,11 +277,11 @@ async fn a_removed_node_is_refused_until_added_again() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let status = nodes.status(2).await;
-        if status["member"] == serde_json::Value::Bool(false) {
-            assert_eq!(status["serving"], false);
+        if !status.member {
+            assert!(!status.serving, "{status:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "{status}");
+        assert!(Instant::now() < deadline, "{status:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let first = nodes.client(0).await;
@@ -299,13 +308,14 @@ async fn a_removed_node_is_refused_until_added_again() {
         ],
     );
     assert!(ok, "{added}");
-    assert_eq!(added["epoch"], 2, "{added}");
+    assert_eq!(cluster_view(&added).epoch, 2, "{added}");
     nodes.until_serving(Duration::from_secs(30)).await;
     assert_eq!(check(&third, "acme", &id).await, Ok(true));
     let (ok, status) = cli(dir.path(), quic, &["cluster", "status"]);
     assert!(ok);
-    assert_eq!(status["members"].as_object().unwrap().len(), 3, "{status}");
-    assert_eq!(status["fence"]["committed"], true, "{status}");
+    let status = cluster_view(&status);
+    assert_eq!(status.members.len(), 3, "{status:?}");
+    assert_eq!(status.fence.map(|f| f.committed), Some(true), "{status:?}");
 }
 
 #[test]
@@ -361,14 +371,8 @@ async fn a_node_started_alone_refuses_membership_changes_and_keeps_serving() {
     );
     let (ok, status) = cli(dir.path(), quic, &["cluster", "status"]);
     assert!(ok, "{status}");
-    assert_eq!(
-        (status["epoch"].as_u64(), status["serving"].as_bool()),
-        (Some(0), Some(true)),
-        "{status}"
-    );
-    assert!(
-        status.get("fence").is_none(),
-        "no epoch was taken: {status}"
-    );
+    let status = cluster_view(&status);
+    assert_eq!((status.epoch, status.serving), (0, true), "{status:?}");
+    assert!(status.fence.is_none(), "no epoch was taken: {status:?}");
     serve.stop();
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hw::{Pkcs11Backend, SoftHsmToken};
 use serde_json::json;
-use sigil_proto::Operation;
 use signer::conformance::external::assert_jwts_verify;
 use signer::{KeyBackend, KeySpec};
 
@@ -116,20 +115,11 @@ async fn keys_are_made_and_used_in_the_hsm() {
     let issuer = format!("http://{}/t/acme", serve.endpoints.http);
     let mut cases = Vec::new();
     for app in ["app-es256", "app-rs256", "app-ps256", "app-es384"] {
-        let id = client
-            .call(&Operation::IdToken {
-                tenant: "acme".into(),
-                user: "alice".into(),
-                app: app.into(),
-                session: alice.clone(),
-                nonce: None,
-            })
+        let token = client
+            .id_token("acme", "alice", app, &alice, None)
             .await
-            .unwrap();
-        let token = frontdoor::cli::client::to_json(&id)["token"]
-            .as_str()
             .unwrap()
-            .to_owned();
+            .token;
         cases.push(json!({"name": app, "token": token, "issuer": issuer, "audience": app}));
     }
     assert_jwts_verify(

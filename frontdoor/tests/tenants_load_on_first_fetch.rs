@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, Serve, SIGIL};
 use serde_json::{json, Value};
-use sigil_proto::Operation;
 use signer::conformance::external::assert_jwts_verify;
 
 fn metric(serve: &Serve, name: &str) -> f64 {
@@ -75,20 +74,11 @@ async fn id_token(serve: &Serve, tenant: &str) -> String {
         .await
         .unwrap();
     let session = common::session(&client, tenant, "user1").await;
-    let issued = client
-        .call(&Operation::IdToken {
-            tenant: tenant.into(),
-            user: "user1".into(),
-            app: "app-es256".into(),
-            session,
-            nonce: None,
-        })
+    client
+        .id_token(tenant, "user1", "app-es256", &session, None)
         .await
-        .unwrap();
-    frontdoor::cli::client::to_json(&issued)["token"]
-        .as_str()
         .unwrap()
-        .to_owned()
+        .token
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

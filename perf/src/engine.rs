@@ -22,9 +22,12 @@ use hdrhistogram::Histogram;
 use crate::record::Recorder;
 use crate::schedule::{Arrivals, RateProfile};
 
-/// The operations a load mixes.
+/// What one arrival of a load asks the node for: the kinds of request a
+/// [`Mix`] deals (`revoke` is two requests: a session made, then revoked).
+/// Not to be confused with `sigil_proto::Operation`, the wire operation a
+/// [`Caller`] turns it into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Operation {
+pub enum RequestKind {
     /// Issue an OIDC ID token.
     IdToken,
     /// Issue an access token.
@@ -39,31 +42,31 @@ pub enum Operation {
     Revoke,
 }
 
-impl Operation {
+impl RequestKind {
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
-            Operation::IdToken => "id-token",
-            Operation::AccessToken => "access-token",
-            Operation::Saml => "saml",
-            Operation::SessionValidate => "session-validate",
-            Operation::Login => "login",
-            Operation::Revoke => "revoke",
+            RequestKind::IdToken => "id-token",
+            RequestKind::AccessToken => "access-token",
+            RequestKind::Saml => "saml",
+            RequestKind::SessionValidate => "session-validate",
+            RequestKind::Login => "login",
+            RequestKind::Revoke => "revoke",
         }
     }
 }
 
-impl std::str::FromStr for Operation {
+impl std::str::FromStr for RequestKind {
     type Err = String;
 
-    fn from_str(s: &str) -> Result<Operation, String> {
+    fn from_str(s: &str) -> Result<RequestKind, String> {
         [
-            Operation::IdToken,
-            Operation::AccessToken,
-            Operation::Saml,
-            Operation::SessionValidate,
-            Operation::Login,
-            Operation::Revoke,
+            RequestKind::IdToken,
+            RequestKind::AccessToken,
+            RequestKind::Saml,
+            RequestKind::SessionValidate,
+            RequestKind::Login,
+            RequestKind::Revoke,
         ]
         .into_iter()
         .find(|op| op.name() == s)
@@ -75,7 +78,7 @@ impl std::str::FromStr for Operation {
 /// round-robin), so two runs of the same mix send the same sequence.
 #[derive(Debug, Clone)]
 pub struct Mix {
-    weights: Vec<(Operation, u32)>,
+    weights: Vec<(RequestKind, u32)>,
 }
 
 impl Mix {
@@ -100,10 +103,10 @@ impl Mix {
         Ok(Mix { weights })
     }
 
-    /// A mix of one operation.
-    pub fn only(operation: Operation) -> Mix {
+    /// A mix of one kind of request.
+    pub fn only(kind: RequestKind) -> Mix {
         Mix {
-            weights: vec![(operation, 1)],
+            weights: vec![(kind, 1)],
         }
     }
 
@@ -116,12 +119,12 @@ impl Mix {
 }
 
 struct Dealer {
-    weights: Vec<(Operation, u32)>,
+    weights: Vec<(RequestKind, u32)>,
     current: Vec<i64>,
 }
 
 impl Dealer {
-    fn next(&mut self) -> Operation {
+    fn next(&mut self) -> RequestKind {
         let total: i64 = self.weights.iter().map(|(_, w)| i64::from(*w)).sum();
         let mut best = 0;
         for (i, (_, w)) in self.weights.iter().enumerate() {
@@ -141,8 +144,8 @@ pub type Call = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 /// What sends one request. Each generator thread makes its own (its own
 /// connection), so implementations need not be `Send`.
 pub trait Caller {
-    /// Sends `operation` and resolves when its answer arrived.
-    fn call(&self, operation: Operation) -> Call;
+    /// Sends a request of `kind` and resolves when its answer arrived.
+    fn call(&self, kind: RequestKind) -> Call;
 }
 
 /// How a run is shaped.
@@ -273,7 +276,7 @@ async fn generate<C: Caller + 'static>(
                 );
                 recorder.borrow_mut().sent(intended);
                 progress.sent.fetch_add(1, Ordering::Relaxed);
-                let operation = dealer.next();
+                let kind = dealer.next();
                 if in_flight.get() >= config.max_in_flight {
                     recorder
                         .borrow_mut()
@@ -282,7 +285,7 @@ async fn generate<C: Caller + 'static>(
                     continue;
                 }
                 in_flight.set(in_flight.get() + 1);
-                let call = caller.call(operation);
+                let call = caller.call(kind);
                 let recorder = Rc::clone(&recorder);
                 let in_flight = Rc::clone(&in_flight);
                 let progress = Arc::clone(progress);
@@ -325,10 +328,10 @@ mod tests {
     fn mix_deals_by_weight_deterministically() {
         let mix = Mix::parse("id-token=3,saml=1").expect("mix");
         let mut dealer = mix.dealer();
-        let dealt: Vec<Operation> = (0..8).map(|_| dealer.next()).collect();
-        assert_eq!(dealt.iter().filter(|&&o| o == Operation::Saml).count(), 2);
+        let dealt: Vec<RequestKind> = (0..8).map(|_| dealer.next()).collect();
+        assert_eq!(dealt.iter().filter(|&&o| o == RequestKind::Saml).count(), 2);
         assert_eq!(
-            dealt.iter().filter(|&&o| o == Operation::IdToken).count(),
+            dealt.iter().filter(|&&o| o == RequestKind::IdToken).count(),
             6
         );
         assert!(Mix::parse("id-token=0").is_err());
@@ -341,7 +344,7 @@ mod tests {
     struct SlowCaller(Duration);
 
     impl Caller for SlowCaller {
-        fn call(&self, _operation: Operation) -> Call {
+        fn call(&self, _kind: RequestKind) -> Call {
             let delay = self.0;
             Box::pin(async move {
                 tokio::time::sleep(delay).await;
@@ -363,7 +366,7 @@ mod tests {
         let progress = Arc::new(Progress::default());
         let outcome = run(
             &config,
-            &Mix::only(Operation::IdToken),
+            &Mix::only(RequestKind::IdToken),
             |_| async { Ok(SlowCaller(Duration::from_millis(20))) },
             &progress,
         )
@@ -397,7 +400,7 @@ mod tests {
         };
         let outcome = run(
             &config,
-            &Mix::only(Operation::IdToken),
+            &Mix::only(RequestKind::IdToken),
             |_| async { Ok(SlowCaller(Duration::from_millis(200))) },
             &Arc::new(Progress::default()),
         )

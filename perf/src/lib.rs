@@ -6,6 +6,11 @@
 //! series, JSON reports and SVG charts ([`chart`]), and the physical
 //! baseline measured in the same run ([`raw`]).
 //!
+//! It talks to the appliance only as a client does, through `sigil-proto`
+//! (requests, typed results, TLS, `--target` resolution), and learns the
+//! shape of a seeded directory from `seed-plan`: it links no part of the
+//! server or of the directory (scripts/test.sh checks).
+//!
 //! What it does not do: flatter. No closed-loop mode, no latency measured
 //! from the actual send time, no figure without its baseline.
 #![forbid(unsafe_code)]

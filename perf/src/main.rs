@@ -10,12 +10,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use frontdoor::cli::client::Target;
-use frontdoor::cli::Endpoints;
 use perf::engine::Mix;
 use perf::quic::{self, LoadPlan};
 use perf::raw;
 use perf::schedule::RateProfile;
+use sigil_proto::target::{Endpoints, Target, DEFAULT_DATA_DIR};
 use signer::KeySpec;
 
 #[derive(Parser)]
@@ -38,7 +37,7 @@ struct RunArgs {
     #[arg(long, value_name = "DIR")]
     cert_dir: Option<PathBuf>,
     /// The embedded default's state directory.
-    #[arg(long, default_value = "./var")]
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// The name in the appliance's certificate.
     #[arg(long)]

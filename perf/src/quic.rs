@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use frontdoor::cli::client::Target;
+use seed_plan::{tenant_slug, user_login, SeedPlan};
 use sigil_proto::client::{CallError, Client, ClientConfig};
-use sigil_proto::Operation as Wire;
+use sigil_proto::target::{Target, TargetError};
+use sigil_proto::Operation;
 
-use crate::engine::{self, Call, Caller, LoadConfig, Mix, Operation, Progress};
+use crate::engine::{self, Call, Caller, LoadConfig, Mix, Progress, RequestKind};
 use crate::raw;
 use crate::report::{scrape, Report};
 use crate::schedule::RateProfile;
@@ -80,7 +81,7 @@ fn code(error: &CallError) -> String {
 }
 
 impl Caller for QuicCaller {
-    fn call(&self, operation: Operation) -> Call {
+    fn call(&self, kind: RequestKind) -> Call {
         let p = &self.population;
         let i = self.next.get();
         self.next.set(i.wrapping_add(1));
@@ -88,53 +89,51 @@ impl Caller for QuicCaller {
         let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
         let client = Rc::clone(&self.clients[i % self.clients.len()]);
         Box::pin(async move {
-            let wire = match operation {
-                Operation::IdToken => Wire::IdToken {
+            let operation = match kind {
+                RequestKind::IdToken => Operation::IdToken {
                     tenant,
                     user,
                     app,
                     session,
                     nonce: None,
                 },
-                Operation::AccessToken => Wire::AccessToken {
+                RequestKind::AccessToken => Operation::AccessToken {
                     tenant,
                     user,
                     app,
                     session,
                     scope: vec!["openid".into()],
                 },
-                Operation::Saml => Wire::Saml {
+                RequestKind::Saml => Operation::Saml {
                     tenant,
                     user,
                     sp,
                     session,
                     in_response_to: None,
                 },
-                Operation::SessionValidate => Wire::SessionValidate { tenant, session },
-                Operation::Login => Wire::SessionCreate {
+                RequestKind::SessionValidate => Operation::SessionValidate { tenant, session },
+                RequestKind::Login => Operation::SessionCreate {
                     tenant,
                     user,
                     amr: vec!["pwd".into()],
                     client: Some("sigil-perf".into()),
                 },
-                Operation::Revoke => {
+                RequestKind::Revoke => {
                     let created = client
-                        .call(&Wire::SessionCreate {
-                            tenant: tenant.clone(),
-                            user,
-                            amr: vec!["pwd".into()],
-                            client: None,
-                        })
+                        .session_create(&tenant, &user, &["pwd"], None)
                         .await
                         .map_err(|e| code(&e))?;
-                    let session = frontdoor::cli::client::to_json(&created)["session"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned();
-                    Wire::SessionRevoke { tenant, session }
+                    Operation::SessionRevoke {
+                        tenant,
+                        session: created.session,
+                    }
                 }
             };
-            client.call(&wire).await.map(drop).map_err(|e| code(&e))
+            client
+                .call(&operation)
+                .await
+                .map(drop)
+                .map_err(|e| code(&e))
         })
     }
 }
@@ -152,19 +151,10 @@ pub async fn prepare(config: &ClientConfig, plan: &LoadPlan) -> anyhow::Result<P
         for user in users {
             for _ in 0..plan.sessions_per_user.max(1) {
                 let created = client
-                    .call(&Wire::SessionCreate {
-                        tenant: tenant.clone(),
-                        user: user.clone(),
-                        amr: vec!["pwd".into()],
-                        client: Some("sigil-perf".into()),
-                    })
+                    .session_create(tenant, user, &["pwd"], Some("sigil-perf"))
                     .await
                     .map_err(|e| anyhow::anyhow!("signing in {user} of {tenant}: {e}"))?;
-                let session = frontdoor::cli::client::to_json(&created)["session"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                sessions.push((tenant.clone(), user.clone(), session));
+                sessions.push((tenant.clone(), user.clone(), created.session));
             }
         }
     }
@@ -186,7 +176,7 @@ pub fn seeded_population(
     tenants: usize,
     users: usize,
 ) -> Vec<(String, Vec<String>)> {
-    let sizes = directory::seed::SeedPlan::new(seed_tenants, seed_users).sizes();
+    let sizes = SeedPlan::new(seed_tenants, seed_users).sizes();
     let chosen = &sizes[..tenants.min(sizes.len())];
     let total: u64 = chosen.iter().sum();
     chosen
@@ -195,8 +185,8 @@ pub fn seeded_population(
         .map(|(i, size)| {
             let share = ((users as u64 * size) / total.max(1)).clamp(1, *size) as usize;
             (
-                directory::seed::tenant_slug(i as u64 + 1),
-                (1..=share).map(|u| format!("user{u}")).collect(),
+                tenant_slug(i as u64 + 1),
+                (1..=share as u64).map(user_login).collect(),
             )
         })
         .collect()
@@ -220,7 +210,7 @@ fn baseline_spec(app: &str) -> Option<signer::KeySpec> {
 
 /// The client configuration of every node the target names (one, or
 /// several comma-separated).
-fn client_configs(target: &Target, streams: usize) -> anyhow::Result<Vec<ClientConfig>> {
+fn client_configs(target: &Target, streams: usize) -> Result<Vec<ClientConfig>, TargetError> {
     let Some(list) = &target.target else {
         return Ok(vec![target.client_config(streams)?]);
     };
@@ -252,11 +242,7 @@ async fn await_replication(
             .await
             .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", config.target))?;
         let started = Instant::now();
-        let check = Wire::SessionValidate {
-            tenant: tenant.clone(),
-            session: session.clone(),
-        };
-        while let Err(e) = client.call(&check).await {
+        while let Err(e) = client.session_validate(tenant, session).await {
             anyhow::ensure!(
                 started.elapsed() < Duration::from_secs(10),
                 "the prepared sessions did not reach {}: {e}",

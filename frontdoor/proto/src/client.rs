@@ -141,7 +141,9 @@ impl Client {
         })
     }
 
-    /// Sends `operation` and waits for its answer's `result` map.
+    /// Sends `operation` and waits for its answer's `result` map, as the
+    /// node sent it. The typed calls ([`Client::session_create`] and the
+    /// others) decode it into the operation's result type.
     ///
     /// # Errors
     /// [`CallError::Refused`] with the node's code, or

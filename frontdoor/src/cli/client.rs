@@ -2,100 +2,14 @@
 //! on stdout. Without `--target`/`--cert-dir` it talks to the embedded
 //! default under `./var` as its demo front end.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-
 use anyhow::Context;
 
-use super::{credentials_dir, Endpoints};
-use sigil_proto::client::{CallError, Client, ClientConfig};
-use sigil_proto::credentials::{load_ca_certificate, Credentials};
+use sigil_proto::client::CallError;
+use sigil_proto::results::SessionCreated;
+use sigil_proto::target::Target;
 use sigil_proto::Operation;
 
-/// How to reach the node and as whom.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// `HOST:PORT` of the QUIC API; default from `{data_dir}/endpoints.json`.
-    pub target: Option<String>,
-    /// A directory as written by `sigil admin frontend add --out DIR`
-    /// (cert.pem, key.pem, ca.pem); default: the demo front end's.
-    pub cert_dir: Option<PathBuf>,
-    /// The embedded default's state directory.
-    pub data_dir: PathBuf,
-    /// The name to verify in the node's certificate; default: from
-    /// endpoints.json, else the target's host.
-    pub server_name: Option<String>,
-    /// Connect without a client certificate (to see `unauthenticated`).
-    pub anonymous: bool,
-}
-
-impl Target {
-    /// Resolves the address, credentials and CA, and connects.
-    ///
-    /// # Errors
-    /// When nothing says where the node is, the credentials are missing,
-    /// or the connection fails.
-    pub async fn connect(&self, streams: usize) -> anyhow::Result<Client> {
-        let config = self.client_config(streams)?;
-        Client::connect(config.clone())
-            .await
-            .with_context(|| format!("connecting to {} as {}", config.target, config.server_name))
-    }
-
-    /// The client configuration this target resolves to.
-    ///
-    /// # Errors
-    /// As [`Target::connect`], without connecting.
-    pub fn client_config(&self, streams: usize) -> anyhow::Result<ClientConfig> {
-        let endpoints = Endpoints::load(&self.data_dir);
-        let (target, default_name) = match &self.target {
-            Some(text) => {
-                let address = resolve(text)?;
-                let host = text
-                    .rsplit_once(':')
-                    .map_or(text.as_str(), |(h, _)| h)
-                    .trim_matches(['[', ']']);
-                (address, host.to_owned())
-            }
-            None => {
-                let endpoints = endpoints.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-                (endpoints.quic, endpoints.server_name.clone())
-            }
-        };
-        let server_name = self.server_name.clone().unwrap_or(default_name);
-        let cert_dir = self
-            .cert_dir
-            .clone()
-            .unwrap_or_else(|| credentials_dir(&self.data_dir, "frontend"));
-        let ca = load_ca_certificate(&cert_dir.join("ca.pem"))
-            .context("the deployment CA (ca.pem in --cert-dir)")?;
-        let identity = if self.anonymous {
-            None
-        } else {
-            Some(
-                Credentials::load(&cert_dir)
-                    .with_context(|| format!("caller credentials in {}", cert_dir.display()))?,
-            )
-        };
-        Ok(ClientConfig {
-            target,
-            server_name,
-            ca,
-            identity,
-            streams,
-        })
-    }
-}
-
-fn resolve(text: &str) -> anyhow::Result<SocketAddr> {
-    use std::net::ToSocketAddrs;
-    text.to_socket_addrs()
-        .with_context(|| format!("--target {text}: expected HOST:PORT"))?
-        .next()
-        .with_context(|| format!("--target {text}: no address"))
-}
-
-/// Turns a CBOR result into JSON for printing.
+/// Turns a CBOR result into JSON for printing, as the node sent it.
 pub fn to_json(value: &ciborium::Value) -> serde_json::Value {
     use ciborium::Value as C;
     use serde_json::Value as J;
@@ -168,10 +82,10 @@ pub async fn run(
         };
         let outcome = client.call(&operation).await;
         if let (Operation::SessionCreate { .. }, Ok(result)) = (&operation, &outcome) {
-            session = to_json(result)
-                .get("session")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned);
+            session = result
+                .deserialized::<SessionCreated>()
+                .ok()
+                .map(|created| created.session);
         }
         all_ok &= outcome.is_ok();
         printed.push(outcome_json(&operation, &outcome));
@@ -204,9 +118,4 @@ impl Step {
             }
         }
     }
-}
-
-/// The default data directory for client commands.
-pub fn default_data_dir() -> &'static Path {
-    Path::new("./var")
 }

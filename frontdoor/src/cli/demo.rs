@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::serve;
 use crate::config::Config;
+use sigil_proto::target::credentials_dir;
 
 /// The shape of the demo's load.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +111,7 @@ pub fn run(config: &Config, load: DemoLoad) -> anyhow::Result<bool> {
         ])
         .args(["--metrics", &endpoints.http.to_string()])
         .arg("--cert-dir")
-        .arg(super::credentials_dir(&config.data_dir, "frontend"))
+        .arg(credentials_dir(&config.data_dir, "frontend"))
         .args([
             "--tenant",
             "acme",

@@ -9,56 +9,7 @@ pub mod postgres;
 pub mod recent;
 pub mod serve;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-
-use serde::{Deserialize, Serialize};
-
-/// Where a running embedded node can be reached, written by `sigil serve`
-/// into `{data_dir}/endpoints.json` so that `sigil client` and `sigil-perf`
-/// find it without flags.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Endpoints {
-    /// The QUIC API address.
-    pub quic: SocketAddr,
-    /// The HTTP address.
-    pub http: SocketAddr,
-    /// The name in the node's certificate to verify against.
-    pub server_name: String,
-}
-
-impl Endpoints {
-    /// The file under `data_dir`.
-    pub fn path(data_dir: &Path) -> PathBuf {
-        data_dir.join("endpoints.json")
-    }
-
-    /// Reads `{data_dir}/endpoints.json`.
-    ///
-    /// # Errors
-    /// When missing (no `sigil serve` has run there) or malformed.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Endpoints> {
-        let path = Endpoints::path(data_dir);
-        let text = std::fs::read(&path).map_err(|e| {
-            anyhow::anyhow!("{}: {e}; start the appliance with `sigil serve` first, or pass --target and --cert-dir", path.display())
-        })?;
-        Ok(serde_json::from_slice(&text)?)
-    }
-
-    /// Writes `{data_dir}/endpoints.json`.
-    ///
-    /// # Errors
-    /// When the file cannot be written.
-    pub fn store(&self, data_dir: &Path) -> anyhow::Result<()> {
-        std::fs::write(Endpoints::path(data_dir), serde_json::to_vec_pretty(self)?)?;
-        Ok(())
-    }
-}
-
-/// Where the embedded default keeps the credentials of its demo callers.
-pub fn credentials_dir(data_dir: &Path, who: &str) -> PathBuf {
-    data_dir.join("credentials").join(who)
-}
+use std::path::PathBuf;
 
 /// The state directory's layout.
 #[derive(Debug, Clone)]

@@ -7,10 +7,10 @@
 use anyhow::Context;
 use directory::{Directory, Frontend, Owner, PrivateCluster, APP_ROLE};
 
-use super::credentials_dir;
 use super::Layout;
 use crate::config::Config;
 use sigil_proto::credentials::Credentials;
+use sigil_proto::target::credentials_dir;
 
 /// The node's directory: in the embedded default with its demo data and
 /// demo callers (made once, in a directory without tenants), the owner's

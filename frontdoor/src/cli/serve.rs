@@ -20,7 +20,7 @@ use signer::{KeyBackend, MasterKey, SoftwareBackend};
 use super::audit::Shipping;
 use super::postgres::{open_node_directory, StartedCluster};
 use super::recent::{preload_tenants, spawn_preload, write_recent};
-use super::{credentials_dir, Endpoints, Layout};
+use super::Layout;
 use crate::api::keys::{Backends, KeyManager};
 use crate::api::{Appliance, ApplianceConfig};
 use crate::audit_heads::NodeHeadSigner;
@@ -31,6 +31,7 @@ use crate::http::server::{HttpConfig, HttpServer};
 use crate::pki::DeploymentCa;
 use crate::quic::{tls, QuicConfig, QuicLimits, QuicServer};
 use sigil_proto::credentials::Credentials;
+use sigil_proto::target::{credentials_dir, Endpoints};
 
 /// How often the recently-served file is written (and once at shutdown).
 const RECENT_WRITE_EVERY: Duration = Duration::from_secs(30);

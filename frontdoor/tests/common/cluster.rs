@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sigil_proto::client::{CallError, Client};
-use sigil_proto::{ErrorCode, Operation};
+use sigil_proto::results::ClusterView;
+use sigil_proto::ErrorCode;
 
 use super::{free_port, Serve, SIGIL};
 
@@ -126,12 +127,12 @@ impl Nodes {
         self.serve(i).client(Some(&admin)).await.unwrap()
     }
 
-    /// `cluster_status` of node `i` as JSON.
-    pub async fn status(&self, i: usize) -> serde_json::Value {
+    /// `cluster_status` of node `i`.
+    pub async fn status(&self, i: usize) -> ClusterView {
         let admin = self.admin(i).await;
-        let status = admin.call(&Operation::ClusterStatus).await.unwrap();
+        let status = admin.cluster_status().await.unwrap();
         admin.close().await;
-        frontdoor::cli::client::to_json(&status)
+        status
     }
 
     /// Waits until every running node serves (holds a majority of leases).
@@ -143,12 +144,12 @@ impl Nodes {
             }
             loop {
                 let status = self.status(i).await;
-                if status["serving"] == serde_json::Value::Bool(true) {
+                if status.serving {
                     break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "node {} does not serve: {status}\n{}",
+                    "node {} does not serve: {status:?}\n{}",
                     i + 1,
                     self.logs()
                 );
@@ -236,13 +237,7 @@ impl Nodes {
 /// A session check: `Ok(true)` valid, `Ok(false)` `session_invalid`,
 /// `Err(code)` any other refusal.
 pub async fn check(client: &Client, tenant: &str, session: &str) -> Result<bool, String> {
-    match client
-        .call(&Operation::SessionValidate {
-            tenant: tenant.into(),
-            session: session.into(),
-        })
-        .await
-    {
+    match client.session_validate(tenant, session).await {
         Ok(_) => Ok(true),
         Err(CallError::Refused(e)) if e.code == ErrorCode::SessionInvalid => Ok(false),
         Err(e) => Err(e.to_string()),

@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use frontdoor::cli::Endpoints;
 use sigil_proto::client::{CallError, Client, ClientConfig};
 use sigil_proto::credentials::{load_ca_certificate, Credentials};
-use sigil_proto::Operation;
+use sigil_proto::target::Endpoints;
 
 pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
 
@@ -190,19 +189,11 @@ impl Serve {
 
 /// Signs `user` of `tenant` in and returns the session id.
 pub async fn session(client: &Client, tenant: &str, user: &str) -> String {
-    let created = client
-        .call(&Operation::SessionCreate {
-            tenant: tenant.into(),
-            user: user.into(),
-            amr: vec!["pwd".into()],
-            client: None,
-        })
+    client
+        .session_create(tenant, user, &["pwd"], None)
         .await
-        .unwrap();
-    frontdoor::cli::client::to_json(&created)["session"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        .unwrap()
+        .session
 }
 
 /// `sigil audit status` in `dir`, as JSON.

@@ -145,6 +145,8 @@ async fn the_appliance_end_to_end() {
     };
     let granted = claims(cases.last().unwrap()["token"].as_str().unwrap());
     assert_eq!(granted["scope"], "openid profile", "{granted}");
+    assert_eq!(granted["client_id"], "app-eddsa", "{granted}");
+    assert!(granted.get("sid").is_none(), "{granted}");
     let none = client.call(&access(&[])).await.unwrap();
     assert_eq!(claims(&text(&none, "token"))["scope"], "");
     let smuggled = client

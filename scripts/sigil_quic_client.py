@@ -7,10 +7,14 @@ INPUT: {"target": "127.0.0.1:4433", "server_name": "localhost",
         "requests": [{"op": "health"}, {"op": "id_token", ...}, ...],
         "raw_frames_hex": ["..."]   # optional: frames sent as-is after the requests
        }
-Prints: {"answers": [<answer map per request, in request order>],
-         "raw_answers": [<answer maps that arrived for raw frames>]}
+Prints: {"answers": [<answer map per request, in request order; null when
+                     the stream closed before its answer>],
+         "raw_answers": [<answers with other ids: to the raw frames>],
+         "closed": <the answer with id 0, or null>,
+         "after_close": [<answers that came after it: the spec says none>]}
 All requests are pipelined on one stream with ids 1..n; answers may come in
-any order and are matched by id.
+any order and are matched by id. The answer with id 0 closes the stream:
+every request not answered by then was not carried out.
 """
 import asyncio
 import json
@@ -85,19 +89,24 @@ async def run(spec):
             wire += bytes.fromhex(raw)
         client._quic.send_stream_data(stream, bytes(wire), end_stream=True)
         client.transmit()
-        by_id, raw_answers = {}, []
-        expected = len(requests) + len(spec.get("raw_frames_hex", []))
-        while len(by_id) + len(raw_answers) < expected:
+        by_id, raw_answers, closed, after_close = {}, [], None, []
+        while True:
             answer = await asyncio.wait_for(client.answers.get(), timeout=20)
-            if answer is None:
+            if answer is None:  # the node finished its side
                 break
-            if 1 <= answer.get("id", 0) <= len(requests):
+            if closed is not None:
+                after_close.append(answer)
+            elif answer.get("id") == 0:
+                closed = answer
+            elif 1 <= answer.get("id", 0) <= len(requests):
                 by_id[answer["id"]] = answer
             else:
                 raw_answers.append(answer)
         return {
             "answers": [jsonable(by_id.get(i)) for i in range(1, len(requests) + 1)],
             "raw_answers": jsonable(raw_answers),
+            "closed": jsonable(closed),
+            "after_close": jsonable(after_close),
         }
 
 

@@ -83,11 +83,35 @@ async fn the_appliance_end_to_end() {
             .unwrap();
         cases.push(json!({"name": format!("id-{app}"), "token": id.token, "issuer": issuer, "audience": app}));
         let access = client
-            .access_token("acme", "alice", app, &alice, &["openid"])
+            .access_token("acme", "alice", app, &alice, &["openid", "profile"])
             .await
             .unwrap();
         cases.push(json!({"name": format!("access-{app}"), "token": access.token, "issuer": issuer, "audience": app}));
     }
+    // The `scope` claim of an access token: the request's scopes joined by
+    // single spaces, "" for none (docs/protocol.md, "Operations"); a scope
+    // holding a space would smuggle a second one and is refused.
+    let claims = |token: &str| -> Value {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let granted = claims(cases.last().unwrap()["token"].as_str().unwrap());
+    assert_eq!(granted["scope"], "openid profile", "{granted}");
+    assert_eq!(granted["client_id"], "app-eddsa", "{granted}");
+    assert!(granted.get("sid").is_none(), "{granted}");
+    let access = |scope: &'static [&'static str]| {
+        client.access_token("acme", "alice", "app-eddsa", &alice, scope)
+    };
+    let none = access(&[]).await.unwrap();
+    assert_eq!(claims(&none.token)["scope"], "");
+    let smuggled = access(&["openid", "profile admin"]).await.unwrap_err();
+    assert_eq!(smuggled.code(), Some(ErrorCode::BadRequest), "{smuggled}");
     // PyJWT and jwcrypto fetch the JWKS over HTTP, as an SP does.
     let jwks_url = format!(
         "http://{}/t/acme/.well-known/jwks.json",
@@ -135,10 +159,10 @@ async fn the_appliance_end_to_end() {
     let metrics = String::from_utf8(metrics).unwrap();
     for line in [
         "sigil_issued_total{tenant=\"acme\",kind=\"id_token\"} 5",
-        "sigil_issued_total{tenant=\"acme\",kind=\"access_token\"} 5",
+        "sigil_issued_total{tenant=\"acme\",kind=\"access_token\"} 6",
         "sigil_issued_total{tenant=\"acme\",kind=\"saml\"} 2",
-        "sigil_signing_latency_seconds_count{backend=\"software\"} 12",
-        "sigil_issue_latency_seconds_count{tenant=\"acme\"} 12",
+        "sigil_signing_latency_seconds_count{backend=\"software\"} 13",
+        "sigil_issue_latency_seconds_count{tenant=\"acme\"} 13",
         "sigil_audit_backlog ",
         "process_cpu_seconds_total ",
         "process_resident_memory_bytes ",
@@ -294,6 +318,10 @@ async fn the_appliance_end_to_end() {
         stranger.call(&globex("acme")[0]).await.unwrap_err().code(),
         Some(ErrorCode::Unauthenticated)
     );
+    assert!(
+        stranger.call(&Operation::Health).await.is_ok(),
+        "health is open to an unregistered certificate too"
+    );
     let other_ca = DeploymentCa::create_or_load(&dir.path().join("other-ca")).unwrap();
     let forged_dir = dir.path().join("forged");
     other_ca
@@ -313,12 +341,18 @@ async fn the_appliance_end_to_end() {
 
     // --- A client in Python (aioquic + cbor2) written from docs/protocol.md.
     let python_session = session(&client, "acme", "alice").await;
-    let oversized = {
-        let mut frame = ((sigil_proto::MAX_FRAME + 1) as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(b"xx");
+    // After the requests, raw frames: a body whose id can be read but
+    // whose `op` is no text (answered by id, the stream goes on), a request
+    // with the reserved id 0 (closes the stream), and one the node never
+    // reads after that.
+    let raw_frame = |message: ciborium::Value| {
+        let mut frame = bytes::BytesMut::new();
+        sigil_proto::write_frame(&sigil_proto::to_cbor(&message).unwrap(), &mut frame).unwrap();
         frame.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
-    let garbage = "00000003ffffff";
+    let request = |id: u64, op: ciborium::Value| {
+        ciborium::Value::Map(vec![("id".into(), id.into()), ("op".into(), op)])
+    };
     let python = run_script(
         "sigil_quic_client.py",
         &json!({
@@ -333,7 +367,11 @@ async fn the_appliance_end_to_end() {
                 {"op": "id_token", "tenant": "globex", "user": "carol", "app": "app-eddsa"},
                 {"op": "no_such_op", "tenant": "acme"},
             ],
-            "raw_frames_hex": [garbage, oversized],
+            "raw_frames_hex": [
+                raw_frame(request(100, 5.into())),
+                raw_frame(request(0, "health".into())),
+                raw_frame(request(101, "health".into())),
+            ],
         }),
     );
     let answers = python["answers"].as_array().unwrap();
@@ -346,16 +384,18 @@ async fn the_appliance_end_to_end() {
         "missing session"
     );
     assert_eq!(answers[3]["error"]["code"], "bad_request");
-    let raw: Vec<&str> = python["raw_answers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["error"]["code"].as_str().unwrap_or(""))
-        .collect();
-    assert!(
-        raw.iter().filter(|c| **c == "bad_request").count() >= 2,
-        "garbage and oversized frames answered: {raw:?}"
+    let raw = python["raw_answers"].as_array().unwrap();
+    assert_eq!(raw.len(), 1, "only the body with id 100 answered: {raw:?}");
+    assert_eq!(
+        (&raw[0]["id"], &raw[0]["error"]["code"]),
+        (&json!(100), &json!("bad_request")),
+        "an unreadable request with a readable id is answered by id"
     );
+    assert_eq!(
+        python["closed"]["error"]["code"], "bad_request",
+        "id 0 closes the stream: {python}"
+    );
+    assert_eq!(python["after_close"], json!([]), "nothing after id 0");
     assert_jwts_verify(
         &format!(
             "http://{}/t/acme/.well-known/jwks.json",

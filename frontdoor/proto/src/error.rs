@@ -8,9 +8,11 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is malformed: undecodable, a missing or oversized field,
-    /// an unknown operation.
+    /// an unknown operation. Also the code of the id-0 answer that closes a
+    /// stream.
     BadRequest,
-    /// The caller presented no client certificate, or one not registered.
+    /// The caller presented no client certificate, or one not registered
+    /// (every operation but `health`, which is open to any caller).
     Unauthenticated,
     /// The caller may not act for this tenant, or the operation needs an
     /// admin certificate.
@@ -23,7 +25,9 @@ pub enum ErrorCode {
     UserInactive,
     /// The tenant is over its rate budget; retry later.
     RateLimited,
-    /// The node is at its global in-flight limit; retry later or elsewhere.
+    /// The node is at its in-flight limit (the node's, split evenly over
+    /// its cores: the share of the core serving the connection); retry
+    /// later or elsewhere.
     Overloaded,
     /// The node cannot answer safely now (e.g. it has no fresh lease from
     /// every peer, or the directory is unreachable); it fails closed.

@@ -1,5 +1,14 @@
 //! The requests of `sigil/1`: the flat wire map other languages send
 //! (docs/protocol.md, "Requests") and the checked [`Operation`] it becomes.
+//!
+//! Two stages, as the spec has them: decoding ([`crate::from_cbor`] into a
+//! [`WireRequest`]) checks the type of every key the spec lists, in every
+//! request, and ignores unknown keys whatever their value;
+//! [`Operation::from_wire`] checks the text rules (non-empty, at most
+//! [`MAX_FIELD`] bytes, no control characters) and list sizes of the keys
+//! the operation reads, and of no other key.
+
+use std::num::NonZeroU64;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,10 +22,12 @@ pub const MAX_SCOPES: usize = 32;
 
 /// A request as it travels: one flat CBOR map. Which fields an operation
 /// needs is in docs/protocol.md; [`Operation::from_wire`] checks them.
+/// A key given as null counts as absent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WireRequest {
-    /// Chosen by the client, unique among its requests in flight on this
-    /// stream; echoed in the response.
+    /// Chosen by the client from 1 up, unique among its requests in flight
+    /// on this stream; echoed in the response. 0 is reserved for the
+    /// answer that closes a stream: the node closes a stream that sends it.
     pub id: u64,
     /// The operation's name, e.g. `id_token`.
     pub op: String,
@@ -38,7 +49,7 @@ pub struct WireRequest {
     /// OIDC nonce to copy into the ID token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
-    /// Access-token scopes.
+    /// Access-token scopes, each an RFC 6749 scope-token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Vec<String>>,
     /// Authentication methods used for a new session (`pwd`, `otp`, ...).
@@ -93,7 +104,9 @@ pub enum Operation {
         app: String,
         /// The user's session, which must be valid.
         session: String,
-        /// Granted scopes.
+        /// Granted scopes, each an RFC 6749 scope-token (printable ASCII
+        /// without space, `"` or `\`); the token's `scope` claim is them
+        /// joined by single spaces.
         scope: Vec<String>,
     },
     /// A signed SAML Response for SP `sp`.
@@ -191,6 +204,23 @@ pub enum Operation {
 #[error("{0}")]
 pub struct BadRequest(pub String);
 
+/// The id to answer a frame body with when it is not a valid request:
+/// `Some` when the body is one well-formed CBOR map with text keys whose
+/// `id` is an unsigned integer from 1 (whatever else is wrong with it).
+/// `None`: the body cannot be answered, and the node closes the stream
+/// with the id-0 answer (docs/protocol.md, "Streams and framing").
+///
+/// Decodes the body again: for the refusal path only.
+pub fn answerable_id(body: &[u8]) -> Option<NonZeroU64> {
+    #[derive(Deserialize)]
+    struct IdOnly {
+        id: u64,
+    }
+    crate::from_cbor::<IdOnly>(body)
+        .ok()
+        .and_then(|request| NonZeroU64::new(request.id))
+}
+
 fn field(name: &str, value: Option<String>) -> Result<String, BadRequest> {
     let value = value.ok_or_else(|| BadRequest(format!("missing field `{name}`")))?;
     check_text(name, &value)?;
@@ -215,6 +245,32 @@ fn list(name: &str, value: Option<Vec<String>>, max: usize) -> Result<Vec<String
     Ok(items)
 }
 
+/// Scopes: a list whose entries are RFC 6749 scope-tokens (section 3.3),
+/// so that joining them with spaces in the token's `scope` claim gives
+/// back exactly these scopes, never one more.
+fn scopes(value: Option<Vec<String>>) -> Result<Vec<String>, BadRequest> {
+    let items = list("scope", value, MAX_SCOPES)?;
+    if let Some(bad) = items.iter().find(|scope| !is_scope_token(scope)) {
+        let shown: String = bad.chars().take(40).collect();
+        return Err(BadRequest(format!(
+            "scope `{shown}` is not a scope-token (printable ASCII without space, '\"' or '\\')"
+        )));
+    }
+    Ok(items)
+}
+
+/// RFC 6749 section 3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+}
+
+/// Text rules: non-empty, at most [`MAX_FIELD`] bytes, and no control
+/// character: none of Unicode general category Cc (`char::is_control`),
+/// U+0000-U+001F and U+007F-U+009F. Other characters (format characters
+/// such as U+200B included) are accepted.
 fn check_text(name: &str, text: &str) -> Result<(), BadRequest> {
     if text.is_empty() {
         return Err(BadRequest(format!("field `{name}` is empty")));
@@ -271,7 +327,7 @@ impl Operation {
                 user: field("user", user)?,
                 app: field("app", app)?,
                 session: field("session", session)?,
-                scope: list("scope", scope, MAX_SCOPES)?,
+                scope: scopes(scope)?,
             },
             "saml" => Operation::Saml {
                 tenant: field("tenant", tenant)?,

@@ -18,8 +18,9 @@ use crate::error::WireError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(bound(deserialize = "R: Deserialize<'de>"))]
 pub struct WireResponse<R = ciborium::Value> {
-    /// The request's id. 0 only in the answer that closes a stream (the
-    /// framing broke: no more answers come on it).
+    /// The request's id. 0 only in the answer that closes a stream: the
+    /// last answer on it; a request not answered before it was not
+    /// carried out.
     pub id: u64,
     /// The operation's result map.
     #[serde(default, skip_serializing_if = "Option::is_none")]

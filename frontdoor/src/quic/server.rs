@@ -8,12 +8,19 @@
 //! Per stream: frames are read and decoded as they arrive; each request
 //! runs as its own local task, so answers leave in completion order
 //! (pipelining); a writer coalesces answers into few stream writes.
-//! Misbehaviour costs the offender only: an oversized or empty frame, or a
-//! frame left incomplete longer than [`QuicLimits::frame_timeout`], closes
-//! that stream with an error; an undecodable frame is answered with
-//! `bad_request` and the stream goes on.
+//! Misbehaviour costs the offender only (docs/protocol.md, "Streams and
+//! framing"): a frame body that is not a valid request but whose id can be
+//! read is answered `bad_request` with that id and the stream goes on.
+//! Whatever cannot be answered by id closes the stream: an oversized or
+//! empty frame, a frame left incomplete longer than
+//! [`QuicLimits::frame_timeout`] or cut by the end of the stream, a body
+//! without a readable id, id 0, an id already in flight on the stream. The
+//! node then stops reading, lets the requests in flight finish and answer,
+//! and ends its side with the one answer of id 0: no answer follows it,
+//! and a request not answered before it was not carried out.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -28,6 +35,7 @@ use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{mpsc, watch};
 
+use sigil_proto::request::answerable_id;
 use sigil_proto::{
     from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, Reply, WireError,
     WireRequest, WireResponse,
@@ -75,14 +83,19 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
 /// 8, goodput 32.0-32.1K/s vs 28.1-35.2K/s; no change at 10,000/s.
 const EVENT_INTERVAL: u32 = 8;
 
-/// Limits of the listener.
+/// Limits of the listener. Start from [`QuicLimits::default`] and set
+/// what differs; fields may be added.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct QuicLimits {
-    /// Requests in flight on the whole node; past it, `overloaded` at once.
-    /// Split evenly between workers (no shared counter on the request path).
+    /// Requests in flight on the whole node, all callers, connections and
+    /// streams together (the only in-flight limit: there is none per
+    /// stream or connection); past it, `overloaded` at once. Split evenly
+    /// between the workers, rounded down (no shared counter on the request
+    /// path); a connection lives on one worker, so one connection has at
+    /// most `max_in_flight / workers` in flight, fewer when others share
+    /// its worker.
     pub max_in_flight: usize,
-    /// Requests in flight on one stream; past it, `overloaded` at once.
-    pub max_in_flight_per_stream: usize,
     /// How long a frame may stay incomplete before its stream is closed.
     pub frame_timeout: Duration,
 }
@@ -91,7 +104,6 @@ impl Default for QuicLimits {
     fn default() -> QuicLimits {
         QuicLimits {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            max_in_flight_per_stream: 1_024,
             frame_timeout: Duration::from_secs(10),
         }
     }
@@ -133,9 +145,11 @@ pub struct QuicStats {
     pub requests: AtomicU64,
     /// Requests refused with `overloaded` by the in-flight limits.
     pub overloaded: AtomicU64,
-    /// Frames that could not be decoded (answered `bad_request`).
+    /// Frame bodies that could not be decoded as requests (answered
+    /// `bad_request` by id, or their stream closed when no id was readable).
     pub bad_frames: AtomicU64,
-    /// Streams closed for oversized, empty, truncated or stalled frames.
+    /// Streams closed by the node: oversized, empty, truncated or stalled
+    /// frames, a request without a usable id, an id already in flight.
     pub streams_closed: AtomicU64,
     /// Requests in flight now, all workers.
     pub in_flight: AtomicU64,
@@ -153,9 +167,11 @@ pub struct QuicServer {
 
 /// Application error codes used when closing streams and connections.
 pub mod close_code {
-    /// A frame broke the framing rules (oversized, empty, truncated).
+    /// STOP_SENDING: a frame broke the framing rules (oversized, empty),
+    /// or a request cannot be answered by its id (none readable, 0, or one
+    /// already in flight on the stream).
     pub const BAD_FRAME: u32 = 1;
-    /// A frame stayed incomplete too long.
+    /// STOP_SENDING: a frame stayed incomplete too long.
     pub const FRAME_TIMEOUT: u32 = 2;
     /// The node is shutting down.
     pub const SHUTDOWN: u32 = 3;
@@ -349,134 +365,191 @@ fn error_response(id: u64, code: ErrorCode, message: impl Into<String>) -> Bytes
     })
 }
 
-/// Best effort to find the request id in an undecodable request.
-fn salvage_id(frame: &[u8]) -> u64 {
-    #[derive(serde::Deserialize)]
-    struct IdOnly {
-        id: u64,
-    }
-    from_cbor::<IdOnly>(frame).map_or(0, |r| r.id)
+/// Why the node stops reading a stream; it answers with id 0 once the
+/// requests in flight on it have answered.
+struct StreamClose {
+    /// The STOP_SENDING code; `None` when the client's side had already
+    /// ended (QUIC has nothing left to stop).
+    stop_sending: Option<u32>,
+    /// The message of the id-0 answer.
+    message: String,
 }
+
+impl StreamClose {
+    fn stop(code: u32, message: impl Into<String>) -> StreamClose {
+        StreamClose {
+            stop_sending: Some(code),
+            message: message.into(),
+        }
+    }
+}
+
+/// The ids of the requests in flight on one stream, to see a second
+/// request with an id in flight (its answer could not be told apart).
+type InFlightIds = Rc<RefCell<HashSet<u64>>>;
 
 async fn serve_stream<H: Handler>(
     worker: Rc<Worker<H>>,
     caller: Rc<H::Caller>,
-    mut send: quinn::SendStream,
+    send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
-    let (answers, mut outbox) = mpsc::unbounded_channel::<Bytes>();
-    // The writer: coalesces whatever answers are ready into one write.
-    let writer = tokio::task::spawn_local(async move {
-        let mut batch = BytesMut::new();
-        while let Some(first) = outbox.recv().await {
-            batch.extend_from_slice(&first);
-            while batch.len() < 64 * 1024 {
-                match outbox.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
-                }
+    let (answers, outbox) = mpsc::unbounded_channel::<Bytes>();
+    let writer = tokio::task::spawn_local(write_answers(send, outbox));
+    let in_flight_ids = InFlightIds::default();
+    let outcome = read_requests(&worker, &caller, &mut recv, &in_flight_ids, &answers).await;
+    // Requests still running hold senders; the writer ends once each has
+    // sent its answer.
+    drop(answers);
+    let last = match outcome {
+        Ok(()) => None,
+        Err(close) => {
+            worker.stats.streams_closed.fetch_add(1, Ordering::Relaxed);
+            worker
+                .handler
+                .refused(&caller, ErrorCode::BadRequest, &close.message);
+            if let Some(code) = close.stop_sending {
+                let _ = recv.stop(code.into());
             }
-            if send.write_all(&batch).await.is_err() {
-                return send;
-            }
-            batch.clear();
+            Some(error_response(0, ErrorCode::BadRequest, close.message))
         }
-        let _ = send.finish();
-        send
-    });
-    let stream_in_flight = Rc::new(Cell::new(0usize));
+    };
+    let Ok(Some(mut send)) = writer.await else {
+        return;
+    };
+    if let Some(last) = last {
+        let _ = send.write_all(&last).await;
+    }
+    let _ = send.finish();
+}
+
+/// Writes answers as they come, coalescing whatever is ready into one
+/// write. Returns the stream, unfinished, once every sender is gone;
+/// `None` when the peer stopped reading or the connection was lost.
+async fn write_answers(
+    mut send: quinn::SendStream,
+    mut outbox: mpsc::UnboundedReceiver<Bytes>,
+) -> Option<quinn::SendStream> {
+    let mut batch = BytesMut::new();
+    while let Some(first) = outbox.recv().await {
+        batch.extend_from_slice(&first);
+        while batch.len() < 64 * 1024 {
+            match outbox.try_recv() {
+                Ok(more) => batch.extend_from_slice(&more),
+                Err(_) => break,
+            }
+        }
+        if send.write_all(&batch).await.is_err() {
+            return None;
+        }
+        batch.clear();
+    }
+    Some(send)
+}
+
+/// Reads and dispatches requests until the client ends the stream (`Ok`,
+/// also when it reset the stream or the connection was lost) or the
+/// stream must close.
+async fn read_requests<H: Handler>(
+    worker: &Rc<Worker<H>>,
+    caller: &Rc<H::Caller>,
+    recv: &mut quinn::RecvStream,
+    in_flight_ids: &InFlightIds,
+    answers: &mpsc::UnboundedSender<Bytes>,
+) -> Result<(), StreamClose> {
     let mut decoder = FrameDecoder::new();
-    let limits = worker.limits;
-    let failure: Option<(u32, ErrorCode, String)> = loop {
+    let frame_timeout = worker.limits.frame_timeout;
+    loop {
         // Only a partially received frame is on a clock; an idle
         // long-lived stream waits as long as the connection lives.
         let chunk = if decoder.pending() > 0 {
-            match tokio::time::timeout(limits.frame_timeout, recv.read_chunk(64 * 1024, true)).await
-            {
-                Ok(chunk) => chunk,
-                Err(_) => {
-                    break Some((
+            tokio::time::timeout(frame_timeout, recv.read_chunk(64 * 1024, true))
+                .await
+                .map_err(|_| {
+                    StreamClose::stop(
                         close_code::FRAME_TIMEOUT,
-                        ErrorCode::BadRequest,
-                        format!("frame incomplete after {:?}", limits.frame_timeout),
-                    ));
-                }
-            }
+                        format!("frame incomplete after {frame_timeout:?}"),
+                    )
+                })?
         } else {
             recv.read_chunk(64 * 1024, true).await
         };
-        let chunk = match chunk {
-            Ok(Some(chunk)) => chunk.bytes,
+        match chunk {
+            Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
+            // Finished inside a frame: every byte arrived, so there is
+            // nothing to stop.
             Ok(None) => {
-                break decoder
-                    .finish()
-                    .err()
-                    .map(|e| (close_code::BAD_FRAME, ErrorCode::BadRequest, e.to_string()))
+                return decoder.finish().map_err(|e| StreamClose {
+                    stop_sending: None,
+                    message: e.to_string(),
+                })
             }
-            Err(_) => break None, // reset by the peer or connection lost
-        };
-        decoder.extend(&chunk);
-        let mut fatal = None;
-        loop {
-            match decoder.next_frame() {
-                Ok(Some(frame)) => dispatch(&worker, &caller, &stream_in_flight, &answers, &frame),
-                Ok(None) => break,
-                Err(e) => {
-                    fatal = Some((close_code::BAD_FRAME, ErrorCode::BadRequest, e.to_string()));
-                    break;
-                }
-            }
+            Err(_) => return Ok(()), // reset by the peer or connection lost
         }
-        if fatal.is_some() {
-            break fatal;
+        while let Some(frame) = decoder
+            .next_frame()
+            .map_err(|e| StreamClose::stop(close_code::BAD_FRAME, e.to_string()))?
+        {
+            dispatch(worker, caller, in_flight_ids, answers, &frame)?;
         }
-    };
-    if let Some((code, error, message)) = failure {
-        worker.stats.streams_closed.fetch_add(1, Ordering::Relaxed);
-        worker.handler.refused(&caller, error, &message);
-        let _ = answers.send(error_response(0, error, message));
-        let _ = recv.stop(code.into());
-    }
-    // Requests still running hold senders; the writer ends when they finish.
-    drop(answers);
-    if let Ok(send) = writer.await {
-        drop(send);
     }
 }
 
+/// Refuses a request whose id is already in flight on the stream: its
+/// answer could not be told from the other's.
+fn check_unique(in_flight_ids: &InFlightIds, id: u64) -> Result<(), StreamClose> {
+    if in_flight_ids.borrow().contains(&id) {
+        return Err(StreamClose::stop(
+            close_code::BAD_FRAME,
+            format!("request id {id} is already in flight on this stream"),
+        ));
+    }
+    Ok(())
+}
+
+/// Answers one frame body: refuses it by id, closes the stream (`Err`),
+/// or admits it as a task that answers when done.
 fn dispatch<H: Handler>(
     worker: &Rc<Worker<H>>,
     caller: &Rc<H::Caller>,
-    stream_in_flight: &Rc<Cell<usize>>,
+    in_flight_ids: &InFlightIds,
     answers: &mpsc::UnboundedSender<Bytes>,
     frame: &[u8],
-) {
+) -> Result<(), StreamClose> {
     let wire: WireRequest = match from_cbor(frame) {
         Ok(wire) => wire,
         Err(e) => {
             worker.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+            let Some(id) = answerable_id(frame) else {
+                return Err(StreamClose::stop(
+                    close_code::BAD_FRAME,
+                    format!("{}; no request id to answer", e.0),
+                ));
+            };
+            check_unique(in_flight_ids, id.get())?;
             worker.handler.refused(caller, ErrorCode::BadRequest, &e.0);
-            let _ = answers.send(error_response(
-                salvage_id(frame),
-                ErrorCode::BadRequest,
-                e.0,
-            ));
-            return;
+            let _ = answers.send(error_response(id.get(), ErrorCode::BadRequest, e.0));
+            return Ok(());
         }
     };
     let id = wire.id;
+    if id == 0 {
+        return Err(StreamClose::stop(
+            close_code::BAD_FRAME,
+            "request id 0 is reserved (ids run from 1)",
+        ));
+    }
+    check_unique(in_flight_ids, id)?;
     let operation = match Operation::from_wire(wire) {
         Ok(operation) => operation,
         Err(e) => {
             worker.stats.requests.fetch_add(1, Ordering::Relaxed);
             worker.handler.refused(caller, ErrorCode::BadRequest, &e.0);
             let _ = answers.send(error_response(id, ErrorCode::BadRequest, e.0));
-            return;
+            return Ok(());
         }
     };
-    if worker.in_flight.get() >= worker.limits.max_in_flight
-        || stream_in_flight.get() >= worker.limits.max_in_flight_per_stream
-    {
+    if worker.in_flight.get() >= worker.limits.max_in_flight {
         worker.stats.requests.fetch_add(1, Ordering::Relaxed);
         worker.stats.overloaded.fetch_add(1, Ordering::Relaxed);
         worker
@@ -487,19 +560,12 @@ fn dispatch<H: Handler>(
             ErrorCode::Overloaded,
             "node at its in-flight limit; retry",
         ));
-        return;
+        return Ok(());
     }
-    worker.in_flight.set(worker.in_flight.get() + 1);
-    stream_in_flight.set(stream_in_flight.get() + 1);
-    worker.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    let (worker, caller, stream_in_flight, answers) = (
-        Rc::clone(worker),
-        Rc::clone(caller),
-        Rc::clone(stream_in_flight),
-        answers.clone(),
-    );
+    let admitted = Admitted::new(worker, in_flight_ids, id);
+    let (caller, answers) = (Rc::clone(caller), answers.clone());
     tokio::task::spawn_local(async move {
-        let outcome = worker.handler.handle(&caller, operation).await;
+        let outcome = admitted.worker.handler.handle(&caller, operation).await;
         let response = match outcome {
             Ok(result) => WireResponse {
                 id,
@@ -513,9 +579,40 @@ fn dispatch<H: Handler>(
             },
         };
         let _ = answers.send(encode_response(&response));
-        worker.in_flight.set(worker.in_flight.get() - 1);
-        stream_in_flight.set(stream_in_flight.get() - 1);
-        worker.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        worker.stats.requests.fetch_add(1, Ordering::Relaxed);
+        admitted
+            .worker
+            .stats
+            .requests
+            .fetch_add(1, Ordering::Relaxed);
     });
+    Ok(())
+}
+
+/// A request counted in flight (on its worker, in the stats, by id on its
+/// stream) until it is dropped: when its task ends, even by a panic.
+struct Admitted<H: Handler> {
+    worker: Rc<Worker<H>>,
+    in_flight_ids: InFlightIds,
+    id: u64,
+}
+
+impl<H: Handler> Admitted<H> {
+    fn new(worker: &Rc<Worker<H>>, in_flight_ids: &InFlightIds, id: u64) -> Admitted<H> {
+        worker.in_flight.set(worker.in_flight.get() + 1);
+        worker.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        in_flight_ids.borrow_mut().insert(id);
+        Admitted {
+            worker: Rc::clone(worker),
+            in_flight_ids: Rc::clone(in_flight_ids),
+            id,
+        }
+    }
+}
+
+impl<H: Handler> Drop for Admitted<H> {
+    fn drop(&mut self) {
+        self.worker.in_flight.set(self.worker.in_flight.get() - 1);
+        self.worker.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.in_flight_ids.borrow_mut().remove(&self.id);
+    }
 }

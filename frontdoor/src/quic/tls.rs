@@ -82,8 +82,21 @@ fn server_crypto_with(
     Ok(config)
 }
 
+/// Bidirectional streams a client may have open at once per connection.
+pub const MAX_STREAMS: u32 = 256;
+
 /// Flow-control window per request stream: two maximum-size frames.
-const STREAM_WINDOW: u32 = 2 * (sigil_proto::MAX_FRAME as u32 + 4);
+pub const STREAM_WINDOW: u32 = 2 * (sigil_proto::MAX_FRAME as u32 + 4);
+
+/// Flow-control window per connection: four streams' worth.
+pub const CONNECTION_WINDOW: u32 = 4 * STREAM_WINDOW;
+
+/// How long a connection may stay silent before the node closes it
+/// (QUIC's idle timeout, the smaller of both sides' when the client
+/// announces one). Clients keep alive well within it (docs/protocol.md).
+pub const IDLE_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_millis(IDLE_TIMEOUT_MILLIS as u64);
+const IDLE_TIMEOUT_MILLIS: u32 = 30_000;
 
 /// The quinn server configuration for `sigil/1`.
 ///
@@ -99,7 +112,7 @@ pub fn server_config(
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport
-        .max_concurrent_bidi_streams(256u32.into())
+        .max_concurrent_bidi_streams(MAX_STREAMS.into())
         .max_concurrent_uni_streams(0u32.into())
         // Bytes a caller may have sent that the node has not read yet: two
         // frames of the largest size per stream, four streams' worth per
@@ -107,9 +120,9 @@ pub fn server_config(
         // Beyond that the caller waits: memory per connection is bounded
         // whatever the caller does.
         .stream_receive_window(quinn::VarInt::from_u32(STREAM_WINDOW))
-        .receive_window(quinn::VarInt::from_u32(4 * STREAM_WINDOW))
+        .receive_window(quinn::VarInt::from_u32(CONNECTION_WINDOW))
         .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
-            30_000,
+            IDLE_TIMEOUT_MILLIS,
         ))));
     config.transport_config(Arc::new(transport));
     Ok(config)

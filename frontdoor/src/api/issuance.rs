@@ -31,15 +31,32 @@ impl From<Issued> for Token {
 }
 
 impl From<Issued> for SamlResponse {
-    fn from(issued: Issued) -> SamlResponse {
+    fn from(mut issued: Issued) -> SamlResponse {
+        let acs = issued.acs.take();
+        let Token {
+            token,
+            kid,
+            alg,
+            expires_at,
+        } = Token::from(issued);
         SamlResponse {
-            response: issued.token,
-            kid: issued.kid,
-            alg: issued.algorithm.name().to_owned(),
-            expires_at: issued.expires_at.secs(),
-            acs: issued.acs,
+            response: token,
+            kid,
+            alg,
+            expires_at,
+            acs,
         }
     }
+}
+
+/// What an ID or access token is asked for with.
+struct JwtRequest<'a> {
+    login: &'a str,
+    app: &'a str,
+    session: &'a str,
+    nonce: Option<&'a str>,
+    /// Present for an access token.
+    scope: Option<&'a [String]>,
 }
 
 impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
@@ -56,17 +73,14 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         session: &str,
         nonce: Option<&str>,
     ) -> Result<Token, WireError> {
-        let started = Instant::now();
-        let outcome = async {
-            let (user, facts) = self.admit(live, login, session).await?;
-            let app = self.app(live, app).await?;
-            let issued = self.jwt(live, &app, &user, &facts, nonce, None).await?;
-            self.record(live, IssueKind::IdToken, caller, &user, issued)
-                .await
-        }
-        .await;
-        self.count(live, IssueKind::IdToken, started, outcome)
-            .map(Token::from)
+        let request = JwtRequest {
+            login,
+            app,
+            session,
+            nonce,
+            scope: None,
+        };
+        self.token(live, caller, request).await
     }
 
     /// `access_token`: an OAuth access token (JWT) for `login` at `app`
@@ -74,7 +88,6 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
     ///
     /// # Errors
     /// The refusal, with its code.
-    #[allow(clippy::too_many_arguments)]
     pub async fn access_token(
         &self,
         live: &TenantLive,
@@ -84,19 +97,36 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         session: &str,
         scope: &[String],
     ) -> Result<Token, WireError> {
-        let started = Instant::now();
-        let outcome = async {
-            let (user, facts) = self.admit(live, login, session).await?;
-            let app = self.app(live, app).await?;
+        let request = JwtRequest {
+            login,
+            app,
+            session,
+            nonce: None,
+            scope: Some(scope),
+        };
+        self.token(live, caller, request).await
+    }
+
+    /// An ID token, or an access token when the request has a scope.
+    async fn token(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        request: JwtRequest<'_>,
+    ) -> Result<Token, WireError> {
+        let kind = match request.scope {
+            None => IssueKind::IdToken,
+            Some(_) => IssueKind::AccessToken,
+        };
+        let work = async {
+            let (user, facts) = self.admit(live, request.login, request.session).await?;
+            let app = self.app(live, request.app).await?;
             let issued = self
-                .jwt(live, &app, &user, &facts, None, Some(scope))
+                .jwt(live, &app, &user, &facts, request.nonce, request.scope)
                 .await?;
-            self.record(live, IssueKind::AccessToken, caller, &user, issued)
-                .await
-        }
-        .await;
-        self.count(live, IssueKind::AccessToken, started, outcome)
-            .map(Token::from)
+            self.record(live, kind, caller, &user, issued).await
+        };
+        self.counted(live, kind, work).await.map(Token::from)
     }
 
     /// `saml`: a signed SAML Response for `login` at SP `sp`.
@@ -112,8 +142,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         session: &str,
         in_response_to: Option<&str>,
     ) -> Result<SamlResponse, WireError> {
-        let started = Instant::now();
-        let outcome = async {
+        let work = async {
             let (user, facts) = self.admit(live, login, session).await?;
             let sp = self.sp(live, sp).await?;
             let signing = Instant::now();
@@ -123,9 +152,9 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
             self.signed(&live.keys.load().view, sp.algorithm, signing);
             self.record(live, IssueKind::Saml, caller, &user, issued)
                 .await
-        }
-        .await;
-        self.count(live, IssueKind::Saml, started, outcome)
+        };
+        self.counted(live, IssueKind::Saml, work)
+            .await
             .map(SamlResponse::from)
     }
 
@@ -222,14 +251,15 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         Ok(issued)
     }
 
-    /// Counts the outcome in the tenant's metrics.
-    fn count(
+    /// Runs `work` and counts its outcome in the tenant's metrics.
+    async fn counted(
         &self,
         live: &TenantLive,
         kind: IssueKind,
-        started: Instant,
-        outcome: Result<Issued, WireError>,
+        work: impl std::future::Future<Output = Result<Issued, WireError>>,
     ) -> Result<Issued, WireError> {
+        let started = Instant::now();
+        let outcome = work.await;
         match &outcome {
             Ok(_) => {
                 live.metrics.issued[kind.index()]

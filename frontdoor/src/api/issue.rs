@@ -287,27 +287,6 @@ pub fn jwt_to_sign(
     })
 }
 
-/// As [`jwt_to_sign`], signed inline.
-///
-/// # Errors
-/// [`IssueError::NoActiveKey`], or the signer's error.
-#[allow(clippy::too_many_arguments)]
-pub fn jwt(
-    view: &KeyRingView,
-    issuer: &str,
-    app: &LiveApp,
-    user: &UserRecord,
-    session: &SessionFacts,
-    nonce: Option<&str>,
-    scope: Option<&[String]>,
-    now: Timestamp,
-    rng: &dyn SecureRandom,
-) -> Result<Issued, IssueError> {
-    let pending = jwt_to_sign(view, issuer, app, user, session, nonce, scope, now, rng)?;
-    let signature = pending.key.sign(pending.signing_input())?;
-    Ok(pending.finish(&signature))
-}
-
 /// A signed SAML Response for `user` at `sp`. `certificate` is the
 /// certificate of the tenant's active key for the SP's algorithm (the one
 /// in the tenant's metadata); `name_id_key` derives persistent NameIDs.

@@ -1,5 +1,6 @@
-//! Who a caller is, and what it may ask ([`authorize`]): its certificate's fingerprint looked up in the
-//! directory once per connection. Only a definite answer is kept; when
+//! Who a caller is, and what it may ask ([`authorize`]). A caller is its
+//! certificate's fingerprint, looked up in the directory once per
+//! connection. Only a definite answer is kept; when
 //! the directory cannot be reached the caller stays unresolved and is
 //! asked about again on each request (answered `unavailable` meanwhile),
 //! so an outage is never reported, or remembered, as "not registered".

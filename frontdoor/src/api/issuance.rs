@@ -13,7 +13,7 @@ use sigil_proto::{ErrorCode, WireError};
 
 use super::audit::{AuditEvent, IssueKind};
 use super::hot_path::HotPath;
-use super::issue::{self, Issued, LiveApp, SessionFacts, UserRecord};
+use super::issue::{self, Issued, LiveApp, LiveSp, SessionFacts, UserRecord};
 use super::live::TenantLive;
 use super::seams::{AuditSink, Clock, DirectoryReads};
 use super::signing::SlowSigning;
@@ -269,5 +269,51 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
             Err(error) => live.metrics.refuse(error.code),
         }
         outcome
+    }
+
+    /// A signed SAML Response; built and signed on the signer pool when
+    /// the SP's key is slow (its two signatures follow one another).
+    pub(super) async fn saml_response(
+        &self,
+        live: &TenantLive,
+        sp: &Arc<LiveSp>,
+        user: &Arc<UserRecord>,
+        facts: SessionFacts,
+        in_response_to: Option<&str>,
+    ) -> Result<Issued, WireError> {
+        let keys = live.keys.load_full();
+        let slow = keys
+            .view
+            .active(sp.algorithm)
+            .is_ok_and(|active| SlowSigning::is_slow(active.key().as_ref()));
+        let (issuer, name_id_key, rng, now) = (
+            live.issuer.clone(),
+            live.name_id_key.clone(),
+            self.rng.clone(),
+            self.clock.now(),
+        );
+        let (sp, user) = (Arc::clone(sp), Arc::clone(user));
+        let in_response_to = in_response_to.map(str::to_owned);
+        let build = move || {
+            let certificate = |kid: &str| keys.certificates.get(kid).cloned();
+            issue::saml(
+                &keys.view,
+                &certificate,
+                &issuer,
+                &sp,
+                &user,
+                &facts,
+                in_response_to.as_deref(),
+                &name_id_key,
+                now,
+                &rng,
+            )
+        };
+        let built = if slow {
+            self.signing.run(build).await?
+        } else {
+            build()
+        };
+        built.map_err(|e| internal("signing", &e))
     }
 }

@@ -263,7 +263,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     let http_cap = crate::posture::http_connection_cap(config.limits.http_connections, file_limit);
     let site = Arc::new(Site {
         documents,
-        metrics: crate::metrics::node_renderer(
+        metrics: crate::metrics::node::node_renderer(
             Arc::clone(&appliance),
             Arc::clone(quic.stats()),
             Arc::clone(&http_stats),

@@ -5,6 +5,8 @@
 //! same path over Postgres and QUIC.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod slow_token;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

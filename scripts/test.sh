@@ -18,6 +18,9 @@ fi
 
 export SIGIL_PYTHON="$PWD/.venv/bin/python"
 
+# Everything README.md and docs/ link to is in the repository.
+python3 scripts/check_links.py
+
 # sigil-perf is a client of sigil/1: it depends on sigil-proto, never on the
 # server (frontdoor, monoio) or the directory (directory, tokio-postgres).
 # Crate names, not paths: sigil-proto lives in frontdoor/proto.

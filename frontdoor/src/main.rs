@@ -294,6 +294,10 @@ struct TargetArgs {
     /// Connect without a client certificate.
     #[arg(long, global = true)]
     anonymous: bool,
+    /// Seconds to wait for the appliance to answer before giving up.
+    #[arg(long, global = true, default_value_t = 3, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -542,24 +546,26 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn target_of(target: TargetArgs) -> Target {
-    Target {
+fn target_of(target: TargetArgs) -> (Target, std::time::Duration) {
+    let within = std::time::Duration::from_secs(target.timeout);
+    let target = Target {
         target: target.target,
         cert_dir: target.cert_dir,
         data_dir: target.data_dir,
         server_name: target.server_name,
         anonymous: target.anonymous,
-    }
+    };
+    (target, within)
 }
 
 /// Calls one admin operation, with the embedded default's admin
 /// credentials unless --cert-dir says otherwise.
 fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode> {
-    let mut target = target_of(target);
+    let (mut target, within) = target_of(target);
     if target.cert_dir.is_none() {
         target.cert_dir = Some(credentials_dir(&target.data_dir, "admin"));
     }
-    let (printed, ok) = runtime()?.block_on(run(&target, vec![Step::Ready(operation)]))?;
+    let (printed, ok) = runtime()?.block_on(run(&target, within, vec![Step::Ready(operation)]))?;
     print(&printed)?;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -680,7 +686,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client { target, call } => {
-            let (printed, ok) = runtime()?.block_on(run(&target_of(target), client_steps(call)))?;
+            let (target, within) = target_of(target);
+            let (printed, ok) = runtime()?.block_on(run(&target, within, client_steps(call)))?;
             print(&printed)?;
             Ok(if ok {
                 ExitCode::SUCCESS

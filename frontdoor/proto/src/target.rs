@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,17 @@ pub enum TargetError {
         /// What is wrong with the files.
         #[source]
         source: CredentialsError,
+    },
+    /// Nothing answered at the address within the time allowed: most
+    /// often no `sigil serve` is running there.
+    #[error("no answer from {target} within {}s: is `sigil serve` running? (see {})", within.as_secs_f64(), endpoints.display())]
+    NoAnswer {
+        /// The node's address.
+        target: SocketAddr,
+        /// How long the client waited.
+        within: Duration,
+        /// The endpoints file `sigil serve` writes, for the hint.
+        endpoints: PathBuf,
     },
     /// The node could not be reached, or the handshake failed.
     #[error("connecting to {target} as {server_name}")]
@@ -156,6 +168,34 @@ impl Target {
                 server_name,
                 source,
             })
+    }
+
+    /// As [`Target::connect`], but gives up when the node has not
+    /// answered within `within` (a missing node otherwise costs the QUIC
+    /// idle timeout, 30 s).
+    ///
+    /// # Errors
+    /// As [`Target::connect`], and [`TargetError::NoAnswer`] when the
+    /// time runs out.
+    pub async fn connect_within(
+        &self,
+        streams: usize,
+        within: Duration,
+    ) -> Result<Client, TargetError> {
+        let config = self.client_config(streams)?;
+        let (target, server_name) = (config.target, config.server_name.clone());
+        match tokio::time::timeout(within, Client::connect(config)).await {
+            Ok(connected) => connected.map_err(|source| TargetError::Connect {
+                target,
+                server_name,
+                source,
+            }),
+            Err(_elapsed) => Err(TargetError::NoAnswer {
+                target,
+                within,
+                endpoints: Endpoints::path(&self.data_dir),
+            }),
+        }
     }
 
     /// The client configuration this target resolves to, without

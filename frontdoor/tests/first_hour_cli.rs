@@ -1,0 +1,84 @@
+//! What `sigil` answers a newcomer who gets something wrong in the first
+//! hour: each message names the cause and what to do, once, and the exit
+//! code says it failed. Runs the built `sigil` binary; none of these tests
+//! needs a running node.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{free_port, SIGIL};
+use sigil_proto::credentials::Credentials;
+
+fn sigil(dir: &Path, args: &[&str]) -> Output {
+    Command::new(SIGIL)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A caller certificate and a CA in `dir`, as `sigil admin frontend add`
+/// writes them, so that a client gets as far as connecting.
+fn caller_credentials(dir: &Path) {
+    let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+    let caller = rcgen::generate_simple_self_signed(vec!["caller".into()]).unwrap();
+    Credentials {
+        certificate_pem: caller.cert.pem(),
+        key_pem: caller.signing_key.serialize_pem(),
+    }
+    .write(dir, Some(&ca.cert.pem()))
+    .unwrap();
+}
+
+#[test]
+fn a_missing_server_fails_soon_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = dir.path().join("caller");
+    caller_credentials(&cert_dir);
+    let target = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let output = sigil(
+        dir.path(),
+        &[
+            "client",
+            "--target",
+            &target,
+            "--cert-dir",
+            cert_dir.to_str().unwrap(),
+            "--timeout",
+            "1",
+            "health",
+        ],
+    );
+    // Generous: the QUIC idle timeout it used to wait for is 30 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "no answer from {target} within 1s: is `sigil serve` running? (see ./var/endpoints.json)"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_timeout_flag_must_be_positive_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = sigil(dir.path(), &["client", "--timeout", "0", "health"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--timeout"), "{}", stderr(&output));
+}

@@ -61,6 +61,7 @@ enum Command {
         command: AdminCommand,
     },
     /// Rotate or revoke a tenant's keys (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
     Keys {
         #[command(flatten)]
         target: TargetArgs,
@@ -82,6 +83,7 @@ enum Command {
         command: DirectoryCommand,
     },
     /// The session cluster: status, and membership changes (as the admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
     Cluster {
         #[command(flatten)]
         target: TargetArgs,
@@ -276,6 +278,9 @@ enum DirectoryCommand {
         users: u64,
     },
 }
+
+/// `--cert-dir` of the commands that call as the admin caller ([`as_admin`]).
+const ADMIN_CERT_DIR_HELP: &str = "Admin caller credentials as written by `sigil admin frontend add --admin --out DIR`; default: DATA_DIR/credentials/admin";
 
 #[derive(Args)]
 struct TargetArgs {

@@ -82,3 +82,58 @@ fn the_timeout_flag_must_be_positive_seconds() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("--timeout"), "{}", stderr(&output));
 }
+
+#[test]
+fn keys_and_cluster_help_name_the_admin_credentials_they_use() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["keys", "cluster"] {
+        let output = sigil(dir.path(), &[command, "--help"]);
+        assert!(output.status.success());
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            help.contains("default: DATA_DIR/credentials/admin"),
+            "{help}"
+        );
+        assert!(!help.contains("credentials/frontend"), "{help}");
+    }
+    let output = sigil(dir.path(), &["client", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("default: DATA_DIR/credentials/frontend"),
+        "{help}"
+    );
+}
+
+#[test]
+fn an_os_error_is_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let output = sigil(
+        dir.path(),
+        &[
+            "client",
+            "--target",
+            "127.0.0.1:9",
+            "--cert-dir",
+            missing.to_str().unwrap(),
+            "health",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "the deployment CA (ca.pem in --cert-dir): {}: ",
+            missing.join("ca.pem").display()
+        )),
+        "{text}"
+    );
+    assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
+
+    let config = dir.path().join("missing.toml");
+    let output = sigil(dir.path(), &["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains(&format!("{}: ", config.display())), "{text}");
+    assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
+}

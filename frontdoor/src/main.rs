@@ -71,14 +71,14 @@ enum Command {
     /// The audit log.
     Audit {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// The directory.
     Directory {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         #[command(subcommand)]
         command: DirectoryCommand,
     },
@@ -99,23 +99,56 @@ enum Command {
     },
 }
 
+/// Where a command finds a node's state: what every command that works on
+/// it directly (not through the QUIC API) takes.
 #[derive(Args)]
-struct NodeArgs {
+struct StateArgs {
     /// A TOML configuration file (docs/config.md); none: the embedded default.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// State directory (master key, CA, private Postgres, audit journal).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// This node's name.
+    #[arg(long, global = true)]
+    node: Option<String>,
+}
+
+impl StateArgs {
+    /// The configuration with these flags applied, not yet checked.
+    fn unchecked(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(node) = &self.node {
+            config.node = node.clone();
+        }
+        Ok(config)
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
+        let config = self.unchecked()?;
+        config.check()?;
+        Ok(config)
+    }
+}
+
+/// The flags of a command that runs a node (`serve`, `demo`): its state and
+/// where it listens.
+#[derive(Args)]
+struct NodeArgs {
+    #[command(flatten)]
+    state: StateArgs,
     /// QUIC listen address.
     #[arg(long, global = true)]
     quic_listen: Option<std::net::SocketAddr>,
     /// HTTP listen address.
     #[arg(long, global = true)]
     http_listen: Option<std::net::SocketAddr>,
-    /// This node's name.
-    #[arg(long, global = true)]
-    node: Option<String>,
     /// Serve the HTTP endpoints over TLS (the node's certificate from the deployment CA).
     #[arg(long, global = true)]
     https: bool,
@@ -129,21 +162,12 @@ struct NodeArgs {
 
 impl NodeArgs {
     fn config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
-        if let Some(dir) = &self.data_dir {
-            config.data_dir = dir.clone();
-        }
+        let mut config = self.state.unchecked()?;
         if let Some(quic) = self.quic_listen {
             config.listen.quic = quic;
         }
         if let Some(http) = self.http_listen {
             config.listen.http = http;
-        }
-        if let Some(node) = &self.node {
-            config.node = node.clone();
         }
         if self.https {
             config.listen.https = true;
@@ -169,7 +193,7 @@ enum AdminCommand {
     /// The deployment's first admin caller (refused once an admin exists).
     Bootstrap {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         /// The admin caller's name.
         #[arg(long, default_value = "admin")]
         name: String,
@@ -184,7 +208,7 @@ enum FrontendCommand {
     /// Mint a client certificate from the deployment CA and register it.
     Add {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         /// The caller's name.
         #[arg(long)]
         name: String,

@@ -137,3 +137,55 @@ fn an_os_error_is_printed_once() {
     assert!(text.contains(&format!("{}: ", config.display())), "{text}");
     assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
 }
+
+#[test]
+fn commands_that_run_no_node_refuse_the_serve_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let commands: [&[&str]; 3] = [
+        &["audit", "status"],
+        &["directory", "seed"],
+        &[
+            "admin",
+            "frontend",
+            "add",
+            "--name",
+            "x",
+            "--tenants",
+            "*",
+            "--out",
+            "out",
+        ],
+    ];
+    for command in commands {
+        for flag in [
+            &["--peers", "a=127.0.0.1:1"][..],
+            &["--https"],
+            &["--quic-listen", "127.0.0.1:1"],
+        ] {
+            let args: Vec<&str> = command.iter().chain(flag).copied().collect();
+            let output = sigil(dir.path(), &args);
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                stderr(&output)
+            );
+            let text = stderr(&output);
+            assert!(
+                text.contains(&format!("unexpected argument '{}'", flag[0])),
+                "{args:?}: {text}"
+            );
+        }
+    }
+    let output = sigil(dir.path(), &["serve", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--peers",
+        "--https",
+        "--quic-listen",
+        "--data-dir",
+        "--node ",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}: {help}");
+    }
+}

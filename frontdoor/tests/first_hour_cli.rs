@@ -189,3 +189,53 @@ fn commands_that_run_no_node_refuse_the_serve_flags() {
         assert!(help.contains(flag), "serve --help lacks {flag}: {help}");
     }
 }
+
+#[test]
+fn serve_on_a_taken_port_fails_before_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let (quic, http) = (udp.local_addr().unwrap(), tcp.local_addr().unwrap());
+    let cases = [
+        (
+            format!("127.0.0.1:{}", free_port()),
+            http.to_string(),
+            format!(
+                "HTTP (TCP) port {} on {http} cannot be bound: ",
+                http.port()
+            ),
+            "--http-listen",
+        ),
+        (
+            quic.to_string(),
+            format!("127.0.0.1:{}", free_port()),
+            format!(
+                "QUIC (UDP) port {} on {quic} cannot be bound: ",
+                quic.port()
+            ),
+            "--quic-listen",
+        ),
+    ];
+    for (quic_listen, http_listen, message, flag) in cases {
+        let output = sigil(
+            dir.path(),
+            &[
+                "serve",
+                "--quic-listen",
+                &quic_listen,
+                "--http-listen",
+                &http_listen,
+            ],
+        );
+        assert_eq!(output.status.code(), Some(1));
+        let text = stderr(&output);
+        assert!(text.contains(&message), "{text}");
+        assert!(
+            text.contains(&format!("choose another address with {flag}")),
+            "{text}"
+        );
+        assert!(!text.contains("WARN"), "{text}");
+        // Refused before the data directory (and Postgres in it) was made.
+        assert!(!dir.path().join("var").exists());
+    }
+}

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, SIGIL};
 use sigil_proto::credentials::Credentials;
+use sigil_proto::target::Endpoints;
 
 fn sigil(dir: &Path, args: &[&str]) -> Output {
     Command::new(SIGIL)
@@ -69,7 +70,38 @@ fn a_missing_server_fails_soon_with_a_hint() {
     let text = stderr(&output);
     assert!(
         text.contains(&format!(
-            "no answer from {target} within 1s: is `sigil serve` running? (see ./var/endpoints.json)"
+            "no answer from {target} within 1s: is `sigil serve` running?"
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_missing_embedded_node_points_at_its_endpoints_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let var = dir.path().join("var");
+    caller_credentials(&var.join("credentials").join("frontend"));
+    // Where an earlier `sigil serve` listened; nothing listens there now.
+    let quic: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    Endpoints {
+        quic,
+        http: "127.0.0.1:8080".parse().unwrap(),
+        server_name: "localhost".into(),
+    }
+    .store(&var)
+    .unwrap();
+    let started = Instant::now();
+    let output = sigil(dir.path(), &["client", "health"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(
+        text.contains(&format!(
+            "no answer from {quic} within 3s: is `sigil serve` running? (see ./var/endpoints.json)"
         )),
         "{text}"
     );

@@ -100,14 +100,29 @@ pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Client, Erro
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
+            // tokio-postgres says only "db error"; the server's reason is
+            // its source.
+            let error = with_causes(&e);
             if closed_by_our_shutdown(&e) {
-                tracing::debug!(error = %e, "directory connection closed: private cluster stopped");
+                tracing::debug!(%error, "directory connection closed: private cluster stopped");
             } else {
-                tracing::warn!(error = %e, "directory connection ended");
+                tracing::warn!(%error, "directory connection ended");
             }
         }
     });
     Ok(client)
+}
+
+/// An error and each of its causes, `: `-separated.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// Whether a connection ended because this process stopped the private
@@ -461,4 +476,19 @@ pub(crate) fn millis(at: SystemTime) -> u64 {
 /// A Postgres timestamp from milliseconds since the Unix epoch.
 pub(crate) fn time_of(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn a_logged_error_carries_its_causes() {
+        let inner = std::io::Error::other("terminating connection");
+        #[derive(Debug, thiserror::Error)]
+        #[error("db error")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(
+            super::with_causes(&Outer(inner)),
+            "db error: terminating connection"
+        );
+    }
 }

@@ -480,6 +480,9 @@ impl PrivateCluster {
         if !self.is_running() {
             return Ok(());
         }
+        // Its connections now end with "terminating connection due to
+        // administrator command": expected, not worth a warning.
+        crate::db::STOPPING_PRIVATE_CLUSTER.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut stop = self.command("pg_ctl");
         stop.arg("-D")
             .arg(self.data())

@@ -16,7 +16,7 @@
 //! meanwhile, never a wait).
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -90,14 +90,48 @@ impl std::fmt::Debug for Directory {
     }
 }
 
+/// Set once this process stops a private cluster ([`crate::PrivateCluster::stop`]):
+/// from then on a connection closed by the server's shutdown is the end of
+/// a command, not a lost connection. Process-wide because a connection does
+/// not know which cluster it talks to; it only quiets a log line.
+pub(crate) static STOPPING_PRIVATE_CLUSTER: AtomicBool = AtomicBool::new(false);
+
 pub(crate) async fn open(config: &tokio_postgres::Config) -> Result<Client, Error> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "directory connection ended");
+            // tokio-postgres says only "db error"; the server's reason is
+            // its source.
+            let error = with_causes(&e);
+            if closed_by_our_shutdown(&e) {
+                tracing::debug!(%error, "directory connection closed: private cluster stopped");
+            } else {
+                tracing::warn!(%error, "directory connection ended");
+            }
         }
     });
     Ok(client)
+}
+
+/// An error and each of its causes, `: `-separated.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
+/// Whether a connection ended because this process stopped the private
+/// cluster (Postgres' `admin_shutdown`, after [`STOPPING_PRIVATE_CLUSTER`]).
+/// A restart of Postgres by someone else while a node serves still warns.
+fn closed_by_our_shutdown(error: &tokio_postgres::Error) -> bool {
+    let shut_down =
+        error.code() == Some(&tokio_postgres::error::SqlState::ADMIN_SHUTDOWN) || error.is_closed();
+    shut_down && STOPPING_PRIVATE_CLUSTER.load(Ordering::Relaxed)
 }
 
 /// Applies the migrations not yet recorded, under an advisory lock so that
@@ -442,4 +476,19 @@ pub(crate) fn millis(at: SystemTime) -> u64 {
 /// A Postgres timestamp from milliseconds since the Unix epoch.
 pub(crate) fn time_of(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+#[cfg(test)]
+mod log_tests {
+    #[test]
+    fn a_logged_error_carries_its_causes() {
+        let inner = std::io::Error::other("terminating connection");
+        #[derive(Debug, thiserror::Error)]
+        #[error("db error")]
+        struct Outer(#[source] std::io::Error);
+        assert_eq!(
+            super::with_causes(&Outer(inner)),
+            "db error: terminating connection"
+        );
+    }
 }

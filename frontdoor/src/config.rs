@@ -12,12 +12,14 @@ use serde::Deserialize;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}")]
+    // `cause`, not `source`: the message already prints it, and a `source`
+    // would print it a second time in an error chain.
+    #[error("{path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML for this schema.
     #[error("{path}: {message}")]
@@ -323,9 +325,9 @@ impl Config {
     /// # Errors
     /// [`ConfigError`] naming the file and what is wrong.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         Config::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {

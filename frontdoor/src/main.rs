@@ -61,6 +61,7 @@ enum Command {
         command: AdminCommand,
     },
     /// Rotate or revoke a tenant's keys (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
     Keys {
         #[command(flatten)]
         target: TargetArgs,
@@ -70,18 +71,19 @@ enum Command {
     /// The audit log.
     Audit {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         #[command(subcommand)]
         command: AuditCommand,
     },
     /// The directory.
     Directory {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         #[command(subcommand)]
         command: DirectoryCommand,
     },
     /// The session cluster: status, and membership changes (as the admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
     Cluster {
         #[command(flatten)]
         target: TargetArgs,
@@ -97,23 +99,56 @@ enum Command {
     },
 }
 
+/// Where a command finds a node's state: what every command that works on
+/// it directly (not through the QUIC API) takes.
 #[derive(Args)]
-struct NodeArgs {
+struct StateArgs {
     /// A TOML configuration file (docs/config.md); none: the embedded default.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// State directory (master key, CA, private Postgres, audit journal).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// This node's name.
+    #[arg(long, global = true)]
+    node: Option<String>,
+}
+
+impl StateArgs {
+    /// The configuration with these flags applied, not yet checked.
+    fn unchecked(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(node) = &self.node {
+            config.node = node.clone();
+        }
+        Ok(config)
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
+        let config = self.unchecked()?;
+        config.check()?;
+        Ok(config)
+    }
+}
+
+/// The flags of a command that runs a node (`serve`, `demo`): its state and
+/// where it listens.
+#[derive(Args)]
+struct NodeArgs {
+    #[command(flatten)]
+    state: StateArgs,
     /// QUIC listen address.
     #[arg(long, global = true)]
     quic_listen: Option<std::net::SocketAddr>,
     /// HTTP listen address.
     #[arg(long, global = true)]
     http_listen: Option<std::net::SocketAddr>,
-    /// This node's name.
-    #[arg(long, global = true)]
-    node: Option<String>,
     /// Serve the HTTP endpoints over TLS (the node's certificate from the deployment CA).
     #[arg(long, global = true)]
     https: bool,
@@ -127,21 +162,12 @@ struct NodeArgs {
 
 impl NodeArgs {
     fn config(&self) -> anyhow::Result<Config> {
-        let mut config = match &self.config {
-            Some(path) => Config::load(path)?,
-            None => Config::default(),
-        };
-        if let Some(dir) = &self.data_dir {
-            config.data_dir = dir.clone();
-        }
+        let mut config = self.state.unchecked()?;
         if let Some(quic) = self.quic_listen {
             config.listen.quic = quic;
         }
         if let Some(http) = self.http_listen {
             config.listen.http = http;
-        }
-        if let Some(node) = &self.node {
-            config.node = node.clone();
         }
         if self.https {
             config.listen.https = true;
@@ -167,7 +193,7 @@ enum AdminCommand {
     /// The deployment's first admin caller (refused once an admin exists).
     Bootstrap {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         /// The admin caller's name.
         #[arg(long, default_value = "admin")]
         name: String,
@@ -182,7 +208,7 @@ enum FrontendCommand {
     /// Mint a client certificate from the deployment CA and register it.
     Add {
         #[command(flatten)]
-        node: NodeArgs,
+        node: StateArgs,
         /// The caller's name.
         #[arg(long)]
         name: String,
@@ -277,6 +303,9 @@ enum DirectoryCommand {
     },
 }
 
+/// `--cert-dir` of the commands that call as the admin caller ([`as_admin`]).
+const ADMIN_CERT_DIR_HELP: &str = "Admin caller credentials as written by `sigil admin frontend add --admin --out DIR`; default: DATA_DIR/credentials/admin";
+
 #[derive(Args)]
 struct TargetArgs {
     /// The appliance's QUIC address; default: the embedded default's (from DATA_DIR/endpoints.json).
@@ -294,6 +323,10 @@ struct TargetArgs {
     /// Connect without a client certificate.
     #[arg(long, global = true)]
     anonymous: bool,
+    /// Seconds to wait for the appliance to answer before giving up.
+    #[arg(long, global = true, default_value_t = 3, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -542,24 +575,26 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn target_of(target: TargetArgs) -> Target {
-    Target {
+fn target_of(target: TargetArgs) -> (Target, std::time::Duration) {
+    let within = std::time::Duration::from_secs(target.timeout);
+    let target = Target {
         target: target.target,
         cert_dir: target.cert_dir,
         data_dir: target.data_dir,
         server_name: target.server_name,
         anonymous: target.anonymous,
-    }
+    };
+    (target, within)
 }
 
 /// Calls one admin operation, with the embedded default's admin
 /// credentials unless --cert-dir says otherwise.
 fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode> {
-    let mut target = target_of(target);
+    let (mut target, within) = target_of(target);
     if target.cert_dir.is_none() {
         target.cert_dir = Some(credentials_dir(&target.data_dir, "admin"));
     }
-    let (printed, ok) = runtime()?.block_on(run(&target, vec![Step::Ready(operation)]))?;
+    let (printed, ok) = runtime()?.block_on(run(&target, within, vec![Step::Ready(operation)]))?;
     print(&printed)?;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -680,7 +715,8 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client { target, call } => {
-            let (printed, ok) = runtime()?.block_on(run(&target_of(target), client_steps(call)))?;
+            let (target, within) = target_of(target);
+            let (printed, ok) = runtime()?.block_on(run(&target, within, client_steps(call)))?;
             print(&printed)?;
             Ok(if ok {
                 ExitCode::SUCCESS

@@ -108,9 +108,9 @@ impl DeploymentCa {
                 })
             }
             (false, false) => {
-                std::fs::create_dir_all(dir).map_err(|source| CredentialsError::Io {
+                std::fs::create_dir_all(dir).map_err(|cause| CredentialsError::Io {
                     path: dir.to_owned(),
-                    source,
+                    cause,
                 })?;
                 let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
                 let mut params = ca_params();

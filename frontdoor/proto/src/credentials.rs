@@ -15,12 +15,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[non_exhaustive]
 pub enum CredentialsError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    // `cause`, not `source`: the message already prints it, and a `source`
+    // would print it a second time in an error chain.
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A key file is readable by others than its owner.
     #[error("{0}: private key readable by group or others; chmod 600 it")]
@@ -36,9 +38,9 @@ pub enum CredentialsError {
 }
 
 pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CredentialsError + '_ {
-    move |source| CredentialsError::Io {
+    move |cause| CredentialsError::Io {
         path: path.to_owned(),
-        source,
+        cause,
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +63,18 @@ pub enum TargetError {
         #[source]
         source: CredentialsError,
     },
+    /// Nothing answered at the address within the time allowed: most
+    /// often no `sigil serve` is running there.
+    #[error("no answer from {target} within {}s: is `sigil serve` running?{}", within.as_secs_f64(), see(endpoints.as_deref()))]
+    NoAnswer {
+        /// The node's address.
+        target: SocketAddr,
+        /// How long the client waited.
+        within: Duration,
+        /// The endpoints file the address came from (none with
+        /// `--target`), for the hint.
+        endpoints: Option<PathBuf>,
+    },
     /// The node could not be reached, or the handshake failed.
     #[error("connecting to {target} as {server_name}")]
     Connect {
@@ -73,6 +86,12 @@ pub enum TargetError {
         #[source]
         source: CallError,
     },
+}
+
+/// The end of [`TargetError::NoAnswer`]'s message: where the address came
+/// from, when it was not `--target`.
+fn see(endpoints: Option<&Path>) -> String {
+    endpoints.map_or_else(String::new, |path| format!(" (see {})", path.display()))
 }
 
 /// Where a running embedded node can be reached, written by `sigil serve`
@@ -156,6 +175,37 @@ impl Target {
                 server_name,
                 source,
             })
+    }
+
+    /// As [`Target::connect`], but gives up when the node has not
+    /// answered within `within` (a missing node otherwise costs the QUIC
+    /// idle timeout, 30 s).
+    ///
+    /// # Errors
+    /// As [`Target::connect`], and [`TargetError::NoAnswer`] when the
+    /// time runs out.
+    pub async fn connect_within(
+        &self,
+        streams: usize,
+        within: Duration,
+    ) -> Result<Client, TargetError> {
+        let config = self.client_config(streams)?;
+        let (target, server_name) = (config.target, config.server_name.clone());
+        match tokio::time::timeout(within, Client::connect(config)).await {
+            Ok(connected) => connected.map_err(|source| TargetError::Connect {
+                target,
+                server_name,
+                source,
+            }),
+            Err(_elapsed) => Err(TargetError::NoAnswer {
+                target,
+                within,
+                endpoints: self
+                    .target
+                    .is_none()
+                    .then(|| Endpoints::path(&self.data_dir)),
+            }),
+        }
     }
 
     /// The client configuration this target resolves to, without
@@ -292,6 +342,59 @@ mod tests {
         );
         explicit.server_name = Some("node-1.example".into());
         assert_eq!(explicit.address().unwrap().1, "node-1.example");
+    }
+
+    #[test]
+    fn no_answer_in_time_says_where_the_address_came_from() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cert_dir = dir.path().join("caller");
+        let ca = rcgen::generate_simple_self_signed(vec!["ca".into()]).unwrap();
+        let caller = rcgen::generate_simple_self_signed(vec!["caller".into()]).unwrap();
+        Credentials {
+            certificate_pem: caller.cert.pem(),
+            key_pem: caller.signing_key.serialize_pem(),
+        }
+        .write(&cert_dir, Some(&ca.cert.pem()))
+        .unwrap();
+        // A bound UDP socket that never answers: the handshake waits.
+        let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap();
+        let endpoints = Endpoints {
+            quic: address,
+            http: "127.0.0.1:8080".parse().unwrap(),
+            server_name: "localhost".into(),
+        };
+        endpoints.store(dir.path()).unwrap();
+        let from_file = Target {
+            cert_dir: Some(cert_dir.clone()),
+            ..target(dir.path())
+        };
+        let within = Duration::from_millis(200);
+        let error = runtime
+            .block_on(from_file.connect_within(1, within))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "no answer from {address} within 0.2s: is `sigil serve` running? (see {})",
+                Endpoints::path(dir.path()).display()
+            )
+        );
+        let explicit = Target {
+            target: Some(address.to_string()),
+            ..from_file
+        };
+        let error = runtime
+            .block_on(explicit.connect_within(1, within))
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("no answer from {address} within 0.2s: is `sigil serve` running?")
+        );
     }
 
     #[test]

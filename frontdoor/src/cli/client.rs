@@ -64,13 +64,16 @@ pub fn outcome_json(
 /// `session_create` returned: `session: None` means "that one") and returns
 /// what to print, and whether every call succeeded.
 ///
+/// Gives up connecting when the node has not answered `within`.
+///
 /// # Errors
-/// When the connection fails.
+/// When the connection fails or the node does not answer in time.
 pub async fn run(
     target: &Target,
+    within: std::time::Duration,
     operations: Vec<Step>,
 ) -> anyhow::Result<(serde_json::Value, bool)> {
-    let client = target.connect(1).await?;
+    let client = target.connect_within(1, within).await?;
     let mut printed = Vec::new();
     let mut session: Option<String> = None;
     let mut all_ok = true;

@@ -173,6 +173,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         root: config.data_dir.clone(),
     };
     crate::posture::restrict_new_files();
+    check_listen_addresses(config)?;
     std::fs::create_dir_all(&layout.root).with_context(|| layout.root.display().to_string())?;
     let file_limit = crate::posture::raise_file_limit();
     let master = if layout.master_key().exists() {
@@ -562,6 +563,42 @@ fn cluster_network(config: &Config, layout: &Layout) -> anyhow::Result<sessions:
         server_name: "localhost".into(),
         identify: Some(Arc::new(|der: &[u8]| crate::pki::node_name(der))),
     })
+}
+
+/// Refuses at once when the QUIC or HTTP address is taken, before the slow
+/// part of a start (initdb, Postgres, tenants) runs and fails behind it.
+fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
+    use crate::shared_port::SharedPort;
+    type Probe = fn(SocketAddr) -> std::io::Result<()>;
+    let listeners: [(SocketAddr, &str, &str, &str, Probe); 2] = [
+        (
+            config.listen.quic,
+            "QUIC (UDP)",
+            "--quic-listen",
+            "listen.quic",
+            <std::net::UdpSocket as SharedPort>::probe,
+        ),
+        (
+            config.listen.http,
+            "HTTP (TCP)",
+            "--http-listen",
+            "listen.http",
+            <std::net::TcpListener as SharedPort>::probe,
+        ),
+    ];
+    for (listen, what, flag, key, probe) in listeners {
+        if listen.port() == 0 {
+            continue;
+        }
+        if let Err(e) = probe(listen) {
+            anyhow::bail!(
+                "{what} port {} on {listen} cannot be bound: {e}; is another node running? \
+                 choose another address with {flag} (or {key} in the config)",
+                listen.port()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Runs `sigil serve` until SIGTERM or SIGINT.

@@ -375,15 +375,16 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         (Some(server), Some(raw)) if raw > 0.0 => Some(server / raw),
         _ => None,
     };
-    let timeline = recorder.timeline();
+    let mut timeline = recorder.timeline();
+    crate::record::mark_partial(&mut timeline, total);
     let mut charts = Vec::new();
     if let Some(dir) = &plan.charts_dir {
         std::fs::create_dir_all(dir)?;
-        let title = format!(
-            "{} {} tenant(s) {}",
-            plan.profile_name,
+        let title = crate::chart::title(
+            &plan.profile_name,
+            &plan.mix_text,
             plan.tenants.len(),
-            plan.apps.join(",")
+            &plan.apps,
         );
         let throughput = dir.join(format!("{}-throughput.svg", plan.profile_name));
         let latency = dir.join(format!("{}-latency.svg", plan.profile_name));

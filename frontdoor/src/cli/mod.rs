@@ -8,6 +8,7 @@ pub mod demo;
 pub mod postgres;
 pub mod recent;
 pub mod serve;
+pub mod times;
 
 use std::path::PathBuf;
 

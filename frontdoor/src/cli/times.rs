@@ -1,12 +1,14 @@
 //! Times in printed results: the node sends Unix seconds (`expires_at`,
-//! `activates_at`, ...); a person reads RFC 3339. Each `*_at` number gets an
-//! `*_at_rfc3339` string beside it; the number stays, scripts read it.
+//! `activates_at`, `auth_time`, ...); a person reads RFC 3339. Each such
+//! number gets a `KEY_rfc3339` string beside it; the number stays, scripts
+//! read it.
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-/// Adds `KEY_rfc3339` beside every `KEY` ending in `_at` whose value is a
-/// Unix time in seconds, in objects at any depth, and returns the value.
+/// Adds `KEY_rfc3339` beside every `KEY` ending in `_at` (and `auth_time`)
+/// whose value is a Unix time in seconds, in objects at any depth, and
+/// returns the value.
 pub fn with_rfc3339(mut value: serde_json::Value) -> serde_json::Value {
     add_rfc3339(&mut value);
     value
@@ -17,7 +19,7 @@ fn add_rfc3339(value: &mut serde_json::Value) {
         serde_json::Value::Object(entries) => {
             let added: Vec<(String, String)> = entries
                 .iter()
-                .filter(|(key, _)| key.ends_with("_at"))
+                .filter(|(key, _)| key.ends_with("_at") || *key == "auth_time")
                 .filter_map(|(key, v)| Some((format!("{key}_rfc3339"), rfc3339(v.as_i64()?)?)))
                 .collect();
             for entry in entries.values_mut() {
@@ -51,7 +53,7 @@ mod tests {
         let printed = with_rfc3339(json!({
             "op": "keys_rotate",
             "result": {"kid": "k1", "activates_at": 1_795_000_000u64},
-            "sessions": [{"expires_at": 0, "idle_expires_at": "soon"}],
+            "sessions": [{"expires_at": 0, "idle_expires_at": "soon", "auth_time": 60}],
         }));
         assert_eq!(
             printed,
@@ -66,6 +68,8 @@ mod tests {
                     "expires_at": 0,
                     "expires_at_rfc3339": "1970-01-01T00:00:00Z",
                     "idle_expires_at": "soon",
+                    "auth_time": 60,
+                    "auth_time_rfc3339": "1970-01-01T00:01:00Z",
                 }],
             })
         );

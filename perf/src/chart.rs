@@ -51,7 +51,21 @@ pub fn throughput(path: &Path, timeline: &[SecondPoint], title: &str) -> Result<
             value: |p| p.errors as f64,
         },
     ];
-    draw(path, title, "per second", timeline, &series)
+    draw(path, title, "per second", &whole_seconds(timeline), &series)
+}
+
+/// The seconds the run covered in full: a partly counted second would
+/// show as a drop to 0 at the end, which reads as a collapse.
+fn whole_seconds(timeline: &[SecondPoint]) -> Vec<SecondPoint> {
+    timeline.iter().filter(|p| !p.partial).cloned().collect()
+}
+
+/// A chart's title: the profile, the operation mix, the tenants and apps.
+pub fn title(profile: &str, mix: &str, tenants: usize, apps: &[String]) -> String {
+    format!(
+        "{profile}: mix {mix}, {tenants} tenant(s), apps {}",
+        apps.join(",")
+    )
 }
 
 /// Draws p50, p99 and p99.9 latency (ms, from the intended send time)
@@ -77,7 +91,11 @@ pub fn latency(path: &Path, timeline: &[SecondPoint], title: &str) -> Result<(),
             value: |p| p.p999_us as f64 / 1000.0,
         },
     ];
-    let answered: Vec<SecondPoint> = timeline.iter().filter(|p| p.ok > 0).cloned().collect();
+    let answered: Vec<SecondPoint> = timeline
+        .iter()
+        .filter(|p| p.ok > 0 && !p.partial)
+        .cloned()
+        .collect();
     draw(
         path,
         title,
@@ -136,4 +154,35 @@ fn draw(
         .draw()
         .map_err(|e| chart_error(path, e))?;
     root.present().map_err(|e| chart_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{mark_partial, Recorder};
+    use std::time::Duration;
+
+    #[test]
+    fn charts_leave_out_partial_seconds() {
+        let mut r = Recorder::new();
+        for ms in [0u64, 1_000, 2_000] {
+            let at = Duration::from_millis(ms);
+            r.sent(at);
+            r.finished(at, at + Duration::from_millis(10), Ok(()));
+        }
+        let mut timeline = r.timeline();
+        mark_partial(&mut timeline, Duration::from_millis(2_500));
+        let shown: Vec<u64> = whole_seconds(&timeline).iter().map(|p| p.t).collect();
+        assert_eq!(shown, [0, 1]);
+    }
+
+    #[test]
+    fn titles_name_the_operation_mix() {
+        let apps = vec!["app-eddsa".to_owned(), "app-rs256".to_owned()];
+        let title = title("load", "id-token=80,saml=20", 2, &apps);
+        assert_eq!(
+            title,
+            "load: mix id-token=80,saml=20, 2 tenant(s), apps app-eddsa,app-rs256"
+        );
+    }
 }

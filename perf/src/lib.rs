@@ -17,6 +17,7 @@
 
 pub mod chart;
 pub mod engine;
+pub mod progress;
 pub mod quic;
 pub mod raw;
 pub mod record;

@@ -4,9 +4,10 @@
 //! starts, so the load measures issuance, not logins.
 
 use std::cell::Cell;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use sigil_proto::target::{Target, TargetError};
 use sigil_proto::Operation;
 
 use crate::engine::{self, Call, Caller, LoadConfig, Mix, Progress, RequestKind};
+use crate::progress::{plain_line, Snapshot, PLAIN_EVERY};
 use crate::raw;
 use crate::report::{scrape, Report};
 use crate::schedule::RateProfile;
@@ -255,7 +257,8 @@ async fn await_replication(
     Ok(())
 }
 
-/// Runs a load and returns its report. Shows a progress bar on stderr.
+/// Runs a load and returns its report. Shows progress on stderr: a bar on
+/// a terminal, otherwise a plain line every [`PLAIN_EVERY`].
 ///
 /// # Errors
 /// When the node cannot be reached or the users cannot sign in.
@@ -288,21 +291,46 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     let before = plan.metrics.and_then(|m| scrape(m).ok());
     let progress = Arc::new(Progress::default());
     let total = plan.profile.duration();
-    let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
+    // A terminal gets a bar; a file or pipe a plain line every few seconds.
+    let interactive = std::io::stderr().is_terminal();
+    let bar = if interactive {
+        indicatif::ProgressBar::new(total.as_secs().max(1))
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} {elapsed_precise}/{len}s [{bar:30}] {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let done = Arc::new(AtomicBool::new(false));
     let watcher = {
         let (progress, bar, profile) = (Arc::clone(&progress), bar.clone(), plan.profile);
+        let done = Arc::clone(&done);
         std::thread::spawn(move || {
             let started = Instant::now();
             let mut last = (0u64, Instant::now());
-            while started.elapsed() < total + Duration::from_secs(2) && !bar.is_finished() {
+            let mut last_line = (0u64, Instant::now());
+            while started.elapsed() < total + Duration::from_secs(2)
+                && !done.load(Ordering::Relaxed)
+            {
                 std::thread::sleep(Duration::from_millis(500));
                 let ok = progress.ok.load(Ordering::Relaxed);
+                if !interactive {
+                    if last_line.1.elapsed() >= PLAIN_EVERY {
+                        let now = Snapshot {
+                            elapsed: started.elapsed(),
+                            total,
+                            sent: progress.sent.load(Ordering::Relaxed),
+                            ok,
+                            errors: progress.errors.load(Ordering::Relaxed),
+                        };
+                        eprintln!("{}", plain_line(&now, last_line.0, last_line.1.elapsed()));
+                        last_line = (ok, Instant::now());
+                    }
+                    continue;
+                }
                 let rate = (ok - last.0) as f64 / last.1.elapsed().as_secs_f64();
                 last = (ok, Instant::now());
                 bar.set_position(started.elapsed().as_secs());
@@ -347,8 +375,11 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         &progress,
     )
     .map_err(|e| anyhow::anyhow!(e))?;
-    bar.finish();
+    // Stop the watcher before clearing the bar, so that it cannot redraw
+    // it and the summary starts on a line of its own.
+    done.store(true, Ordering::Relaxed);
     let _ = watcher.join();
+    bar.finish_and_clear();
     let after = plan.metrics.and_then(|m| scrape(m).ok());
     let recorder = &outcome.recorder;
     let ok = recorder.ok_count();
@@ -375,15 +406,16 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         (Some(server), Some(raw)) if raw > 0.0 => Some(server / raw),
         _ => None,
     };
-    let timeline = recorder.timeline();
+    let mut timeline = recorder.timeline();
+    crate::record::mark_partial(&mut timeline, total);
     let mut charts = Vec::new();
     if let Some(dir) = &plan.charts_dir {
         std::fs::create_dir_all(dir)?;
-        let title = format!(
-            "{} {} tenant(s) {}",
-            plan.profile_name,
+        let title = crate::chart::title(
+            &plan.profile_name,
+            &plan.mix_text,
             plan.tenants.len(),
-            plan.apps.join(",")
+            &plan.apps,
         );
         let throughput = dir.join(format!("{}-throughput.svg", plan.profile_name));
         let latency = dir.join(format!("{}-latency.svg", plan.profile_name));

@@ -172,8 +172,21 @@ impl Recorder {
                 p99_us: s.latency.value_at_quantile(0.99),
                 p999_us: s.latency.value_at_quantile(0.999),
                 max_us: s.latency.max(),
+                partial: false,
             })
             .collect()
+    }
+}
+
+/// Marks the seconds a run of length `run` did not cover in full: the
+/// last, partly scheduled second and the seconds after the end, where only
+/// late answers land. Their counts are low because the second was short,
+/// not because the appliance slowed, so charts leave them out; the JSON
+/// keeps them (with `partial: true`) so that every answer is accounted for.
+pub fn mark_partial(timeline: &mut [SecondPoint], run: Duration) {
+    let run = run.as_secs_f64();
+    for point in timeline {
+        point.partial = (point.t + 1) as f64 > run;
     }
 }
 
@@ -232,6 +245,9 @@ pub struct SecondPoint {
     pub p999_us: u64,
     /// Largest (µs).
     pub max_us: u64,
+    /// The run did not cover this whole second (see [`mark_partial`]);
+    /// charts leave it out.
+    pub partial: bool,
 }
 
 #[cfg(test)]
@@ -274,5 +290,26 @@ mod tests {
         assert_eq!(timeline[0].sent, 100);
         assert_eq!(timeline[0].ok + timeline[0].errors, 100);
         assert!(a.rejection_latency().is_some());
+    }
+
+    #[test]
+    fn only_seconds_the_run_did_not_cover_in_full_are_partial() {
+        let mut r = Recorder::new();
+        for ms in [0u64, 1_500, 2_400, 2_600] {
+            let at = Duration::from_millis(ms);
+            r.sent(at);
+            r.finished(at, at + Duration::from_millis(450), Ok(()));
+        }
+        let mut timeline = r.timeline();
+        assert!(timeline.iter().all(|p| !p.partial));
+        // A 2.5 s run: seconds 0 and 1 are whole, 2 is cut short, 3 holds
+        // only a late answer.
+        mark_partial(&mut timeline, Duration::from_millis(2_500));
+        let partial: Vec<bool> = timeline.iter().map(|p| p.partial).collect();
+        assert_eq!(partial, [false, false, true, true]);
+        // A whole-second run: only what came after its end.
+        mark_partial(&mut timeline, Duration::from_secs(3));
+        let partial: Vec<bool> = timeline.iter().map(|p| p.partial).collect();
+        assert_eq!(partial, [false, false, false, true]);
     }
 }

@@ -169,15 +169,14 @@ pub fn directory_seed(
             &progress,
         )
         .await?;
-        bar.finish();
+        // Cleared, so that the summary starts on a line of its own.
+        bar.finish_and_clear();
         anyhow::Ok(())
     })?;
     let sizes = directory::seed::SeedPlan::new(tenants, users).sizes();
-    Ok(serde_json::json!({
-        "tenants": tenants,
-        "users": users,
-        "largest_tenants": sizes.iter().take(5).collect::<Vec<_>>(),
-        "median_tenant": sizes[sizes.len() / 2],
-        "seconds": started.elapsed().as_secs_f64(),
-    }))
+    Ok(super::seed::summary(
+        &sizes,
+        users,
+        started.elapsed().as_secs_f64(),
+    ))
 }

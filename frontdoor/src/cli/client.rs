@@ -4,6 +4,7 @@
 
 use anyhow::Context;
 
+use super::times::with_rfc3339;
 use sigil_proto::client::CallError;
 use sigil_proto::results::SessionCreated;
 use sigil_proto::target::Target;
@@ -91,7 +92,7 @@ pub async fn run(
                 .map(|created| created.session);
         }
         all_ok &= outcome.is_ok();
-        printed.push(outcome_json(&operation, &outcome));
+        printed.push(with_rfc3339(outcome_json(&operation, &outcome)));
     }
     client.close().await;
     let value = match printed.len() {

@@ -7,7 +7,9 @@ pub mod client;
 pub mod demo;
 pub mod postgres;
 pub mod recent;
+pub mod seed;
 pub mod serve;
+pub mod times;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,77 @@
+//! Times in printed results: the node sends Unix seconds (`expires_at`,
+//! `activates_at`, `auth_time`, ...); a person reads RFC 3339. Each such
+//! number gets a `KEY_rfc3339` string beside it; the number stays, scripts
+//! read it.
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Adds `KEY_rfc3339` beside every `KEY` ending in `_at` (and `auth_time`)
+/// whose value is a Unix time in seconds, in objects at any depth, and
+/// returns the value.
+pub fn with_rfc3339(mut value: serde_json::Value) -> serde_json::Value {
+    add_rfc3339(&mut value);
+    value
+}
+
+fn add_rfc3339(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(entries) => {
+            let added: Vec<(String, String)> = entries
+                .iter()
+                .filter(|(key, _)| key.ends_with("_at") || *key == "auth_time")
+                .filter_map(|(key, v)| Some((format!("{key}_rfc3339"), rfc3339(v.as_i64()?)?)))
+                .collect();
+            for entry in entries.values_mut() {
+                add_rfc3339(entry);
+            }
+            for (key, text) in added {
+                entries
+                    .entry(key)
+                    .or_insert(serde_json::Value::String(text));
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(add_rfc3339),
+        _ => {}
+    }
+}
+
+fn rfc3339(unix_seconds: i64) -> Option<String> {
+    OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()?
+        .format(&Rfc3339)
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unix_times_get_rfc3339_beside_them_and_keep_their_number() {
+        let printed = with_rfc3339(json!({
+            "op": "keys_rotate",
+            "result": {"kid": "k1", "activates_at": 1_795_000_000u64},
+            "sessions": [{"expires_at": 0, "idle_expires_at": "soon", "auth_time": 60}],
+        }));
+        assert_eq!(
+            printed,
+            json!({
+                "op": "keys_rotate",
+                "result": {
+                    "kid": "k1",
+                    "activates_at": 1_795_000_000u64,
+                    "activates_at_rfc3339": "2026-11-18T11:06:40Z",
+                },
+                "sessions": [{
+                    "expires_at": 0,
+                    "expires_at_rfc3339": "1970-01-01T00:00:00Z",
+                    "idle_expires_at": "soon",
+                    "auth_time": 60,
+                    "auth_time_rfc3339": "1970-01-01T00:01:00Z",
+                }],
+            })
+        );
+    }
+}

@@ -11,29 +11,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, session, Serve, SIGIL};
+use common::{free_port, session, sigil, Serve};
 use directory::audit::AuditEntry;
 use serde_json::Value;
 use sigil_proto::Operation;
-
-fn sigil(dir: &Path, args: &[&str]) -> (bool, Value) {
-    let output = Command::new(SIGIL)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.success(), value)
-}
 
 fn verify(dir: &Path, tenant: &str, head: Option<&Path>) -> (bool, Value) {
     let mut args = vec!["audit", "verify", "--tenant", tenant];

@@ -5,28 +5,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-use common::{free_port, Serve, SIGIL};
-use serde_json::Value;
-
-/// Runs `sigil` in `dir` and returns whether it succeeded and its stdout as JSON.
-fn sigil(dir: &Path, args: &[&str]) -> (bool, Value) {
-    let output = Command::new(SIGIL)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
-        panic!(
-            "{args:?}: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    (output.status.success(), value)
-}
+use common::{free_port, sigil, Serve};
 
 /// The arguments of a printed `sigil ...` line, its shell quoting removed.
 fn words(line: &str) -> Vec<String> {

@@ -272,3 +272,21 @@ pub fn wait_for_status(serve: &Serve, path: &str, want: u16, within: Duration) -
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Runs `sigil` in `dir` and returns whether it succeeded and its stdout
+/// as JSON (panicking with its output when that is not JSON).
+pub fn sigil(dir: &Path, args: &[&str]) -> (bool, serde_json::Value) {
+    let output = std::process::Command::new(SIGIL)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.success(), value)
+}

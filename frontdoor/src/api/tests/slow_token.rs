@@ -216,10 +216,12 @@ async fn a_slow_token_does_not_stall_software_eddsa_on_the_same_worker() {
     );
     // Inline, every token due during the stall waits it out (p90 2.3 s
     // when forced inline); beside it, a few may meet a disk sync or the
-    // scheduler of a shared machine, none waits for the token.
+    // scheduler of a shared machine (a loaded CI machine showed p90 228 ms
+    // with none waiting 400 ms), none waits for the token. Counted, not
+    // timed against a percentile: what fails is waiting for the token.
     let stalled = fast.iter().filter(|l| **l >= SLOW).count();
     assert!(
-        p90 < Duration::from_millis(100) && stalled * 20 < fast.len(),
+        stalled * 20 < fast.len(),
         "EdDSA waited for the slow token: p90 {p90:?}, max {max:?}, {stalled} waited {SLOW:?} or more"
     );
     let served = slow.iter().filter(|(answer, _)| answer.is_ok()).count();

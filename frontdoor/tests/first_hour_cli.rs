@@ -7,20 +7,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{free_port, SIGIL};
+use common::{free_port, sigil_output};
 use sigil_proto::credentials::Credentials;
 use sigil_proto::target::Endpoints;
-
-fn sigil(dir: &Path, args: &[&str]) -> Output {
-    Command::new(SIGIL)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -46,7 +38,7 @@ fn a_missing_server_fails_soon_with_a_hint() {
     caller_credentials(&cert_dir);
     let target = format!("127.0.0.1:{}", free_port());
     let started = Instant::now();
-    let output = sigil(
+    let output = sigil_output(
         dir.path(),
         &[
             "client",
@@ -91,7 +83,7 @@ fn a_missing_embedded_node_points_at_its_endpoints_file() {
     .store(&var)
     .unwrap();
     let started = Instant::now();
-    let output = sigil(dir.path(), &["client", "health"]);
+    let output = sigil_output(dir.path(), &["client", "health"]);
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -110,7 +102,7 @@ fn a_missing_embedded_node_points_at_its_endpoints_file() {
 #[test]
 fn the_timeout_flag_must_be_positive_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let output = sigil(dir.path(), &["client", "--timeout", "0", "health"]);
+    let output = sigil_output(dir.path(), &["client", "--timeout", "0", "health"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     assert!(stderr(&output).contains("--timeout"), "{}", stderr(&output));
 }
@@ -119,7 +111,7 @@ fn the_timeout_flag_must_be_positive_seconds() {
 fn keys_and_cluster_help_name_the_admin_credentials_they_use() {
     let dir = tempfile::tempdir().unwrap();
     for command in ["keys", "cluster"] {
-        let output = sigil(dir.path(), &[command, "--help"]);
+        let output = sigil_output(dir.path(), &[command, "--help"]);
         assert!(output.status.success());
         let help = String::from_utf8_lossy(&output.stdout);
         assert!(
@@ -128,7 +120,7 @@ fn keys_and_cluster_help_name_the_admin_credentials_they_use() {
         );
         assert!(!help.contains("credentials/frontend"), "{help}");
     }
-    let output = sigil(dir.path(), &["client", "--help"]);
+    let output = sigil_output(dir.path(), &["client", "--help"]);
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(
         help.contains("default: DATA_DIR/credentials/frontend"),
@@ -140,7 +132,7 @@ fn keys_and_cluster_help_name_the_admin_credentials_they_use() {
 fn an_os_error_is_printed_once() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing");
-    let output = sigil(
+    let output = sigil_output(
         dir.path(),
         &[
             "client",
@@ -163,7 +155,7 @@ fn an_os_error_is_printed_once() {
     assert_eq!(text.matches("(os error 2)").count(), 1, "{text}");
 
     let config = dir.path().join("missing.toml");
-    let output = sigil(dir.path(), &["serve", "--config", config.to_str().unwrap()]);
+    let output = sigil_output(dir.path(), &["serve", "--config", config.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     let text = stderr(&output);
     assert!(text.contains(&format!("{}: ", config.display())), "{text}");
@@ -195,7 +187,7 @@ fn commands_that_run_no_node_refuse_the_serve_flags() {
             &["--quic-listen", "127.0.0.1:1"],
         ] {
             let args: Vec<&str> = command.iter().chain(flag).copied().collect();
-            let output = sigil(dir.path(), &args);
+            let output = sigil_output(dir.path(), &args);
             assert_eq!(
                 output.status.code(),
                 Some(2),
@@ -209,7 +201,7 @@ fn commands_that_run_no_node_refuse_the_serve_flags() {
             );
         }
     }
-    let output = sigil(dir.path(), &["serve", "--help"]);
+    let output = sigil_output(dir.path(), &["serve", "--help"]);
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
         "--peers",
@@ -249,7 +241,7 @@ fn serve_on_a_taken_port_fails_before_creating_anything() {
         ),
     ];
     for (quic_listen, http_listen, message, flag) in cases {
-        let output = sigil(
+        let output = sigil_output(
             dir.path(),
             &[
                 "serve",

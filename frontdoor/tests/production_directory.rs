@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for_status, Serve, SIGIL};
+use common::{free_port, sigil_output, wait_for_status, Serve, SIGIL};
 use directory::PrivateCluster;
 use serde_json::Value;
 
@@ -64,14 +64,6 @@ async fn count(url: &str, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.unwrap().get(0)
 }
 
-fn sigil(dir: &Path, args: &[&str]) -> Output {
-    Command::new(SIGIL)
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// `sigil serve` expected to refuse to start; its stderr.
 fn serve_refuses(dir: &Path, config: &Path) -> String {
     let mut child = Command::new(SIGIL)
@@ -115,7 +107,7 @@ fn jwks_kids(serve: &Serve, tenant: &str) -> Vec<String> {
 
 fn rotate(serve: &Serve, credentials: &Path, tenant: &str) -> Output {
     let target = serve.endpoints.quic.to_string();
-    sigil(
+    sigil_output(
         &serve.dir,
         &[
             "keys",
@@ -163,7 +155,7 @@ async fn assert_nothing_but_the_schema(serve: &Serve, owner_url: &str) {
 /// Returns where its credentials are.
 async fn bootstrap_once(dir: &Path, config: &str, owner_url: &str) -> std::path::PathBuf {
     let admin = dir.join("admin");
-    let made = sigil(
+    let made = sigil_output(
         dir,
         &[
             "admin",
@@ -180,7 +172,7 @@ async fn bootstrap_once(dir: &Path, config: &str, owner_url: &str) -> std::path:
         String::from_utf8_lossy(&made.stderr)
     );
     let second = dir.join("second");
-    let again = sigil(
+    let again = sigil_output(
         dir,
         &[
             "admin",

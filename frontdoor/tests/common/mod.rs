@@ -273,14 +273,19 @@ pub fn wait_for_status(serve: &Serve, path: &str, want: u16, within: Duration) -
     }
 }
 
-/// Runs `sigil` in `dir` and returns whether it succeeded and its stdout
-/// as JSON (panicking with its output when that is not JSON).
-pub fn sigil(dir: &Path, args: &[&str]) -> (bool, serde_json::Value) {
-    let output = std::process::Command::new(SIGIL)
+/// Runs `sigil` in `dir` and returns what it printed and its exit status.
+pub fn sigil_output(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(SIGIL)
         .current_dir(dir)
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `sigil` in `dir` and returns whether it succeeded and its stdout
+/// as JSON (panicking with its output when that is not JSON).
+pub fn sigil(dir: &Path, args: &[&str]) -> (bool, serde_json::Value) {
+    let output = sigil_output(dir, args);
     let value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
         panic!(
             "{args:?}: {}{}",

@@ -122,8 +122,9 @@ impl AuditEvent {
         }
     }
 
-    /// The record's detail, as the journal stores it.
-    pub fn detail(&self) -> serde_json::Value {
+    /// The record's detail, as the journal stores it (the event's strings
+    /// move into it).
+    pub fn into_detail(self) -> serde_json::Value {
         use serde_json::json;
         match self {
             AuditEvent::Issued {
@@ -146,7 +147,7 @@ impl AuditEvent {
                 caller,
             } => json!({
                 "kid": kid,
-                "replacement": replacement.clone().unwrap_or_default(),
+                "replacement": replacement.unwrap_or_default(),
                 "caller": caller,
             }),
             AuditEvent::Refused {
@@ -181,7 +182,7 @@ mod tests {
         };
         assert_eq!(issued.kind(), "issue.saml");
         assert_eq!(
-            issued.detail(),
+            issued.into_detail(),
             serde_json::json!({"user": "u1", "kid": "k", "id": "_r", "caller": "web-1"})
         );
         let revoked = AuditEvent::KeyRevoked {
@@ -190,7 +191,7 @@ mod tests {
             caller: String::new(),
         };
         assert_eq!(revoked.kind(), "key.revoke");
-        assert_eq!(revoked.detail()["replacement"], "");
+        assert_eq!(revoked.into_detail()["replacement"], "");
         for kind in [IssueKind::IdToken, IssueKind::AccessToken, IssueKind::Saml] {
             let event = AuditEvent::Issued {
                 kind,

@@ -34,25 +34,29 @@ impl<T> Cache<T> {
             .and_then(|entries| entries.get(key).cloned())
     }
 
-    /// The entry under `key`: cached, or read with `fetch` (`Ok(None)`:
-    /// there is none, answered `not_found` naming `what` and `key` in
-    /// `tenant`), made ready with `make`, and kept.
+    /// The entry under `key`: cached, or read with the future `fetch` makes
+    /// (made only on a miss; `Ok(None)`: there is none, answered
+    /// `not_found` naming `what` and `key` in `tenant`), made ready with
+    /// `make`, and kept.
     ///
     /// # Errors
     /// `unavailable` when the directory fails, `not_found`, or what `make`
     /// refuses.
-    pub async fn get_or_load<Row>(
+    pub async fn get_or_load<Row, Fetch>(
         &self,
         key: &str,
         what: &str,
         tenant: &str,
-        fetch: impl Future<Output = Result<Option<Row>, directory::Error>>,
+        fetch: impl FnOnce() -> Fetch,
         make: impl FnOnce(Row) -> Result<T, WireError>,
-    ) -> Result<Arc<T>, WireError> {
+    ) -> Result<Arc<T>, WireError>
+    where
+        Fetch: Future<Output = Result<Option<Row>, directory::Error>>,
+    {
         if let Some(hit) = self.get(key) {
             return Ok(hit);
         }
-        let row = fetch
+        let row = fetch()
             .await
             .map_err(unavailable)?
             .ok_or_else(|| refuse(ErrorCode::NotFound, format!("no {what} {key} in {tenant}")))?;
@@ -85,9 +89,13 @@ mod tests {
     async fn loads_once_then_hits_and_names_what_is_missing() {
         let cache: Cache<String> = Cache::default();
         let loaded = cache
-            .get_or_load("alice", "user", "acme", async { Ok(Some(1)) }, |n: i32| {
-                Ok(format!("row {n}"))
-            })
+            .get_or_load(
+                "alice",
+                "user",
+                "acme",
+                || async { Ok(Some(1)) },
+                |n: i32| Ok(format!("row {n}")),
+            )
             .await
             .unwrap();
         assert_eq!(*loaded, "row 1");
@@ -97,16 +105,20 @@ mod tests {
                 "alice",
                 "user",
                 "acme",
-                async { Err(directory::Error::Journal("must not run".into())) },
+                || async { Err(directory::Error::Journal("must not run".into())) },
                 |n: i32| Ok(format!("row {n}")),
             )
             .await
             .unwrap();
         assert!(Arc::ptr_eq(&loaded, &again));
         let missing = cache
-            .get_or_load("bob", "user", "acme", async { Ok(None) }, |n: i32| {
-                Ok(format!("row {n}"))
-            })
+            .get_or_load(
+                "bob",
+                "user",
+                "acme",
+                || async { Ok(None) },
+                |n: i32| Ok(format!("row {n}")),
+            )
             .await
             .unwrap_err();
         assert_eq!(missing.code, ErrorCode::NotFound);
@@ -116,7 +128,7 @@ mod tests {
                 "carol",
                 "user",
                 "acme",
-                async { Err(directory::Error::Journal("down".into())) },
+                || async { Err(directory::Error::Journal("down".into())) },
                 |n: i32| Ok(format!("row {n}")),
             )
             .await

@@ -74,7 +74,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         live: &TenantLive,
         login: &str,
     ) -> Result<Arc<UserRecord>, WireError> {
-        let fetch = self.reads.user(live.tenant.id, login);
+        let fetch = || self.reads.user(live.tenant.id, login);
         live.users
             .get_or_load(login, "user", &live.slug, fetch, |row| {
                 Ok(UserRecord::from(row))
@@ -88,7 +88,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         live: &TenantLive,
         name: &str,
     ) -> Result<Arc<LiveApp>, WireError> {
-        let fetch = self.reads.oidc_app(live.tenant.id, name);
+        let fetch = || self.reads.oidc_app(live.tenant.id, name);
         live.apps
             .get_or_load(name, "app", &live.slug, fetch, |row| {
                 LiveApp::from_row(row).map_err(|e| internal("app settings", &e))
@@ -98,7 +98,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
 
     /// The SAML SP `name`, cached.
     pub(super) async fn sp(&self, live: &TenantLive, name: &str) -> Result<Arc<LiveSp>, WireError> {
-        let fetch = self.reads.saml_sp(live.tenant.id, name);
+        let fetch = || self.reads.saml_sp(live.tenant.id, name);
         live.sps
             .get_or_load(name, "SP", &live.slug, fetch, |row| {
                 LiveSp::from_row(row).map_err(|e| internal("SP settings", &e))

@@ -88,19 +88,20 @@ impl AuditSink for Arc<AuditJournal> {
         event: AuditEvent,
         at_ms: u64,
     ) -> Result<(), directory::Error> {
-        self.append(tenant_id, event.kind(), event.detail(), at_ms)
+        self.append(tenant_id, event.kind(), event.into_detail(), at_ms)
             .await
             .map(drop)
     }
 
     fn record_later(&self, tenant_id: i64, event: AuditEvent, at_ms: u64) {
         let journal = Arc::clone(self);
+        let kind = event.kind();
         tokio::spawn(async move {
             if let Err(e) = journal
-                .append(tenant_id, event.kind(), event.detail(), at_ms)
+                .append(tenant_id, kind, event.into_detail(), at_ms)
                 .await
             {
-                tracing::error!(error = %e, kind = event.kind(), "an audit record was lost");
+                tracing::error!(error = %e, kind, "an audit record was lost");
             }
         });
     }

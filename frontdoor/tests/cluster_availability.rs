@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::{check, specs, Nodes, Relay};
+use common::cluster::{check, specs, until_valid, Nodes, Relay};
 use common::session;
 use sigil_proto::results::ClusterView;
 use sigil_proto::Operation;
@@ -36,9 +36,7 @@ async fn a_dead_node_stops_nothing_and_misses_nothing() {
     let live = session(&first, "acme", "alice").await;
     let doomed = session(&first, "acme", "bob").await;
     let third = nodes.client(2).await;
-    while check(&third, "acme", &doomed).await != Ok(true) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_valid(&third, "acme", &doomed, Duration::from_secs(10)).await;
     third.close().await;
 
     // A light load spread over the two nodes that survive.
@@ -176,9 +174,7 @@ async fn a_node_cut_off_from_the_majority_fails_closed_and_the_majority_serves()
         nodes.client(2).await,
     ];
     let id = session(&clients[0], "acme", "alice").await;
-    while check(&clients[2], "acme", &id).await != Ok(true) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_valid(&clients[2], "acme", &id, Duration::from_secs(10)).await;
 
     cut.store(true, Ordering::Release);
     let since = Instant::now();

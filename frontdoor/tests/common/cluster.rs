@@ -244,6 +244,23 @@ pub async fn check(client: &Client, tenant: &str, session: &str) -> Result<bool,
     }
 }
 
+/// Waits until `session` is valid on the node behind `client` (it has
+/// replicated there), failing the test after `within`.
+pub async fn until_valid(client: &Client, tenant: &str, session: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let seen = check(client, tenant, session).await;
+        if seen == Ok(true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "session {session} not valid within {within:?}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A UDP relay in front of one node's cluster port: everything it gets from
 /// a source goes on to the node from a socket of its own, and the answers
 /// back; while `cut`, it drops both ways. Its threads own its sockets: it

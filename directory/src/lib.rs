@@ -50,9 +50,11 @@ pub enum Error {
     /// The private cluster could not be created, started or stopped.
     #[error("private postgres: {0}")]
     Cluster(String),
-    /// A query failed.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    /// A query failed. The message carries the server's own words; the
+    /// error is not also given as a source, so a cause chain prints them
+    /// once.
+    #[error("postgres: {}", postgres_message(.0))]
+    Postgres(tokio_postgres::Error),
     /// Postgres cannot be reached now (a connection was lost and the last
     /// attempt to reopen it failed); try again later.
     #[error("postgres unreachable: {0}")]
@@ -73,4 +75,20 @@ pub enum Error {
     /// The audit journal failed.
     #[error("audit journal: {0}")]
     Journal(String),
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Error {
+        Error::Postgres(error)
+    }
+}
+
+/// tokio-postgres displays a server's refusal as just "db error" and keeps
+/// the server's message in its source: both, on one line.
+fn postgres_message(error: &tokio_postgres::Error) -> String {
+    match (error.as_db_error(), std::error::Error::source(error)) {
+        (Some(db), _) => db.to_string(),
+        (None, Some(cause)) => format!("{error}: {cause}"),
+        (None, None) => error.to_string(),
+    }
 }

@@ -64,8 +64,23 @@ async fn every_tenant_query_sees_only_its_tenant() {
         })
         .await;
     assert!(err.is_ok(), "its own tenant is fine");
+    // A server's refusal says what the server said, once: in the message,
+    // not again as a source (a printed cause chain would repeat it).
+    let duplicate = scope
+        .create_user(&directory::NewUser {
+            user_id: "x2".into(),
+            login: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let text = duplicate.to_string();
+    assert!(text.contains("duplicate key"), "{text}");
+    assert!(!text.contains("db error"), "{text}");
+    assert!(std::error::Error::source(&duplicate).is_none(), "{text}");
     drop(scope); // rolled back
-                 // Raw SQL as the run-time role without the setting sees nothing at all.
+
+    // Raw SQL as the run-time role without the setting sees nothing at all.
     for table in directory::TENANT_TABLES {
         assert_eq!(
             directory

@@ -28,7 +28,14 @@ pub enum PkiError {
     Files(#[from] CredentialsError),
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
-    Generate(#[from] rcgen::Error),
+    Generate(rcgen::Error),
+}
+
+// The cause is in the message and not also a source: printed once.
+impl From<rcgen::Error> for PkiError {
+    fn from(error: rcgen::Error) -> PkiError {
+        PkiError::Generate(error)
+    }
 }
 
 /// The node a cluster certificate was issued to (its common name is

@@ -16,13 +16,33 @@ use crate::ALPN;
 pub enum TlsError {
     /// rustls refused the certificates or keys.
     #[error("tls: {0}")]
-    Rustls(#[from] rustls::Error),
+    Rustls(rustls::Error),
     /// The CA certificate is not usable as a trust anchor (server side).
     #[error("ca certificate: {0}")]
-    Verifier(#[from] rustls::server::VerifierBuilderError),
+    Verifier(rustls::server::VerifierBuilderError),
     /// QUIC needs TLS 1.3 with an initial cipher suite.
     #[error("quic tls: {0}")]
-    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+    Quic(quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
+// The causes are in the messages above and not also given as sources, so
+// a printed cause chain names each once.
+impl From<rustls::Error> for TlsError {
+    fn from(error: rustls::Error) -> TlsError {
+        TlsError::Rustls(error)
+    }
+}
+
+impl From<rustls::server::VerifierBuilderError> for TlsError {
+    fn from(error: rustls::server::VerifierBuilderError) -> TlsError {
+        TlsError::Verifier(error)
+    }
+}
+
+impl From<quinn::crypto::rustls::NoInitialCipherSuite> for TlsError {
+    fn from(error: quinn::crypto::rustls::NoInitialCipherSuite) -> TlsError {
+        TlsError::Quic(error)
+    }
 }
 
 /// AWS-LC as the rustls crypto provider (both sides use it).

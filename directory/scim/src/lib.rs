@@ -35,6 +35,8 @@
 pub mod datetime;
 pub mod filter;
 
+pub mod schema;
+
 use serde_json::{json, Value};
 
 /// The URN of the SCIM error message (RFC 7644 §3.12).
@@ -194,6 +196,16 @@ pub fn if_match(header: &str, version: u64) -> Result<(), ScimError> {
     Err(ScimError::PreconditionFailed(
         "the resource changed since the version given in If-Match".into(),
     ))
+}
+
+/// Finds a member of a JSON object by name, ignoring ASCII case (SCIM
+/// attribute names and schema URNs are case-insensitive, RFC 7643 §2.1).
+pub(crate) fn member<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
+    object
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
 }
 
 #[cfg(test)]

@@ -10,9 +10,10 @@
 //! [`MAX_FILTER_LEN`] bytes or nested deeper than [`MAX_NESTING`] are
 //! refused, so a hostile filter cannot exhaust the stack.
 
+mod eval;
 mod sql;
 
-// eval: next commit
+pub use eval::{matches, matches_in};
 pub use sql::{to_sql, SqlColumns, SqlParam, SqlTarget, SqlWhere};
 
 use crate::ScimError;

@@ -34,6 +34,7 @@
 
 pub mod datetime;
 pub mod filter;
+pub mod patch;
 
 pub mod schema;
 
@@ -206,6 +207,14 @@ pub(crate) fn member<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value)
+}
+
+/// The actual key under which `name` is stored in `object`, ignoring case.
+pub(crate) fn member_key(object: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    object
+        .keys()
+        .find(|key| key.eq_ignore_ascii_case(name))
+        .cloned()
 }
 
 #[cfg(test)]

@@ -43,6 +43,22 @@ pub fn matches_in(filter: &Filter, resource: &Json, schema: &ResourceSchema) -> 
     eval(filter, &|path: &AttrPath| top_level(resource, schema, path))
 }
 
+/// True when one value of a complex attribute (an element of `emails`,
+/// `members`, ...) matches a value filter whose paths are sub-attribute
+/// names; `parent` gives their definitions. Used by PATCH paths.
+pub(crate) fn element_matches(
+    filter: &Filter,
+    element: &Json,
+    parent: Option<&'static Attribute>,
+) -> bool {
+    eval(filter, &|leaf: &AttrPath| {
+        (
+            spread(member(element, &leaf.name)),
+            parent.and_then(|p| p.sub(&leaf.name)),
+        )
+    })
+}
+
 /// The values a path selects, and the definition of the compared leaf.
 type Selected<'a> = (Vec<&'a Json>, Option<&'static Attribute>);
 

@@ -13,6 +13,7 @@
 mod eval;
 mod sql;
 
+pub(crate) use eval::element_matches;
 pub use eval::{matches, matches_in};
 pub use sql::{to_sql, SqlColumns, SqlParam, SqlTarget, SqlWhere};
 

@@ -6,6 +6,9 @@
 //! [`service_provider_config`]).
 
 mod tables;
+mod validate;
+
+pub use validate::{validate, without_read_only};
 
 use crate::filter::{is_core_urn, AttrPath};
 

@@ -35,6 +35,7 @@
 pub mod datetime;
 pub mod filter;
 pub mod patch;
+pub mod projection;
 
 pub mod schema;
 

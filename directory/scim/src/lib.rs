@@ -34,6 +34,7 @@
 
 pub mod datetime;
 pub mod filter;
+pub mod list;
 pub mod patch;
 pub mod projection;
 

@@ -5,9 +5,14 @@
 //! discovery documents ([`schemas_document`], [`resource_types_document`],
 //! [`service_provider_config`]).
 
+mod discovery;
 mod tables;
 mod validate;
 
+pub use discovery::{
+    resource_type_document, resource_types_document, schema_document, schemas_document,
+    service_provider_config, RESOURCE_TYPE_URN, SCHEMA_URN, SERVICE_PROVIDER_CONFIG_URN,
+};
 pub use validate::{validate, without_read_only};
 
 use crate::filter::{is_core_urn, AttrPath};

@@ -11,7 +11,7 @@
 //!
 //! Modules:
 //! - [`filter`]: `filter=` parsing ([`filter::parse`]), evaluation on a JSON
-//!   resource ([`filter::matches`]) and translation to SQL
+//!   resource ([`filter::matches()`]) and translation to SQL
 //!   ([`filter::to_sql`]), values always bound as parameters.
 //! - [`patch`]: PATCH request parsing and RFC 7644 §3.5.2 application.
 //! - [`projection`]: `attributes=` / `excludedAttributes=`.
@@ -28,7 +28,7 @@
 //!   that a path built by hand can never disagree with its normalised form.
 //! - [`ScimError`] has one extra variant, [`ScimError::PayloadTooLarge`]
 //!   (413, RFC 7644 §3.7.4); `TooMany` is 400 `tooMany` as §3.12 says.
-//! - [`filter::matches`] picks the User or Group table from the resource's
+//! - [`filter::matches()`] picks the User or Group table from the resource's
 //!   `schemas`; [`filter::matches_in`] takes the table explicitly.
 #![forbid(unsafe_code)]
 

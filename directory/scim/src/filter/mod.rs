@@ -1,5 +1,5 @@
 //! SCIM filters (RFC 7644 §3.4.2.2): the parser, the AST, evaluation on a
-//! JSON resource ([`matches`]) and translation to a parameterised SQL
+//! JSON resource ([`matches()`]) and translation to a parameterised SQL
 //! `WHERE` clause ([`to_sql`]).
 //!
 //! The grammar is the RFC's ABNF, parsed by recursive descent: `or` binds

@@ -19,7 +19,7 @@
 //!   otherwise; `eq null` / `ne null`: `expr IS NULL` / `expr IS NOT NULL`.
 //! - `not (f)`: `NOT COALESCE((f), false)`, so that an absent attribute
 //!   (SQL NULL) counts as "does not match" inside `not` as it does in
-//!   [`super::matches`]. `ne` on an absent attribute does not match, in
+//!   [`super::matches()`]. `ne` on an absent attribute does not match, in
 //!   both.
 //! - multi-valued text ([`SqlTarget::MultiText`]): the template's `{...}`
 //!   part is the element expression; it is replaced by the condition on

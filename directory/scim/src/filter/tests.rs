@@ -278,3 +278,58 @@ proptest! {
         prop_assert_eq!(filter, Ok(cmp("userName", None, CompareOp::Eq, Value::String(value))));
     }
 }
+
+/// Maps every path to some storage, so random filters reach the translator.
+struct Anything;
+
+impl SqlColumns for Anything {
+    fn column(&self, path: &AttrPath) -> Option<SqlTarget> {
+        Some(match path.key().len() % 4 {
+            0 => SqlTarget::Text {
+                expr: "t".into(),
+                case_exact: false,
+            },
+            1 => SqlTarget::Bool("b".into()),
+            2 => SqlTarget::Timestamp("ts".into()),
+            _ => SqlTarget::MultiText {
+                exists_subquery_template: "EXISTS (x WHERE {e})".into(),
+                case_exact: true,
+            },
+        })
+    }
+}
+
+proptest! {
+    /// Whatever parses can be evaluated and translated without panicking,
+    /// and the translation numbers exactly as many parameters as it binds.
+    #[test]
+    fn evaluation_and_translation_never_panic(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("("), Just(")"), Just("not ("), Just("and"), Just("or"),
+                Just("emails["), Just("]"), Just("type eq \"work\""), Just("value co \"@\""),
+                Just("userName sw \"b\""), Just("meta.lastModified gt \"2011-05-13T04:42:34Z\""),
+                Just("active eq true"), Just("title pr"), Just("x lt 3"), Just("name.givenName ne null")
+            ],
+            1..20,
+        )
+    ) {
+        if let Ok(filter) = parse(&parts.join(" ")) {
+            let resource = serde_json::json!({
+                "schemas": [USER_URN], "userName": "bjensen", "active": true, "x": 2,
+                "emails": [{"value": "a@b", "type": "work"}], "name": {"givenName": "B"},
+                "meta": {"lastModified": "2011-05-13T04:42:34Z"}
+            });
+            let _ = matches(&filter, &resource);
+            if let Ok(sql) = to_sql(&filter, &Anything, 3) {
+                let highest = (3..3 + sql.params.len()).last();
+                if let Some(highest) = highest {
+                    let placeholder = format!("${highest}");
+                    prop_assert!(sql.clause.contains(&placeholder));
+                }
+                let beyond = format!("${}", 3 + sql.params.len());
+                prop_assert!(!sql.clause.contains(&beyond));
+            }
+        }
+    }
+}

@@ -434,3 +434,45 @@ fn user_schema() -> &'static ResourceSchema {
 fn group_schema() -> &'static ResourceSchema {
     group()
 }
+
+proptest::proptest! {
+    /// Random operations on random-ish paths either apply or fail with a
+    /// SCIM error; a failure leaves the resource untouched.
+    #[test]
+    fn apply_never_panics_and_failures_change_nothing(
+        ops in proptest::collection::vec(
+            (
+                proptest::sample::select(vec!["add", "replace", "remove"]),
+                proptest::sample::select(vec![
+                    "", "title", "name", "name.givenName", "emails", "emails.value",
+                    "emails[type eq \"work\"]", "emails[type eq \"work\"].value", "addresses[type eq \"home\"].locality",
+                    "id", "meta", "groups", "active", "userName",
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+                ]),
+                proptest::sample::select(vec![
+                    json!("x"), json!(true), json!(1), json!(null), json!([]), json!([{"value": "v", "type": "work"}]),
+                    json!({"givenName": "G"}), json!({"title": "T", "nickname": "N"}),
+                ]),
+            ),
+            1..6,
+        )
+    ) {
+        let operations: Vec<Value> = ops
+            .iter()
+            .map(|(op, path, value)| {
+                let mut operation = json!({"op": op, "value": value});
+                if !path.is_empty() {
+                    operation["path"] = json!(path);
+                }
+                operation
+            })
+            .collect();
+        let mut user = babs();
+        if let Ok(parsed) = parse_request(&request(Value::Array(operations))) {
+            match apply(&mut user, &parsed, user_schema()) {
+                Ok(_) => proptest::prop_assert_eq!(crate::schema::validate(&user, user_schema()), Ok(())),
+                Err(_) => proptest::prop_assert_eq!(user, babs()),
+            }
+        }
+    }
+}

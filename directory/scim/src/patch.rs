@@ -23,11 +23,17 @@
 //!   `mutability` unless the operation would not change them; immutable
 //!   sub-attributes (a Group member's `value`) cannot be replaced or removed.
 //!
+//! - booleans sent as `"True"`/`"False"` and a single-valued complex
+//!   attribute sent as its `value` alone (`manager`) are repaired, as
+//!   Entra ID sends them; other wrong types fail validation.
+//! - `password` lands in the resource as sent: the server must hash it and
+//!   take it out before storing.
+//!
 //! [`apply`] returns the top-level attributes that changed (schema
 //! spelling; extension attributes as `urn:...:name`) for the audit log.
 
 use crate::filter::{self, element_matches, AttrPath, CompareOp, Filter};
-use crate::schema::{validate, AttrType, Mutability, ResourceSchema};
+use crate::schema::{validate, AttrType, Attribute, Mutability, ResourceSchema};
 use crate::{member, member_key, ScimError};
 use serde_json::{Map, Value};
 
@@ -319,6 +325,8 @@ fn apply_one(
     let before = container.get(&key).cloned();
 
     let target = located.sub.unwrap_or(attribute);
+    let coerced = value.map(|value| coerce(target, value));
+    let value = coerced.as_ref();
     if attribute.mutability == Mutability::ReadOnly || target.mutability == Mutability::ReadOnly {
         // Clients echo `id` or `schemas`-level data in no-path replaces;
         // an operation that would not change a readOnly value is a no-op.
@@ -516,6 +524,54 @@ fn filtered(
         }
     }
     Ok(())
+}
+
+/// Repairs the two value shapes provisioning clients commonly send
+/// (Entra ID): booleans as the strings `"True"`/`"False"`, and a
+/// single-valued complex attribute with a `value` sub-attribute given as
+/// that value alone (`"manager": "26118915"`). Anything else is left for
+/// validation to judge.
+fn coerce(definition: &Attribute, value: &Value) -> Value {
+    match value {
+        Value::Array(items) if definition.multi_valued => Value::Array(
+            items
+                .iter()
+                .map(|item| coerce_single(definition, item))
+                .collect(),
+        ),
+        single => coerce_single(definition, single),
+    }
+}
+
+fn coerce_single(definition: &Attribute, value: &Value) -> Value {
+    match (definition.kind, value) {
+        (AttrType::Boolean, Value::String(text)) if text.eq_ignore_ascii_case("true") => {
+            Value::Bool(true)
+        }
+        (AttrType::Boolean, Value::String(text)) if text.eq_ignore_ascii_case("false") => {
+            Value::Bool(false)
+        }
+        (AttrType::Complex, Value::String(_))
+            if !definition.multi_valued && definition.sub("value").is_some() =>
+        {
+            let mut members = Map::new();
+            members.insert("value".into(), value.clone());
+            Value::Object(members)
+        }
+        (AttrType::Complex, Value::Object(members)) => Value::Object(
+            members
+                .iter()
+                .map(|(name, member)| {
+                    let member = match definition.sub(name) {
+                        Some(sub) => coerce(sub, member),
+                        None => member.clone(),
+                    };
+                    (name.clone(), member)
+                })
+                .collect(),
+        ),
+        _ => value.clone(),
+    }
 }
 
 /// The element `emails[type eq "work"]` describes: its `eq` comparisons.

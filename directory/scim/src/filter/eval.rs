@@ -5,11 +5,14 @@
 //! sub-attribute compares its `value`); `dateTime` attributes compare as
 //! instants; `pr` needs a value that is not null, `""`, `[]` or `{}`.
 //!
+//! `returned: never` attributes (`password`) never match, so a filter
+//! cannot be used to guess them.
+//!
 //! A comparison on an absent attribute is false, `ne` included; `not`
 //! inverts that (the SQL translation does the same).
 
 use super::{AttrPath, CompareOp, Filter, Value};
-use crate::schema::{self, AttrType, Attribute, ResourceSchema};
+use crate::schema::{self, AttrType, Attribute, ResourceSchema, Returned};
 use crate::{datetime, member};
 use serde_json::Value as Json;
 use std::cmp::Ordering;
@@ -92,6 +95,14 @@ fn eval<'a>(filter: &Filter, select: &dyn Fn(&AttrPath) -> Selected<'a>) -> bool
 /// then look at their `value` (see [`compare_all`]).
 fn top_level<'a>(resource: &'a Json, schema: &ResourceSchema, path: &AttrPath) -> Selected<'a> {
     let located = schema.locate(path);
+    // `returned: never` attributes (password) cannot be probed by filters.
+    let never = located.is_some_and(|l| {
+        l.attribute.returned == Returned::Never
+            || l.sub.is_some_and(|s| s.returned == Returned::Never)
+    });
+    if never {
+        return (Vec::new(), None);
+    }
     let container = match (located.and_then(|l| l.extension), &path.urn) {
         (Some(extension), _) => member(resource, extension),
         (None, Some(urn)) if !super::is_core_urn(urn) => member(resource, urn),

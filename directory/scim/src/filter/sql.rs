@@ -42,7 +42,11 @@ pub trait SqlColumns {
 }
 
 /// The storage of one attribute, as SQL expressions written by the server
-/// (trusted text, never client input).
+/// (trusted text, never client input). Each `expr` is spliced as an
+/// operand (`expr = $1`, `expr IS NULL`), so it must be a column, a
+/// function call, a `->>` chain or a parenthesised expression. A
+/// `MultiText` template must hold no braces outside its `{...}` part
+/// (braces inside it, as in `#>> '{a,b}'`, are fine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlTarget {
     /// A text expression, e.g. `login`.

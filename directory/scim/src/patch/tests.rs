@@ -427,6 +427,39 @@ fn read_only_immutable_and_invalid_changes_are_refused_atomically() {
     );
 }
 
+#[test]
+fn entra_id_value_shapes_are_repaired() {
+    let mut user = babs();
+    let ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+    let changed = run(
+        &mut user,
+        json!([
+            {"op": "Replace", "path": "active", "value": "False"},
+            {"op": "Add", "path": "emails", "value": [{"value": "x@example.com", "type": "other", "primary": "false"}]},
+            {"op": "Replace", "path": format!("{ext}:manager"), "value": "26118915"}
+        ]),
+        user_schema(),
+    );
+    assert_eq!(
+        changed,
+        Ok(vec![
+            "active".to_string(),
+            "emails".to_string(),
+            format!("{ext}:manager")
+        ])
+    );
+    assert_eq!(user["active"], false);
+    assert_eq!(user["emails"][1]["primary"], false);
+    assert_eq!(user[ext]["manager"], json!({"value": "26118915"}));
+    let mut user = babs();
+    let result = run(
+        &mut user,
+        json!([{"op": "replace", "path": "active", "value": "maybe"}]),
+        user_schema(),
+    );
+    assert!(matches!(result, Err(ScimError::InvalidValue(_))));
+}
+
 fn user_schema() -> &'static ResourceSchema {
     user()
 }

@@ -141,6 +141,24 @@ fn types_must_agree() {
 }
 
 #[test]
+fn password_cannot_be_probed() {
+    let mut user = barbara();
+    user["password"] = json!("t1meMa$heen");
+    for filter in [
+        r#"password eq "t1meMa$heen""#,
+        r#"password sw "t""#,
+        "password pr",
+    ] {
+        let Ok(filter) = parse(filter) else { panic!() };
+        assert!(!matches(&filter, &user));
+    }
+    let Ok(filter) = parse("password eq null") else {
+        panic!()
+    };
+    assert!(matches(&filter, &user));
+}
+
+#[test]
 fn group_resources_use_the_group_schema() {
     let group = json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],

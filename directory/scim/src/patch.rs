@@ -21,7 +21,9 @@
 //!   path it fails with `noTarget`.
 //! - readOnly attributes (`id`, `meta`, `groups`, ...) fail with
 //!   `mutability` unless the operation would not change them; immutable
-//!   sub-attributes (a Group member's `value`) cannot be replaced or removed.
+//!   sub-attributes (a Group member's `value`, `type`) cannot be targeted
+//!   by a path (members are added and removed whole).
+//! - a value set `"primary": true` turns the others' `primary` to false.
 //!
 //! - booleans sent as `"True"`/`"False"` and a single-valued complex
 //!   attribute sent as its `value` alone (`manager`) are repaired, as
@@ -342,7 +344,7 @@ fn apply_one(
             path.attr
         )));
     }
-    if target.mutability == Mutability::Immutable && located.sub.is_some() && op != Op::Add {
+    if target.mutability == Mutability::Immutable && located.sub.is_some() {
         return Err(ScimError::Mutability(format!(
             "'{}' is immutable",
             path.attr
@@ -413,6 +415,9 @@ fn apply_one(
         }
     }?;
 
+    if attribute.multi_valued && attribute.sub("primary").is_some() {
+        one_primary(container, &key, before.as_ref());
+    }
     if container.get(&key) != before.as_ref() && !changed.contains(&name) {
         changed.push(name);
     }
@@ -524,6 +529,31 @@ fn filtered(
         }
     }
     Ok(())
+}
+
+/// Keeps at most one `"primary": true` value: the one this operation set
+/// wins, the others become `false` (RFC 7644 §3.5.2).
+fn one_primary(container: &mut Map<String, Value>, key: &str, before: Option<&Value>) {
+    let is_primary = |v: &Value| member(v, "primary") == Some(&Value::Bool(true));
+    let Some(Value::Array(items)) = container.get_mut(key) else {
+        return;
+    };
+    if items.iter().filter(|v| is_primary(v)).count() <= 1 {
+        return;
+    }
+    let old: Vec<&Value> = before
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter(|v| is_primary(v)).collect())
+        .unwrap_or_default();
+    let winner = items
+        .iter()
+        .rposition(|v| is_primary(v) && !old.contains(&v))
+        .or_else(|| items.iter().rposition(is_primary));
+    for (index, item) in items.iter_mut().enumerate() {
+        if Some(index) != winner && is_primary(item) {
+            set_sub(item, "primary", Op::Replace, Some(&Value::Bool(false)));
+        }
+    }
 }
 
 /// Repairs the two value shapes provisioning clients commonly send

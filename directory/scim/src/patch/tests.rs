@@ -428,6 +428,27 @@ fn read_only_immutable_and_invalid_changes_are_refused_atomically() {
 }
 
 #[test]
+fn a_new_primary_value_demotes_the_old_one() {
+    let mut user = babs();
+    let changed = run(
+        &mut user,
+        json!([{"op": "add", "path": "emails", "value": [{"value": "babs@jensen.org", "type": "home", "primary": true}]}]),
+        user_schema(),
+    );
+    assert_eq!(changed, Ok(vec!["emails".to_string()]));
+    assert_eq!(user["emails"][0]["primary"], false);
+    assert_eq!(user["emails"][1]["primary"], true);
+    let changed = run(
+        &mut user,
+        json!([{"op": "replace", "path": "emails[type eq \"work\"].primary", "value": true}]),
+        user_schema(),
+    );
+    assert_eq!(changed, Ok(vec!["emails".to_string()]));
+    assert_eq!(user["emails"][0]["primary"], true);
+    assert_eq!(user["emails"][1]["primary"], false);
+}
+
+#[test]
 fn entra_id_value_shapes_are_repaired() {
     let mut user = babs();
     let ext = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";

@@ -20,6 +20,37 @@
 //! - [`list`]: ListResponse and paging parameters.
 //! - [`datetime`]: RFC 3339 `dateTime` values to and from Unix milliseconds.
 //!
+//! A server turns a `filter=` query into SQL like this:
+//!
+//! ```
+//! use sigil_scim::filter::{self, AttrPath, SqlColumns, SqlParam, SqlTarget};
+//!
+//! struct Users;
+//! impl SqlColumns for Users {
+//!     fn column(&self, path: &AttrPath) -> Option<SqlTarget> {
+//!         match path.key().as_str() {
+//!             "username" => Some(SqlTarget::Text { expr: "login".into(), case_exact: false }),
+//!             "emails" | "emails.value" => Some(SqlTarget::MultiText {
+//!                 exists_subquery_template:
+//!                     "EXISTS (SELECT 1 FROM jsonb_array_elements(profile->'emails') e WHERE {e->>'value'})".into(),
+//!                 case_exact: false,
+//!             }),
+//!             _ => None,
+//!         }
+//!     }
+//! }
+//!
+//! let parsed = filter::parse(r#"userName eq "bjensen" or emails co "@example.com""#)?;
+//! let sql = filter::to_sql(&parsed, &Users, 2)?; // $1 is the tenant
+//! assert_eq!(
+//!     sql.clause,
+//!     "(lower(login) = lower($2) OR EXISTS (SELECT 1 FROM jsonb_array_elements(profile->'emails') e \
+//!      WHERE lower(e->>'value') LIKE lower($3) ESCAPE '\\'))"
+//! );
+//! assert_eq!(sql.params, [SqlParam::Text("bjensen".into()), SqlParam::Text("%@example.com%".into())]);
+//! # Ok::<(), sigil_scim::ScimError>(())
+//! ```
+//!
 //! Deviations from the brief, and why:
 //! - [`filter::AttrPath`] keeps the three public fields (`urn`, `name`,
 //!   `sub`) as written by the client; the lowercase-normalised form is

@@ -200,6 +200,10 @@ fn parse_operation(operation: &Value) -> Result<PatchOp, ScimError> {
 
 /// Applies `ops` to `resource` (atomically, see the module docs) and
 /// returns the names of the top-level attributes that changed.
+/// `resource` is the stored resource as the server would return it
+/// (with `schemas`; `id` and `meta` may be present). Fails with the
+/// errors listed in the module docs, or the [`validate`] error of the
+/// result; `resource` is then unchanged.
 pub fn apply(
     resource: &mut Value,
     ops: &[PatchOp],

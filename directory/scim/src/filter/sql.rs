@@ -11,6 +11,8 @@
 //!   `eq` (in practice `lower(login)` for `userName`, `lower(display_name)`
 //!   for a Group's `displayName`); a `text_pattern_ops` index on the same
 //!   expression serves `sw`.
+//!   `gt`/`ge`/`lt`/`le` on text follow the column's collation, which may
+//!   order differently from [`super::matches()`] (code point order).
 //! - caseExact text (`id`, `externalId`): `expr = $n`, `expr LIKE $n ESCAPE '\'`.
 //! - booleans: `expr = $n` / `expr <> $n` only.
 //! - timestamps: `expr > $n` etc.; the server binds [`SqlParam::TimestampMs`]

@@ -394,23 +394,21 @@ impl Parser {
 
     /// `inner` is true inside `attr[...]`, where paths are sub-attributes.
     fn or_expr(&mut self, inner: bool) -> Result<Filter, ScimError> {
-        let mut left = self.and_expr(inner)?;
+        let mut terms = vec![self.and_expr(inner)?];
         while self.peek_keyword("or") {
             self.pos += 1;
-            let right = self.and_expr(inner)?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            terms.push(self.and_expr(inner)?);
         }
-        Ok(left)
+        Ok(balanced(terms, &Filter::Or))
     }
 
     fn and_expr(&mut self, inner: bool) -> Result<Filter, ScimError> {
-        let mut left = self.unary(inner)?;
+        let mut terms = vec![self.unary(inner)?];
         while self.peek_keyword("and") {
             self.pos += 1;
-            let right = self.unary(inner)?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            terms.push(self.unary(inner)?);
         }
-        Ok(left)
+        Ok(balanced(terms, &Filter::And))
     }
 
     fn unary(&mut self, inner: bool) -> Result<Filter, ScimError> {
@@ -498,6 +496,23 @@ impl Parser {
         };
         Ok(Filter::Compare { path, op, value })
     }
+}
+
+/// Joins a chain `a or b or c ...` into a balanced tree (the operators
+/// are associative), so that a 4 KiB chain is about 9 levels deep rather
+/// than 500 and evaluating, translating or dropping it needs little
+/// stack. Chains of two or three keep the left-to-right shape.
+fn balanced(mut terms: Vec<Filter>, join: &dyn Fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    if terms.len() == 1 {
+        if let Some(only) = terms.pop() {
+            return only;
+        }
+    }
+    let right = terms.split_off(terms.len().div_ceil(2));
+    join(
+        Box::new(balanced(terms, join)),
+        Box::new(balanced(right, join)),
+    )
 }
 
 fn literal(word: &str) -> Result<Value, ScimError> {

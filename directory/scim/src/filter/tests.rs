@@ -124,6 +124,24 @@ fn operators_and_keywords_are_case_insensitive() {
 }
 
 #[test]
+fn long_chains_become_balanced_trees() {
+    let chain = |n: usize| vec!["a pr"; n].join(" or ");
+    fn depth(filter: &Filter) -> usize {
+        match filter {
+            Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+            Filter::Not(inner) => 1 + depth(inner),
+            Filter::ValuePath { filter, .. } => 1 + depth(filter),
+            _ => 1,
+        }
+    }
+    assert_eq!(
+        parse(&chain(3)),
+        Ok(or(or(present("a"), present("a")), present("a")))
+    );
+    assert_eq!(parse(&chain(512)).map(|f| depth(&f)), Ok(10));
+}
+
+#[test]
 fn and_binds_tighter_than_or() {
     assert_eq!(
         parse("a pr or b pr and c pr"),
@@ -332,4 +350,48 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_longest_flat_filter_fits_a_small_stack() {
+    // 4 KiB of `a pr or ...` would be 500 levels deep as a left-deep
+    // tree; balanced, it evaluates, translates and drops on a 256 KiB
+    // stack, an eighth of a tokio worker's. The deepest nesting allowed
+    // must fit too.
+    let mut text = String::from("a pr");
+    while text.len() + 8 <= MAX_FILTER_LEN {
+        text.push_str(" or a pr");
+    }
+    let deepest = format!(
+        "{}{}emails[(value pr or value eq \"x\")]{}{}",
+        "(a pr or ".repeat(20),
+        "not (".repeat(10),
+        ")".repeat(10),
+        ")".repeat(20)
+    );
+    let worker = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let resource = serde_json::json!({"a": "x"});
+            let flat = parse(&text).map_err(|e| e.to_string())?;
+            let matched = matches(&flat, &resource);
+            let sql = to_sql(&flat, &Anything, 1).map_err(|e| e.to_string())?;
+            let deepest = parse(&deepest).map_err(|e| e.to_string())?;
+            let deep_matched = matches(&deepest, &resource);
+            to_sql(&deepest, &Anything, 1).map_err(|e| e.to_string())?;
+            Ok::<_, String>((matched && deep_matched, sql.clause.len()))
+        });
+    let result = worker
+        .map_err(|e| e.to_string())
+        .and_then(|handle| handle.join().map_err(|_| "panicked".to_string()));
+    assert!(
+        matches!(result, Ok(Ok((true, len))) if len > 4000),
+        "{result:?}"
+    );
+    // One more level is refused.
+    let too_deep = format!(
+        "({})",
+        "(a pr or ".repeat(20) + &"not (".repeat(10) + "emails[(value pr)]" + &")".repeat(30)
+    );
+    assert!(matches!(parse(&too_deep), Err(ScimError::InvalidFilter(d)) if d.contains("nesting")));
 }

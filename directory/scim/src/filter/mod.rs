@@ -32,8 +32,9 @@ pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// The enterprise User extension URN (RFC 7643 §4.3).
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// A parsed filter.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed filter. Its `Display` form is canonical filter text that
+/// parses back to the same tree (used in logs and audit details).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     /// Both filters match.
     And(Box<Filter>, Box<Filter>),
@@ -163,6 +164,61 @@ impl fmt::Display for AttrPath {
     }
 }
 
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Operands of and/or that are themselves and/or are parenthesised,
+        // so the text needs no precedence rules to read back.
+        let operand = |f: &mut fmt::Formatter<'_>, filter: &Filter| match filter {
+            Filter::And(..) | Filter::Or(..) => write!(f, "({filter})"),
+            other => write!(f, "{other}"),
+        };
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                operand(f, a)?;
+                f.write_str(if matches!(self, Filter::And(..)) {
+                    " and "
+                } else {
+                    " or "
+                })?;
+                operand(f, b)
+            }
+            Filter::Not(inner) => write!(f, "not ({inner})"),
+            Filter::Compare { path, op, value } => write!(f, "{path} {op} {value}"),
+            Filter::Present { path } => write!(f, "{path} pr"),
+            Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),
+        }
+    }
+}
+
+impl fmt::Display for CompareOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Ne => "ne",
+            CompareOp::Co => "co",
+            CompareOp::Sw => "sw",
+            CompareOp::Ew => "ew",
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+        })
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::String(text) => {
+                write!(f, "{}", serde_json::Value::from(text.as_str()))
+            }
+            Value::Number(number) => write!(f, "{number}"),
+            Value::Bool(flag) => write!(f, "{flag}"),
+            Value::Null => f.write_str("null"),
+        }
+    }
+}
+
 /// True for the core User and Group schema URNs, ignoring case.
 pub fn is_core_urn(urn: &str) -> bool {
     urn.eq_ignore_ascii_case(USER_URN) || urn.eq_ignore_ascii_case(GROUP_URN)
@@ -234,7 +290,7 @@ impl CompareOp {
 }
 
 /// A comparison literal.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// A JSON string, escapes decoded.
     String(String),

@@ -395,3 +395,77 @@ fn the_longest_flat_filter_fits_a_small_stack() {
     );
     assert!(matches!(parse(&too_deep), Err(ScimError::InvalidFilter(d)) if d.contains("nesting")));
 }
+
+fn arbitrary_path(inner: bool) -> impl Strategy<Value = AttrPath> {
+    let name = prop_oneof![
+        Just("userName"),
+        Just("emails"),
+        Just("x-y_1"),
+        Just("$ref"),
+        Just("Name")
+    ];
+    let sub = proptest::option::of(prop_oneof![Just("value"), Just("givenName")]);
+    let urn = proptest::option::of(Just(ENTERPRISE_URN));
+    (name, sub, urn).prop_map(move |(name, sub, urn)| AttrPath {
+        urn: urn.filter(|_| !inner).map(str::to_string),
+        name: name.to_string(),
+        sub: sub.filter(|_| !inner).map(str::to_string),
+    })
+}
+
+fn arbitrary_leaf(inner: bool) -> impl Strategy<Value = Filter> {
+    let value = prop_oneof![
+        "\\PC{0,12}".prop_map(Value::String),
+        any::<i32>().prop_map(|n| Value::Number(n.into())),
+        any::<bool>().prop_map(Value::Bool),
+        Just(Value::Null),
+    ];
+    let op = proptest::sample::select(vec![
+        CompareOp::Eq,
+        CompareOp::Ne,
+        CompareOp::Co,
+        CompareOp::Sw,
+        CompareOp::Ew,
+        CompareOp::Gt,
+        CompareOp::Ge,
+        CompareOp::Lt,
+        CompareOp::Le,
+    ]);
+    prop_oneof![
+        (arbitrary_path(inner), op, value).prop_map(|(path, op, value)| Filter::Compare {
+            path,
+            op,
+            value
+        }),
+        arbitrary_path(inner).prop_map(|path| Filter::Present { path }),
+    ]
+}
+
+fn arbitrary_filter(inner: bool) -> BoxedStrategy<Filter> {
+    let leaf = if inner {
+        arbitrary_leaf(true).boxed()
+    } else {
+        prop_oneof![
+            3 => arbitrary_leaf(false),
+            1 => (arbitrary_path(true), arbitrary_filter(true)).prop_map(|(path, filter)| Filter::ValuePath { path, filter: Box::new(filter) }),
+        ]
+        .boxed()
+    };
+    leaf.prop_recursive(4, 16, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| and(a, b)),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| or(a, b)),
+            inner.prop_map(|f| Filter::Not(Box::new(f))),
+        ]
+    })
+    .boxed()
+}
+
+proptest! {
+    /// Display is canonical filter text: it parses back to the same tree.
+    #[test]
+    fn display_round_trips(filter in arbitrary_filter(false)) {
+        let text = filter.to_string();
+        prop_assert_eq!(parse(&text), Ok(filter), "{}", text);
+    }
+}

@@ -14,6 +14,8 @@
 //!   resource ([`filter::matches()`]) and translation to SQL
 //!   ([`filter::to_sql`]), values always bound as parameters.
 //! - [`patch`]: PATCH request parsing and RFC 7644 §3.5.2 application.
+//! - [`put`]: PUT replacement (readOnly values kept, immutable ones
+//!   checked) and the changed-attribute list for the audit log.
 //! - [`projection`]: `attributes=` / `excludedAttributes=`.
 //! - [`schema`]: User, enterprise User and Group attribute tables,
 //!   validation of resources and the discovery documents.
@@ -68,6 +70,7 @@ pub mod filter;
 pub mod list;
 pub mod patch;
 pub mod projection;
+pub mod put;
 
 pub mod schema;
 

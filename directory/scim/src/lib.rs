@@ -20,6 +20,7 @@
 //! - [`schema`]: User, enterprise User and Group attribute tables,
 //!   validation of resources and the discovery documents.
 //! - [`list`]: ListResponse and paging parameters.
+//! - [`bulk`]: BulkRequest parsing, `bulkId:` resolution, BulkResponse.
 //! - [`datetime`]: RFC 3339 `dateTime` values to and from Unix milliseconds.
 //!
 //! A server turns a `filter=` query into SQL like this:
@@ -65,6 +66,7 @@
 //!   `schemas`; [`filter::matches_in`] takes the table explicitly.
 #![forbid(unsafe_code)]
 
+pub mod bulk;
 pub mod datetime;
 pub mod filter;
 pub mod list;

@@ -3,8 +3,8 @@
 //! values in it are ignored and the stored ones kept (`id`, `meta`,
 //! `groups`, readOnly sub-attributes such as `manager.displayName`);
 //! immutable attributes may not change once set (left out, they keep
-//! their value). Attributes the body
-//! leaves out are unassigned, as the RFC says for PUT.
+//! their value). Other attributes the body leaves out are unassigned, as
+//! the RFC says for PUT.
 //!
 //! `password` in the body ends up in the result as sent: the server must
 //! hash it and take it out before storing.

@@ -237,6 +237,25 @@ pub fn if_match(header: &str, version: u64) -> Result<(), ScimError> {
     ))
 }
 
+/// The `meta` attribute of a resource (RFC 7643 §3.1): `resourceType`,
+/// `created` and `lastModified` (RFC 3339 UTC, from Unix milliseconds),
+/// `location` and `version` (the weak [`etag`] of `version`).
+pub fn meta(
+    resource_type: &str,
+    location: &str,
+    created_ms: i64,
+    last_modified_ms: i64,
+    version: u64,
+) -> Value {
+    json!({
+        "resourceType": resource_type,
+        "created": datetime::format_millis(created_ms),
+        "lastModified": datetime::format_millis(last_modified_ms),
+        "location": location,
+        "version": etag(version),
+    })
+}
+
 /// Finds a member of a JSON object by name, ignoring ASCII case (SCIM
 /// attribute names and schema URNs are case-insensitive, RFC 7643 §2.1).
 pub(crate) fn member<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
@@ -293,6 +312,26 @@ mod tests {
         let body = ScimError::NotFound("no such user".into()).body();
         assert_eq!(body["status"], "404");
         assert!(body.get("scimType").is_none());
+    }
+
+    #[test]
+    fn meta_formats_times_and_version() {
+        assert_eq!(
+            meta(
+                "User",
+                "https://x/scim/v2/Users/1",
+                1_305_261_754_000,
+                1_305_261_754_500,
+                4
+            ),
+            json!({
+                "resourceType": "User",
+                "created": "2011-05-13T04:42:34.000Z",
+                "lastModified": "2011-05-13T04:42:34.500Z",
+                "location": "https://x/scim/v2/Users/1",
+                "version": "W/\"4\"",
+            })
+        );
     }
 
     #[test]

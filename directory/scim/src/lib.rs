@@ -64,6 +64,19 @@
 //!   (413, RFC 7644 §3.7.4); `TooMany` is 400 `tooMany` as §3.12 says.
 //! - [`filter::matches()`] picks the User or Group table from the resource's
 //!   `schemas`; [`filter::matches_in`] takes the table explicitly.
+//! - A chain `a or b or c ...` parses into a balanced tree of
+//!   [`filter::Filter::Or`] (same meaning, the operators are associative)
+//!   so that a 4 KiB filter stays shallow on the stack; code matching the
+//!   AST must not assume left-deep chains.
+//! - [`patch::PatchPath`] is `attr` (an [`filter::AttrPath`] whose `sub`
+//!   covers both `attr.sub` and `attr[filter].sub`) plus `value_filter`.
+//! - [`schema::validate`] refuses attributes the schema does not define
+//!   (`invalidValue` naming them) rather than ignoring them.
+//!
+//! Additions beyond the brief: [`put`], [`bulk`], [`meta`],
+//! [`schema::schema_document`] / [`schema::resource_type_document`] for
+//! `/Schemas/{id}` and `/ResourceTypes/{name}`, [`schema::without_read_only`],
+//! [`put::changed_attributes`], and a `Display` for filters.
 #![forbid(unsafe_code)]
 
 pub mod bulk;

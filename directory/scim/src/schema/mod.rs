@@ -278,3 +278,115 @@ pub fn group() -> &'static ResourceSchema {
 pub fn common_attributes() -> &'static [Attribute] {
     tables::COMMON
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::{ENTERPRISE_URN, GROUP_URN, USER_URN};
+
+    fn path(text: &str) -> AttrPath {
+        match AttrPath::parse_with(text, crate::ScimError::InvalidPath) {
+            Ok(path) => path,
+            Err(error) => panic!("{text}: {error}"),
+        }
+    }
+
+    #[test]
+    fn locate_resolves_core_common_extension_and_sub_attributes() {
+        let located = user().locate(&path("EMAILS.Value"));
+        assert_eq!(
+            located.map(|l| (l.extension, l.attribute.name, l.sub.map(|s| s.name))),
+            Some((None, "emails", Some("value")))
+        );
+        let located = user().locate(&path(&format!("{USER_URN}:userName")));
+        assert_eq!(located.map(|l| l.attribute.name), Some("userName"));
+        let located = user().locate(&path("meta.lastModified"));
+        assert_eq!(
+            located.and_then(|l| l.sub).map(|s| s.kind),
+            Some(AttrType::DateTime)
+        );
+        let located = user().locate(&path(&format!("{ENTERPRISE_URN}:manager.displayName")));
+        assert_eq!(
+            located.map(|l| (l.extension, l.sub.map(|s| s.mutability))),
+            Some((Some(ENTERPRISE_URN), Some(Mutability::ReadOnly)))
+        );
+        assert_eq!(
+            user().locate(&path("employeeNumber")),
+            None,
+            "extension attributes need their URN"
+        );
+        assert_eq!(user().locate(&path(&format!("{GROUP_URN}:userName"))), None);
+        assert_eq!(user().locate(&path("emails.colour")), None);
+        assert_eq!(
+            group()
+                .locate(&path("members.$ref"))
+                .map(|l| l.attribute.multi_valued),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn tables_carry_the_rfc_characteristics() {
+        let id = common_attributes().iter().find(|a| a.name == "id");
+        assert_eq!(
+            id.map(|a| (a.case_exact, a.mutability, a.returned, a.uniqueness)),
+            Some((
+                true,
+                Mutability::ReadOnly,
+                Returned::Always,
+                Uniqueness::Server
+            ))
+        );
+        let external = user()
+            .attribute(None, "externalid")
+            .map(|(_, a)| a.case_exact);
+        assert_eq!(external, Some(true));
+        let user_name = user()
+            .attribute(None, "username")
+            .map(|(_, a)| (a.required, a.case_exact, a.uniqueness));
+        assert_eq!(user_name, Some((true, false, Uniqueness::Server)));
+        let password = user()
+            .attribute(None, "password")
+            .map(|(_, a)| (a.mutability, a.returned));
+        assert_eq!(password, Some((Mutability::WriteOnly, Returned::Never)));
+        let groups = user()
+            .attribute(None, "groups")
+            .map(|(_, a)| (a.multi_valued, a.mutability));
+        assert_eq!(groups, Some((true, Mutability::ReadOnly)));
+        let display_name = group()
+            .attribute(None, "displayName")
+            .map(|(_, a)| a.required);
+        assert_eq!(display_name, Some(true));
+        assert_eq!(
+            user().schema_urns().collect::<Vec<_>>(),
+            [USER_URN, ENTERPRISE_URN]
+        );
+        assert_eq!(group().schema_urns().collect::<Vec<_>>(), [GROUP_URN]);
+        assert!(user().top_level().any(|a| a.name == "meta"));
+        let core_names: Vec<&str> = user().core.attributes.iter().map(|a| a.name).collect();
+        for name in [
+            "userName",
+            "name",
+            "displayName",
+            "nickName",
+            "profileUrl",
+            "title",
+            "userType",
+            "preferredLanguage",
+            "locale",
+            "timezone",
+            "active",
+            "password",
+            "emails",
+            "phoneNumbers",
+            "addresses",
+            "groups",
+            "roles",
+            "x509Certificates",
+        ] {
+            assert!(core_names.contains(&name), "{name}");
+        }
+        assert_eq!(AttrType::DateTime.as_str(), "dateTime");
+        assert_eq!(Uniqueness::Global.as_str(), "global");
+    }
+}

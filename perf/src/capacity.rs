@@ -44,7 +44,8 @@ pub struct Search {
 pub struct Step {
     /// Offered rate (requests/s).
     pub rate: f64,
-    /// `step` (rising) or `bisect`.
+    /// `step` (rising), `down` (falling after a failing first step) or
+    /// `bisect`.
     pub phase: &'static str,
     /// Requests scheduled.
     pub sent: u64,
@@ -208,12 +209,18 @@ pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport
     let mut raw_cpu_us_per_op = None;
     let mut raw = Vec::new();
     while let Some(rate) = next_rate(&outcomes, search) {
-        let phase = if outcomes.iter().any(|(_, p)| !p) {
+        let (any_pass, any_fail) = (
+            outcomes.iter().any(|(_, p)| *p),
+            outcomes.iter().any(|(_, p)| !p),
+        );
+        if any_fail {
             // Let a node that just fell behind catch up first.
             std::thread::sleep(Duration::from_secs(1));
-            "bisect"
-        } else {
-            "step"
+        }
+        let phase = match (any_pass, any_fail) {
+            (true, true) => "bisect",
+            (false, true) => "down",
+            _ => "step",
         };
         let step_plan = LoadPlan {
             profile: RateProfile::Constant {

@@ -84,15 +84,15 @@ impl Capacity {
     /// `more than ~N cores` (the capacity is below the lowest rate tried).
     fn cores_text(&self, cores: usize) -> String {
         match self.cores_for(cores) {
-            Some(n) if self.capped => format!("at most ~{n} cores"),
-            Some(n) => format!("~{n} cores"),
+            Some(n) if self.capped => format!("at most ~{} cores", thousands(n as f64)),
+            Some(n) => format!("~{} cores", thousands(n as f64)),
             None => {
                 let below = Capacity {
                     rate: Some(self.lowest_tried),
                     ..self.clone()
                 };
                 match below.cores_for(cores) {
-                    Some(n) => format!("more than ~{n} cores"),
+                    Some(n) => format!("more than ~{} cores", thousands(n as f64)),
                     None => "an unknown number of cores".to_owned(),
                 }
             }
@@ -132,6 +132,10 @@ pub fn summary(measured: &Measured) -> String {
     let overhead = match eddsa.overhead_factor {
         Some(f) => format!(
             "overhead factor {f:.1} ({}): each token costs {f:.1}x a bare AWS-LC signature on one core; the rest is request handling.",
+            eddsa.algorithm
+        ),
+        None if eddsa.rate.is_none() => format!(
+            "overhead factor ({}): not measured (it is taken at the capacity, and no step met the target).",
             eddsa.algorithm
         ),
         None => format!(
@@ -217,9 +221,21 @@ mod tests {
         assert!(text.contains("EdDSA below 1,000 tokens/s"), "{text}");
         assert!(text.contains("ES256 at least 5,900 tokens/s"), "{text}");
         assert!(text.contains("EdDSA needs more than ~100 cores"), "{text}");
+        m.eddsa.lowest_tried = 65.0;
+        assert!(
+            summary(&m).contains("EdDSA needs more than ~1,539 cores"),
+            "{}",
+            summary(&m)
+        );
         assert!(text.contains("ES256 at most ~17 cores"), "{text}");
         assert!(
-            text.contains("overhead factor (EdDSA): not measured"),
+            text.contains("overhead factor (EdDSA): not measured (it is taken at the capacity, and no step met the target)."),
+            "{text}"
+        );
+        m.eddsa.rate = Some(1000.0);
+        let text = summary(&m);
+        assert!(
+            text.contains("not measured (the node's /metrics could not be read)."),
             "{text}"
         );
         assert_eq!(text.lines().last(), Some("more: docs/BENCHMARKING.md"));

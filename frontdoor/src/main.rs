@@ -38,7 +38,8 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// The appliance on the embedded defaults with a short Monday-morning load from sigil-perf.
+    /// The appliance on the embedded defaults with a short Monday-morning load from sigil-perf,
+    /// then its EdDSA and ES256 capacity at p99 <= 5 ms and a plain summary.
     Demo {
         #[command(flatten)]
         node: NodeArgs,

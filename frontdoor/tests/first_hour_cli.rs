@@ -1,7 +1,7 @@
 //! What `sigil` answers a newcomer who gets something wrong in the first
 //! hour: each message names the cause and what to do, once, and the exit
-//! code says it failed. Runs the built `sigil` binary; none of these tests
-//! needs a running node.
+//! code says it failed. Runs the built `sigil` binary; most of these tests
+//! need no running node (the tenant-name matrix starts one).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{free_port, sigil_output};
+use common::{free_port, sigil, sigil_output, Serve};
 use sigil_proto::credentials::Credentials;
 use sigil_proto::target::Endpoints;
 
@@ -262,4 +262,286 @@ fn serve_on_a_taken_port_fails_before_creating_anything() {
         // Refused before the data directory (and Postgres in it) was made.
         assert!(!dir.path().join("var").exists());
     }
+}
+
+/// `sigil client session create` in `root` as the caller in `cert_dir`,
+/// for `tenant`: the exit code and the answer's JSON.
+fn session_as(root: &Path, cert_dir: &Path, tenant: &str) -> (Option<i32>, serde_json::Value) {
+    let output = sigil_output(
+        root,
+        &[
+            "client",
+            "--cert-dir",
+            cert_dir.to_str().unwrap(),
+            "session",
+            "create",
+            "--tenant",
+            tenant,
+            "--user",
+            "alice",
+        ],
+    );
+    let answer = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "{tenant}: {}{}",
+            stderr(&output),
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    (output.status.code(), answer)
+}
+
+/// A caller that could know whether a name exists (registered for `*`, or
+/// an admin) is told `not_found` for one that does not; a caller limited
+/// to other tenants is told `forbidden` in the same words for a name that
+/// exists and one that does not, and is served for its own. A refusal
+/// exits 3.
+#[test]
+fn unknown_tenants_are_not_found_only_for_callers_that_may_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Serve::start(root, free_port(), free_port()).stop();
+    let mint = |name: &str, tenants: &str, admin: bool| {
+        let out = root.join(name);
+        let mut args = vec![
+            "admin",
+            "frontend",
+            "add",
+            "--name",
+            name,
+            "--tenants",
+            tenants,
+            "--out",
+        ];
+        let out_text = out.to_str().unwrap().to_owned();
+        args.push(&out_text);
+        if admin {
+            args.push("--admin");
+        }
+        let (ok, minted) = sigil(root, &args);
+        assert!(ok, "{minted}");
+        out
+    };
+    let everyone = mint("all-tenants", "*", false);
+    let acme_only = mint("acme-only", "acme", false);
+    let acme_admin = mint("acme-admin", "acme", true);
+    let serve = Serve::start(root, free_port(), free_port());
+    let error = |answer: &serde_json::Value| {
+        (
+            answer["error"]["code"].as_str().unwrap_or("").to_owned(),
+            answer["error"]["message"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+
+    // `*` caller, unknown tenant: not_found.
+    let (code, answer) = session_as(root, &everyone, "nosuch");
+    assert_eq!(code, Some(3), "{answer}");
+    assert_eq!(
+        error(&answer),
+        ("not_found".into(), "no tenant nosuch".into())
+    );
+    // An admin limited to acme: not_found for a name that does not exist,
+    // forbidden for one that does.
+    let (code, answer) = session_as(root, &acme_admin, "nosuch");
+    assert_eq!(code, Some(3), "{answer}");
+    assert_eq!(
+        error(&answer),
+        ("not_found".into(), "no tenant nosuch".into())
+    );
+    let (code, answer) = session_as(root, &acme_admin, "globex");
+    assert_eq!(code, Some(3), "{answer}");
+    assert_eq!(error(&answer).0, "forbidden");
+
+    // A caller limited to acme: the same refusal for a tenant that exists
+    // (globex) and one that does not, its own list named, neither name
+    // suggested to exist.
+    let (code, unknown) = session_as(root, &acme_only, "nosuch");
+    assert_eq!(code, Some(3), "{unknown}");
+    assert_eq!(
+        error(&unknown),
+        (
+            "forbidden".into(),
+            "acme-only may act only for tenant acme: nosuch is not it".into()
+        )
+    );
+    let (code, existing) = session_as(root, &acme_only, "globex");
+    assert_eq!(code, Some(3), "{existing}");
+    assert_eq!(
+        error(&existing),
+        (
+            "forbidden".into(),
+            "acme-only may act only for tenant acme: globex is not it".into()
+        )
+    );
+    // The default demo front end (acme, globex) names both.
+    let frontend = root.join("var/credentials/frontend");
+    let (code, answer) = session_as(root, &frontend, "nosuch");
+    assert_eq!(code, Some(3), "{answer}");
+    assert_eq!(
+        error(&answer),
+        (
+            "forbidden".into(),
+            "demo-frontend may act only for tenants acme, globex: nosuch is not one of them".into()
+        )
+    );
+
+    // Its own tenant works.
+    let (code, answer) = session_as(root, &acme_only, "acme");
+    assert_eq!(code, Some(0), "{answer}");
+    assert!(answer["result"]["session"].is_string(), "{answer}");
+    serve.stop();
+}
+
+/// The field names the report table of docs/perf.md lists (its first
+/// column), but `soak` (soak runs only).
+fn documented_report_fields() -> Vec<String> {
+    let doc = include_str!("../../docs/perf.md");
+    let table = doc
+        .split("## Report (JSON)")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap();
+    table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            let first = l.split('|').nth(1).unwrap_or("");
+            first
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f != "soak")
+        .collect()
+}
+
+fn perf_output(dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(common::cluster::Nodes::perf())
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Bad flags are refused with a message naming the flag, a non-zero exit
+/// and no panic; none of these needs a node.
+#[test]
+fn sigil_perf_refuses_bad_flags_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["load", "--mix", "id-token=1,bogus=2"],
+            "--mix: unknown operation \"bogus\"",
+        ),
+        (&["load", "--rate", "0"], "--rate must be positive"),
+        (&["capacity", "--factor", "1"], "--factor must be above 1"),
+        (
+            &["load", "--rate", "10", "--duration", "1s"],
+            "start the appliance with `sigil serve` first, or pass --target and --cert-dir",
+        ),
+        (&["load", "--duration", "0s"], "must be a positive duration"),
+    ];
+    for (args, message) in cases {
+        let output = perf_output(dir.path(), args);
+        let text = stderr(&output);
+        assert!(!output.status.success(), "{args:?}: {text}");
+        assert!(text.contains(message), "{args:?}: {text}");
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+    }
+}
+
+/// A 2 s load against a real node: exits 0, its summary starts on a line
+/// of its own, progress comes as plain lines on a piped stderr, and the
+/// JSON report has every field docs/perf.md lists. A short capacity search
+/// writes its report too.
+#[test]
+fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let serve = Serve::start(root, free_port(), free_port());
+    let quic = serve.endpoints.quic.to_string();
+    let http = serve.endpoints.http.to_string();
+    let cert_dir = serve.var().join("credentials/frontend");
+    let common_args = [
+        "--target",
+        &quic,
+        "--server-name",
+        "localhost",
+        "--metrics",
+        &http,
+        "--cert-dir",
+        cert_dir.to_str().unwrap(),
+        "--threads",
+        "1",
+        "--connections",
+        "1",
+        "--sessions-per-user",
+        "2",
+    ];
+    let report = root.join("report.json");
+    let charts = root.join("charts");
+    let mut args = vec!["load"];
+    args.extend(common_args);
+    args.extend(["--rate", "200", "--duration", "2s", "--json"]);
+    args.push(report.to_str().unwrap());
+    args.push("--charts");
+    args.push(charts.to_str().unwrap());
+    let output = perf_output(root, &args);
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("load against "), "{out}");
+    assert!(!out.contains('\r') && !out.contains('\u{1b}'), "{out:?}");
+    assert!(out.lines().any(|l| l.starts_with("  errors: ")), "{out}");
+    // Piped stderr: plain lines, no bar.
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with('[') && l.contains("] sent ")),
+        "{err}"
+    );
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let fields = documented_report_fields();
+    assert!(fields.len() > 15, "{fields:?}");
+    for field in &fields {
+        assert!(json.get(field).is_some(), "report lacks {field}: {json}");
+    }
+    assert_eq!(json["profile"], "load");
+    assert!(json["ok"].as_u64().unwrap() > 0, "{json}");
+    assert!(json["overhead_factor"].as_f64().is_some(), "{json}");
+
+    // Capacity: two short steps up to --max, both within a generous target.
+    let capacity = root.join("capacity.json");
+    let mut args = vec!["capacity"];
+    args.extend(common_args);
+    args.extend([
+        "--start", "100", "--max", "200", "--step", "1s", "--p99-ms", "1000", "--json",
+    ]);
+    args.push(capacity.to_str().unwrap());
+    let output = perf_output(root, &args);
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}{err}");
+    assert!(out.starts_with("capacity against "), "{out}");
+    assert_eq!(err.matches("capacity step ").count(), 2, "{err}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&capacity).unwrap()).unwrap();
+    assert_eq!(json["kind"], "capacity");
+    assert_eq!(json["steps"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["capacity_rps"], 200.0, "{json}");
+    assert_eq!(json["capped"], true, "{json}");
+    for field in [
+        "cores",
+        "cpu_model",
+        "raw",
+        "capacity_per_core",
+        "overhead_factor",
+        "p99_target_ms",
+    ] {
+        assert!(
+            json.get(field).is_some(),
+            "capacity report lacks {field}: {json}"
+        );
+    }
+    serve.stop();
 }

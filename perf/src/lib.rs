@@ -15,6 +15,7 @@
 //! from the actual send time, no figure without its baseline.
 #![forbid(unsafe_code)]
 
+pub mod capacity;
 pub mod chart;
 pub mod engine;
 pub mod progress;

@@ -148,6 +148,32 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         after: Duration,
     },
+    /// The highest rate sustained with p99 within a target: short steps at rising rates, one bisection.
+    Capacity {
+        #[command(flatten)]
+        run: RunArgs,
+        /// First step's rate (requests/s).
+        #[arg(long, default_value_t = 1000.0)]
+        start: f64,
+        /// Each step's rate is the previous one's times this.
+        #[arg(long, default_value_t = 2.0)]
+        factor: f64,
+        /// Highest rate tried.
+        #[arg(long, default_value_t = 200_000.0)]
+        max: f64,
+        /// Length of each step.
+        #[arg(long, default_value = "3s", value_parser = parse_duration)]
+        step: Duration,
+        /// A step passes with its p99 within this many milliseconds (docs/design.md: 5).
+        #[arg(long, default_value_t = 5.0)]
+        p99_ms: f64,
+        /// ...and at most this fraction of its requests refused or failed.
+        #[arg(long, default_value_t = 0.001)]
+        max_error_rate: f64,
+        /// Do not try once between the last passing and the first failing rate.
+        #[arg(long)]
+        no_bisect: bool,
+    },
     /// The physical baseline: AWS-LC signing per algorithm on one core.
     Raw {
         /// Key specs to measure (default: all).
@@ -224,6 +250,7 @@ fn plan(run: RunArgs, profile: RateProfile, name: &str) -> anyhow::Result<LoadPl
         metrics,
         profile_name: name.to_owned(),
         charts_dir: Some(run.charts),
+        progress: true,
     })
 }
 
@@ -275,6 +302,42 @@ fn finish(report: &perf::report::Report, json: Option<&PathBuf>) -> anyhow::Resu
         println!("  report: {}", path.display());
     }
     Ok(())
+}
+
+/// What `capacity` prints on stdout.
+fn capacity_summary(report: &perf::capacity::CapacityReport) -> String {
+    let found = match (report.capacity_rps, report.capped) {
+        (Some(rate), false) => format!("{rate:.0}/s"),
+        (Some(rate), true) => format!("at least {rate:.0}/s (the --max tried)"),
+        (None, _) => format!(
+            "below the lowest rate tried ({:.0}/s)",
+            report
+                .steps
+                .iter()
+                .map(|s| s.rate)
+                .reduce(f64::min)
+                .unwrap_or(0.0)
+        ),
+    };
+    let mut text = format!(
+        "capacity against {} ({}, {}): {found} with p99 <= {} ms and errors <= {:.2} %, on {} cores",
+        report.target,
+        report.mix,
+        report.apps.join(","),
+        report.p99_target_ms,
+        report.max_error_rate * 100.0,
+        report.cores
+    );
+    if let (Some(server), Some(raw), Some(factor)) = (
+        report.server_cpu_us_per_op,
+        report.raw_cpu_us_per_op,
+        report.overhead_factor,
+    ) {
+        text.push_str(&format!(
+            "\n  at that rate: server CPU {server:.1} µs/op vs raw signing {raw:.1} µs/op: overhead factor {factor:.2}"
+        ));
+    }
+    text
 }
 
 fn main() -> anyhow::Result<()> {
@@ -342,6 +405,51 @@ fn main() -> anyhow::Result<()> {
                 "monday",
             )?)?;
             finish(&report, json.as_ref())?;
+        }
+        Command::Capacity {
+            run,
+            start,
+            factor,
+            max,
+            step,
+            p99_ms,
+            max_error_rate,
+            no_bisect,
+        } => {
+            anyhow::ensure!(
+                start > 0.0 && max >= start,
+                "--start must be positive and --max at least --start"
+            );
+            anyhow::ensure!(factor > 1.0, "--factor must be above 1");
+            anyhow::ensure!(
+                p99_ms > 0.0 && (0.0..1.0).contains(&max_error_rate),
+                "--p99-ms must be positive and --max-error-rate in [0, 1)"
+            );
+            let json = run.json.clone();
+            let search = perf::capacity::Search {
+                start,
+                factor,
+                max,
+                step,
+                p99_target_us: (p99_ms * 1000.0).round() as u64,
+                max_error_rate,
+                bisect: !no_bisect,
+            };
+            let plan = plan(
+                run,
+                RateProfile::Constant {
+                    rate: start,
+                    duration: step,
+                },
+                "capacity",
+            )?;
+            let report = perf::capacity::search(&plan, &search)?;
+            println!("{}", capacity_summary(&report));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("  report: {}", path.display());
+            }
         }
         Command::Raw {
             specs,

@@ -5,8 +5,15 @@
 use std::time::Duration;
 
 /// How often the plain progress line is printed when stderr is not a
-/// terminal.
+/// terminal (shorter runs: see [`plain_every`]).
 pub const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The plain line's interval for a run of `total`: [`PLAIN_EVERY`], or
+/// half the run when that is shorter (a 2 s run still shows its progress),
+/// but not under a second.
+pub fn plain_every(total: Duration) -> Duration {
+    PLAIN_EVERY.min(total / 2).max(Duration::from_secs(1))
+}
 
 /// Counters at one moment of the run.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,6 +67,12 @@ mod tests {
         assert_eq!(
             plain_line(&now, 4_990, Duration::from_secs(5)),
             "[  10s/30s] sent 10000  ok 9990  errors 10  achieved 1000/s"
+        );
+        assert_eq!(plain_every(Duration::from_secs(30)), PLAIN_EVERY);
+        assert_eq!(plain_every(Duration::from_secs(4)), Duration::from_secs(2));
+        assert_eq!(
+            plain_every(Duration::from_millis(500)),
+            Duration::from_secs(1)
         );
         // No interval yet: no rate rather than a division by zero.
         assert!(plain_line(&now, 0, Duration::ZERO).ends_with("achieved 0/s"));

@@ -17,7 +17,7 @@ use sigil_proto::target::{Target, TargetError};
 use sigil_proto::Operation;
 
 use crate::engine::{self, Call, Caller, LoadConfig, Mix, Progress, RequestKind};
-use crate::progress::{plain_line, Snapshot, PLAIN_EVERY};
+use crate::progress::{plain_every, plain_line, Snapshot};
 use crate::raw;
 use crate::report::{scrape, Report};
 use crate::schedule::RateProfile;
@@ -68,6 +68,19 @@ pub struct LoadPlan {
     pub profile_name: String,
     /// Where to write charts (SVG); none: no charts.
     pub charts_dir: Option<PathBuf>,
+    /// Whether to show progress on stderr while the load runs (a
+    /// capacity search's short steps print a line each instead).
+    pub progress: bool,
+}
+
+/// A load ready to run, made once for any number of runs: the nodes'
+/// client configurations, the raw baseline of the apps' algorithms, and
+/// the users signed in.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    configs: Vec<ClientConfig>,
+    population: Arc<Population>,
+    raw: Vec<crate::raw::RawResult>,
 }
 
 struct QuicCaller {
@@ -258,14 +271,26 @@ async fn await_replication(
 }
 
 /// Runs a load and returns its report. Shows progress on stderr: a bar on
-/// a terminal, otherwise a plain line every [`PLAIN_EVERY`].
+/// a terminal, otherwise a plain line every few seconds
+/// ([`crate::progress::plain_every`]).
 ///
 /// # Errors
 /// When the node cannot be reached or the users cannot sign in.
 pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
+    run_prepared(plan, &prepare_run(plan)?)
+}
+
+/// Makes what every run of `plan` shares: measures the raw baseline of
+/// its apps' algorithms (before any load) and signs its users in.
+///
+/// # Errors
+/// When the node cannot be reached or the users cannot sign in.
+pub fn prepare_run(plan: &LoadPlan) -> anyhow::Result<Prepared> {
     let configs = client_configs(&plan.target, plan.streams)?;
-    let config = configs[0].clone();
-    // The physical baseline, measured in this run, before the load.
+    let config = configs
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("--target names no node"))?;
     // The physical baseline, measured in this run, before the load: each
     // algorithm of the rotated apps once.
     let mut raw = Vec::new();
@@ -288,12 +313,31 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
     let population = Arc::new(setup.block_on(prepare(&config, plan))?);
     setup.block_on(await_replication(&configs, &population))?;
     drop(setup);
+    Ok(Prepared {
+        configs,
+        population,
+        raw,
+    })
+}
+
+/// Runs `plan`'s profile over what [`prepare_run`] made (for `plan` or one
+/// differing only in profile, charts and progress).
+///
+/// # Errors
+/// When the generator's connections fail.
+pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Report> {
+    let (configs, population, raw) = (
+        &prepared.configs,
+        &prepared.population,
+        prepared.raw.clone(),
+    );
     let before = plan.metrics.and_then(|m| scrape(m).ok());
     let progress = Arc::new(Progress::default());
     let total = plan.profile.duration();
     // A terminal gets a bar; a file or pipe a plain line every few seconds.
     let interactive = std::io::stderr().is_terminal();
-    let bar = if interactive {
+    let show = plan.progress;
+    let bar = if interactive && show {
         indicatif::ProgressBar::new(total.as_secs().max(1))
     } else {
         indicatif::ProgressBar::hidden()
@@ -317,8 +361,11 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
             {
                 std::thread::sleep(Duration::from_millis(500));
                 let ok = progress.ok.load(Ordering::Relaxed);
+                if !show {
+                    continue;
+                }
                 if !interactive {
-                    if last_line.1.elapsed() >= PLAIN_EVERY {
+                    if last_line.1.elapsed() >= plain_every(total) {
                         let now = Snapshot {
                             elapsed: started.elapsed(),
                             total,
@@ -354,7 +401,7 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
         |thread| {
             let configs = configs.clone();
             let connections = plan.connections;
-            let population = Arc::clone(&population);
+            let population = Arc::clone(population);
             async move {
                 let mut clients = Vec::with_capacity(connections);
                 for i in 0..connections.max(1) {

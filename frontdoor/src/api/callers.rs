@@ -74,10 +74,7 @@ pub fn authorize(caller: &Caller, operation: &Operation) -> Result<(), WireError
     };
     if let Some(tenant) = operation.tenant() {
         if !frontend.allows(tenant) {
-            return Err(refuse(
-                ErrorCode::Forbidden,
-                format!("{} may not act for tenant {tenant}", frontend.name),
-            ));
+            return Err(outside_list(frontend, tenant));
         }
     }
     if operation.needs_admin() && !frontend.admin {
@@ -89,7 +86,57 @@ pub fn authorize(caller: &Caller, operation: &Operation) -> Result<(), WireError
     Ok(())
 }
 
+/// Past this many tenants, a refusal names how many a caller may act for
+/// instead of listing them.
+const TENANTS_NAMED: usize = 5;
+
+/// The refusal of a tenant outside `frontend`'s list. Built from the
+/// caller's own list and the name asked for, nothing else: the same words
+/// whether or not the tenant exists, so a caller limited to some tenants
+/// learns nothing about the others (docs/protocol.md, error codes).
+fn outside_list(frontend: &Frontend, tenant: &str) -> WireError {
+    let name = &frontend.name;
+    let message = match frontend.tenants.as_slice() {
+        [] => format!("{name} may act for no tenant: {tenant} is not one of them"),
+        [only] => format!("{name} may act only for tenant {only}: {tenant} is not it"),
+        list if list.len() <= TENANTS_NAMED => format!(
+            "{name} may act only for tenants {}: {tenant} is not one of them",
+            list.join(", ")
+        ),
+        list => format!(
+            "{name} may act only for its {} tenants: {tenant} is not one of them",
+            list.len()
+        ),
+    };
+    refuse(ErrorCode::Forbidden, message)
+}
+
+/// Whether `caller` could know if any tenant name exists: an admin (who
+/// manages tenants) or a caller registered for `*`. Such a caller asking
+/// for a tenant that does not exist is told `not_found`; any other caller
+/// is told `forbidden` for every tenant outside its list.
+pub fn may_know_tenants(caller: &Caller) -> bool {
+    caller
+        .frontend
+        .as_ref()
+        .is_some_and(|f| f.admin || f.tenants.iter().any(|t| t == "*"))
+}
+
 impl Appliance {
+    /// An admin refused a tenant outside its list: `not_found` when the
+    /// directory has no such tenant (an admin may know that), else the
+    /// refusal as it was. Only for callers [`may_know_tenants`] says so.
+    pub(super) async fn refusal_for_admin(&self, tenant: &str, refused: WireError) -> WireError {
+        if self.tenants.get(tenant).is_some() {
+            return refused;
+        }
+        match self.directory.tenant_by_slug(tenant).await {
+            Ok(None) => refuse(ErrorCode::NotFound, format!("no tenant {tenant}")),
+            Ok(Some(_)) => refused,
+            Err(e) => super::unavailable(e),
+        }
+    }
+
     pub(super) async fn resolve_caller(
         &self,
         certificate: Option<CertificateDer<'static>>,

@@ -284,7 +284,19 @@ impl Appliance {
         };
         let outcome = match authorize(caller, &operation) {
             Ok(()) => self.answer(caller, &operation).await,
-            Err(refused) => Err(refused),
+            // Issue 20: an admin limited to some tenants may learn that a
+            // name does not exist; every other limited caller may not
+            // (callers::may_know_tenants).
+            Err(refused) => match operation.tenant() {
+                Some(tenant)
+                    if refused.code == ErrorCode::Forbidden
+                        && callers::may_know_tenants(caller)
+                        && caller.frontend.as_ref().is_some_and(|f| !f.allows(tenant)) =>
+                {
+                    Err(self.refusal_for_admin(tenant, refused).await)
+                }
+                _ => Err(refused),
+            },
         };
         if let Err(error) = &outcome {
             if let Some(event) = caller.refusal(operation.name(), error.code, &error.message) {

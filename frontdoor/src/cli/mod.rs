@@ -5,6 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod client;
 pub mod demo;
+pub mod demo_summary;
 pub mod postgres;
 pub mod recent;
 pub mod seed;

@@ -396,6 +396,40 @@ fn authorisation_refuses_strangers_other_tenants_and_non_admins() {
         .is_none());
 }
 
+/// A caller limited to some tenants is refused every other name in the
+/// same words, whether the name exists or not (the pure check reads no
+/// directory, so no other path can tell them apart); the message names its
+/// own list, or its size when long, never the name asked for as a tenant.
+#[test]
+fn a_limited_caller_is_refused_other_names_alike_and_told_its_list() {
+    let message = |c: &Caller, tenant: &str| authorize(c, &id_token_op(tenant)).unwrap_err();
+    let two = caller(&["demo", "acme"], false);
+    for tenant in ["globex", "nosuch"] {
+        let refused = message(&two, tenant);
+        assert_eq!(refused.code, ErrorCode::Forbidden);
+        assert_eq!(
+            refused.message,
+            format!("web-1 may act only for tenants demo, acme: {tenant} is not one of them")
+        );
+    }
+    assert_eq!(
+        message(&caller(&["acme"], false), "nosuch").message,
+        "web-1 may act only for tenant acme: nosuch is not it"
+    );
+    let many: Vec<String> = (1..=12).map(|i| format!("seed-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let refused = message(&caller(&many, false), "nosuch");
+    assert_eq!(
+        refused.message,
+        "web-1 may act only for its 12 tenants: nosuch is not one of them"
+    );
+    assert!(!refused.message.contains("seed-1"), "{}", refused.message);
+    // Who may learn that a name does not exist: admins and `*` callers.
+    assert!(!super::callers::may_know_tenants(&two));
+    assert!(super::callers::may_know_tenants(&caller(&["*"], false)));
+    assert!(super::callers::may_know_tenants(&caller(&["acme"], true)));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_budget_and_a_suspended_tenant_refuse_before_anything_is_read() {
     let w = world(1, true);

@@ -571,9 +571,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints an answer as JSON. A reader that went away early (`| head`)
+/// is not an error: what it wanted it has.
 fn print(value: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value)?;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn target_of(target: TargetArgs) -> (Target, std::time::Duration) {

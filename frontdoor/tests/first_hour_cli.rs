@@ -389,6 +389,20 @@ fn unknown_tenants_are_not_found_only_for_callers_that_may_know() {
     let (code, answer) = session_as(root, &acme_only, "acme");
     assert_eq!(code, Some(0), "{answer}");
     assert!(answer["result"]["session"].is_string(), "{answer}");
+
+    // A reader that stops early (`sigil client ... | head -1`) is no error:
+    // no panic about a broken pipe, and the exit code of the call itself.
+    let mut piped = std::process::Command::new(common::SIGIL)
+        .current_dir(root)
+        .args(["client", "health"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(piped.stdout.take());
+    let output = piped.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("panicked"), "{}", stderr(&output));
     serve.stop();
 }
 

@@ -32,7 +32,10 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (2, include_str!("../migrations/0002_posture.sql")),
     (3, include_str!("../migrations/0003_cluster_membership.sql")),
     // Issue 17: admin operations and app assignments.
-    (4, include_str!("../migrations/0004_admin_and_assignments.sql")),
+    (
+        4,
+        include_str!("../migrations/0004_admin_and_assignments.sql"),
+    ),
 ];
 
 /// The schema version this build needs.

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use super::{DEMO_APPS, DEMO_SPS};
 use crate::{Assignments, Directory, Error, NewUser, OidcApp, Owner, SamlSp};
 
-
 /// A demo user: login, display name, groups.
 pub type DemoUser = (&'static str, &'static str, &'static [&'static str]);
 

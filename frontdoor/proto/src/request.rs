@@ -264,7 +264,11 @@ pub(crate) fn optional(name: &str, value: Option<String>) -> Result<Option<Strin
     Ok(value)
 }
 
-pub(crate) fn list(name: &str, value: Option<Vec<String>>, max: usize) -> Result<Vec<String>, BadRequest> {
+pub(crate) fn list(
+    name: &str,
+    value: Option<Vec<String>>,
+    max: usize,
+) -> Result<Vec<String>, BadRequest> {
     let items = value.unwrap_or_default();
     if items.len() > max {
         return Err(BadRequest(format!("`{name}` has more than {max} entries")));

@@ -597,7 +597,7 @@ fn as_admin_frontend(command: FrontendCommand) -> anyhow::Result<ExitCode> {
         FrontendCommand::Remove { target, name } => (target, OnboardOp::FrontendRemove { name }),
         FrontendCommand::Add { .. } => anyhow::bail!("frontend add works on the directory"),
     };
-    as_admin(operation.0, Operation::Onboard(operation.1))
+    as_admin(operation.0, Operation::Onboard(Box::new(operation.1)))
 }
 
 fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {

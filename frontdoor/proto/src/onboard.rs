@@ -428,7 +428,7 @@ impl crate::Client {
         &self,
         op: OnboardOp,
     ) -> Result<T, crate::CallError> {
-        self.call_as(&crate::Operation::Onboard(op)).await
+        self.call_as(&crate::Operation::Onboard(Box::new(op))).await
     }
 
     /// `tenant_add`.

@@ -226,7 +226,7 @@ pub enum Operation {
         node: String,
     },
     /// Onboarding: tenants, apps, SPs, callers (admin only; issue 17).
-    Onboard(crate::onboard::OnboardOp),
+    Onboard(Box<crate::onboard::OnboardOp>),
 }
 
 /// Why a wire request is not an operation; answered as `bad_request`.
@@ -331,7 +331,7 @@ impl Operation {
     pub fn from_wire(mut wire: WireRequest) -> Result<Operation, BadRequest> {
         let op = std::mem::take(&mut wire.op);
         if let Some(onboard) = crate::onboard::OnboardOp::from_wire(&op, &mut wire)? {
-            return Ok(Operation::Onboard(onboard));
+            return Ok(Operation::Onboard(Box::new(onboard)));
         }
         let WireRequest {
             tenant,
@@ -637,12 +637,12 @@ mod tests {
             Operation::ClusterRemove {
                 node: "node-3".into(),
             },
-            Operation::Onboard(OnboardOp::TenantAdd {
+            Operation::Onboard(Box::new(OnboardOp::TenantAdd {
                 tenant: "initech".into(),
                 name: "Initech, Inc.".into(),
-            }),
-            Operation::Onboard(OnboardOp::TenantList),
-            Operation::Onboard(OnboardOp::AppAdd {
+            })),
+            Operation::Onboard(Box::new(OnboardOp::TenantList)),
+            Operation::Onboard(Box::new(OnboardOp::AppAdd {
                 tenant: t(),
                 app: "portal".into(),
                 alg: "ES256".into(),
@@ -650,8 +650,8 @@ mod tests {
                 assign: vec!["everyone".into()],
                 assign_users: vec![],
                 redirect_uris: vec!["https://portal.test/cb".into()],
-            }),
-            Operation::Onboard(OnboardOp::SpAdd {
+            })),
+            Operation::Onboard(Box::new(OnboardOp::SpAdd {
                 tenant: t(),
                 sp: "wiki".into(),
                 alg: "RS256".into(),
@@ -662,10 +662,10 @@ mod tests {
                 claims: BTreeMap::new(),
                 assign: vec![],
                 assign_users: vec!["peter".into()],
-            }),
-            Operation::Onboard(OnboardOp::FrontendRemove {
+            })),
+            Operation::Onboard(Box::new(OnboardOp::FrontendRemove {
                 name: "web-2".into(),
-            }),
+            })),
         ]
     }
 

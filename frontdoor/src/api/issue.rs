@@ -65,8 +65,7 @@ pub struct Access {
 impl Access {
     /// Whether `user` is assigned, directly or through a group.
     pub fn allows(&self, user: &UserRecord) -> bool {
-        self.users.iter().any(|id| *id == user.id)
-            || user.groups.iter().any(|g| self.groups.contains(g))
+        self.users.contains(&user.id) || user.groups.iter().any(|g| self.groups.contains(g))
     }
 
     /// The value of `attribute` of `user` as this app may see it: the

@@ -194,12 +194,12 @@ pub fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, St
 impl TenantCommand {
     /// The operation it sends.
     pub fn operation(self) -> Operation {
-        Operation::Onboard(match self {
+        Operation::Onboard(Box::new(match self {
             TenantCommand::Add { slug, name } => OnboardOp::TenantAdd { tenant: slug, name },
             TenantCommand::List => OnboardOp::TenantList,
             TenantCommand::Suspend { slug } => OnboardOp::TenantSuspend { tenant: slug },
             TenantCommand::Resume { slug } => OnboardOp::TenantResume { tenant: slug },
-        })
+        }))
     }
 }
 
@@ -209,7 +209,7 @@ impl AppCommand {
     /// # Errors
     /// For a malformed `--claims`.
     pub fn operation(self) -> anyhow::Result<Operation> {
-        Ok(Operation::Onboard(match self {
+        Ok(Operation::Onboard(Box::new(match self {
             AppCommand::Add {
                 tenant,
                 name,
@@ -229,7 +229,7 @@ impl AppCommand {
             },
             AppCommand::List { tenant } => OnboardOp::AppList { tenant },
             AppCommand::Remove { tenant, name } => OnboardOp::AppRemove { tenant, app: name },
-        }))
+        })))
     }
 }
 
@@ -239,7 +239,7 @@ impl SpCommand {
     /// # Errors
     /// For metadata that cannot be read or used, naming what is wrong.
     pub fn operation(self) -> anyhow::Result<Operation> {
-        Ok(Operation::Onboard(match self {
+        Ok(Operation::Onboard(Box::new(match self {
             SpCommand::Add {
                 tenant,
                 name,
@@ -266,6 +266,6 @@ impl SpCommand {
             }
             SpCommand::List { tenant } => OnboardOp::SpList { tenant },
             SpCommand::Remove { tenant, name } => OnboardOp::SpRemove { tenant, sp: name },
-        }))
+        })))
     }
 }

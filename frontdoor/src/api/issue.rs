@@ -426,3 +426,53 @@ fn json_text(value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, groups: &[&str]) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            login: id.into(),
+            email: format!("{id}@acme.test"),
+            name: id.to_uppercase(),
+            active: true,
+            groups: groups.iter().map(|&g| g.to_owned()).collect(),
+            profile: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn assigned_through_a_group_or_directly_and_nobody_without_assignments() {
+        let access = Access {
+            groups: vec!["ops".into()],
+            users: vec!["u-bob".into()],
+        };
+        assert!(access.allows(&user("u-alice", &["everyone", "ops"])));
+        assert!(access.allows(&user("u-bob", &["everyone"])));
+        assert!(!access.allows(&user("u-erin", &["everyone"])));
+        assert!(!Access::default().allows(&user("u-alice", &["everyone", "ops"])));
+    }
+
+    #[test]
+    fn the_groups_attribute_shows_only_assigned_groups() {
+        let access = Access {
+            groups: vec!["ops".into(), "everyone".into()],
+            users: Vec::new(),
+        };
+        let alice = user("u-alice", &["engineering", "everyone", "ops"]);
+        assert_eq!(
+            access.attribute(&alice, "groups"),
+            Some(serde_json::json!(["everyone", "ops"]))
+        );
+        assert_eq!(
+            access.attribute(&alice, "email"),
+            Some(serde_json::json!("u-alice@acme.test"))
+        );
+        assert_eq!(
+            Access::default().attribute(&alice, "groups"),
+            Some(serde_json::json!([]))
+        );
+    }
+}

@@ -172,8 +172,24 @@ impl Appliance {
     /// Whether `caller` must be resolved again before it is answered: the
     /// directory could not say who it was, or callers were forgotten since
     /// (one was removed: it must be refused at once).
+    /// A caller resolved before callers were forgotten and found the same
+    /// again since (the cache holds the same answer) is not stale: only
+    /// its first request after the change pays for a lookup.
     pub(super) fn stale(&self, caller: &Caller) -> bool {
-        caller.unresolved || (caller.fingerprint.is_some() && caller.epoch != self.callers_epoch())
+        if caller.unresolved {
+            return true;
+        }
+        let Some(fingerprint) = &caller.fingerprint else {
+            return false;
+        };
+        if caller.epoch == self.callers_epoch() {
+            return false;
+        }
+        self.frontends.read().map_or(true, |known| {
+            known
+                .get(fingerprint)
+                .is_none_or(|frontend| *frontend != caller.frontend)
+        })
     }
 
     /// A caller the directory could not resolve when it connected, asked

@@ -44,6 +44,8 @@ pub enum Change {
         /// Tenant.
         tenant_id: i64,
     },
+    /// A caller (front end) was removed or changed: forget resolved callers.
+    Callers,
     /// The listener (re)connected: anything may have changed meanwhile.
     Reset,
 }
@@ -67,7 +69,10 @@ pub fn parse(payload: &str) -> Option<Change> {
         },
         "memberships" | "groups" => Change::Membership { tenant_id, user_id },
         "tenants" => Change::Tenant { tenant_id },
-        "oidc_apps" | "saml_sps" => Change::Apps { tenant_id },
+        "oidc_apps" | "saml_sps" | "app_group_assignments" | "app_user_assignments" => {
+            Change::Apps { tenant_id }
+        }
+        "frontends" => Change::Callers,
         "signing_keys" => Change::Keys { tenant_id },
         _ => return None,
     })
@@ -135,6 +140,14 @@ mod tests {
         assert_eq!(
             parse(r#"{"table":"signing_keys","tenant_id":3,"user_id":null,"status":null}"#),
             Some(Change::Keys { tenant_id: 3 })
+        );
+        assert_eq!(
+            parse(r#"{"table":"app_user_assignments","tenant_id":3,"user_id":"u1","status":null}"#),
+            Some(Change::Apps { tenant_id: 3 })
+        );
+        assert_eq!(
+            parse(r#"{"table":"frontends","tenant_id":0}"#),
+            Some(Change::Callers)
         );
         assert_eq!(parse("not json"), None);
         assert_eq!(parse(r#"{"table":"nope","tenant_id":1}"#), None);

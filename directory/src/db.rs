@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_schema.sql")),
     (2, include_str!("../migrations/0002_posture.sql")),
     (3, include_str!("../migrations/0003_cluster_membership.sql")),
+    // Issue 17: admin operations and app assignments.
+    (
+        4,
+        include_str!("../migrations/0004_admin_and_assignments.sql"),
+    ),
 ];
 
 /// The schema version this build needs.

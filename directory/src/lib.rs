@@ -21,6 +21,7 @@
 //! bypass the tenant API or fail the journal on purpose (`danger_*`).
 #![forbid(unsafe_code)]
 
+mod admin;
 pub mod audit;
 pub mod changes;
 mod cluster;
@@ -32,11 +33,13 @@ pub mod seed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+pub use admin::AppKind;
 pub use cluster::{find_binaries, running_as_root, PrivateCluster};
 pub use db::{migrate, schema_version, Directory, PoolOptions, TenantScope, APP_ROLE, MIGRATIONS};
 pub use fence::MembershipFence;
 pub use model::{
-    Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus, TENANT_TABLES,
+    Assignments, Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus,
+    TENANT_TABLES,
 };
 pub use owner::Owner;
 

@@ -5,12 +5,13 @@ use std::time::SystemTime;
 
 use tokio_postgres::Row;
 
+use crate::admin::{assigned_columns, AppKind};
 use crate::db::{millis, time_of, TenantScope};
 use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 7] = [
+pub const TENANT_TABLES: [&str; 9] = [
     "users",
     "groups",
     "memberships",
@@ -18,6 +19,8 @@ pub const TENANT_TABLES: [&str; 7] = [
     "saml_sps",
     "signing_keys",
     "audit_events",
+    "app_group_assignments",
+    "app_user_assignments",
 ];
 
 /// A tenant.
@@ -47,6 +50,8 @@ pub struct Tenant {
     pub key_prepublish_s: u64,
     /// Seconds a retired key stays published.
     pub key_retire_grace_s: u64,
+    /// Display name (e.g. `Initech, Inc.`); may be empty.
+    pub display_name: String,
 }
 
 fn to_u32(v: i32) -> u32 {
@@ -58,7 +63,7 @@ fn to_u64(v: i64) -> u64 {
 }
 
 impl Tenant {
-    pub(crate) const COLUMNS: &'static str = "tenant_id, slug, status, issuer, rate_per_second, rate_burst, session_absolute_s, session_idle_s, key_algorithms, key_rotation_s, key_prepublish_s, key_retire_grace_s";
+    pub(crate) const COLUMNS: &'static str = "tenant_id, slug, status, issuer, rate_per_second, rate_burst, session_absolute_s, session_idle_s, key_algorithms, key_rotation_s, key_prepublish_s, key_retire_grace_s, display_name";
 
     pub(crate) fn from_row(row: &Row) -> Result<Tenant, Error> {
         Ok(Tenant {
@@ -74,6 +79,7 @@ impl Tenant {
             key_rotation_s: to_u64(row.try_get(9)?),
             key_prepublish_s: to_u64(row.try_get(10)?),
             key_retire_grace_s: to_u64(row.try_get(11)?),
+            display_name: row.try_get(12)?,
         })
     }
 }
@@ -157,6 +163,8 @@ pub struct OidcApp {
     pub id_token_ttl_s: u32,
     /// Access token lifetime, seconds.
     pub access_token_ttl_s: u32,
+    /// Who may use it.
+    pub assigned: Assignments,
 }
 
 /// A SAML service provider.
@@ -178,6 +186,38 @@ pub struct SamlSp {
     pub sign_assertion: bool,
     /// Sign the Response.
     pub sign_response: bool,
+    /// Who may use it.
+    pub assigned: Assignments,
+}
+
+/// Who may use an OIDC app or SAML SP: members of `groups` and the users
+/// in `users`. Empty: nobody (as in Okta).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Assignments {
+    /// Group names.
+    pub groups: Vec<String>,
+    /// User ids.
+    pub users: Vec<String>,
+}
+
+impl Assignments {
+    /// Assigned to the group `everyone` (every user of the tenant).
+    pub fn everyone() -> Assignments {
+        Assignments::groups(&["everyone"])
+    }
+
+    /// Assigned to the groups named `names`.
+    pub fn groups(names: &[&str]) -> Assignments {
+        Assignments {
+            groups: names.iter().map(|&n| n.to_owned()).collect(),
+            users: Vec::new(),
+        }
+    }
+
+    /// Whether nobody is assigned.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty() && self.users.is_empty()
+    }
 }
 
 /// A stored signing key.
@@ -362,7 +402,11 @@ impl TenantScope<'_> {
         let row = self
             .client()
             .query_opt(
-                "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s FROM oidc_apps WHERE name = $1",
+                &format!(
+                    "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, {}
+                       FROM oidc_apps a WHERE name = $1",
+                    assigned_columns("oidc")
+                ),
                 &[&name],
             )
             .await?;
@@ -374,15 +418,21 @@ impl TenantScope<'_> {
                 claim_mapping: mapping(r.try_get(3)?),
                 id_token_ttl_s: to_u32(r.try_get(4)?),
                 access_token_ttl_s: to_u32(r.try_get(5)?),
+                assigned: Assignments {
+                    groups: r.try_get(6)?,
+                    users: r.try_get(7)?,
+                },
             })
         })
         .transpose()
     }
 
-    /// Creates an OIDC app.
+    /// Creates an OIDC app, assigned as `app.assigned` says (group names,
+    /// user logins or ids).
     ///
     /// # Errors
-    /// [`Error::Postgres`].
+    /// [`Error::Invalid`] naming an unknown group or user;
+    /// [`Error::Postgres`] (e.g. the name exists).
     pub async fn create_oidc_app(&self, app: &OidcApp) -> Result<(), Error> {
         let (id_ttl, access_ttl) = (
             i32::try_from(app.id_token_ttl_s).unwrap_or(300),
@@ -395,7 +445,7 @@ impl TenantScope<'_> {
                 &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl],
             )
             .await?;
-        Ok(())
+        self.assign(AppKind::Oidc, &app.name, &app.assigned).await
     }
 
     /// The SAML SP `name` (or with entity ID `name`).
@@ -406,8 +456,11 @@ impl TenantScope<'_> {
         let row = self
             .client()
             .query_opt(
-                "SELECT name, entity_id, acs_urls, name_id_format, attribute_mapping, algorithm, sign_assertion, sign_response
-                   FROM saml_sps WHERE name = $1 OR entity_id = $1 ORDER BY (name = $1) DESC LIMIT 1",
+                &format!(
+                    "SELECT name, entity_id, acs_urls, name_id_format, attribute_mapping, algorithm, sign_assertion, sign_response, {}
+                       FROM saml_sps a WHERE name = $1 OR entity_id = $1 ORDER BY (name = $1) DESC LIMIT 1",
+                    assigned_columns("saml")
+                ),
                 &[&name],
             )
             .await?;
@@ -421,15 +474,21 @@ impl TenantScope<'_> {
                 algorithm: r.try_get(5)?,
                 sign_assertion: r.try_get(6)?,
                 sign_response: r.try_get(7)?,
+                assigned: Assignments {
+                    groups: r.try_get(8)?,
+                    users: r.try_get(9)?,
+                },
             })
         })
         .transpose()
     }
 
-    /// Creates a SAML SP.
+    /// Creates a SAML SP, assigned as `sp.assigned` says (group names,
+    /// user logins or ids).
     ///
     /// # Errors
-    /// [`Error::Postgres`].
+    /// [`Error::Invalid`] naming an unknown group or user;
+    /// [`Error::Postgres`] (e.g. the name or entity ID exists).
     pub async fn create_saml_sp(&self, sp: &SamlSp) -> Result<(), Error> {
         self.client()
             .execute(
@@ -448,7 +507,7 @@ impl TenantScope<'_> {
                 ],
             )
             .await?;
-        Ok(())
+        self.assign(AppKind::Saml, &sp.name, &sp.assigned).await
     }
 
     /// The tenant's stored keys, oldest first.

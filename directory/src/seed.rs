@@ -5,7 +5,8 @@
 //! seed`): many tenants with a Zipf-like spread of sizes (a few with
 //! hundreds of thousands of users, most with tens), loaded with COPY;
 //! users are `user{n}` with `n` from 1. Both get the same apps and SPs
-//! ([`DEMO_APPS`], [`DEMO_SPS`]), so a load can pick any tenant.
+//! ([`DEMO_APPS`], [`DEMO_SPS`]), assigned to the group `everyone` that
+//! every user is in, so a load can pick any tenant and user.
 //! The shape of a seeded directory (sizes and names) is the `seed-plan`
 //! crate's, which `sigil-perf` shares.
 
@@ -118,6 +119,20 @@ pub async fn run(
     )
     .await?;
     copy(&owner, "COPY saml_sps (tenant_id, name, entity_id, acs_urls, algorithm, attribute_mapping) FROM STDIN", sps).await?;
+    // Every app and SP is for every user: assigned to the group
+    // `everyone`, which each tenant got with its row (and each user joins).
+    for (kind, table) in [("oidc", "oidc_apps"), ("saml", "saml_sps")] {
+        owner
+            .batch_execute(&format!(
+                "INSERT INTO app_group_assignments (tenant_id, kind, app, group_id)
+                 SELECT a.tenant_id, '{kind}', a.name, g.group_id
+                   FROM {table} a
+                   JOIN groups g ON g.tenant_id = a.tenant_id AND g.name = 'everyone'
+                   JOIN tenants t ON t.tenant_id = a.tenant_id
+                  WHERE t.slug LIKE 'seed-%'"
+            ))
+            .await?;
+    }
     // Users, in chunks so progress moves.
     let total = plan.users;
     let mut done = 0u64;

@@ -273,3 +273,99 @@ async fn lost_connections_come_back_with_a_backoff() {
         assert!(directory.tenant_by_slug("acme").await.unwrap().is_some());
     }
 }
+
+/// Migration 0004 gives the run-time role exactly these powers over the
+/// deployment-level tables, each through a SECURITY DEFINER function, and
+/// no right on the tables themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_run_time_role_has_exactly_the_onboarding_functions() {
+    let (database, owner, directory) = demo_directory().await;
+    let (client, connection) = database.owner.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // The functions it may execute, besides Postgres' own.
+    let rows = client
+        .query(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = current_schema() AND p.prosecdef
+                AND has_function_privilege('sigil_app', p.oid, 'EXECUTE')
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let functions: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        functions,
+        [
+            "sigil_create_tenant(text,text)",
+            "sigil_frontend(text)",
+            "sigil_frontends()",
+            "sigil_remove_frontend(text)",
+            "sigil_set_tenant_status(text,text)",
+            "sigil_tenant_by_slug(text)",
+            "sigil_tenants()",
+        ]
+    );
+    // Still no right on the tables: only SELECT of its own tenants row.
+    for (table, privilege, expected) in [
+        ("tenants", "INSERT", false),
+        ("tenants", "UPDATE", false),
+        ("tenants", "DELETE", false),
+        ("tenants", "SELECT", true),
+        ("frontends", "SELECT", false),
+        ("frontends", "DELETE", false),
+        ("frontends", "INSERT", false),
+        ("frontends", "UPDATE", false),
+        ("app_group_assignments", "DELETE", true),
+        ("app_user_assignments", "INSERT", true),
+    ] {
+        let granted: bool = client
+            .query_one(
+                "SELECT has_table_privilege('sigil_app', $1::text::regclass, $2)",
+                &[&table, &privilege],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(granted, expected, "{privilege} on {table}");
+    }
+    // The functions do what they say, and no more: a status other than
+    // active or suspended is refused by the table's check.
+    let made = directory
+        .create_tenant("initech", "Initech, Inc.")
+        .await
+        .unwrap();
+    assert_eq!(made.display_name, "Initech, Inc.");
+    assert!(matches!(
+        directory.create_tenant("initech", "again").await,
+        Err(directory::Error::Conflict(_))
+    ));
+    let scope = directory.tenant(made.id).await.unwrap();
+    assert!(
+        scope.has_group("everyone").await.unwrap(),
+        "everyone comes with the tenant"
+    );
+    drop(scope);
+    let suspended = directory
+        .set_tenant_active("initech", false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!suspended.active);
+    assert!(directory
+        .set_tenant_active("nosuch", false)
+        .await
+        .unwrap()
+        .is_none());
+    let app = raw_app(&database).await;
+    assert!(app
+        .query(
+            "SELECT * FROM sigil_set_tenant_status('initech', 'deleted')",
+            &[]
+        )
+        .await
+        .is_err());
+    assert!(directory.frontends().await.unwrap().is_empty());
+    assert!(directory.remove_frontend("nobody").await.unwrap().is_none());
+    drop(owner);
+}

@@ -9,8 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use frontdoor::cli::client::{run, Step};
+use frontdoor::cli::onboard::{
+    AppCommand, SpCommand, TargetArgs, TenantCommand, ADMIN_CERT_DIR_HELP,
+};
 use frontdoor::config::Config;
-use sigil_proto::target::{credentials_dir, Target, DEFAULT_DATA_DIR};
+use sigil_proto::onboard::OnboardOp;
+use sigil_proto::target::credentials_dir;
 use sigil_proto::Operation;
 
 /// mimalloc: per-thread free lists. Requests are built on one worker and
@@ -44,7 +48,7 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
         /// Length of the load.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = frontdoor::cli::times::parse_duration)]
         duration: std::time::Duration,
         /// Steady rate (requests/s).
         #[arg(long, default_value_t = 1500.0)]
@@ -191,6 +195,31 @@ enum AdminCommand {
         #[command(subcommand)]
         command: FrontendCommand,
     },
+    // Issue 17: onboarding through the node, as its admin caller.
+    /// Tenants: add, list, suspend, resume (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    Tenant {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// OIDC apps: add, list, remove (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    App {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: AppCommand,
+    },
+    /// SAML SPs: add from metadata, list, remove (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    Sp {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: SpCommand,
+    },
     /// The deployment's first admin caller (refused once an admin exists).
     Bootstrap {
         #[command(flatten)]
@@ -222,6 +251,22 @@ enum FrontendCommand {
         /// Where to write cert.pem, key.pem and ca.pem.
         #[arg(long)]
         out: PathBuf,
+    },
+    // Issue 17: through the node, as its admin caller.
+    /// Every registered caller (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    List {
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Unregister a caller: every node refuses its certificate from its next request.
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    Remove {
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The caller's name.
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -302,32 +347,6 @@ enum DirectoryCommand {
         #[arg(long, default_value_t = 1_000_000)]
         users: u64,
     },
-}
-
-/// `--cert-dir` of the commands that call as the admin caller ([`as_admin`]).
-const ADMIN_CERT_DIR_HELP: &str = "Admin caller credentials as written by `sigil admin frontend add --admin --out DIR`; default: DATA_DIR/credentials/admin";
-
-#[derive(Args)]
-struct TargetArgs {
-    /// The appliance's QUIC address; default: the embedded default's (from DATA_DIR/endpoints.json).
-    #[arg(long, global = true, value_name = "HOST:PORT")]
-    target: Option<String>,
-    /// Caller credentials as written by `sigil admin frontend add --out DIR`; default: DATA_DIR/credentials/frontend.
-    #[arg(long, global = true, value_name = "DIR")]
-    cert_dir: Option<PathBuf>,
-    /// The embedded default's state directory.
-    #[arg(long, global = true, default_value = DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// The name to verify in the appliance's certificate; default: the target's host.
-    #[arg(long, global = true)]
-    server_name: Option<String>,
-    /// Connect without a client certificate.
-    #[arg(long, global = true)]
-    anonymous: bool,
-    /// Seconds to wait for the appliance to answer before giving up.
-    #[arg(long, global = true, default_value_t = 3, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(1..))]
-    timeout: u64,
 }
 
 #[derive(Subcommand)]
@@ -526,26 +545,6 @@ fn client_steps(call: ClientCall) -> Vec<Step> {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |i| text.split_at(i));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
-    let duration = match unit {
-        "ms" => std::time::Duration::from_millis(value),
-        "s" => std::time::Duration::from_secs(value),
-        "m" => std::time::Duration::from_secs(value * 60),
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
-    if duration.is_zero() {
-        return Err("the duration must be positive".into());
-    }
-    Ok(duration)
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -583,22 +582,10 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
     }
 }
 
-fn target_of(target: TargetArgs) -> (Target, std::time::Duration) {
-    let within = std::time::Duration::from_secs(target.timeout);
-    let target = Target {
-        target: target.target,
-        cert_dir: target.cert_dir,
-        data_dir: target.data_dir,
-        server_name: target.server_name,
-        anonymous: target.anonymous,
-    };
-    (target, within)
-}
-
 /// Calls one admin operation, with the embedded default's admin
 /// credentials unless --cert-dir says otherwise.
 fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode> {
-    let (mut target, within) = target_of(target);
+    let (mut target, within) = target.target();
     if target.cert_dir.is_none() {
         target.cert_dir = Some(credentials_dir(&target.data_dir, "admin"));
     }
@@ -609,6 +596,16 @@ fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode
     } else {
         ExitCode::from(3)
     })
+}
+
+/// `sigil admin frontend list|remove`, through the node (`add` is local).
+fn as_admin_frontend(command: FrontendCommand) -> anyhow::Result<ExitCode> {
+    let operation = match command {
+        FrontendCommand::List { target } => (target, OnboardOp::FrontendList),
+        FrontendCommand::Remove { target, name } => (target, OnboardOp::FrontendRemove { name }),
+        FrontendCommand::Add { .. } => anyhow::bail!("frontend add works on the directory"),
+    };
+    as_admin(operation.0, Operation::Onboard(Box::new(operation.1)))
 }
 
 fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
@@ -695,6 +692,19 @@ fn real_main() -> anyhow::Result<ExitCode> {
             )?)?;
             Ok(ExitCode::SUCCESS)
         }
+        // Issue 17: onboarding through the node, as its admin caller.
+        Command::Admin {
+            command: AdminCommand::Tenant { target, command },
+        } => as_admin(target, command.operation()),
+        Command::Admin {
+            command: AdminCommand::App { target, command },
+        } => as_admin(target, command.operation()?),
+        Command::Admin {
+            command: AdminCommand::Sp { target, command },
+        } => as_admin(target, command.operation()?),
+        Command::Admin {
+            command: AdminCommand::Frontend { command },
+        } => as_admin_frontend(command),
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },
@@ -723,7 +733,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Client { target, call } => {
-            let (target, within) = target_of(target);
+            let (target, within) = target.target();
             let (printed, ok) = runtime()?.block_on(run(&target, within, client_steps(call)))?;
             print(&printed)?;
             Ok(if ok {

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{DEMO_APPS, DEMO_SPS};
-use crate::{Directory, Error, NewUser, OidcApp, Owner, SamlSp};
+use crate::{Assignments, Directory, Error, NewUser, OidcApp, Owner, SamlSp};
 
 /// A demo user: login, display name, groups.
 pub type DemoUser = (&'static str, &'static str, &'static [&'static str]);
@@ -57,6 +57,15 @@ pub async fn create_demo_data(
                 groups.entry(group).or_default().push(login);
             }
         }
+        // Every demo app and SP is for every demo user (group `everyone`)
+        // and assigned to each demo group, so that the `groups` claim
+        // names them (it lists only assigned groups, docs/admin.md).
+        let assigned = Assignments {
+            groups: groups.keys().map(|&g| g.to_owned()).collect(),
+            users: Vec::new(),
+        };
+        // `everyone` comes with the tenant, and every user joins it.
+        groups.remove("everyone");
         for (i, (group, members)) in groups.iter().enumerate() {
             scope
                 .create_group(&format!("00g{slug}{i:04}"), group, members)
@@ -76,6 +85,7 @@ pub async fn create_demo_data(
                     claim_mapping: claims.clone(),
                     id_token_ttl_s: 300,
                     access_token_ttl_s: 600,
+                    assigned: assigned.clone(),
                 })
                 .await?;
         }
@@ -93,6 +103,7 @@ pub async fn create_demo_data(
                     algorithm: algorithm.into(),
                     sign_assertion: true,
                     sign_response: true,
+                    assigned: assigned.clone(),
                 })
                 .await?;
         }

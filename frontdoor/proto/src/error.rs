@@ -37,11 +37,14 @@ pub enum ErrorCode {
     /// The request conflicts with the current state (e.g. another cluster
     /// membership change took the epoch first); look, then retry.
     Conflict,
+    /// The user is not assigned to the app or SP (neither directly nor
+    /// through a group), or the app has no assignment at all.
+    NotAssigned,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -53,6 +56,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::Conflict,
+        ErrorCode::NotAssigned,
     ];
 
     /// The wire spelling, e.g. `rate_limited`.
@@ -69,6 +73,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::NotAssigned => "not_assigned",
         }
     }
 }

@@ -3,7 +3,8 @@
 //! error codes ([`error`]), and the Rust client ([`client`]: one typed
 //! method per operation, e.g. [`Client::session_create`]) with its TLS
 //! ([`tls`]), credentials on disk ([`credentials`]) and the flags that say
-//! which node to call as whom ([`target`]).
+//! which node to call as whom ([`target`]). The onboarding operations
+//! (tenants, apps, SPs, callers) have their own module, [`onboard`].
 //!
 //! docs/protocol.md is the specification for clients in other languages;
 //! the tests here keep the two in step. This crate knows nothing of the
@@ -16,6 +17,7 @@ pub mod client;
 pub mod credentials;
 pub mod error;
 pub mod frame;
+pub mod onboard;
 pub mod request;
 pub mod results;
 pub mod target;

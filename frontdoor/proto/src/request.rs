@@ -73,6 +73,34 @@ pub struct WireRequest {
     /// A cluster node's replication address `host:port` (cluster_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    // Onboarding operations (issue 17, crate::onboard).
+    /// A display name (tenant_add) or a caller's name (frontend_remove).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Claim (or SAML attribute) name → user attribute (app_add, sp_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<std::collections::BTreeMap<String, String>>,
+    /// Assigned group names (app_add, sp_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assign: Option<Vec<String>>,
+    /// Assigned users, logins or ids (app_add, sp_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assign_users: Option<Vec<String>>,
+    /// Redirect URIs (app_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect_uris: Option<Vec<String>>,
+    /// A SAML SP's entity ID (sp_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// A SAML SP's ACS URLs, default first (sp_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acs_urls: Option<Vec<String>>,
+    /// `emailAddress`, `persistent` or `unspecified` (sp_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_id_format: Option<String>,
+    /// Sign the Assertion (sp_add; default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign_assertion: Option<bool>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at
@@ -197,6 +225,8 @@ pub enum Operation {
         /// The node's name.
         node: String,
     },
+    /// Onboarding: tenants, apps, SPs, callers (admin only; issue 17).
+    Onboard(Box<crate::onboard::OnboardOp>),
 }
 
 /// Why a wire request is not an operation; answered as `bad_request`.
@@ -221,20 +251,24 @@ pub fn answerable_id(body: &[u8]) -> Option<NonZeroU64> {
         .and_then(|request| NonZeroU64::new(request.id))
 }
 
-fn field(name: &str, value: Option<String>) -> Result<String, BadRequest> {
+pub(crate) fn field(name: &str, value: Option<String>) -> Result<String, BadRequest> {
     let value = value.ok_or_else(|| BadRequest(format!("missing field `{name}`")))?;
     check_text(name, &value)?;
     Ok(value)
 }
 
-fn optional(name: &str, value: Option<String>) -> Result<Option<String>, BadRequest> {
+pub(crate) fn optional(name: &str, value: Option<String>) -> Result<Option<String>, BadRequest> {
     if let Some(text) = &value {
         check_text(name, text)?;
     }
     Ok(value)
 }
 
-fn list(name: &str, value: Option<Vec<String>>, max: usize) -> Result<Vec<String>, BadRequest> {
+pub(crate) fn list(
+    name: &str,
+    value: Option<Vec<String>>,
+    max: usize,
+) -> Result<Vec<String>, BadRequest> {
     let items = value.unwrap_or_default();
     if items.len() > max {
         return Err(BadRequest(format!("`{name}` has more than {max} entries")));
@@ -271,7 +305,7 @@ fn is_scope_token(scope: &str) -> bool {
 /// character: none of Unicode general category Cc (`char::is_control`),
 /// U+0000-U+001F and U+007F-U+009F. Other characters (format characters
 /// such as U+200B included) are accepted.
-fn check_text(name: &str, text: &str) -> Result<(), BadRequest> {
+pub(crate) fn check_text(name: &str, text: &str) -> Result<(), BadRequest> {
     if text.is_empty() {
         return Err(BadRequest(format!("field `{name}` is empty")));
     }
@@ -294,9 +328,12 @@ impl Operation {
     /// # Errors
     /// [`BadRequest`] naming the unknown operation or the missing, empty,
     /// oversized or malformed field.
-    pub fn from_wire(wire: WireRequest) -> Result<Operation, BadRequest> {
+    pub fn from_wire(mut wire: WireRequest) -> Result<Operation, BadRequest> {
+        let op = std::mem::take(&mut wire.op);
+        if let Some(onboard) = crate::onboard::OnboardOp::from_wire(&op, &mut wire)? {
+            return Ok(Operation::Onboard(Box::new(onboard)));
+        }
         let WireRequest {
-            op,
             tenant,
             user,
             app,
@@ -403,6 +440,7 @@ impl Operation {
             Operation::ClusterStatus => "cluster_status",
             Operation::ClusterAdd { .. } => "cluster_add",
             Operation::ClusterRemove { .. } => "cluster_remove",
+            Operation::Onboard(op) => op.name(),
         }
     }
 
@@ -425,6 +463,7 @@ impl Operation {
             | Operation::UserDeactivate { tenant, .. }
             | Operation::KeysRotate { tenant, .. }
             | Operation::KeysRevoke { tenant, .. } => Some(tenant),
+            Operation::Onboard(op) => op.tenant(),
         }
     }
 
@@ -437,6 +476,7 @@ impl Operation {
                 | Operation::ClusterStatus
                 | Operation::ClusterAdd { .. }
                 | Operation::ClusterRemove { .. }
+                | Operation::Onboard(_)
         )
     }
 
@@ -516,6 +556,7 @@ impl Operation {
             }
             Operation::KeysRotate { alg, .. } => wire.alg = alg,
             Operation::KeysRevoke { kid, .. } => wire.kid = Some(kid),
+            Operation::Onboard(op) => op.fill_wire(&mut wire),
         }
         wire
     }
@@ -525,7 +566,9 @@ impl Operation {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::onboard::OnboardOp;
     use crate::{from_cbor, to_cbor, ErrorCode};
+    use std::collections::BTreeMap;
 
     fn sample() -> Vec<Operation> {
         let t = || "acme".to_string();
@@ -594,6 +637,35 @@ mod tests {
             Operation::ClusterRemove {
                 node: "node-3".into(),
             },
+            Operation::Onboard(Box::new(OnboardOp::TenantAdd {
+                tenant: "initech".into(),
+                name: "Initech, Inc.".into(),
+            })),
+            Operation::Onboard(Box::new(OnboardOp::TenantList)),
+            Operation::Onboard(Box::new(OnboardOp::AppAdd {
+                tenant: t(),
+                app: "portal".into(),
+                alg: "ES256".into(),
+                claims: [("groups".to_string(), "groups".to_string())].into(),
+                assign: vec!["everyone".into()],
+                assign_users: vec![],
+                redirect_uris: vec!["https://portal.test/cb".into()],
+            })),
+            Operation::Onboard(Box::new(OnboardOp::SpAdd {
+                tenant: t(),
+                sp: "wiki".into(),
+                alg: "RS256".into(),
+                entity_id: "https://wiki.test/saml".into(),
+                acs_urls: vec!["https://wiki.test/acs".into()],
+                name_id_format: "persistent".into(),
+                sign_assertion: false,
+                claims: BTreeMap::new(),
+                assign: vec![],
+                assign_users: vec!["peter".into()],
+            })),
+            Operation::Onboard(Box::new(OnboardOp::FrontendRemove {
+                name: "web-2".into(),
+            })),
         ]
     }
 

@@ -241,6 +241,8 @@ pub enum Reply {
     KeyRevoked(KeyRevoked),
     /// `cluster_status`, `cluster_add`, `cluster_remove`.
     Cluster(Box<ClusterView>),
+    /// The onboarding operations (issue 17, [`crate::onboard`]).
+    Onboard(crate::onboard::OnboardReply),
 }
 
 #[cfg(test)]

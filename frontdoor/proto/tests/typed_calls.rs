@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use sigil_proto::client::{CallError, Client, ClientConfig};
+use sigil_proto::onboard::{FrontendInfo, OnboardOp, OnboardReply, TenantInfo};
 use sigil_proto::results::{
     ClusterView, Deactivated, Health, KeyRevoked, KeysRotated, MemberView, NewKey, ReplicationView,
     Revoked, SamlResponse, SessionCreated, SessionInfo, Token,
@@ -108,6 +109,30 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             Reply::Cluster(Box::new(cluster(Some((node, address)))))
         }
         Operation::ClusterRemove { .. } => Reply::Cluster(Box::new(cluster(None))),
+        Operation::Onboard(op) => match *op {
+            OnboardOp::TenantAdd { tenant, name } => {
+                Reply::Onboard(OnboardReply::Tenant(TenantInfo {
+                    issuer: format!("https://fake/t/{tenant}"),
+                    slug: tenant,
+                    name,
+                    status: "active".into(),
+                }))
+            }
+            OnboardOp::FrontendRemove { name } => {
+                Reply::Onboard(OnboardReply::Frontend(FrontendInfo {
+                    name,
+                    tenants: vec!["*".into()],
+                    admin: false,
+                    fingerprint: "0".repeat(64),
+                }))
+            }
+            other => {
+                return Err(WireError {
+                    code: ErrorCode::NotFound,
+                    message: format!("{} answered nothing here", other.name()),
+                })
+            }
+        },
     })
 }
 
@@ -316,6 +341,18 @@ async fn each_typed_call_sends_its_operation_and_decodes_its_result() {
     assert_eq!(added.members["node-2"].address, "10.0.0.2:4434");
     assert_eq!(added.members["node-2"].lease_held, Some(false));
     assert_eq!(client.cluster_remove("node-2").await.unwrap().epoch, 0);
+    let tenant = client.tenant_add("initech", "Initech, Inc.").await.unwrap();
+    assert_eq!(
+        (
+            tenant.slug.as_str(),
+            tenant.name.as_str(),
+            tenant.issuer.as_str()
+        ),
+        ("initech", "Initech, Inc.", "https://fake/t/initech")
+    );
+    assert_eq!(client.frontend_remove("web-2").await.unwrap().name, "web-2");
+    let refused = client.tenant_list().await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::NotFound));
     client.close().await;
 }
 

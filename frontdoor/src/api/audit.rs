@@ -87,6 +87,18 @@ pub enum AuditEvent {
         /// Who asked.
         caller: String,
     },
+    /// An admin changed the directory through an onboarding operation
+    /// (issue 17): `tenant_add`, `app_remove`, `frontend_remove`, ...
+    Admin {
+        /// The operation's wire name.
+        op: &'static str,
+        /// What it changed: a tenant slug, app, SP or caller name.
+        subject: String,
+        /// What was set, by field (never secrets).
+        changed: Vec<(&'static str, String)>,
+        /// The admin caller's name.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -118,6 +130,7 @@ impl AuditEvent {
             AuditEvent::UserDeactivated { .. } => "user.deactivate",
             AuditEvent::KeysRotated { .. } => "key.rotate",
             AuditEvent::KeyRevoked { .. } => "key.revoke",
+            AuditEvent::Admin { .. } => "admin",
             AuditEvent::Refused { .. } => "refused",
         }
     }
@@ -150,6 +163,18 @@ impl AuditEvent {
                 "replacement": replacement.unwrap_or_default(),
                 "caller": caller,
             }),
+            AuditEvent::Admin {
+                op,
+                subject,
+                changed,
+                caller,
+            } => {
+                let changed: serde_json::Map<String, serde_json::Value> = changed
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+                    .collect();
+                json!({"op": op, "subject": subject, "changed": changed, "caller": caller})
+            }
             AuditEvent::Refused {
                 op,
                 code,

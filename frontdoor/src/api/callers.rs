@@ -23,6 +23,10 @@ pub struct Caller {
     /// (it was unreachable): every request asks again, and is answered
     /// `unavailable` while it still cannot say. Never cached.
     pub unresolved: bool,
+    /// The generation of the node's resolved callers it was resolved in:
+    /// when a caller is removed anywhere, the generation moves on and a
+    /// connection's caller is resolved again at its next request.
+    pub epoch: u64,
 }
 
 impl Caller {
@@ -146,6 +150,7 @@ impl Appliance {
                 frontend: None,
                 fingerprint: None,
                 unresolved: false,
+                epoch: self.callers_epoch(),
             };
         };
         self.lookup_caller(sigil_proto::credentials::fingerprint(&certificate))
@@ -156,6 +161,8 @@ impl Appliance {
     /// directory. Only a definite answer is cached; a failed lookup leaves
     /// the caller unresolved.
     async fn lookup_caller(&self, fingerprint: String) -> Caller {
+        // Read before the lookup: a removal meanwhile makes it stale.
+        let epoch = self.callers_epoch();
         if let Some(known) = self
             .frontends
             .read()
@@ -166,6 +173,7 @@ impl Appliance {
                 frontend: known,
                 fingerprint: Some(fingerprint),
                 unresolved: false,
+                epoch,
             };
         }
         match self.directory.frontend(&fingerprint).await {
@@ -177,6 +185,7 @@ impl Appliance {
                     frontend,
                     fingerprint: Some(fingerprint),
                     unresolved: false,
+                    epoch,
                 }
             }
             Err(e) => {
@@ -185,6 +194,7 @@ impl Appliance {
                     frontend: None,
                     fingerprint: Some(fingerprint),
                     unresolved: true,
+                    epoch,
                 }
             }
         }
@@ -196,6 +206,37 @@ impl Appliance {
         if let Ok(mut frontends) = self.frontends.write() {
             frontends.clear();
         }
+        self.callers_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// The generation of resolved callers (see [`Caller::epoch`]).
+    pub(super) fn callers_epoch(&self) -> u64 {
+        self.callers_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether `caller` must be resolved again before it is answered: the
+    /// directory could not say who it was, or callers were forgotten since
+    /// (one was removed: it must be refused at once).
+    /// A caller resolved before callers were forgotten and found the same
+    /// again since (the cache holds the same answer) is not stale: only
+    /// its first request after the change pays for a lookup.
+    pub(super) fn stale(&self, caller: &Caller) -> bool {
+        if caller.unresolved {
+            return true;
+        }
+        let Some(fingerprint) = &caller.fingerprint else {
+            return false;
+        };
+        if caller.epoch == self.callers_epoch() {
+            return false;
+        }
+        self.frontends.read().map_or(true, |known| {
+            known
+                .get(fingerprint)
+                .is_none_or(|frontend| *frontend != caller.frontend)
+        })
     }
 
     /// A caller the directory could not resolve when it connected, asked

@@ -54,11 +54,18 @@ impl Appliance {
                     }
                 }
             }
-            Change::Membership { tenant_id, .. } => {
+            Change::Membership { tenant_id, user_id } => {
                 if let Some(live) = loaded(tenant_id) {
                     live.users.clear();
+                    // A group itself changed (renamed, removed): the
+                    // assignments cached with apps and SPs name groups.
+                    if user_id.is_none() {
+                        live.apps.clear();
+                        live.sps.clear();
+                    }
                 }
             }
+            Change::Callers => self.forget_callers(),
             Change::Apps { tenant_id } => {
                 if let Some(live) = loaded(tenant_id) {
                     live.apps.clear();

@@ -1,7 +1,7 @@
 //! The issuing operations: `id_token`, `access_token`, `saml`. Each runs,
 //! in order: the tenant's rate budget → the tenant is active → the user →
 //! the session is valid and the user's → the user is active → the app or
-//! SP → the claims → the signature (inline, or on the signer pool for a
+//! SP → the user is assigned to it → the claims → the signature (inline, or on the signer pool for a
 //! slow key) → the audit record is durable → the answer. (Authorisation
 //! came first, in `Appliance::call`.)
 
@@ -46,6 +46,19 @@ impl From<Issued> for SamlResponse {
             expires_at,
             acs,
         }
+    }
+}
+
+/// Refuses a user the app or SP is not assigned to (checked on the cached
+/// app and user: no directory round trip).
+fn assigned(allowed: bool, login: &str, app: &str) -> Result<(), WireError> {
+    if allowed {
+        Ok(())
+    } else {
+        Err(refuse(
+            ErrorCode::NotAssigned,
+            format!("user {login} is not assigned to {app}"),
+        ))
     }
 }
 
@@ -121,6 +134,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         let work = async {
             let (user, facts) = self.admit(live, request.login, request.session).await?;
             let app = self.app(live, request.app).await?;
+            assigned(app.access.allows(&user), request.login, &app.name)?;
             let issued = self
                 .jwt(live, &app, &user, &facts, request.nonce, request.scope)
                 .await?;
@@ -145,6 +159,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         let work = async {
             let (user, facts) = self.admit(live, login, session).await?;
             let sp = self.sp(live, sp).await?;
+            assigned(sp.access.allows(&user), login, &sp.name)?;
             let signing = Instant::now();
             let issued = self
                 .saml_response(live, &sp, &user, facts, in_response_to)

@@ -24,6 +24,8 @@ pub struct LiveApp {
     /// Which user attributes become which claims: claim name → attribute
     /// (`email`, `name`, `login`, `groups`, or a profile key).
     pub claims: BTreeMap<String, String>,
+    /// Who may use it.
+    pub access: Access,
 }
 
 /// A SAML SP as the hot path needs it (from the directory's
@@ -46,6 +48,49 @@ pub struct LiveSp {
     pub sign_assertion: bool,
     /// Sign the Response.
     pub sign_response: bool,
+    /// Who may use it.
+    pub access: Access,
+}
+
+/// Who may use an app or SP, from its assignments: the members of
+/// `groups` and the users in `users`. Nobody when both are empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// Assigned group names.
+    pub groups: Vec<String>,
+    /// Directly assigned user ids.
+    pub users: Vec<String>,
+}
+
+impl Access {
+    /// Whether `user` is assigned, directly or through a group.
+    pub fn allows(&self, user: &UserRecord) -> bool {
+        self.users.contains(&user.id) || user.groups.iter().any(|g| self.groups.contains(g))
+    }
+
+    /// The value of `attribute` of `user` as this app may see it: the
+    /// `groups` attribute lists only the assigned groups the user is in.
+    pub fn attribute(&self, user: &UserRecord, attribute: &str) -> Option<serde_json::Value> {
+        if attribute == "groups" {
+            let visible: Vec<serde_json::Value> = user
+                .groups
+                .iter()
+                .filter(|g| self.groups.contains(g))
+                .map(|g| serde_json::Value::from(g.as_str()))
+                .collect();
+            return Some(serde_json::Value::Array(visible));
+        }
+        user.attribute(attribute)
+    }
+}
+
+impl From<directory::Assignments> for Access {
+    fn from(assigned: directory::Assignments) -> Access {
+        Access {
+            groups: assigned.groups,
+            users: assigned.users,
+        }
+    }
 }
 
 /// A user as the hot path needs it.
@@ -111,6 +156,7 @@ impl LiveApp {
             id_token_lifetime: lifetime(row.id_token_ttl_s)?,
             access_token_lifetime: lifetime(row.access_token_ttl_s)?,
             claims: row.claim_mapping.clone(),
+            access: Access::from(row.assigned.clone()),
             name: row.name,
         })
     }
@@ -137,6 +183,7 @@ impl LiveSp {
             attributes: row.attribute_mapping,
             sign_assertion: row.sign_assertion,
             sign_response: row.sign_response,
+            access: Access::from(row.assigned),
             entity_id: row.entity_id,
             name: row.name,
         })
@@ -190,7 +237,8 @@ fn claims_for(app: &LiveApp, user: &UserRecord) -> serde_json::Map<String, serde
     app.claims
         .iter()
         .filter_map(|(claim, attribute)| {
-            user.attribute(attribute)
+            app.access
+                .attribute(user, attribute)
                 .map(|value| (claim.clone(), value))
         })
         .collect()
@@ -325,7 +373,7 @@ pub fn saml(
         .attributes
         .iter()
         .filter_map(|(name, source)| {
-            let values = match user.attribute(source)? {
+            let values = match sp.access.attribute(user, source)? {
                 serde_json::Value::Array(items) => items.iter().map(json_text).collect(),
                 other => vec![json_text(&other)],
             };
@@ -376,5 +424,55 @@ fn json_text(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::String(text) => text.clone(),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, groups: &[&str]) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            login: id.into(),
+            email: format!("{id}@acme.test"),
+            name: id.to_uppercase(),
+            active: true,
+            groups: groups.iter().map(|&g| g.to_owned()).collect(),
+            profile: serde_json::Map::new(),
+        }
+    }
+
+    #[test]
+    fn assigned_through_a_group_or_directly_and_nobody_without_assignments() {
+        let access = Access {
+            groups: vec!["ops".into()],
+            users: vec!["u-bob".into()],
+        };
+        assert!(access.allows(&user("u-alice", &["everyone", "ops"])));
+        assert!(access.allows(&user("u-bob", &["everyone"])));
+        assert!(!access.allows(&user("u-erin", &["everyone"])));
+        assert!(!Access::default().allows(&user("u-alice", &["everyone", "ops"])));
+    }
+
+    #[test]
+    fn the_groups_attribute_shows_only_assigned_groups() {
+        let access = Access {
+            groups: vec!["ops".into(), "everyone".into()],
+            users: Vec::new(),
+        };
+        let alice = user("u-alice", &["engineering", "everyone", "ops"]);
+        assert_eq!(
+            access.attribute(&alice, "groups"),
+            Some(serde_json::json!(["everyone", "ops"]))
+        );
+        assert_eq!(
+            access.attribute(&alice, "email"),
+            Some(serde_json::json!("u-alice@acme.test"))
+        );
+        assert_eq!(
+            Access::default().attribute(&alice, "groups"),
+            Some(serde_json::json!([]))
+        );
     }
 }

@@ -32,6 +32,7 @@ mod key_ops;
 pub mod keys;
 pub mod live;
 pub mod loading;
+mod onboard;
 pub mod seams;
 mod session_ops;
 pub mod signing;
@@ -112,6 +113,8 @@ pub struct Appliance {
     journal: Arc<AuditJournal>,
     tenants: Arc<TenantCache>,
     frontends: RwLock<HashMap<String, Option<Frontend>>>,
+    /// Moves on each time resolved callers are forgotten.
+    callers_epoch: std::sync::atomic::AtomicU64,
     hot: NodeHotPath,
 }
 
@@ -170,6 +173,7 @@ impl Appliance {
             journal,
             tenants,
             frontends: RwLock::default(),
+            callers_epoch: std::sync::atomic::AtomicU64::new(0),
             hot,
         })
     }
@@ -276,7 +280,7 @@ impl Appliance {
     /// The refusal, with its code.
     pub async fn call(&self, caller: &Caller, operation: Operation) -> Result<Reply, WireError> {
         let resolved;
-        let caller = if caller.unresolved && !matches!(operation, Operation::Health) {
+        let caller = if self.stale(caller) && !matches!(operation, Operation::Health) {
             resolved = self.resolve_again(caller).await;
             &resolved
         } else {
@@ -404,6 +408,8 @@ impl Appliance {
                 let status = cluster::remove(&self.directory, &hot.replica, node).await?;
                 Reply::Cluster(Box::new(status))
             }
+            // Issue 17: onboarding (api/onboard.rs).
+            Operation::Onboard(op) => Reply::Onboard(self.onboard(caller, op).await?),
         })
     }
 }

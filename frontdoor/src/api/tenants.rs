@@ -532,6 +532,20 @@ impl TenantCache {
         }
     }
 
+    /// Loads `slug` now (again, in place, if it is in memory; a name
+    /// remembered as unknown is forgotten) and waits for the load: an
+    /// admin made or changed the tenant on this node, and the next request
+    /// must see it.
+    ///
+    /// # Errors
+    /// When the load fails.
+    pub async fn load_now(self: &Arc<Self>, slug: &str) -> Result<(), WireError> {
+        match self.reload(slug)? {
+            Requested::Loading(receiver) => wait(receiver).await.map(drop),
+            Requested::Ready(_) => Ok(()),
+        }
+    }
+
     /// A tenant's keys changed in the directory: a load in flight runs
     /// again when it ends; a loaded tenant reads its keys again.
     ///

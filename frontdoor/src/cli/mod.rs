@@ -6,10 +6,12 @@ pub mod audit;
 pub mod client;
 pub mod demo;
 pub mod demo_summary;
+pub mod onboard;
 pub mod postgres;
 pub mod recent;
 pub mod seed;
 pub mod serve;
+pub mod sp_metadata;
 pub mod times;
 
 use std::path::PathBuf;

@@ -143,6 +143,7 @@ fn tenant(rate: u32, active: bool) -> Tenant {
         key_rotation_s: 86_400,
         key_prepublish_s: 0,
         key_retire_grace_s: 3_600,
+        display_name: String::new(),
     }
 }
 
@@ -166,6 +167,7 @@ fn world(rate: u32, active: bool) -> World {
             claim_mapping: [("email".to_string(), "email".to_string())].into(),
             id_token_ttl_s: 300,
             access_token_ttl_s: 600,
+            assigned: directory::Assignments::everyone(),
         },
     );
     directory.sps.insert(
@@ -179,6 +181,7 @@ fn world(rate: u32, active: bool) -> World {
             algorithm: "ES256".into(),
             sign_assertion: true,
             sign_response: true,
+            assigned: directory::Assignments::everyone(),
         },
     );
     let now_ms = wall_ms();
@@ -239,6 +242,7 @@ fn caller(tenants: &[&str], admin: bool) -> Caller {
         }),
         fingerprint: Some("f".repeat(64)),
         unresolved: false,
+        epoch: 0,
     }
 }
 
@@ -351,6 +355,7 @@ fn authorisation_refuses_strangers_other_tenants_and_non_admins() {
         frontend: None,
         fingerprint: None,
         unresolved: false,
+        epoch: 0,
     };
     assert_eq!(
         code(&anonymous, &id_token_op("acme")),

@@ -136,6 +136,7 @@ async fn appliance_with_slow_token() -> (Appliance, Caller, String, tempfile::Te
         }),
         fingerprint: Some("f".repeat(64)),
         unresolved: false,
+        epoch: 0,
     };
     let created = appliance
         .call(

@@ -46,6 +46,11 @@ pub enum Change {
     },
     /// The listener (re)connected: anything may have changed meanwhile.
     Reset,
+    /// A tenant's SCIM tokens changed (one added or revoked).
+    ScimTokens {
+        /// The tenant.
+        tenant_id: i64,
+    },
 }
 
 /// Parses one notification payload.
@@ -69,6 +74,7 @@ pub fn parse(payload: &str) -> Option<Change> {
         "tenants" => Change::Tenant { tenant_id },
         "oidc_apps" | "saml_sps" => Change::Apps { tenant_id },
         "signing_keys" => Change::Keys { tenant_id },
+        "scim_tokens" => Change::ScimTokens { tenant_id },
         _ => return None,
     })
 }

@@ -31,6 +31,9 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (1, include_str!("../migrations/0001_schema.sql")),
     (2, include_str!("../migrations/0002_posture.sql")),
     (3, include_str!("../migrations/0003_cluster_membership.sql")),
+    // 4: app assignments (wt-admin, issue 17)
+    // SCIM provisioning (issue 17)
+    (5, include_str!("../migrations/0005_scim.sql")),
 ];
 
 /// The schema version this build needs.

@@ -73,6 +73,10 @@ pub struct WireRequest {
     /// A cluster node's replication address `host:port` (cluster_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    // SCIM tokens (issue 17) ------------------------------------------
+    /// A SCIM token's name (scim_token_add, scim_token_revoke).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at
@@ -197,6 +201,26 @@ pub enum Operation {
         /// The node's name.
         node: String,
     },
+    // SCIM tokens (issue 17) ------------------------------------------
+    /// Makes a SCIM bearer token for `tenant`, answered once (admin only).
+    ScimTokenAdd {
+        /// Tenant slug.
+        tenant: String,
+        /// The token's name (audited as who made each SCIM change).
+        name: String,
+    },
+    /// The tenant's SCIM tokens: names and dates, never secrets (admin only).
+    ScimTokenList {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// Revokes a SCIM token on every node (admin only).
+    ScimTokenRevoke {
+        /// Tenant slug.
+        tenant: String,
+        /// The token's name.
+        name: String,
+    },
 }
 
 /// Why a wire request is not an operation; answered as `bad_request`.
@@ -311,6 +335,7 @@ impl Operation {
             alg,
             node,
             address,
+            name,
             ..
         } = wire;
         Ok(match op.as_str() {
@@ -378,6 +403,17 @@ impl Operation {
             "cluster_remove" => Operation::ClusterRemove {
                 node: field("node", node)?,
             },
+            "scim_token_add" => Operation::ScimTokenAdd {
+                tenant: field("tenant", tenant)?,
+                name: field("name", name)?,
+            },
+            "scim_token_list" => Operation::ScimTokenList {
+                tenant: field("tenant", tenant)?,
+            },
+            "scim_token_revoke" => Operation::ScimTokenRevoke {
+                tenant: field("tenant", tenant)?,
+                name: field("name", name)?,
+            },
             other => {
                 let shown: String = other.chars().take(40).collect();
                 return Err(BadRequest(format!("unknown operation `{shown}`")));
@@ -403,6 +439,9 @@ impl Operation {
             Operation::ClusterStatus => "cluster_status",
             Operation::ClusterAdd { .. } => "cluster_add",
             Operation::ClusterRemove { .. } => "cluster_remove",
+            Operation::ScimTokenAdd { .. } => "scim_token_add",
+            Operation::ScimTokenList { .. } => "scim_token_list",
+            Operation::ScimTokenRevoke { .. } => "scim_token_revoke",
         }
     }
 
@@ -424,7 +463,10 @@ impl Operation {
             | Operation::UserRevokeSessions { tenant, .. }
             | Operation::UserDeactivate { tenant, .. }
             | Operation::KeysRotate { tenant, .. }
-            | Operation::KeysRevoke { tenant, .. } => Some(tenant),
+            | Operation::KeysRevoke { tenant, .. }
+            | Operation::ScimTokenAdd { tenant, .. }
+            | Operation::ScimTokenList { tenant }
+            | Operation::ScimTokenRevoke { tenant, .. } => Some(tenant),
         }
     }
 
@@ -434,6 +476,9 @@ impl Operation {
             self,
             Operation::KeysRotate { .. }
                 | Operation::KeysRevoke { .. }
+                | Operation::ScimTokenAdd { .. }
+                | Operation::ScimTokenList { .. }
+                | Operation::ScimTokenRevoke { .. }
                 | Operation::ClusterStatus
                 | Operation::ClusterAdd { .. }
                 | Operation::ClusterRemove { .. }
@@ -516,6 +561,10 @@ impl Operation {
             }
             Operation::KeysRotate { alg, .. } => wire.alg = alg,
             Operation::KeysRevoke { kid, .. } => wire.kid = Some(kid),
+            Operation::ScimTokenList { .. } => {}
+            Operation::ScimTokenAdd { name, .. } | Operation::ScimTokenRevoke { name, .. } => {
+                wire.name = Some(name);
+            }
         }
         wire
     }
@@ -593,6 +642,15 @@ mod tests {
             },
             Operation::ClusterRemove {
                 node: "node-3".into(),
+            },
+            Operation::ScimTokenAdd {
+                tenant: t(),
+                name: "okta".into(),
+            },
+            Operation::ScimTokenList { tenant: t() },
+            Operation::ScimTokenRevoke {
+                tenant: t(),
+                name: "okta".into(),
             },
         ]
     }

@@ -87,6 +87,17 @@ pub enum AuditEvent {
         /// Who asked.
         caller: String,
     },
+    /// A SCIM write (issue 17).
+    Scim(super::scim_ops::ScimChange),
+    /// A SCIM token was made or revoked (its name only, never the token).
+    ScimToken {
+        /// `add` or `revoke`.
+        action: &'static str,
+        /// The token's name.
+        name: String,
+        /// Who asked.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -119,6 +130,16 @@ impl AuditEvent {
             AuditEvent::KeysRotated { .. } => "key.rotate",
             AuditEvent::KeyRevoked { .. } => "key.revoke",
             AuditEvent::Refused { .. } => "refused",
+            AuditEvent::Scim(change) => match change.operation {
+                "create" => "scim.create",
+                "replace" => "scim.replace",
+                "patch" => "scim.patch",
+                _ => "scim.delete",
+            },
+            AuditEvent::ScimToken { action, .. } => match *action {
+                "add" => "scim_token.add",
+                _ => "scim_token.revoke",
+            },
         }
     }
 
@@ -150,6 +171,13 @@ impl AuditEvent {
                 "replacement": replacement.unwrap_or_default(),
                 "caller": caller,
             }),
+            AuditEvent::Scim(change) => json!({
+                "resource": change.resource,
+                "id": change.id,
+                "attributes": change.attributes,
+                "token": change.token,
+            }),
+            AuditEvent::ScimToken { name, caller, .. } => json!({"name": name, "caller": caller}),
             AuditEvent::Refused {
                 op,
                 code,

@@ -34,6 +34,8 @@ pub mod live;
 pub mod loading;
 pub mod seams;
 mod session_ops;
+// SCIM (issue 17)
+pub mod scim_ops;
 pub mod signing;
 pub mod tenants;
 #[cfg(test)]
@@ -113,6 +115,9 @@ pub struct Appliance {
     tenants: Arc<TenantCache>,
     frontends: RwLock<HashMap<String, Option<Frontend>>>,
     hot: NodeHotPath,
+    // SCIM (issue 17): tokens' hashes per tenant, and where SCIM is served.
+    scim_tokens: scim_ops::ScimTokenCache,
+    control_url: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -171,6 +176,8 @@ impl Appliance {
             tenants,
             frontends: RwLock::default(),
             hot,
+            scim_tokens: scim_ops::ScimTokenCache::default(),
+            control_url: std::sync::OnceLock::new(),
         })
     }
 
@@ -391,6 +398,19 @@ impl Appliance {
             Operation::ClusterRemove { node } => {
                 let status = cluster::remove(&self.directory, &hot.replica, node).await?;
                 Reply::Cluster(Box::new(status))
+            }
+            // SCIM tokens (issue 17)
+            Operation::ScimTokenAdd { tenant, name } => {
+                let live = self.tenant(tenant).await?;
+                Reply::ScimTokenAdded(self.scim_token_add(&live, who, name).await?)
+            }
+            Operation::ScimTokenList { tenant } => {
+                let live = self.tenant(tenant).await?;
+                Reply::ScimTokens(self.scim_token_list(&live).await?)
+            }
+            Operation::ScimTokenRevoke { tenant, name } => {
+                let live = self.tenant(tenant).await?;
+                Reply::ScimTokenRevoked(self.scim_token_revoke(&live, who, name).await?)
             }
         })
     }

@@ -11,14 +11,47 @@
 //!
 //! Modules:
 //! - [`filter`]: `filter=` parsing ([`filter::parse`]), evaluation on a JSON
-//!   resource ([`filter::matches`]) and translation to SQL
+//!   resource ([`filter::matches()`]) and translation to SQL
 //!   ([`filter::to_sql`]), values always bound as parameters.
 //! - [`patch`]: PATCH request parsing and RFC 7644 §3.5.2 application.
+//! - [`put`]: PUT replacement (readOnly values kept, immutable ones
+//!   checked) and the changed-attribute list for the audit log.
 //! - [`projection`]: `attributes=` / `excludedAttributes=`.
 //! - [`schema`]: User, enterprise User and Group attribute tables,
 //!   validation of resources and the discovery documents.
 //! - [`list`]: ListResponse and paging parameters.
 //! - [`datetime`]: RFC 3339 `dateTime` values to and from Unix milliseconds.
+//!
+//! A server turns a `filter=` query into SQL like this:
+//!
+//! ```
+//! use sigil_scim::filter::{self, AttrPath, SqlColumns, SqlParam, SqlTarget};
+//!
+//! struct Users;
+//! impl SqlColumns for Users {
+//!     fn column(&self, path: &AttrPath) -> Option<SqlTarget> {
+//!         match path.key().as_str() {
+//!             "username" => Some(SqlTarget::Text { expr: "login".into(), case_exact: false }),
+//!             "emails" | "emails.value" => Some(SqlTarget::MultiText {
+//!                 exists_subquery_template:
+//!                     "EXISTS (SELECT 1 FROM jsonb_array_elements(profile->'emails') e WHERE {e->>'value'})".into(),
+//!                 case_exact: false,
+//!             }),
+//!             _ => None,
+//!         }
+//!     }
+//! }
+//!
+//! let parsed = filter::parse(r#"userName eq "bjensen" or emails co "@example.com""#)?;
+//! let sql = filter::to_sql(&parsed, &Users, 2)?; // $1 is the tenant
+//! assert_eq!(
+//!     sql.clause,
+//!     "(lower(login) = lower($2) OR EXISTS (SELECT 1 FROM jsonb_array_elements(profile->'emails') e \
+//!      WHERE lower(e->>'value') LIKE lower($3) ESCAPE '\\'))"
+//! );
+//! assert_eq!(sql.params, [SqlParam::Text("bjensen".into()), SqlParam::Text("%@example.com%".into())]);
+//! # Ok::<(), sigil_scim::ScimError>(())
+//! ```
 //!
 //! Deviations from the brief, and why:
 //! - [`filter::AttrPath`] keeps the three public fields (`urn`, `name`,
@@ -28,12 +61,18 @@
 //!   that a path built by hand can never disagree with its normalised form.
 //! - [`ScimError`] has one extra variant, [`ScimError::PayloadTooLarge`]
 //!   (413, RFC 7644 §3.7.4); `TooMany` is 400 `tooMany` as §3.12 says.
-//! - [`filter::matches`] picks the User or Group table from the resource's
+//! - [`filter::matches()`] picks the User or Group table from the resource's
 //!   `schemas`; [`filter::matches_in`] takes the table explicitly.
 #![forbid(unsafe_code)]
 
 pub mod datetime;
 pub mod filter;
+pub mod list;
+pub mod patch;
+pub mod projection;
+pub mod put;
+
+pub mod schema;
 
 use serde_json::{json, Value};
 
@@ -194,6 +233,24 @@ pub fn if_match(header: &str, version: u64) -> Result<(), ScimError> {
     Err(ScimError::PreconditionFailed(
         "the resource changed since the version given in If-Match".into(),
     ))
+}
+
+/// Finds a member of a JSON object by name, ignoring ASCII case (SCIM
+/// attribute names and schema URNs are case-insensitive, RFC 7643 §2.1).
+pub(crate) fn member<'a>(object: &'a Value, name: &str) -> Option<&'a Value> {
+    object
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .map(|(_, value)| value)
+}
+
+/// The actual key under which `name` is stored in `object`, ignoring case.
+pub(crate) fn member_key(object: &serde_json::Map<String, Value>, name: &str) -> Option<String> {
+    object
+        .keys()
+        .find(|key| key.eq_ignore_ascii_case(name))
+        .cloned()
 }
 
 #[cfg(test)]

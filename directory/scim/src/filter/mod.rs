@@ -1,5 +1,5 @@
 //! SCIM filters (RFC 7644 §3.4.2.2): the parser, the AST, evaluation on a
-//! JSON resource ([`matches`]) and translation to a parameterised SQL
+//! JSON resource ([`matches()`]) and translation to a parameterised SQL
 //! `WHERE` clause ([`to_sql`]).
 //!
 //! The grammar is the RFC's ABNF, parsed by recursive descent: `or` binds
@@ -10,9 +10,11 @@
 //! [`MAX_FILTER_LEN`] bytes or nested deeper than [`MAX_NESTING`] are
 //! refused, so a hostile filter cannot exhaust the stack.
 
+mod eval;
 mod sql;
 
-// eval: next commit
+pub(crate) use eval::element_matches;
+pub use eval::{matches, matches_in};
 pub use sql::{to_sql, SqlColumns, SqlParam, SqlTarget, SqlWhere};
 
 use crate::ScimError;
@@ -30,8 +32,9 @@ pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// The enterprise User extension URN (RFC 7643 §4.3).
 pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
 
-/// A parsed filter.
-#[derive(Debug, Clone, PartialEq)]
+/// A parsed filter. Its `Display` form is canonical filter text that
+/// parses back to the same tree (used in logs and audit details).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
     /// Both filters match.
     And(Box<Filter>, Box<Filter>),
@@ -161,6 +164,61 @@ impl fmt::Display for AttrPath {
     }
 }
 
+impl fmt::Display for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Operands of and/or that are themselves and/or are parenthesised,
+        // so the text needs no precedence rules to read back.
+        let operand = |f: &mut fmt::Formatter<'_>, filter: &Filter| match filter {
+            Filter::And(..) | Filter::Or(..) => write!(f, "({filter})"),
+            other => write!(f, "{other}"),
+        };
+        match self {
+            Filter::And(a, b) | Filter::Or(a, b) => {
+                operand(f, a)?;
+                f.write_str(if matches!(self, Filter::And(..)) {
+                    " and "
+                } else {
+                    " or "
+                })?;
+                operand(f, b)
+            }
+            Filter::Not(inner) => write!(f, "not ({inner})"),
+            Filter::Compare { path, op, value } => write!(f, "{path} {op} {value}"),
+            Filter::Present { path } => write!(f, "{path} pr"),
+            Filter::ValuePath { path, filter } => write!(f, "{path}[{filter}]"),
+        }
+    }
+}
+
+impl fmt::Display for CompareOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompareOp::Eq => "eq",
+            CompareOp::Ne => "ne",
+            CompareOp::Co => "co",
+            CompareOp::Sw => "sw",
+            CompareOp::Ew => "ew",
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+        })
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::String(text) => {
+                write!(f, "{}", serde_json::Value::from(text.as_str()))
+            }
+            Value::Number(number) => write!(f, "{number}"),
+            Value::Bool(flag) => write!(f, "{flag}"),
+            Value::Null => f.write_str("null"),
+        }
+    }
+}
+
 /// True for the core User and Group schema URNs, ignoring case.
 pub fn is_core_urn(urn: &str) -> bool {
     urn.eq_ignore_ascii_case(USER_URN) || urn.eq_ignore_ascii_case(GROUP_URN)
@@ -232,7 +290,7 @@ impl CompareOp {
 }
 
 /// A comparison literal.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     /// A JSON string, escapes decoded.
     String(String),
@@ -392,23 +450,21 @@ impl Parser {
 
     /// `inner` is true inside `attr[...]`, where paths are sub-attributes.
     fn or_expr(&mut self, inner: bool) -> Result<Filter, ScimError> {
-        let mut left = self.and_expr(inner)?;
+        let mut terms = vec![self.and_expr(inner)?];
         while self.peek_keyword("or") {
             self.pos += 1;
-            let right = self.and_expr(inner)?;
-            left = Filter::Or(Box::new(left), Box::new(right));
+            terms.push(self.and_expr(inner)?);
         }
-        Ok(left)
+        Ok(balanced(terms, &Filter::Or))
     }
 
     fn and_expr(&mut self, inner: bool) -> Result<Filter, ScimError> {
-        let mut left = self.unary(inner)?;
+        let mut terms = vec![self.unary(inner)?];
         while self.peek_keyword("and") {
             self.pos += 1;
-            let right = self.unary(inner)?;
-            left = Filter::And(Box::new(left), Box::new(right));
+            terms.push(self.unary(inner)?);
         }
-        Ok(left)
+        Ok(balanced(terms, &Filter::And))
     }
 
     fn unary(&mut self, inner: bool) -> Result<Filter, ScimError> {
@@ -496,6 +552,23 @@ impl Parser {
         };
         Ok(Filter::Compare { path, op, value })
     }
+}
+
+/// Joins a chain `a or b or c ...` into a balanced tree (the operators
+/// are associative), so that a 4 KiB chain is about 9 levels deep rather
+/// than 500 and evaluating, translating or dropping it needs little
+/// stack. Chains of two or three keep the left-to-right shape.
+fn balanced(mut terms: Vec<Filter>, join: &dyn Fn(Box<Filter>, Box<Filter>) -> Filter) -> Filter {
+    if terms.len() == 1 {
+        if let Some(only) = terms.pop() {
+            return only;
+        }
+    }
+    let right = terms.split_off(terms.len().div_ceil(2));
+    join(
+        Box::new(balanced(terms, join)),
+        Box::new(balanced(right, join)),
+    )
 }
 
 fn literal(word: &str) -> Result<Value, ScimError> {

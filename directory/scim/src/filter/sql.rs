@@ -11,6 +11,8 @@
 //!   `eq` (in practice `lower(login)` for `userName`, `lower(display_name)`
 //!   for a Group's `displayName`); a `text_pattern_ops` index on the same
 //!   expression serves `sw`.
+//!   `gt`/`ge`/`lt`/`le` on text follow the column's collation, which may
+//!   order differently from [`super::matches()`] (code point order).
 //! - caseExact text (`id`, `externalId`): `expr = $n`, `expr LIKE $n ESCAPE '\'`.
 //! - booleans: `expr = $n` / `expr <> $n` only.
 //! - timestamps: `expr > $n` etc.; the server binds [`SqlParam::TimestampMs`]
@@ -19,7 +21,7 @@
 //!   otherwise; `eq null` / `ne null`: `expr IS NULL` / `expr IS NOT NULL`.
 //! - `not (f)`: `NOT COALESCE((f), false)`, so that an absent attribute
 //!   (SQL NULL) counts as "does not match" inside `not` as it does in
-//!   [`super::matches`]. `ne` on an absent attribute does not match, in
+//!   [`super::matches()`]. `ne` on an absent attribute does not match, in
 //!   both.
 //! - multi-valued text ([`SqlTarget::MultiText`]): the template's `{...}`
 //!   part is the element expression; it is replaced by the condition on
@@ -42,7 +44,11 @@ pub trait SqlColumns {
 }
 
 /// The storage of one attribute, as SQL expressions written by the server
-/// (trusted text, never client input).
+/// (trusted text, never client input). Each `expr` is spliced as an
+/// operand (`expr = $1`, `expr IS NULL`), so it must be a column, a
+/// function call, a `->>` chain or a parenthesised expression. A
+/// `MultiText` template must hold no braces outside its `{...}` part
+/// (braces inside it, as in `#>> '{a,b}'`, are fine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlTarget {
     /// A text expression, e.g. `login`.

@@ -124,6 +124,24 @@ fn operators_and_keywords_are_case_insensitive() {
 }
 
 #[test]
+fn long_chains_become_balanced_trees() {
+    let chain = |n: usize| vec!["a pr"; n].join(" or ");
+    fn depth(filter: &Filter) -> usize {
+        match filter {
+            Filter::And(a, b) | Filter::Or(a, b) => 1 + depth(a).max(depth(b)),
+            Filter::Not(inner) => 1 + depth(inner),
+            Filter::ValuePath { filter, .. } => 1 + depth(filter),
+            _ => 1,
+        }
+    }
+    assert_eq!(
+        parse(&chain(3)),
+        Ok(or(or(present("a"), present("a")), present("a")))
+    );
+    assert_eq!(parse(&chain(512)).map(|f| depth(&f)), Ok(10));
+}
+
+#[test]
 fn and_binds_tighter_than_or() {
     assert_eq!(
         parse("a pr or b pr and c pr"),
@@ -276,5 +294,178 @@ proptest! {
         let quoted = serde_json::to_string(&value).unwrap_or_default();
         let filter = parse(&format!("userName eq {quoted}"));
         prop_assert_eq!(filter, Ok(cmp("userName", None, CompareOp::Eq, Value::String(value))));
+    }
+}
+
+/// Maps every path to some storage, so random filters reach the translator.
+struct Anything;
+
+impl SqlColumns for Anything {
+    fn column(&self, path: &AttrPath) -> Option<SqlTarget> {
+        Some(match path.key().len() % 4 {
+            0 => SqlTarget::Text {
+                expr: "t".into(),
+                case_exact: false,
+            },
+            1 => SqlTarget::Bool("b".into()),
+            2 => SqlTarget::Timestamp("ts".into()),
+            _ => SqlTarget::MultiText {
+                exists_subquery_template: "EXISTS (x WHERE {e})".into(),
+                case_exact: true,
+            },
+        })
+    }
+}
+
+proptest! {
+    /// Whatever parses can be evaluated and translated without panicking,
+    /// and the translation numbers exactly as many parameters as it binds.
+    #[test]
+    fn evaluation_and_translation_never_panic(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("("), Just(")"), Just("not ("), Just("and"), Just("or"),
+                Just("emails["), Just("]"), Just("type eq \"work\""), Just("value co \"@\""),
+                Just("userName sw \"b\""), Just("meta.lastModified gt \"2011-05-13T04:42:34Z\""),
+                Just("active eq true"), Just("title pr"), Just("x lt 3"), Just("name.givenName ne null")
+            ],
+            1..20,
+        )
+    ) {
+        if let Ok(filter) = parse(&parts.join(" ")) {
+            let resource = serde_json::json!({
+                "schemas": [USER_URN], "userName": "bjensen", "active": true, "x": 2,
+                "emails": [{"value": "a@b", "type": "work"}], "name": {"givenName": "B"},
+                "meta": {"lastModified": "2011-05-13T04:42:34Z"}
+            });
+            let _ = matches(&filter, &resource);
+            if let Ok(sql) = to_sql(&filter, &Anything, 3) {
+                let highest = (3..3 + sql.params.len()).last();
+                if let Some(highest) = highest {
+                    let placeholder = format!("${highest}");
+                    prop_assert!(sql.clause.contains(&placeholder));
+                }
+                let beyond = format!("${}", 3 + sql.params.len());
+                prop_assert!(!sql.clause.contains(&beyond));
+            }
+        }
+    }
+}
+
+#[test]
+fn the_longest_flat_filter_fits_a_small_stack() {
+    // 4 KiB of `a pr or ...` would be 500 levels deep as a left-deep
+    // tree; balanced, it evaluates, translates and drops on a 256 KiB
+    // stack, an eighth of a tokio worker's. The deepest nesting allowed
+    // must fit too.
+    let mut text = String::from("a pr");
+    while text.len() + 8 <= MAX_FILTER_LEN {
+        text.push_str(" or a pr");
+    }
+    let deepest = format!(
+        "{}{}emails[(value pr or value eq \"x\")]{}{}",
+        "(a pr or ".repeat(20),
+        "not (".repeat(10),
+        ")".repeat(10),
+        ")".repeat(20)
+    );
+    let worker = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let resource = serde_json::json!({"a": "x"});
+            let flat = parse(&text).map_err(|e| e.to_string())?;
+            let matched = matches(&flat, &resource);
+            let sql = to_sql(&flat, &Anything, 1).map_err(|e| e.to_string())?;
+            let deepest = parse(&deepest).map_err(|e| e.to_string())?;
+            let deep_matched = matches(&deepest, &resource);
+            to_sql(&deepest, &Anything, 1).map_err(|e| e.to_string())?;
+            Ok::<_, String>((matched && deep_matched, sql.clause.len()))
+        });
+    let result = worker
+        .map_err(|e| e.to_string())
+        .and_then(|handle| handle.join().map_err(|_| "panicked".to_string()));
+    assert!(
+        matches!(result, Ok(Ok((true, len))) if len > 4000),
+        "{result:?}"
+    );
+    // One more level is refused.
+    let too_deep = format!(
+        "({})",
+        "(a pr or ".repeat(20) + &"not (".repeat(10) + "emails[(value pr)]" + &")".repeat(30)
+    );
+    assert!(matches!(parse(&too_deep), Err(ScimError::InvalidFilter(d)) if d.contains("nesting")));
+}
+
+fn arbitrary_path(inner: bool) -> impl Strategy<Value = AttrPath> {
+    let name = prop_oneof![
+        Just("userName"),
+        Just("emails"),
+        Just("x-y_1"),
+        Just("$ref"),
+        Just("Name")
+    ];
+    let sub = proptest::option::of(prop_oneof![Just("value"), Just("givenName")]);
+    let urn = proptest::option::of(Just(ENTERPRISE_URN));
+    (name, sub, urn).prop_map(move |(name, sub, urn)| AttrPath {
+        urn: urn.filter(|_| !inner).map(str::to_string),
+        name: name.to_string(),
+        sub: sub.filter(|_| !inner).map(str::to_string),
+    })
+}
+
+fn arbitrary_leaf(inner: bool) -> impl Strategy<Value = Filter> {
+    let value = prop_oneof![
+        "\\PC{0,12}".prop_map(Value::String),
+        any::<i32>().prop_map(|n| Value::Number(n.into())),
+        any::<bool>().prop_map(Value::Bool),
+        Just(Value::Null),
+    ];
+    let op = proptest::sample::select(vec![
+        CompareOp::Eq,
+        CompareOp::Ne,
+        CompareOp::Co,
+        CompareOp::Sw,
+        CompareOp::Ew,
+        CompareOp::Gt,
+        CompareOp::Ge,
+        CompareOp::Lt,
+        CompareOp::Le,
+    ]);
+    prop_oneof![
+        (arbitrary_path(inner), op, value).prop_map(|(path, op, value)| Filter::Compare {
+            path,
+            op,
+            value
+        }),
+        arbitrary_path(inner).prop_map(|path| Filter::Present { path }),
+    ]
+}
+
+fn arbitrary_filter(inner: bool) -> BoxedStrategy<Filter> {
+    let leaf = if inner {
+        arbitrary_leaf(true).boxed()
+    } else {
+        prop_oneof![
+            3 => arbitrary_leaf(false),
+            1 => (arbitrary_path(true), arbitrary_filter(true)).prop_map(|(path, filter)| Filter::ValuePath { path, filter: Box::new(filter) }),
+        ]
+        .boxed()
+    };
+    leaf.prop_recursive(4, 16, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| and(a, b)),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| or(a, b)),
+            inner.prop_map(|f| Filter::Not(Box::new(f))),
+        ]
+    })
+    .boxed()
+}
+
+proptest! {
+    /// Display is canonical filter text: it parses back to the same tree.
+    #[test]
+    fn display_round_trips(filter in arbitrary_filter(false)) {
+        let text = filter.to_string();
+        prop_assert_eq!(parse(&text), Ok(filter), "{}", text);
     }
 }

@@ -332,7 +332,11 @@ impl TenantScope<'_> {
     ///
     /// # Errors
     /// [`Error::Conflict`] when the login is taken; [`Error::Postgres`].
-    pub async fn update_scim_user(&self, user_id: &str, user: &ScimUserWrite) -> Result<bool, Error> {
+    pub async fn update_scim_user(
+        &self,
+        user_id: &str,
+        user: &ScimUserWrite,
+    ) -> Result<bool, Error> {
         let n = self
             .client()
             .execute(
@@ -486,7 +490,9 @@ impl TenantScope<'_> {
         unique.sort();
         unique.dedup();
         if usize::try_from(known).unwrap_or(0) != unique.len() {
-            return Err(Error::Invalid("a member is not a user of this tenant".into()));
+            return Err(Error::Invalid(
+                "a member is not a user of this tenant".into(),
+            ));
         }
         let removed = self
             .client()

@@ -43,7 +43,7 @@ enum Command {
         #[command(flatten)]
         node: NodeArgs,
         /// Length of the load.
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = frontdoor::cli::times::parse_duration)]
         duration: std::time::Duration,
         /// Steady rate (requests/s).
         #[arg(long, default_value_t = 1500.0)]
@@ -158,6 +158,9 @@ struct NodeArgs {
     /// Where this node listens for its peers.
     #[arg(long, global = true)]
     cluster_listen: Option<std::net::SocketAddr>,
+    /// Control-plane HTTP listen address (SCIM); port 0: any free port.
+    #[arg(long, global = true)]
+    control_listen: Option<std::net::SocketAddr>,
 }
 
 impl NodeArgs {
@@ -178,6 +181,7 @@ impl NodeArgs {
         if let Some(listen) = self.cluster_listen {
             config.cluster.listen = listen;
         }
+        config.listen.control_listen = self.control_listen.unwrap_or(config.listen.control_listen);
         config.check()?;
         Ok(config)
     }
@@ -200,6 +204,14 @@ enum AdminCommand {
         /// Where to write cert.pem, key.pem and ca.pem.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// A tenant's SCIM bearer tokens (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    ScimToken {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::scim_tokens::ScimTokenCommand,
     },
 }
 
@@ -525,26 +537,6 @@ fn client_steps(call: ClientCall) -> Vec<Step> {
     }
 }
 
-/// Parses `30s`, `500ms`, `2m`.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |i| text.split_at(i));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
-    let duration = match unit {
-        "ms" => std::time::Duration::from_millis(value),
-        "s" => std::time::Duration::from_secs(value),
-        "m" => std::time::Duration::from_secs(value * 60),
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
-    if duration.is_zero() {
-        return Err("the duration must be positive".into());
-    }
-    Ok(duration)
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -687,6 +679,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
             )?)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Admin {
+            command: AdminCommand::ScimToken { target, command },
+        } => as_admin(target, command.operation()),
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },

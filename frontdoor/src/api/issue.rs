@@ -68,7 +68,12 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    /// The value of a user attribute for a claim or SAML attribute.
+    /// The value of a user attribute for a claim or SAML attribute: `id`,
+    /// `login`, `email`, `name`, `groups`, or an attribute of the profile,
+    /// where SCIM keeps what it provisions: a top-level attribute
+    /// (`title`), a SCIM path (`name.givenName`, `emails`), or an
+    /// attribute of the enterprise extension (`department`,
+    /// `manager.value`, or with its full URN prefix).
     pub fn attribute(&self, name: &str) -> Option<serde_json::Value> {
         use serde_json::Value;
         match name {
@@ -77,8 +82,33 @@ impl UserRecord {
             "email" => Some(Value::from(self.email.clone())),
             "name" => Some(Value::from(self.name.clone())),
             "groups" => Some(Value::from(self.groups.clone())),
-            other => self.profile.get(other).cloned(),
+            other => self.profile_attribute(other),
         }
+    }
+
+    /// A profile attribute by name or SCIM path (see [`UserRecord::attribute`]).
+    fn profile_attribute(&self, path: &str) -> Option<serde_json::Value> {
+        const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        if let Some(value) = self.profile.get(path) {
+            return Some(value.clone());
+        }
+        let walk = |object: &serde_json::Map<String, serde_json::Value>, path: &str| {
+            let (head, sub) = path
+                .split_once('.')
+                .map_or((path, None), |(h, s)| (h, Some(s)));
+            let value = object.get(head)?;
+            match sub {
+                None => Some(value.clone()),
+                Some(sub) => value.get(sub).cloned(),
+            }
+        };
+        if let Some(rest) = path
+            .strip_prefix(ENTERPRISE)
+            .and_then(|r| r.strip_prefix(':'))
+        {
+            return walk(self.profile.get(ENTERPRISE)?.as_object()?, rest);
+        }
+        walk(&self.profile, path).or_else(|| walk(self.profile.get(ENTERPRISE)?.as_object()?, path))
     }
 }
 

@@ -101,6 +101,11 @@ impl Appliance {
         let _ = self.control_url.set(url);
     }
 
+    /// Where this node serves the control plane, once it does.
+    pub fn control_url(&self) -> Option<String> {
+        self.control_url.get().cloned()
+    }
+
     /// The SCIM token cache.
     pub fn scim_tokens(&self) -> &ScimTokenCache {
         &self.scim_tokens
@@ -296,11 +301,7 @@ impl Appliance {
     ///
     /// # Errors
     /// `internal` when the journal fails.
-    pub async fn audit_scim(
-        &self,
-        live: &TenantLive,
-        change: ScimChange,
-    ) -> Result<(), WireError> {
+    pub async fn audit_scim(&self, live: &TenantLive, change: ScimChange) -> Result<(), WireError> {
         self.hot.audit(live, AuditEvent::Scim(change)).await
     }
 

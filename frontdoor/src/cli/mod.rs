@@ -7,6 +7,7 @@ pub mod client;
 pub mod demo;
 pub mod postgres;
 pub mod recent;
+pub mod scim_tokens;
 pub mod seed;
 pub mod serve;
 pub mod times;

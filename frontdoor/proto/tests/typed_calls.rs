@@ -13,6 +13,7 @@ use sigil_proto::results::{
     ClusterView, Deactivated, Health, KeyRevoked, KeysRotated, MemberView, NewKey, ReplicationView,
     Revoked, SamlResponse, SessionCreated, SessionInfo, Token,
 };
+use sigil_proto::results::{ScimTokenAdded, ScimTokenInfo, ScimTokenRevoked, ScimTokens};
 use sigil_proto::{
     from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, Reply, WireError,
     WireRequest, WireResponse, ALPN,
@@ -108,6 +109,21 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             Reply::Cluster(Box::new(cluster(Some((node, address)))))
         }
         Operation::ClusterRemove { .. } => Reply::Cluster(Box::new(cluster(None))),
+        Operation::ScimTokenAdd { tenant, name } => Reply::ScimTokenAdded(ScimTokenAdded {
+            token: format!("sigil_scim_{tenant}"),
+            scim_url: Some(format!("https://sigil.example/t/{tenant}/scim/v2")),
+            name,
+        }),
+        Operation::ScimTokenList { tenant } => Reply::ScimTokens(ScimTokens {
+            tokens: vec![ScimTokenInfo {
+                name: tenant,
+                created_at: 1_700_000_000,
+                revoked_at: None,
+            }],
+        }),
+        Operation::ScimTokenRevoke { name, .. } => {
+            Reply::ScimTokenRevoked(ScimTokenRevoked { revoked: name })
+        }
     })
 }
 
@@ -316,6 +332,15 @@ async fn each_typed_call_sends_its_operation_and_decodes_its_result() {
     assert_eq!(added.members["node-2"].address, "10.0.0.2:4434");
     assert_eq!(added.members["node-2"].lease_held, Some(false));
     assert_eq!(client.cluster_remove("node-2").await.unwrap().epoch, 0);
+    let added = client.scim_token_add("acme", "okta").await.unwrap();
+    assert_eq!(
+        (added.name.as_str(), added.token.as_str()),
+        ("okta", "sigil_scim_acme")
+    );
+    let listed = client.scim_token_list("globex").await.unwrap();
+    assert_eq!(listed.tokens[0].name, "globex");
+    let revoked = client.scim_token_revoke("acme", "okta").await.unwrap();
+    assert_eq!(revoked.revoked, "okta");
     client.close().await;
 }
 

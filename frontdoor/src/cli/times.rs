@@ -43,6 +43,29 @@ fn rfc3339(unix_seconds: i64) -> Option<String> {
         .ok()
 }
 
+/// Parses `30s`, `500ms`, `2m` (command-line durations).
+///
+/// # Errors
+/// The text to show when it is not one.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |i| text.split_at(i));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
+    let duration = match unit {
+        "ms" => std::time::Duration::from_millis(value),
+        "s" => std::time::Duration::from_secs(value),
+        "m" => std::time::Duration::from_secs(value * 60),
+        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+    };
+    if duration.is_zero() {
+        return Err("the duration must be positive".into());
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,27 +97,4 @@ mod tests {
             })
         );
     }
-}
-
-/// Parses `30s`, `500ms`, `2m` (command-line durations).
-///
-/// # Errors
-/// The text to show when it is not one.
-pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text
-        .find(|c: char| !c.is_ascii_digit())
-        .map_or((text, "s"), |i| text.split_at(i));
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s"))?;
-    let duration = match unit {
-        "ms" => std::time::Duration::from_millis(value),
-        "s" => std::time::Duration::from_secs(value),
-        "m" => std::time::Duration::from_secs(value * 60),
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
-    };
-    if duration.is_zero() {
-        return Err("the duration must be positive".into());
-    }
-    Ok(duration)
 }

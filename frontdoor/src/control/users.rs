@@ -13,7 +13,9 @@
 
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
-use sigil_scim::filter::{AttrPath, SqlColumns, SqlTarget, ENTERPRISE_URN, USER_URN};
+use sigil_scim::filter::{
+    AttrPath, Filter, SqlColumns, SqlTarget, Value as FilterValue, ENTERPRISE_URN, USER_URN,
+};
 use sigil_scim::{patch, put, schema, ScimError};
 
 use directory::scim::{ScimUserRow, ScimUserWrite};
@@ -55,7 +57,9 @@ impl SqlColumns for UserColumns {
         };
         match path.key().as_str() {
             "id" => text("u.user_id", true),
-            "username" => text("u.login", false),
+            // Lower-cased by Postgres and indexed; the filter's values
+            // are lower-cased by `fold_user_name` (see migration 0005).
+            "username" => text("u.login_lower", true),
             "externalid" => text("u.external_id", true),
             "displayname" => text("u.display_name", false),
             "active" => Some(SqlTarget::Bool("(u.status = 'active')".into())),
@@ -67,6 +71,25 @@ impl SqlColumns for UserColumns {
             "name.familyname" => text("(u.profile->'name'->>'familyName')", false),
             _ => None,
         }
+    }
+}
+
+/// Lower-cases the values compared with `userName`, which the SQL compares
+/// with the stored lower-case login (an index Postgres uses under
+/// row-level security, where an index on `lower(login)` is not used).
+fn fold_user_name(filter: &mut Filter) {
+    match filter {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            fold_user_name(a);
+            fold_user_name(b);
+        }
+        Filter::Not(inner) => fold_user_name(inner),
+        Filter::Compare {
+            path,
+            value: FilterValue::String(text),
+            ..
+        } if path.is("userName", None) => *text = text.to_lowercase(),
+        _ => {}
     }
 }
 
@@ -209,7 +232,10 @@ pub async fn get(scim: &Scim, request: &Request, id: &str) -> Result<Answer, Fai
 /// # Errors
 /// 400 `invalidFilter`, 503.
 pub async fn list(scim: &Scim, request: &Request) -> Result<Answer, Failure> {
-    let filter = request.filter()?;
+    let mut filter = request.filter()?;
+    if let Some(filter) = filter.as_mut() {
+        fold_user_name(filter);
+    }
     let (clause, params) = filter_sql(filter.as_ref(), &UserColumns)?;
     let (start, count) = scim::paging(request)?;
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params

@@ -10,7 +10,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 7] = [
+pub const TENANT_TABLES: [&str; 8] = [
     "users",
     "groups",
     "memberships",
@@ -18,6 +18,8 @@ pub const TENANT_TABLES: [&str; 7] = [
     "saml_sps",
     "signing_keys",
     "audit_events",
+    // SCIM (issue 17)
+    "scim_tokens",
 ];
 
 /// A tenant.

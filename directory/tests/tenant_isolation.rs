@@ -86,7 +86,9 @@ async fn migrations_run_once() {
     let config = testing::empty_database().await.unwrap();
     let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    assert_eq!(migrate(&mut client).await.unwrap(), vec![1, 2, 3]);
+    let versions: Vec<i32> = directory::MIGRATIONS.iter().map(|(v, _)| *v).collect();
+    assert!(versions.starts_with(&[1, 2, 3]) && versions.contains(&5));
+    assert_eq!(migrate(&mut client).await.unwrap(), versions);
     assert!(migrate(&mut client).await.unwrap().is_empty());
     assert!(migrate(&mut client).await.unwrap().is_empty());
 }

@@ -309,6 +309,52 @@ async fn scim_tokens_reach_only_their_tenant_and_lifecycle_is_strong() {
     );
     assert_eq!(status, 401);
 
+    // /Bulk: a user and a group naming it by bulkId; failOnErrors stops.
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "failOnErrors": 1,
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u1",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bulky"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g1",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "bulk-group",
+                      "members": [{"value": "bulkId:u1"}]}},
+            {"method": "POST", "path": "/Users",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "BULKY"}},
+            {"method": "POST", "path": "/Users",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "never"}},
+        ]
+    });
+    let (status, _, answer) = http(
+        &serve,
+        "POST",
+        &format!("{}/Bulk", base("acme")),
+        Some(&acme),
+        &[],
+        bulk.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201", "201", "409"], "{answer}");
+    let group_url = results[1]["location"].as_str().unwrap();
+    let group_path = &group_url[group_url.find("/t/").unwrap()..];
+    let (_, _, group) = http(&serve, "GET", group_path, Some(&acme), &[], b"");
+    let user_url = results[0]["location"].as_str().unwrap();
+    assert!(
+        user_url.ends_with(group["members"][0]["value"].as_str().unwrap()),
+        "{group}"
+    );
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"method": "DELETE", "path": "/Users/x"}))
+        .collect();
+    let (status, _, _) = http(&serve, "POST", &format!("{}/Bulk", base("acme")), Some(&acme), &[],
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": too_many}).to_string().as_bytes());
+    assert_eq!(status, 413);
+
     // Protocol errors, as SCIM error JSON.
     let users = format!("{}/Users", base("acme"));
     let (status, _, e) = http(&serve, "POST", &users, Some(&acme), &[], b"{not json");

@@ -129,15 +129,12 @@ async fn one(
     method: &str,
     ids: &HashMap<String, String>,
 ) -> Result<Done, Failure> {
-    let mut path = Value::from(
-        operation
-            .get("path")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ScimError::InvalidSyntax("an operation needs a path".into()))?,
-    );
+    let path_text = operation
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ScimError::InvalidSyntax("an operation needs a path".into()))?;
     let mut data = operation.get("data").cloned().unwrap_or(Value::Null);
     resolve(&mut data, ids)?;
-    let path_text = path.as_str().unwrap_or_default().to_owned();
     let segments: Vec<String> = path_text
         .split('/')
         .filter(|s| !s.is_empty())
@@ -146,7 +143,6 @@ async fn one(
             resolve(&mut v, ids).map(|()| v.as_str().unwrap_or_default().to_owned())
         })
         .collect::<Result<_, _>>()?;
-    path = Value::from(segments.join("/"));
     let mut headers = request.headers.clone();
     headers.remove(header::IF_MATCH);
     if let Some(version) = operation.get("version").and_then(Value::as_str) {
@@ -163,7 +159,6 @@ async fn one(
     };
     let location = |kind: &str, id: &str| Some(format!("{}/{kind}/{id}", request.base));
     let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let _ = path;
     match (method, parts.as_slice()) {
         ("POST", ["Users"]) => {
             let id = users::create_row(scim, &sub, data).await?;

@@ -408,3 +408,42 @@ fn json_text(value: &serde_json::Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::UserRecord;
+    use serde_json::json;
+
+    #[test]
+    fn claims_map_scim_paths_of_the_profile() {
+        let profile = json!({
+            "title": "Engineer",
+            "name": {"givenName": "Peter", "familyName": "Gibbons"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "department": "TPS",
+                "manager": {"value": "m1"}
+            }
+        });
+        let user = UserRecord {
+            active: true,
+            id: "u1".into(),
+            login: "peter".into(),
+            email: "peter@initech.example".into(),
+            name: "Peter Gibbons".into(),
+            groups: vec!["everyone".into()],
+            profile: profile.as_object().cloned().unwrap_or_default(),
+        };
+        assert_eq!(user.attribute("title"), Some(json!("Engineer")));
+        assert_eq!(user.attribute("name.givenName"), Some(json!("Peter")));
+        assert_eq!(user.attribute("department"), Some(json!("TPS")));
+        assert_eq!(user.attribute("manager.value"), Some(json!("m1")));
+        assert_eq!(
+            user.attribute("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+            Some(json!("TPS"))
+        );
+        // The columns keep their names; unknown paths map to nothing.
+        assert_eq!(user.attribute("name"), Some(json!("Peter Gibbons")));
+        assert_eq!(user.attribute("name.middleName"), None);
+        assert_eq!(user.attribute("costCenter"), None);
+    }
+}

@@ -48,6 +48,11 @@ pub enum Change {
     Callers,
     /// The listener (re)connected: anything may have changed meanwhile.
     Reset,
+    /// A tenant's SCIM tokens changed (one added or revoked).
+    ScimTokens {
+        /// The tenant.
+        tenant_id: i64,
+    },
 }
 
 /// Parses one notification payload.
@@ -74,6 +79,7 @@ pub fn parse(payload: &str) -> Option<Change> {
         }
         "frontends" => Change::Callers,
         "signing_keys" => Change::Keys { tenant_id },
+        "scim_tokens" => Change::ScimTokens { tenant_id },
         _ => return None,
     })
 }

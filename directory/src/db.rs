@@ -36,6 +36,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../migrations/0004_admin_and_assignments.sql"),
     ),
+    // SCIM provisioning (issue 17)
+    (5, include_str!("../migrations/0005_scim.sql")),
 ];
 
 /// The schema version this build needs.

@@ -29,6 +29,7 @@ mod db;
 mod fence;
 mod model;
 mod owner;
+pub mod scim;
 pub mod seed;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

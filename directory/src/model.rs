@@ -11,7 +11,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 9] = [
+pub const TENANT_TABLES: [&str; 10] = [
     "users",
     "groups",
     "memberships",
@@ -21,6 +21,8 @@ pub const TENANT_TABLES: [&str; 9] = [
     "audit_events",
     "app_group_assignments",
     "app_user_assignments",
+    // SCIM (issue 17)
+    "scim_tokens",
 ];
 
 /// A tenant.

@@ -75,8 +75,14 @@ pub struct Listen {
     /// `http://{http}` (`https://` with `https`).
     pub public_url: String,
     /// Serve the HTTP endpoints over TLS, with the node's certificate from
-    /// the deployment CA.
+    /// the deployment CA (the control listener too).
     pub https: bool,
+    /// The control-plane HTTP listener (SCIM provisioning); port 0: any
+    /// free port.
+    pub control_listen: SocketAddr,
+    /// The control plane's public base URL; empty: `http://{control_listen}`
+    /// (`https://` with `https`).
+    pub control_public_url: String,
 }
 
 /// The directory database.
@@ -282,6 +288,8 @@ impl Default for Listen {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: String::new(),
             https: false,
+            control_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            control_public_url: String::new(),
         }
     }
 }
@@ -449,6 +457,22 @@ impl Config {
             format!("{scheme}://{}", self.listen.http)
         } else {
             self.listen.public_url.trim_end_matches('/').to_owned()
+        }
+    }
+}
+
+impl Config {
+    /// The control plane's base URL: `{control_public_url}` or
+    /// `http(s)://{bound}` (the address the listener got).
+    pub fn control_public_url(&self, bound: SocketAddr) -> String {
+        if self.listen.control_public_url.is_empty() {
+            let scheme = if self.listen.https { "https" } else { "http" };
+            format!("{scheme}://{bound}")
+        } else {
+            self.listen
+                .control_public_url
+                .trim_end_matches('/')
+                .to_owned()
         }
     }
 }

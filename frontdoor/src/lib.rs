@@ -31,6 +31,7 @@ pub mod api;
 pub mod audit_heads;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod http;
 pub mod metrics;
 pub mod pki;

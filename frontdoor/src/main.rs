@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use frontdoor::cli::client::{run, Step};
+use frontdoor::cli::client_calls::{client_steps, ClientCall};
 use frontdoor::cli::onboard::{
     AppCommand, SpCommand, TargetArgs, TenantCommand, ADMIN_CERT_DIR_HELP,
 };
@@ -163,6 +164,9 @@ struct NodeArgs {
     /// Where this node listens for its peers.
     #[arg(long, global = true)]
     cluster_listen: Option<std::net::SocketAddr>,
+    /// Control-plane HTTP listen address (SCIM); port 0: any free port.
+    #[arg(long, global = true)]
+    control_listen: Option<std::net::SocketAddr>,
 }
 
 impl NodeArgs {
@@ -183,6 +187,7 @@ impl NodeArgs {
         if let Some(listen) = self.cluster_listen {
             config.cluster.listen = listen;
         }
+        config.listen.control_listen = self.control_listen.unwrap_or(config.listen.control_listen);
         config.check()?;
         Ok(config)
     }
@@ -230,6 +235,14 @@ enum AdminCommand {
         /// Where to write cert.pem, key.pem and ca.pem.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// A tenant's SCIM bearer tokens (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    ScimToken {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::scim_tokens::ScimTokenCommand,
     },
 }
 
@@ -347,202 +360,6 @@ enum DirectoryCommand {
         #[arg(long, default_value_t = 1_000_000)]
         users: u64,
     },
-}
-
-#[derive(Subcommand)]
-enum ClientCall {
-    /// Is the node up and ready?
-    Health,
-    /// An OIDC ID token (creates a session first unless --session is given).
-    IdToken {
-        #[command(flatten)]
-        who: Who,
-        /// The OIDC app, e.g. app-es256.
-        #[arg(long)]
-        app: String,
-        /// OIDC nonce.
-        #[arg(long)]
-        nonce: Option<String>,
-    },
-    /// An OAuth access token (creates a session first unless --session is given).
-    AccessToken {
-        #[command(flatten)]
-        who: Who,
-        /// The OIDC app, e.g. app-eddsa.
-        #[arg(long)]
-        app: String,
-        /// Scopes, comma-separated.
-        #[arg(long, value_delimiter = ',')]
-        scope: Vec<String>,
-    },
-    /// A signed SAML Response (creates a session first unless --session is given).
-    Saml {
-        #[command(flatten)]
-        who: Who,
-        /// The SAML SP, e.g. sp-rs256.
-        #[arg(long)]
-        sp: String,
-        /// The AuthnRequest ID answered.
-        #[arg(long)]
-        in_response_to: Option<String>,
-    },
-    /// Sessions: create, validate, touch, revoke.
-    Session {
-        #[command(subcommand)]
-        call: SessionCall,
-    },
-    /// Revoke every session of a user, on every node.
-    RevokeUser {
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-        /// User login.
-        #[arg(long)]
-        user: String,
-    },
-    /// Deactivate a user: no token or assertion for them once this returns.
-    Deactivate {
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-        /// User login.
-        #[arg(long)]
-        user: String,
-    },
-}
-
-#[derive(Args)]
-struct Who {
-    /// Tenant slug, e.g. acme.
-    #[arg(long)]
-    tenant: String,
-    /// User login, e.g. alice.
-    #[arg(long)]
-    user: String,
-    /// An existing session; default: create one (amr pwd) first.
-    #[arg(long, allow_hyphen_values = true)]
-    session: Option<String>,
-}
-
-#[derive(Subcommand)]
-enum SessionCall {
-    /// A new session for a user.
-    Create {
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-        /// User login.
-        #[arg(long)]
-        user: String,
-        /// Authentication methods, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "pwd")]
-        amr: Vec<String>,
-    },
-    /// Is a session valid?
-    Validate {
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-        /// Session id (base64url: it may start with `-`).
-        #[arg(long, allow_hyphen_values = true)]
-        session: String,
-    },
-    /// Record activity on a session.
-    Touch {
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-        /// Session id (base64url: it may start with `-`).
-        #[arg(long, allow_hyphen_values = true)]
-        session: String,
-    },
-    /// Revoke a session on every node.
-    Revoke {
-        /// Tenant slug.
-        #[arg(long)]
-        tenant: String,
-        /// Session id (base64url: it may start with `-`).
-        #[arg(long, allow_hyphen_values = true)]
-        session: String,
-    },
-}
-
-/// A session-needing call: the given session, or a new one first.
-fn with_session(
-    who: Who,
-    make: impl FnOnce(String, String, String) -> Operation + Send + 'static,
-) -> Vec<Step> {
-    let Who {
-        tenant,
-        user,
-        session,
-    } = who;
-    match session {
-        Some(session) => vec![Step::Ready(make(tenant, user, session))],
-        None => vec![
-            Step::Ready(Operation::SessionCreate {
-                tenant: tenant.clone(),
-                user: user.clone(),
-                amr: vec!["pwd".into()],
-                client: Some("sigil client".into()),
-            }),
-            Step::WithSession(Box::new(move |session| make(tenant, user, session))),
-        ],
-    }
-}
-
-fn client_steps(call: ClientCall) -> Vec<Step> {
-    match call {
-        ClientCall::Health => vec![Step::Ready(Operation::Health)],
-        ClientCall::IdToken { who, app, nonce } => {
-            with_session(who, move |tenant, user, session| Operation::IdToken {
-                tenant,
-                user,
-                app,
-                session,
-                nonce,
-            })
-        }
-        ClientCall::AccessToken { who, app, scope } => {
-            with_session(who, move |tenant, user, session| Operation::AccessToken {
-                tenant,
-                user,
-                app,
-                session,
-                scope,
-            })
-        }
-        ClientCall::Saml {
-            who,
-            sp,
-            in_response_to,
-        } => with_session(who, move |tenant, user, session| Operation::Saml {
-            tenant,
-            user,
-            sp,
-            session,
-            in_response_to,
-        }),
-        ClientCall::Session { call } => vec![Step::Ready(match call {
-            SessionCall::Create { tenant, user, amr } => Operation::SessionCreate {
-                tenant,
-                user,
-                amr,
-                client: Some("sigil client".into()),
-            },
-            SessionCall::Validate { tenant, session } => {
-                Operation::SessionValidate { tenant, session }
-            }
-            SessionCall::Touch { tenant, session } => Operation::SessionTouch { tenant, session },
-            SessionCall::Revoke { tenant, session } => Operation::SessionRevoke { tenant, session },
-        })],
-        ClientCall::RevokeUser { tenant, user } => {
-            vec![Step::Ready(Operation::UserRevokeSessions { tenant, user })]
-        }
-        ClientCall::Deactivate { tenant, user } => {
-            vec![Step::Ready(Operation::UserDeactivate { tenant, user })]
-        }
-    }
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -705,6 +522,9 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::Admin {
             command: AdminCommand::Frontend { command },
         } => as_admin_frontend(command),
+        Command::Admin {
+            command: AdminCommand::ScimToken { target, command },
+        } => as_admin(target, command.operation()),
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },
@@ -741,67 +561,6 @@ fn real_main() -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(3)
             })
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    /// base64url session ids start with `-` one time in 64.
-    #[test]
-    fn a_session_id_may_start_with_a_hyphen() {
-        let id = "-Abc_def-ghijklmnopqrstuvwxyz0123456789ABCD";
-        let cli = Cli::try_parse_from([
-            "sigil",
-            "client",
-            "id-token",
-            "--tenant",
-            "acme",
-            "--user",
-            "alice",
-            "--app",
-            "app-eddsa",
-            "--session",
-            id,
-        ])
-        .unwrap();
-        let Command::Client {
-            call: ClientCall::IdToken { who, .. },
-            ..
-        } = cli.command
-        else {
-            panic!("parsed as another command");
-        };
-        assert_eq!(who.session.as_deref(), Some(id));
-        for call in ["validate", "touch", "revoke"] {
-            let cli = Cli::try_parse_from([
-                "sigil",
-                "client",
-                "session",
-                call,
-                "--tenant",
-                "acme",
-                "--session",
-                id,
-            ])
-            .unwrap();
-            let Command::Client {
-                call: ClientCall::Session { call },
-                ..
-            } = cli.command
-            else {
-                panic!("parsed as another command");
-            };
-            let session = match call {
-                SessionCall::Validate { session, .. }
-                | SessionCall::Touch { session, .. }
-                | SessionCall::Revoke { session, .. } => session,
-                SessionCall::Create { .. } => panic!("parsed as create"),
-            };
-            assert_eq!(session, id);
         }
     }
 }

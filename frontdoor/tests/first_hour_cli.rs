@@ -79,6 +79,7 @@ fn a_missing_embedded_node_points_at_its_endpoints_file() {
         quic,
         http: "127.0.0.1:8080".parse().unwrap(),
         server_name: "localhost".into(),
+        control_url: None,
     }
     .store(&var)
     .unwrap();

@@ -28,6 +28,7 @@ fn serve_fails(dir: &Path, args: &[&str], conf: &Path) -> String {
         .arg(format!("127.0.0.1:{}", free_port()))
         .arg("--http-listen")
         .arg(format!("127.0.0.1:{}", free_port()))
+        .args(["--control-listen", "127.0.0.1:0"])
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

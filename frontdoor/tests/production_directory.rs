@@ -71,6 +71,7 @@ fn serve_refuses(dir: &Path, config: &Path) -> String {
         .args(["serve", "--config", config.to_str().unwrap()])
         .args(["--quic-listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--http-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--control-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

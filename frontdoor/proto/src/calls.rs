@@ -11,6 +11,7 @@ use crate::results::{
     ClusterView, Deactivated, Health, KeyRevoked, KeysRotated, Revoked, SamlResponse,
     SessionCreated, SessionInfo, Token,
 };
+use crate::results::{ScimTokenAdded, ScimTokenRevoked, ScimTokens};
 use crate::Operation;
 
 fn owned(items: &[&str]) -> Vec<String> {
@@ -256,6 +257,52 @@ impl Client {
     pub async fn cluster_remove(&self, node: &str) -> Result<ClusterView, CallError> {
         self.call_as(&Operation::ClusterRemove {
             node: node.to_owned(),
+        })
+        .await
+    }
+
+    // SCIM tokens (issue 17) ------------------------------------------
+
+    /// `scim_token_add` (admin): a new SCIM bearer token `name` for
+    /// `tenant`, shown this once.
+    ///
+    /// # Errors
+    /// As [`Client::keys_rotate`]; `conflict` when the name is taken.
+    pub async fn scim_token_add(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ScimTokenAdded, CallError> {
+        self.call_as(&Operation::ScimTokenAdd {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+        })
+        .await
+    }
+
+    /// `scim_token_list` (admin): the tenant's SCIM tokens.
+    ///
+    /// # Errors
+    /// As [`Client::keys_rotate`].
+    pub async fn scim_token_list(&self, tenant: &str) -> Result<ScimTokens, CallError> {
+        self.call_as(&Operation::ScimTokenList {
+            tenant: tenant.to_owned(),
+        })
+        .await
+    }
+
+    /// `scim_token_revoke` (admin): no node accepts token `name` any more.
+    ///
+    /// # Errors
+    /// As [`Client::keys_rotate`]; `not_found` for an unknown name.
+    pub async fn scim_token_revoke(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<ScimTokenRevoked, CallError> {
+        self.call_as(&Operation::ScimTokenRevoke {
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
         })
         .await
     }

@@ -74,7 +74,8 @@ pub struct WireRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
     // Onboarding operations (issue 17, crate::onboard).
-    /// A display name (tenant_add) or a caller's name (frontend_remove).
+    /// A display name (tenant_add), a caller's name (frontend_remove) or a
+    /// SCIM token's name (scim_token_add, scim_token_revoke).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Claim (or SAML attribute) name → user attribute (app_add, sp_add).
@@ -227,6 +228,26 @@ pub enum Operation {
     },
     /// Onboarding: tenants, apps, SPs, callers (admin only; issue 17).
     Onboard(Box<crate::onboard::OnboardOp>),
+    // SCIM tokens (issue 17) ------------------------------------------
+    /// Makes a SCIM bearer token for `tenant`, answered once (admin only).
+    ScimTokenAdd {
+        /// Tenant slug.
+        tenant: String,
+        /// The token's name (audited as who made each SCIM change).
+        name: String,
+    },
+    /// The tenant's SCIM tokens: names and dates, never secrets (admin only).
+    ScimTokenList {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// Revokes a SCIM token on every node (admin only).
+    ScimTokenRevoke {
+        /// Tenant slug.
+        tenant: String,
+        /// The token's name.
+        name: String,
+    },
 }
 
 /// Why a wire request is not an operation; answered as `bad_request`.
@@ -348,6 +369,7 @@ impl Operation {
             alg,
             node,
             address,
+            name,
             ..
         } = wire;
         Ok(match op.as_str() {
@@ -415,6 +437,17 @@ impl Operation {
             "cluster_remove" => Operation::ClusterRemove {
                 node: field("node", node)?,
             },
+            "scim_token_add" => Operation::ScimTokenAdd {
+                tenant: field("tenant", tenant)?,
+                name: field("name", name)?,
+            },
+            "scim_token_list" => Operation::ScimTokenList {
+                tenant: field("tenant", tenant)?,
+            },
+            "scim_token_revoke" => Operation::ScimTokenRevoke {
+                tenant: field("tenant", tenant)?,
+                name: field("name", name)?,
+            },
             other => {
                 let shown: String = other.chars().take(40).collect();
                 return Err(BadRequest(format!("unknown operation `{shown}`")));
@@ -441,6 +474,9 @@ impl Operation {
             Operation::ClusterAdd { .. } => "cluster_add",
             Operation::ClusterRemove { .. } => "cluster_remove",
             Operation::Onboard(op) => op.name(),
+            Operation::ScimTokenAdd { .. } => "scim_token_add",
+            Operation::ScimTokenList { .. } => "scim_token_list",
+            Operation::ScimTokenRevoke { .. } => "scim_token_revoke",
         }
     }
 
@@ -462,7 +498,10 @@ impl Operation {
             | Operation::UserRevokeSessions { tenant, .. }
             | Operation::UserDeactivate { tenant, .. }
             | Operation::KeysRotate { tenant, .. }
-            | Operation::KeysRevoke { tenant, .. } => Some(tenant),
+            | Operation::KeysRevoke { tenant, .. }
+            | Operation::ScimTokenAdd { tenant, .. }
+            | Operation::ScimTokenList { tenant }
+            | Operation::ScimTokenRevoke { tenant, .. } => Some(tenant),
             Operation::Onboard(op) => op.tenant(),
         }
     }
@@ -473,6 +512,9 @@ impl Operation {
             self,
             Operation::KeysRotate { .. }
                 | Operation::KeysRevoke { .. }
+                | Operation::ScimTokenAdd { .. }
+                | Operation::ScimTokenList { .. }
+                | Operation::ScimTokenRevoke { .. }
                 | Operation::ClusterStatus
                 | Operation::ClusterAdd { .. }
                 | Operation::ClusterRemove { .. }
@@ -557,6 +599,10 @@ impl Operation {
             Operation::KeysRotate { alg, .. } => wire.alg = alg,
             Operation::KeysRevoke { kid, .. } => wire.kid = Some(kid),
             Operation::Onboard(op) => op.fill_wire(&mut wire),
+            Operation::ScimTokenList { .. } => {}
+            Operation::ScimTokenAdd { name, .. } | Operation::ScimTokenRevoke { name, .. } => {
+                wire.name = Some(name);
+            }
         }
         wire
     }
@@ -666,6 +712,15 @@ mod tests {
             Operation::Onboard(Box::new(OnboardOp::FrontendRemove {
                 name: "web-2".into(),
             })),
+            Operation::ScimTokenAdd {
+                tenant: t(),
+                name: "okta".into(),
+            },
+            Operation::ScimTokenList { tenant: t() },
+            Operation::ScimTokenRevoke {
+                tenant: t(),
+                name: "okta".into(),
+            },
         ]
     }
 

@@ -112,6 +112,45 @@ pub struct Deactivated {
     pub deactivated: bool,
 }
 
+// SCIM tokens (issue 17) ----------------------------------------------
+
+/// `scim_token_add`: the new token, shown this once (only its SHA-256 is
+/// kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimTokenAdded {
+    /// The token's name.
+    pub name: String,
+    /// The bearer token (`sigil_scim_` and 43 base64url characters).
+    pub token: String,
+    /// The SCIM base URL of the tenant on this node, when it serves SCIM.
+    pub scim_url: Option<String>,
+}
+
+/// One SCIM token as `scim_token_list` shows it (never its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimTokenInfo {
+    /// The token's name.
+    pub name: String,
+    /// When it was made, unix seconds.
+    pub created_at: u64,
+    /// When it was revoked, unix seconds; null while it is valid.
+    pub revoked_at: Option<u64>,
+}
+
+/// `scim_token_list`: the tenant's tokens, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimTokens {
+    /// The tokens.
+    pub tokens: Vec<ScimTokenInfo>,
+}
+
+/// `scim_token_revoke`: no node accepts the token any more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScimTokenRevoked {
+    /// The revoked token's name.
+    pub revoked: String,
+}
+
 /// One key a rotation made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewKey {
@@ -243,6 +282,12 @@ pub enum Reply {
     Cluster(Box<ClusterView>),
     /// The onboarding operations (issue 17, [`crate::onboard`]).
     Onboard(crate::onboard::OnboardReply),
+    /// `scim_token_add`.
+    ScimTokenAdded(ScimTokenAdded),
+    /// `scim_token_list`.
+    ScimTokens(ScimTokens),
+    /// `scim_token_revoke`.
+    ScimTokenRevoked(ScimTokenRevoked),
 }
 
 #[cfg(test)]

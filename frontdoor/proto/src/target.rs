@@ -105,6 +105,10 @@ pub struct Endpoints {
     pub http: SocketAddr,
     /// The name in the node's certificate to verify against.
     pub server_name: String,
+    /// The control-plane base URL (SCIM under `{control_url}/t/{tenant}/scim/v2`);
+    /// absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_url: Option<String>,
 }
 
 impl Endpoints {
@@ -305,6 +309,7 @@ mod tests {
             quic: "127.0.0.1:4433".parse().unwrap(),
             http: "127.0.0.1:8080".parse().unwrap(),
             server_name: "localhost".into(),
+            control_url: None,
         };
         endpoints.store(dir.path()).unwrap();
         assert_eq!(Endpoints::load(dir.path()).unwrap(), endpoints);
@@ -367,6 +372,7 @@ mod tests {
             quic: address,
             http: "127.0.0.1:8080".parse().unwrap(),
             server_name: "localhost".into(),
+            control_url: None,
         };
         endpoints.store(dir.path()).unwrap();
         let from_file = Target {

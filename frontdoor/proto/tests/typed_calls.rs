@@ -14,6 +14,7 @@ use sigil_proto::results::{
     ClusterView, Deactivated, Health, KeyRevoked, KeysRotated, MemberView, NewKey, ReplicationView,
     Revoked, SamlResponse, SessionCreated, SessionInfo, Token,
 };
+use sigil_proto::results::{ScimTokenAdded, ScimTokenInfo, ScimTokenRevoked, ScimTokens};
 use sigil_proto::{
     from_cbor, to_cbor, write_frame, ErrorCode, FrameDecoder, Operation, Reply, WireError,
     WireRequest, WireResponse, ALPN,
@@ -109,6 +110,21 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             Reply::Cluster(Box::new(cluster(Some((node, address)))))
         }
         Operation::ClusterRemove { .. } => Reply::Cluster(Box::new(cluster(None))),
+        Operation::ScimTokenAdd { tenant, name } => Reply::ScimTokenAdded(ScimTokenAdded {
+            token: format!("sigil_scim_{tenant}"),
+            scim_url: Some(format!("https://sigil.example/t/{tenant}/scim/v2")),
+            name,
+        }),
+        Operation::ScimTokenList { tenant } => Reply::ScimTokens(ScimTokens {
+            tokens: vec![ScimTokenInfo {
+                name: tenant,
+                created_at: 1_700_000_000,
+                revoked_at: None,
+            }],
+        }),
+        Operation::ScimTokenRevoke { name, .. } => {
+            Reply::ScimTokenRevoked(ScimTokenRevoked { revoked: name })
+        }
         Operation::Onboard(op) => match *op {
             OnboardOp::TenantAdd { tenant, name } => {
                 Reply::Onboard(OnboardReply::Tenant(TenantInfo {
@@ -353,6 +369,15 @@ async fn each_typed_call_sends_its_operation_and_decodes_its_result() {
     assert_eq!(client.frontend_remove("web-2").await.unwrap().name, "web-2");
     let refused = client.tenant_list().await.unwrap_err();
     assert_eq!(refused.code(), Some(ErrorCode::NotFound));
+    let added = client.scim_token_add("acme", "okta").await.unwrap();
+    assert_eq!(
+        (added.name.as_str(), added.token.as_str()),
+        ("okta", "sigil_scim_acme")
+    );
+    let listed = client.scim_token_list("globex").await.unwrap();
+    assert_eq!(listed.tokens[0].name, "globex");
+    let revoked = client.scim_token_revoke("acme", "okta").await.unwrap();
+    assert_eq!(revoked.revoked, "okta");
     client.close().await;
 }
 

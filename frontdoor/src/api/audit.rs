@@ -99,6 +99,17 @@ pub enum AuditEvent {
         /// The admin caller's name.
         caller: String,
     },
+    /// A SCIM write (issue 17).
+    Scim(super::scim_ops::ScimChange),
+    /// A SCIM token was made or revoked (its name only, never the token).
+    ScimToken {
+        /// `add` or `revoke`.
+        action: &'static str,
+        /// The token's name.
+        name: String,
+        /// Who asked.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -132,6 +143,16 @@ impl AuditEvent {
             AuditEvent::KeyRevoked { .. } => "key.revoke",
             AuditEvent::Admin { .. } => "admin",
             AuditEvent::Refused { .. } => "refused",
+            AuditEvent::Scim(change) => match change.operation {
+                "create" => "scim.create",
+                "replace" => "scim.replace",
+                "patch" => "scim.patch",
+                _ => "scim.delete",
+            },
+            AuditEvent::ScimToken { action, .. } => match *action {
+                "add" => "scim_token.add",
+                _ => "scim_token.revoke",
+            },
         }
     }
 
@@ -175,6 +196,13 @@ impl AuditEvent {
                     .collect();
                 json!({"op": op, "subject": subject, "changed": changed, "caller": caller})
             }
+            AuditEvent::Scim(change) => json!({
+                "resource": change.resource,
+                "id": change.id,
+                "attributes": change.attributes,
+                "token": change.token,
+            }),
+            AuditEvent::ScimToken { name, caller, .. } => json!({"name": name, "caller": caller}),
             AuditEvent::Refused {
                 op,
                 code,

@@ -22,6 +22,7 @@ impl Appliance {
                     live.clear_caches();
                 }
                 self.forget_callers();
+                self.scim_tokens.clear();
                 self.tenants.refresh_all();
             }
             Change::User {
@@ -79,6 +80,7 @@ impl Appliance {
                     self.tenants.refresh(vec![slug]);
                 }
             }
+            Change::ScimTokens { tenant_id } => self.scim_tokens.invalidate(tenant_id),
             Change::Keys { tenant_id } => {
                 if let Some(slug) = slug_of(tenant_id) {
                     if let Err(e) = self.tenants.keys_changed(&slug).await {

@@ -113,7 +113,12 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
-    /// The value of a user attribute for a claim or SAML attribute.
+    /// The value of a user attribute for a claim or SAML attribute: `id`,
+    /// `login`, `email`, `name`, `groups`, or an attribute of the profile,
+    /// where SCIM keeps what it provisions: a top-level attribute
+    /// (`title`), a SCIM path (`name.givenName`, `emails`), or an
+    /// attribute of the enterprise extension (`department`,
+    /// `manager.value`, or with its full URN prefix).
     pub fn attribute(&self, name: &str) -> Option<serde_json::Value> {
         use serde_json::Value;
         match name {
@@ -122,8 +127,33 @@ impl UserRecord {
             "email" => Some(Value::from(self.email.clone())),
             "name" => Some(Value::from(self.name.clone())),
             "groups" => Some(Value::from(self.groups.clone())),
-            other => self.profile.get(other).cloned(),
+            other => self.profile_attribute(other),
         }
+    }
+
+    /// A profile attribute by name or SCIM path (see [`UserRecord::attribute`]).
+    fn profile_attribute(&self, path: &str) -> Option<serde_json::Value> {
+        const ENTERPRISE: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+        if let Some(value) = self.profile.get(path) {
+            return Some(value.clone());
+        }
+        let walk = |object: &serde_json::Map<String, serde_json::Value>, path: &str| {
+            let (head, sub) = path
+                .split_once('.')
+                .map_or((path, None), |(h, s)| (h, Some(s)));
+            let value = object.get(head)?;
+            match sub {
+                None => Some(value.clone()),
+                Some(sub) => value.get(sub).cloned(),
+            }
+        };
+        if let Some(rest) = path
+            .strip_prefix(ENTERPRISE)
+            .and_then(|r| r.strip_prefix(':'))
+        {
+            return walk(self.profile.get(ENTERPRISE)?.as_object()?, rest);
+        }
+        walk(&self.profile, path).or_else(|| walk(self.profile.get(ENTERPRISE)?.as_object()?, path))
     }
 }
 
@@ -430,6 +460,7 @@ fn json_text(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn user(id: &str, groups: &[&str]) -> UserRecord {
         UserRecord {
@@ -474,5 +505,38 @@ mod tests {
             Access::default().attribute(&alice, "groups"),
             Some(serde_json::json!([]))
         );
+    }
+
+    #[test]
+    fn claims_map_scim_paths_of_the_profile() {
+        let profile = json!({
+            "title": "Engineer",
+            "name": {"givenName": "Peter", "familyName": "Gibbons"},
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {
+                "department": "TPS",
+                "manager": {"value": "m1"}
+            }
+        });
+        let user = UserRecord {
+            active: true,
+            id: "u1".into(),
+            login: "peter".into(),
+            email: "peter@initech.example".into(),
+            name: "Peter Gibbons".into(),
+            groups: vec!["everyone".into()],
+            profile: profile.as_object().cloned().unwrap_or_default(),
+        };
+        assert_eq!(user.attribute("title"), Some(json!("Engineer")));
+        assert_eq!(user.attribute("name.givenName"), Some(json!("Peter")));
+        assert_eq!(user.attribute("department"), Some(json!("TPS")));
+        assert_eq!(user.attribute("manager.value"), Some(json!("m1")));
+        assert_eq!(
+            user.attribute("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department"),
+            Some(json!("TPS"))
+        );
+        // The columns keep their names; unknown paths map to nothing.
+        assert_eq!(user.attribute("name"), Some(json!("Peter Gibbons")));
+        assert_eq!(user.attribute("name.middleName"), None);
+        assert_eq!(user.attribute("costCenter"), None);
     }
 }

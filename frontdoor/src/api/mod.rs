@@ -35,6 +35,8 @@ pub mod loading;
 mod onboard;
 pub mod seams;
 mod session_ops;
+// SCIM (issue 17)
+pub mod scim_ops;
 pub mod signing;
 pub mod tenants;
 #[cfg(test)]
@@ -116,6 +118,9 @@ pub struct Appliance {
     /// Moves on each time resolved callers are forgotten.
     callers_epoch: std::sync::atomic::AtomicU64,
     hot: NodeHotPath,
+    // SCIM (issue 17): tokens' hashes per tenant, and where SCIM is served.
+    scim_tokens: scim_ops::ScimTokenCache,
+    control_url: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -175,6 +180,8 @@ impl Appliance {
             frontends: RwLock::default(),
             callers_epoch: std::sync::atomic::AtomicU64::new(0),
             hot,
+            scim_tokens: scim_ops::ScimTokenCache::default(),
+            control_url: std::sync::OnceLock::new(),
         })
     }
 
@@ -410,6 +417,19 @@ impl Appliance {
             }
             // Issue 17: onboarding (api/onboard.rs).
             Operation::Onboard(op) => Reply::Onboard(self.onboard(caller, op).await?),
+            // SCIM tokens (issue 17)
+            Operation::ScimTokenAdd { tenant, name } => {
+                let live = self.tenant(tenant).await?;
+                Reply::ScimTokenAdded(self.scim_token_add(&live, who, name).await?)
+            }
+            Operation::ScimTokenList { tenant } => {
+                let live = self.tenant(tenant).await?;
+                Reply::ScimTokens(self.scim_token_list(&live).await?)
+            }
+            Operation::ScimTokenRevoke { tenant, name } => {
+                let live = self.tenant(tenant).await?;
+                Reply::ScimTokenRevoked(self.scim_token_revoke(&live, who, name).await?)
+            }
         })
     }
 }

@@ -37,6 +37,11 @@ pub fn node_config(base: &Config, n: usize, count: usize) -> Config {
     config.listen.http =
         std::net::SocketAddr::new(base.listen.http.ip(), port(base.listen.http.port(), 1, n));
     config.cluster.listen = std::net::SocketAddr::new(ip, port(base.cluster.listen.port(), 10, n));
+    let control = base.listen.control_listen;
+    if control.port() != 0 {
+        config.listen.control_listen =
+            std::net::SocketAddr::new(control.ip(), port(control.port(), 1, n));
+    }
     config.cluster.peers = if count > 1 {
         (1..=count)
             .filter(|k| *k != n)

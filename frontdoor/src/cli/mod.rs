@@ -4,11 +4,13 @@
 pub mod admin;
 pub mod audit;
 pub mod client;
+pub mod client_calls;
 pub mod demo;
 pub mod demo_summary;
 pub mod onboard;
 pub mod postgres;
 pub mod recent;
+pub mod scim_tokens;
 pub mod seed;
 pub mod serve;
 pub mod sp_metadata;

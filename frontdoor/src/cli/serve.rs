@@ -146,6 +146,8 @@ pub struct RunningNode {
     pub quic: QuicServer,
     /// HTTP listener.
     pub http: HttpServer,
+    /// Control-plane HTTP listener (SCIM).
+    pub control_http: crate::control::ControlServer,
     /// The private cluster, when embedded.
     pub cluster: Option<PrivateCluster>,
     /// The directory.
@@ -292,17 +294,20 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     }
     let http = HttpServer::start(http_config, site).context("http listener")?;
     let _ = http_stats.set(Arc::clone(http.stats()));
+    let control_http = start_control(config, &appliance, &control, &node_credentials)?;
     spawn_preload(&control, &appliance, later, config);
     Endpoints {
         quic: quic.local_addr(),
         http: http.local_addr(),
         server_name: "localhost".into(),
+        control_url: Some(config.control_public_url(control_http.local_addr())),
     }
     .store(&layout.root)?;
     Ok(RunningNode {
         appliance,
         quic,
         http,
+        control_http,
         cluster: cluster.keep(),
         directory,
         shipping,
@@ -310,6 +315,40 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         node: config.node.clone(),
         control,
     })
+}
+
+/// Starts the control-plane listener (SCIM) on the control runtime, over
+/// TLS with the node's certificate when the node serves HTTPS.
+fn start_control(
+    config: &Config,
+    appliance: &Arc<Appliance>,
+    control: &tokio::runtime::Runtime,
+    node_credentials: &Credentials,
+) -> anyhow::Result<crate::control::ControlServer> {
+    use crate::control::{scim::Scim, ControlConfig, ControlServer};
+    let listener = std::net::TcpListener::bind(config.listen.control_listen).with_context(|| {
+        format!(
+            "control (SCIM) port on {} cannot be bound; choose another with --control-listen (or listen.control_listen)",
+            config.listen.control_listen
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    let mut control_config = ControlConfig::new(config.control_public_url(bound));
+    if config.listen.https {
+        control_config.tls = Some(crate::http::server::tls_config(
+            vec![node_credentials.certificate_der()],
+            node_credentials.key_der()?,
+        )?);
+    }
+    let scim = Arc::new(Scim {
+        appliance: Arc::clone(appliance),
+        public_url: control_config.public_url.clone(),
+        max_body: control_config.max_body,
+        request_timeout: control_config.request_timeout,
+    });
+    appliance.set_control_url(control_config.public_url.clone());
+    ControlServer::start(control_config, listener, scim, control.handle())
+        .context("control listener")
 }
 
 /// What `/readyz` says: the appliance serves sessions, and the audit
@@ -402,7 +441,15 @@ impl RunningNode {
             quic: self.quic.local_addr(),
             http: self.http.local_addr(),
             server_name: "localhost".into(),
+            control_url: Some(self.control_url()),
         }
+    }
+
+    /// The control plane's base URL (SCIM under `/t/{tenant}/scim/v2`).
+    pub fn control_url(&self) -> String {
+        self.appliance
+            .control_url()
+            .unwrap_or_else(|| format!("http://{}", self.control_http.local_addr()))
     }
 
     /// Graceful stop: refuse new work, drain what is in flight, flush and
@@ -413,6 +460,7 @@ impl RunningNode {
             appliance,
             quic,
             http,
+            control_http,
             cluster,
             directory,
             shipping,
@@ -422,6 +470,7 @@ impl RunningNode {
         } = self;
         quic.shutdown();
         http.shutdown();
+        control_http.shutdown();
         // Requests are drained: sessions to disk (last-seen times with
         // them), then leave the cluster before the runtime goes.
         let replica = Arc::clone(appliance.replica());
@@ -570,7 +619,7 @@ fn cluster_network(config: &Config, layout: &Layout) -> anyhow::Result<sessions:
 fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
     use crate::shared_port::SharedPort;
     type Probe = fn(SocketAddr) -> std::io::Result<()>;
-    let listeners: [(SocketAddr, &str, &str, &str, Probe); 2] = [
+    let listeners: [(SocketAddr, &str, &str, &str, Probe); 3] = [
         (
             config.listen.quic,
             "QUIC (UDP)",
@@ -584,6 +633,13 @@ fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
             "--http-listen",
             "listen.http",
             <std::net::TcpListener as SharedPort>::probe,
+        ),
+        (
+            config.listen.control_listen,
+            "control HTTP (TCP)",
+            "--control-listen",
+            "listen.control_listen",
+            |address| std::net::TcpListener::bind(address).map(drop),
         ),
     ];
     for (listen, what, flag, key, probe) in listeners {
@@ -614,6 +670,9 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         endpoints.quic
     );
     eprintln!("  HTTP           http://{}", endpoints.http);
+    if let Some(url) = &endpoints.control_url {
+        eprintln!("  SCIM           {url}/t/TENANT/scim/v2   (bearer: sigil admin scim-token add)");
+    }
     if config.embedded() {
         print_demo_endpoints(&endpoints, config);
     } else {

@@ -95,6 +95,8 @@ impl Serve {
                 &format!("127.0.0.1:{quic}"),
                 "--http-listen",
                 &format!("127.0.0.1:{http}"),
+                "--control-listen",
+                "127.0.0.1:0",
             ])
             .args(extra)
             .stdout(Stdio::null())

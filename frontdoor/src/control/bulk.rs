@@ -1,0 +1,200 @@
+//! `/Bulk` (RFC 7644 §3.7): up to [`super::scim::BULK_MAX_OPERATIONS`]
+//! operations in a body of at most [`MAX_PAYLOAD`] bytes (413 beyond
+//! either), run in order, each as its own request would be (same checks,
+//! same strong deactivation, same audit); `failOnErrors` stops after that
+//! many failures; `bulkId:` references in paths and data are replaced by
+//! the ids the earlier operations made. An operation's `version` is its
+//! `If-Match`.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use serde_json::{json, Value};
+use sigil_scim::ScimError;
+
+use super::scim::{read_body, Answer, Failure, Request, Scim, BULK_MAX_OPERATIONS};
+use super::{groups, users};
+
+/// Largest `/Bulk` body, in bytes (`bulk.maxPayloadSize`).
+pub const MAX_PAYLOAD: usize = 1 << 20;
+/// The BulkRequest message URN.
+pub const BULK_REQUEST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
+/// The BulkResponse message URN.
+pub const BULK_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+
+/// Replaces `bulkId:NAME` strings (whole values or path segments).
+fn resolve(value: &mut Value, ids: &HashMap<String, String>) -> Result<(), ScimError> {
+    match value {
+        Value::String(text) => {
+            if let Some(name) = text.strip_prefix("bulkId:") {
+                let id = ids.get(name).ok_or_else(|| {
+                    ScimError::InvalidValue(format!("bulkId {name} is not defined before its use"))
+                })?;
+                *text = id.clone();
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                resolve(item, ids)?;
+            }
+        }
+        Value::Object(members) => {
+            for item in members.values_mut() {
+                resolve(item, ids)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `POST /Bulk`.
+///
+/// # Errors
+/// 413 beyond the limits, 400 for a malformed request.
+pub async fn bulk(scim: &Scim, request: &Request, body: Body) -> Result<Answer, Failure> {
+    let body = read_body(body, MAX_PAYLOAD.min(scim.max_body)).await?;
+    let schemas_ok = body
+        .get("schemas")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().any(|u| u == BULK_REQUEST_URN));
+    if !schemas_ok {
+        return Err(
+            ScimError::InvalidSyntax(format!("schemas must list {BULK_REQUEST_URN}")).into(),
+        );
+    }
+    let operations = body
+        .get("Operations")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ScimError::InvalidSyntax("Operations must be an array".into()))?;
+    if operations.len() > BULK_MAX_OPERATIONS {
+        return Err(ScimError::PayloadTooLarge(format!(
+            "at most {BULK_MAX_OPERATIONS} operations per request"
+        ))
+        .into());
+    }
+    let fail_on_errors = body.get("failOnErrors").and_then(Value::as_u64);
+    let mut ids: HashMap<String, String> = HashMap::new();
+    let mut results = Vec::with_capacity(operations.len());
+    let mut errors = 0u64;
+    for operation in operations {
+        if fail_on_errors.is_some_and(|limit| errors >= limit) {
+            break;
+        }
+        let method = operation
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let bulk_id = operation.get("bulkId").and_then(Value::as_str);
+        let outcome = one(scim, request, operation, &method, &ids).await;
+        let mut result = json!({"method": method});
+        if let Some(bulk_id) = bulk_id {
+            result["bulkId"] = Value::from(bulk_id);
+        }
+        match outcome {
+            Ok((status, location, id)) => {
+                if let (Some(bulk_id), Some(id)) = (bulk_id, id) {
+                    ids.insert(bulk_id.to_owned(), id);
+                }
+                if let Some(location) = location {
+                    result["location"] = Value::from(location);
+                }
+                result["status"] = Value::from(status.as_u16().to_string());
+            }
+            Err(failure) => {
+                errors += 1;
+                let (status, body) = failure.body();
+                result["status"] = Value::from(status.as_u16().to_string());
+                result["response"] = body;
+            }
+        }
+        results.push(result);
+    }
+    Ok(Answer::Json {
+        status: StatusCode::OK,
+        body: json!({"schemas": [BULK_RESPONSE_URN], "Operations": results}),
+        etag: None,
+        location: None,
+    })
+}
+
+type Done = (StatusCode, Option<String>, Option<String>);
+
+async fn one(
+    scim: &Scim,
+    request: &Request,
+    operation: &Value,
+    method: &str,
+    ids: &HashMap<String, String>,
+) -> Result<Done, Failure> {
+    let path_text = operation
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ScimError::InvalidSyntax("an operation needs a path".into()))?;
+    let mut data = operation.get("data").cloned().unwrap_or(Value::Null);
+    resolve(&mut data, ids)?;
+    let segments: Vec<String> = path_text
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let mut v = Value::from(s);
+            resolve(&mut v, ids).map(|()| v.as_str().unwrap_or_default().to_owned())
+        })
+        .collect::<Result<_, _>>()?;
+    let mut headers = request.headers.clone();
+    headers.remove(header::IF_MATCH);
+    if let Some(version) = operation.get("version").and_then(Value::as_str) {
+        let value = HeaderValue::from_str(version)
+            .map_err(|_| ScimError::InvalidVersion("version is not an entity tag".into()))?;
+        headers.insert(header::IF_MATCH, value);
+    }
+    let sub = Request {
+        live: request.live.clone(),
+        token: request.token.clone(),
+        base: request.base.clone(),
+        query: HashMap::new(),
+        headers,
+    };
+    let location = |kind: &str, id: &str| Some(format!("{}/{kind}/{id}", request.base));
+    let parts: Vec<&str> = segments.iter().map(String::as_str).collect();
+    match (method, parts.as_slice()) {
+        ("POST", ["Users"]) => {
+            let id = users::create_row(scim, &sub, data).await?;
+            Ok((StatusCode::CREATED, location("Users", &id), Some(id)))
+        }
+        ("POST", ["Groups"]) => {
+            let id = groups::create_row(scim, &sub, data).await?;
+            Ok((StatusCode::CREATED, location("Groups", &id), Some(id)))
+        }
+        ("PUT", ["Users", id]) => {
+            users::replace_row(scim, &sub, id, data).await?;
+            Ok((StatusCode::OK, location("Users", id), None))
+        }
+        ("PATCH", ["Users", id]) => {
+            users::patch_row(scim, &sub, id, data).await?;
+            Ok((StatusCode::OK, location("Users", id), None))
+        }
+        ("DELETE", ["Users", id]) => {
+            users::delete(scim, &sub, id).await?;
+            Ok((StatusCode::NO_CONTENT, location("Users", id), None))
+        }
+        ("PUT", ["Groups", id]) => {
+            groups::replace_row(scim, &sub, id, data).await?;
+            Ok((StatusCode::OK, location("Groups", id), None))
+        }
+        ("PATCH", ["Groups", id]) => {
+            groups::patch_row(scim, &sub, id, data).await?;
+            Ok((StatusCode::OK, location("Groups", id), None))
+        }
+        ("DELETE", ["Groups", id]) => {
+            groups::delete(scim, &sub, id).await?;
+            Ok((StatusCode::NO_CONTENT, location("Groups", id), None))
+        }
+        _ => Err(ScimError::InvalidValue(format!(
+            "{method} {path_text} is not a bulk operation this server runs"
+        ))
+        .into()),
+    }
+}

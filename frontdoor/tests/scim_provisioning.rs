@@ -1,0 +1,522 @@
+//! SCIM 2.0 provisioning end to end on a `sigil serve` process: SCIM
+//! tokens made with `sigil admin scim-token`, the endpoint driven by
+//! scim2-client with every answer validated by scim2-models
+//! (scripts/scim_check.py), an ID token for the SCIM-created user verified
+//! by PyJWT and jwcrypto against the served JWKS and carrying the SCIM
+//! attributes its app maps; the tenants × tokens × resources × methods
+//! matrix; deactivation over SCIM revoking sessions and refusing tokens at
+//! once; revocation of a SCIM token refused at once by the node that
+//! revoked it; protocol errors as SCIM error JSON (412, 413, 400).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sigil_proto::ErrorCode;
+use signer::conformance::external::{assert_jwts_verify, python};
+
+mod common;
+
+use common::{free_port, session, sigil, Serve};
+
+/// One HTTP/1.1 request to the control listener: (status, headers, body).
+fn http(
+    serve: &Serve,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Value) {
+    let url = serve.endpoints.control_url.clone().unwrap();
+    let address = url.strip_prefix("http://").unwrap();
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in extra {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    // A server may answer (413) before reading a large body whole.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, head.to_ascii_lowercase(), json)
+}
+
+fn scim_token(dir: &Path, tenant: &str, name: &str) -> String {
+    let (ok, out) = sigil(
+        dir,
+        &[
+            "admin",
+            "scim-token",
+            "add",
+            "--tenant",
+            tenant,
+            "--name",
+            name,
+        ],
+    );
+    assert!(ok, "{out}");
+    let token = out["result"]["token"].as_str().unwrap().to_owned();
+    assert!(
+        token.starts_with("sigil_scim_") && token.len() == 11 + 43,
+        "{token}"
+    );
+    token
+}
+
+fn base(tenant: &str) -> String {
+    format!("/t/{tenant}/scim/v2")
+}
+
+fn start() -> (tempfile::TempDir, Serve) {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), free_port(), free_port());
+    (dir, serve)
+}
+
+fn new_user(serve: &Serve, tenant: &str, token: &str, name: &str) -> Value {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "emails": [{"value": format!("{name}@example.com"), "primary": true}],
+    });
+    let (status, _, user) = http(
+        serve,
+        "POST",
+        &format!("{}/Users", base(tenant)),
+        Some(token),
+        &[],
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 201, "{user}");
+    user
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_client_provisions_a_user_whose_token_carries_scim_claims() {
+    let (dir, serve) = tokio::task::spawn_blocking(start).await.unwrap();
+    let token = scim_token(dir.path(), "acme", "okta");
+    let control = serve.endpoints.control_url.clone().unwrap();
+    let output = std::process::Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/scim_check.py"
+        ))
+        .arg(format!("{control}{}", base("acme")))
+        .arg(&token)
+        .args(["--user-name", "peter"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scim_check.py: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let made: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(made["userName"], "peter");
+
+    // The app maps SCIM attributes into claims (behind Sigil's back: no
+    // admin command for claim mappings on this branch).
+    let db = common::node_database(&serve.var()).await;
+    db.execute(
+        "UPDATE oidc_apps SET claim_mapping = $1 WHERE name = 'app-es256'",
+        &[&json!({"given_name": "name.givenName", "title": "title", "department": "department", "groups": "groups"})],
+    )
+    .await
+    .unwrap();
+    let client = serve.client(None).await.unwrap();
+    let peter = session(&client, "acme", "peter").await;
+    let claims = |token: &str| -> Value {
+        use base64::Engine;
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    // The mapping change reaches the node through the change notification.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let token = loop {
+        let issued = client
+            .id_token("acme", "peter", "app-es256", &peter, None)
+            .await
+            .unwrap();
+        if claims(&issued.token).get("given_name").is_some() || Instant::now() > deadline {
+            break issued.token;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mapped = claims(&token);
+    assert_eq!(mapped["given_name"], "Peter", "{mapped}");
+    assert_eq!(mapped["title"], "Senior Engineer", "{mapped}");
+    assert_eq!(mapped["department"], "TPS", "{mapped}");
+    assert_eq!(mapped["groups"], json!(["peter-group"]), "{mapped}");
+    let issuer = format!("http://{}/t/acme", serve.endpoints.http);
+    let jwks = format!(
+        "http://{}/t/acme/.well-known/jwks.json",
+        serve.endpoints.http
+    );
+    assert_jwts_verify(
+        &jwks,
+        &[json!({"name": "scim-user", "token": token, "issuer": issuer, "audience": "app-es256"})],
+        "",
+    );
+
+    // A SCIM change is in the very next token from this node.
+    let (status, _, _) = http(
+        &serve,
+        "PATCH",
+        &format!("{}/Users/{}", base("acme"), made["id"].as_str().unwrap()),
+        Some(&scim_token(dir.path(), "acme", "hr")),
+        &[],
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+               "Operations": [{"op": "replace", "path": "title", "value": "Manager"}]})
+        .to_string()
+        .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let next = client
+        .id_token("acme", "peter", "app-es256", &peter, None)
+        .await
+        .unwrap();
+    assert_eq!(claims(&next.token)["title"], "Manager");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_tokens_reach_only_their_tenant_and_lifecycle_is_strong() {
+    let (dir, serve) = tokio::task::spawn_blocking(start).await.unwrap();
+    let acme = scim_token(dir.path(), "acme", "okta");
+    let globex = scim_token(dir.path(), "globex", "okta");
+    let revoked = scim_token(dir.path(), "acme", "old");
+    let probe = new_user(&serve, "acme", &revoked, "probe");
+    let (ok, out) = sigil(
+        dir.path(),
+        &[
+            "admin",
+            "scim-token",
+            "revoke",
+            "--tenant",
+            "acme",
+            "--name",
+            "old",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, listed) = sigil(
+        dir.path(),
+        &["admin", "scim-token", "list", "--tenant", "acme"],
+    );
+    assert!(ok, "{listed}");
+    let tokens = listed["result"]["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{listed}");
+    assert!(tokens
+        .iter()
+        .all(|t| t.get("token").is_none() && t.get("token_hash").is_none()));
+    assert!(tokens
+        .iter()
+        .any(|t| t["name"] == "old" && t["revoked_at"].is_u64()));
+    let globex_user = new_user(&serve, "globex", &globex, "gina");
+
+    // The matrix: every tenant URL × every token × resources × methods.
+    let ids = [
+        ("acme", probe["id"].as_str().unwrap()),
+        ("globex", globex_user["id"].as_str().unwrap()),
+    ];
+    let user =
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "intruder"})
+            .to_string();
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                       "Operations": [{"op": "replace", "path": "title", "value": "x"}]})
+    .to_string();
+    for (tenant, id) in ids {
+        let own = if tenant == "acme" { &acme } else { &globex };
+        let other_id = ids.iter().find(|(t, _)| *t != tenant).unwrap().1;
+        let requests: Vec<(&str, String, &str)> = vec![
+            ("GET", "/Users".into(), ""),
+            ("GET", format!("/Users/{id}"), ""),
+            ("GET", format!("/Users/{other_id}"), ""),
+            ("POST", "/Users".into(), user.as_str()),
+            ("PATCH", format!("/Users/{other_id}"), patch.as_str()),
+            ("PUT", format!("/Users/{other_id}"), user.as_str()),
+            ("DELETE", format!("/Users/{other_id}"), ""),
+            ("GET", "/Groups".into(), ""),
+            ("GET", "/ServiceProviderConfig".into(), ""),
+            ("GET", "/Schemas".into(), ""),
+            (
+                "POST",
+                "/Bulk".into(),
+                r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],"Operations":[]}"#,
+            ),
+        ];
+        for (method, path, body) in &requests {
+            let url = format!("{}{path}", base(tenant));
+            for (token, allowed) in [
+                (Some(own.as_str()), true),
+                (Some(if tenant == "acme" { &globex } else { &acme }), false),
+                (Some(revoked.as_str()), false),
+                (Some("sigil_scim_not-a-token"), false),
+                (None, false),
+            ] {
+                let (status, head, answer) =
+                    http(&serve, method, &url, token, &[], body.as_bytes());
+                if allowed {
+                    assert_ne!(status, 401, "{method} {url}: {answer}");
+                    // Another tenant's user is not found from here.
+                    if path.contains(other_id) {
+                        assert_eq!(status, 404, "{method} {url}: {answer}");
+                    }
+                } else {
+                    assert_eq!(status, 401, "{method} {url} with {token:?}: {answer}");
+                    assert!(head.contains("www-authenticate: bearer"), "{head}");
+                    assert_eq!(answer["status"], "401");
+                    assert!(answer.get("Resources").is_none() && answer.get("id").is_none());
+                }
+            }
+        }
+    }
+    // An unknown tenant answers as a wrong token does.
+    let (status, _, _) = http(
+        &serve,
+        "GET",
+        &format!("{}/Users", base("nobody")),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 401);
+
+    // /Bulk: a user and a group naming it by bulkId; failOnErrors stops.
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "failOnErrors": 1,
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "u1",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "bulky"}},
+            {"method": "POST", "path": "/Groups", "bulkId": "g1",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "bulk-group",
+                      "members": [{"value": "bulkId:u1"}]}},
+            {"method": "POST", "path": "/Users",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "BULKY"}},
+            {"method": "POST", "path": "/Users",
+             "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "never"}},
+        ]
+    });
+    let (status, _, answer) = http(
+        &serve,
+        "POST",
+        &format!("{}/Bulk", base("acme")),
+        Some(&acme),
+        &[],
+        bulk.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["Operations"].as_array().unwrap();
+    let statuses: Vec<&str> = results
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201", "201", "409"], "{answer}");
+    let group_url = results[1]["location"].as_str().unwrap();
+    let group_path = &group_url[group_url.find("/t/").unwrap()..];
+    let (_, _, group) = http(&serve, "GET", group_path, Some(&acme), &[], b"");
+    let user_url = results[0]["location"].as_str().unwrap();
+    assert!(
+        user_url.ends_with(group["members"][0]["value"].as_str().unwrap()),
+        "{group}"
+    );
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"method": "DELETE", "path": "/Users/x"}))
+        .collect();
+    let (status, _, _) = http(&serve, "POST", &format!("{}/Bulk", base("acme")), Some(&acme), &[],
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": too_many}).to_string().as_bytes());
+    assert_eq!(status, 413);
+
+    // Protocol errors, as SCIM error JSON.
+    let users = format!("{}/Users", base("acme"));
+    let (status, _, e) = http(&serve, "POST", &users, Some(&acme), &[], b"{not json");
+    assert_eq!(
+        (status, e["scimType"].as_str()),
+        (400, Some("invalidSyntax")),
+        "{e}"
+    );
+    let (status, _, e) = http(
+        &serve,
+        "GET",
+        &format!("{users}?filter=userName%20eq"),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (status, e["scimType"].as_str()),
+        (400, Some("invalidFilter")),
+        "{e}"
+    );
+    let big = vec![b' '; (1 << 20) + 1];
+    let (status, _, e) = http(&serve, "POST", &users, Some(&acme), &[], &big);
+    assert_eq!((status, e["status"].as_str()), (413, Some("413")), "{e}");
+    let with_password = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "pw", "password": "hunter2"});
+    let (status, _, e) = http(
+        &serve,
+        "POST",
+        &users,
+        Some(&acme),
+        &[],
+        with_password.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (status, e["scimType"].as_str()),
+        (400, Some("invalidValue")),
+        "{e}"
+    );
+    let (status, _, e) = http(
+        &serve,
+        "POST",
+        &users,
+        Some(&acme),
+        &[],
+        json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "PROBE"})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        (status, e["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{e}"
+    );
+    let probe_url = format!("{users}/{}", probe["id"].as_str().unwrap());
+    let (status, head, fetched) = http(&serve, "GET", &probe_url, Some(&acme), &[], b"");
+    assert_eq!(status, 200);
+    let version = fetched["meta"]["version"].as_str().unwrap().to_owned();
+    assert!(
+        head.contains(&format!("etag: {}", version.to_ascii_lowercase())),
+        "{head}"
+    );
+    let (status, _, e) = http(
+        &serve,
+        "PATCH",
+        &probe_url,
+        Some(&acme),
+        &[("If-Match", "W/\"999\"")],
+        patch.as_bytes(),
+    );
+    assert_eq!(status, 412, "{e}");
+    let (status, _, _) = http(
+        &serve,
+        "PATCH",
+        &probe_url,
+        Some(&acme),
+        &[("If-Match", &version)],
+        patch.as_bytes(),
+    );
+    assert_eq!(status, 200);
+
+    // Deactivation over SCIM: sessions revoked, no token, once it answers.
+    let client = serve.client(None).await.unwrap();
+    let dora = new_user(&serve, "acme", &acme, "dora");
+    let dora_url = format!("{users}/{}", dora["id"].as_str().unwrap());
+    let s = session(&client, "acme", "dora").await;
+    client
+        .id_token("acme", "dora", "app-es256", &s, None)
+        .await
+        .unwrap();
+    let off = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                     "Operations": [{"op": "replace", "path": "active", "value": false}]});
+    let (status, _, answer) = http(
+        &serve,
+        "PATCH",
+        &dora_url,
+        Some(&acme),
+        &[],
+        off.to_string().as_bytes(),
+    );
+    assert_eq!(
+        (status, &answer["active"]),
+        (200, &json!(false)),
+        "{answer}"
+    );
+    let refused = client.session_validate("acme", &s).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::SessionInvalid), "{refused}");
+    let refused = client
+        .id_token("acme", "dora", "app-es256", &s, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            refused.code(),
+            Some(ErrorCode::SessionInvalid | ErrorCode::UserInactive)
+        ),
+        "{refused}"
+    );
+    let refused = client
+        .session_create("acme", "dora", &["pwd"], None)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::UserInactive), "{refused}");
+
+    // DELETE: deactivated, sessions revoked, then gone.
+    let s = session(&client, "acme", "probe").await;
+    let (status, _, _) = http(&serve, "DELETE", &probe_url, Some(&acme), &[], b"");
+    assert_eq!(status, 204);
+    let refused = client.session_validate("acme", &s).await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::SessionInvalid), "{refused}");
+    let (status, _, e) = http(&serve, "GET", &probe_url, Some(&acme), &[], b"");
+    assert_eq!((status, e["status"].as_str()), (404, Some("404")), "{e}");
+
+    // Every change is in the tenant's chain, by token name, without values.
+    common::audit_verify(dir.path(), "acme");
+    let db = common::node_database(&serve.var()).await;
+    let rows = db
+        .query(
+            "SELECT kind, detail::text FROM audit_events WHERE kind LIKE 'scim%' AND tenant_id = (SELECT tenant_id FROM tenants WHERE slug = 'acme')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let events: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let kinds: Vec<&str> = events.iter().map(|(k, _)| k.as_str()).collect();
+    for kind in [
+        "scim_token.add",
+        "scim_token.revoke",
+        "scim.create",
+        "scim.patch",
+        "scim.delete",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} not audited: {kinds:?}");
+    }
+    let patched = events
+        .iter()
+        .find(|(k, d)| k == "scim.patch" && d.contains("active"))
+        .unwrap();
+    assert!(patched.1.contains("\"token\": \"okta\""), "{patched:?}");
+    for (_, detail) in &events {
+        assert!(
+            !detail.contains(&acme) && !detail.contains("sigil_scim_"),
+            "{detail}"
+        );
+    }
+}

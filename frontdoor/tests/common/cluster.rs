@@ -127,10 +127,22 @@ impl Nodes {
         self.serve(i).client(Some(&admin)).await.unwrap()
     }
 
-    /// `cluster_status` of node `i`.
+    /// `cluster_status` of node `i`. A node at its in-flight limit may
+    /// refuse it `overloaded` (admission is for every caller): asked
+    /// again for up to 10 s.
     pub async fn status(&self, i: usize) -> ClusterView {
         let admin = self.admin(i).await;
-        let status = admin.cluster_status().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            match admin.cluster_status().await {
+                Err(CallError::Refused(e))
+                    if e.code == ErrorCode::Overloaded && Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                answer => break answer.unwrap(),
+            }
+        };
         admin.close().await;
         status
     }

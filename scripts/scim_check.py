@@ -118,7 +118,12 @@ def main():
     )
     check(len(group.members) == 2, "group created with two members")
     found = scim.query(Group, query_parameters=SearchRequest(filter=f'members.value eq "{scratch.id}"'))
-    check(found.total_results == 1, "filter on members.value")
+    # Every user is also in the tenant's group `everyone`.
+    check(
+        found.total_results == 2
+        and {g.display_name for g in found.resources} == {f"{user_name}-group", "everyone"},
+        "filter on members.value",
+    )
     scim.modify(
         Group,
         group.id,

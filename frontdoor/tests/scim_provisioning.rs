@@ -174,7 +174,9 @@ async fn scim_client_provisions_a_user_whose_token_carries_scim_claims() {
     assert_eq!(mapped["given_name"], "Peter", "{mapped}");
     assert_eq!(mapped["title"], "Senior Engineer", "{mapped}");
     assert_eq!(mapped["department"], "TPS", "{mapped}");
-    assert_eq!(mapped["groups"], json!(["peter-group"]), "{mapped}");
+    // The groups claim lists only groups the app is assigned to: Peter's
+    // SCIM group `peter-group` is not one of them, `everyone` is.
+    assert_eq!(mapped["groups"], json!(["everyone"]), "{mapped}");
     let issuer = format!("http://{}/t/acme", serve.endpoints.http);
     let jwks = format!(
         "http://{}/t/acme/.well-known/jwks.json",

@@ -20,6 +20,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL, Engine};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+mod user_marks;
 
 /// A session id: 256 random bits, shown as 43 characters of base64url.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

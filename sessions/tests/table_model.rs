@@ -122,6 +122,7 @@ proptest! {
                     table.apply_mark(&Mark { tenant: tenant_name(tenant), user: Some(Arc::from(format!("u{user}"))), before_ms: now, keep_until_ms: u64::MAX });
                     let slot = user_marks.entry((tenant, user)).or_insert(0);
                     *slot = (*slot).max(now);
+                    prop_assert_eq!(table.user_mark_ms(&tenant_name(tenant), &format!("u{user}")), *slot);
                 }
                 Op::RevokeTenant { tenant } => {
                     table.apply_mark(&Mark { tenant: tenant_name(tenant), user: None, before_ms: now, keep_until_ms: u64::MAX });

@@ -74,10 +74,23 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         live: &TenantLive,
         login: &str,
     ) -> Result<Arc<UserRecord>, WireError> {
+        // A copy read before a mark revoking the user's sessions may predate
+        // their deactivation on another node (the strong revoke reaches
+        // this node before the deactivation returns; the change
+        // notification may come later): read it again.
+        if let Some(hit) = live.users.get(login) {
+            if hit.loaded_ms <= self.replica.table().user_mark_ms(&live.slug, &hit.login) {
+                live.users.retain(|_, user| user.id != hit.id);
+            }
+        }
+        let started = self.clock.now_ms();
         let fetch = || self.reads.user(live.tenant.id, login);
         live.users
             .get_or_load(login, "user", &live.slug, fetch, |row| {
-                Ok(UserRecord::from(row))
+                Ok(UserRecord {
+                    loaded_ms: started,
+                    ..UserRecord::from(row)
+                })
             })
             .await
     }

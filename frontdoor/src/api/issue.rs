@@ -110,6 +110,10 @@ pub struct UserRecord {
     pub groups: Vec<String>,
     /// Further profile attributes.
     pub profile: serde_json::Map<String, serde_json::Value>,
+    /// When this node began reading this copy from the directory (ms since
+    /// the epoch; 0 when not read by a node). A revocation mark of the user
+    /// at or after it makes the copy stale (a deactivation elsewhere).
+    pub loaded_ms: u64,
 }
 
 impl UserRecord {
@@ -167,6 +171,7 @@ impl From<directory::User> for UserRecord {
             name: user.display_name,
             groups: user.groups,
             profile: user.profile,
+            loaded_ms: 0,
         }
     }
 }
@@ -471,6 +476,7 @@ mod tests {
             active: true,
             groups: groups.iter().map(|&g| g.to_owned()).collect(),
             profile: serde_json::Map::new(),
+            loaded_ms: 0,
         }
     }
 
@@ -525,6 +531,7 @@ mod tests {
             name: "Peter Gibbons".into(),
             groups: vec!["everyone".into()],
             profile: profile.as_object().cloned().unwrap_or_default(),
+            loaded_ms: 0,
         };
         assert_eq!(user.attribute("title"), Some(json!("Engineer")));
         assert_eq!(user.attribute("name.givenName"), Some(json!("Peter")));

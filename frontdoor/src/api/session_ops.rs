@@ -194,8 +194,13 @@ impl Appliance {
             .user(live, login)
             .await
             .map_or_else(|_| login.to_owned(), |u| u.login.clone());
+        // The mark's time is taken after the commit: a node that read the
+        // user before it (still active) holds a copy older than the mark and
+        // reads the user again (`HotPath::user`); sessions made since `now`
+        // are covered too.
+        let committed = self.hot.clock.now_ms().max(now);
         self.hot
-            .revoke_strongly(Revoked::Mark(self.hot.mark(live, Some(&login), now)))
+            .revoke_strongly(Revoked::Mark(self.hot.mark(live, Some(&login), committed)))
             .await?;
         self.hot
             .audit(

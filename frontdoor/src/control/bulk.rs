@@ -1,7 +1,9 @@
 //! `/Bulk` (RFC 7644 §3.7): up to [`super::scim::BULK_MAX_OPERATIONS`]
 //! operations in a body of at most [`MAX_PAYLOAD`] bytes (413 beyond
 //! either), run in order, each as its own request would be (same checks,
-//! same strong deactivation, same audit); `failOnErrors` stops after that
+//! same strong deactivation, same audit; consecutive user creations are
+//! written together by [`super::bulk_create`], each with its own outcome
+//! and audit record); `failOnErrors` stops after that
 //! many failures; `bulkId:` references in paths and data are replaced by
 //! the ids the earlier operations made. An operation's `version` is its
 //! `If-Match`.

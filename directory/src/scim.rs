@@ -325,6 +325,81 @@ impl TenantScope<'_> {
         Ok(())
     }
 
+    /// Inserts users `(id, write)` in one statement (a SCIM `/Bulk`
+    /// request's creations); a row whose login (or id) is taken, by an
+    /// existing user or an earlier row of the same call, is skipped, not
+    /// an error. Returns, per row in order, whether it was inserted.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`] (nothing of the call was written).
+    pub async fn insert_scim_users(
+        &self,
+        users: &[(&str, &ScimUserWrite)],
+    ) -> Result<Vec<bool>, Error> {
+        let ids: Vec<&str> = users.iter().map(|(id, _)| *id).collect();
+        let logins: Vec<&str> = users.iter().map(|(_, u)| u.login.as_str()).collect();
+        let emails: Vec<&str> = users.iter().map(|(_, u)| u.email.as_str()).collect();
+        let names: Vec<&str> = users.iter().map(|(_, u)| u.display_name.as_str()).collect();
+        let statuses: Vec<&str> = users
+            .iter()
+            .map(|(_, u)| if u.active { "active" } else { "deactivated" })
+            .collect();
+        let profiles: Vec<&serde_json::Value> = users.iter().map(|(_, u)| &u.profile).collect();
+        let externals: Vec<Option<&str>> = users
+            .iter()
+            .map(|(_, u)| u.external_id.as_deref())
+            .collect();
+        // WITH ORDINALITY keeps the request's order: of two rows with one
+        // login, the earlier wins, as one insert after the other would.
+        let rows = self
+            .client()
+            .query(
+                "INSERT INTO users (tenant_id, user_id, login, email, display_name, status, profile, external_id)
+                 SELECT $1, r.id, r.login, r.email, r.name, r.status, r.profile, r.external
+                   FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::text[])
+                        WITH ORDINALITY AS r(id, login, email, name, status, profile, external, n)
+                  ORDER BY r.n
+                 ON CONFLICT DO NOTHING
+                 RETURNING user_id",
+                &[
+                    &self.tenant_id(),
+                    &ids,
+                    &logins,
+                    &emails,
+                    &names,
+                    &statuses,
+                    &profiles,
+                    &externals,
+                ],
+            )
+            .await?;
+        let inserted: std::collections::HashSet<String> =
+            rows.iter().map(|r| r.get::<_, String>(0)).collect();
+        Ok(ids.iter().map(|id| inserted.contains(*id)).collect())
+    }
+
+    /// Marks a savepoint `name` (a plain identifier) in this transaction.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn savepoint(&self, name: &'static str) -> Result<(), Error> {
+        self.client()
+            .batch_execute(&format!("SAVEPOINT {name}"))
+            .await?;
+        Ok(())
+    }
+
+    /// Undoes what followed savepoint `name` (which stays).
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn rollback_to(&self, name: &'static str) -> Result<(), Error> {
+        self.client()
+            .batch_execute(&format!("ROLLBACK TO SAVEPOINT {name}"))
+            .await?;
+        Ok(())
+    }
+
     /// Replaces a user's SCIM attributes and bumps its version. Its status
     /// is set to active when `user.active`; deactivating is the caller's
     /// (the strong path), so an inactive write leaves the status as it is.

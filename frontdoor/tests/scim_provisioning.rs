@@ -350,6 +350,56 @@ async fn scim_tokens_reach_only_their_tenant_and_lifecycle_is_strong() {
         user_url.ends_with(group["members"][0]["value"].as_str().unwrap()),
         "{group}"
     );
+    // failOnErrors stopped before "never": it was not written.
+    let (_, _, never) = http(
+        &serve,
+        "GET",
+        &format!("{}/Users?filter=userName%20eq%20%22never%22", base("acme")),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(never["totalResults"], 0, "{never}");
+    // Creations written together keep their own outcomes: an invalid one
+    // and a duplicate (of an earlier one in the same request) fail alone.
+    let user = |name: &str| {
+        json!({"method": "POST", "path": "/Users",
+        "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": name}})
+    };
+    let batch = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [user("batch-a"), {"method": "POST", "path": "/Users",
+            "data": {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"]}},
+            user("BATCH-A"), user("batch-b")],
+    });
+    let (status, _, answer) = http(
+        &serve,
+        "POST",
+        &format!("{}/Bulk", base("acme")),
+        Some(&acme),
+        &[],
+        batch.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let statuses: Vec<&str> = answer["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201", "400", "409", "201"], "{answer}");
+    let (_, _, b) = http(
+        &serve,
+        "GET",
+        &format!(
+            "{}/Users?filter=userName%20eq%20%22batch-b%22",
+            base("acme")
+        ),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(b["totalResults"], 1, "{b}");
     let too_many: Vec<Value> = (0..1001)
         .map(|_| json!({"method": "DELETE", "path": "/Users/x"}))
         .collect();

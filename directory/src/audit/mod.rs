@@ -386,6 +386,58 @@ impl AuditJournal {
             .map_err(Error::Journal)
     }
 
+    /// Appends `records` (kind, detail) for one tenant, in order, and
+    /// returns once all are on disk: queued together, they share the
+    /// writer's group commit (one fdatasync for many). Each record is its
+    /// own link of the chain, as with [`AuditJournal::append`].
+    ///
+    /// # Errors
+    /// As [`AuditJournal::append`]; on an error some records of the call
+    /// may be durable and others not.
+    pub async fn append_many(
+        &self,
+        tenant_id: i64,
+        records: Vec<(&str, serde_json::Value)>,
+        at_ms: u64,
+    ) -> Result<Vec<Appended>, Error> {
+        let sender = self
+            .sender
+            .as_ref()
+            .ok_or_else(|| Error::Journal("closed".into()))?;
+        let mut waiting = Vec::with_capacity(records.len());
+        for (kind, detail) in records {
+            let (done, result) = oneshot::channel();
+            let job = Job {
+                tenant_id,
+                kind: kind.to_owned(),
+                detail,
+                at_ms: i64::try_from(at_ms).unwrap_or(i64::MAX),
+                done,
+            };
+            self.stats.queued.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = sender.try_send(job) {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                return Err(Error::Journal(match e {
+                    crossbeam_channel::TrySendError::Full(_) => "journal queue full".into(),
+                    crossbeam_channel::TrySendError::Disconnected(_) => {
+                        "journal writer stopped".into()
+                    }
+                }));
+            }
+            waiting.push(result);
+        }
+        let mut appended = Vec::with_capacity(waiting.len());
+        for result in waiting {
+            appended.push(
+                result
+                    .await
+                    .map_err(|_| Error::Journal("journal writer stopped".into()))?
+                    .map_err(Error::Journal)?,
+            );
+        }
+        Ok(appended)
+    }
+
     /// Tests only (`test-support`): the next `n` group commits fail as a
     /// failing disk would make them (after the write, at the sync).
     #[cfg(any(test, feature = "test-support"))]

@@ -217,6 +217,18 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
             .map_err(|e| internal("audit journal", &e))
     }
 
+    /// Records `events` in order, made durable together.
+    pub(super) async fn audit_many(
+        &self,
+        live: &TenantLive,
+        events: Vec<AuditEvent>,
+    ) -> Result<(), WireError> {
+        self.audit
+            .record_many(live.tenant.id, events, self.clock.now_ms())
+            .await
+            .map_err(|e| internal("audit journal", &e))
+    }
+
     /// Records how long building and signing took, per key backend.
     pub(super) fn signed(
         &self,

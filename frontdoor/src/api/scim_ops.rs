@@ -305,6 +305,20 @@ impl Appliance {
         self.hot.audit(live, AuditEvent::Scim(change)).await
     }
 
+    /// Audits `changes` in order, durable together (a `/Bulk` request's
+    /// creations: one journal sync for the batch, one record each).
+    ///
+    /// # Errors
+    /// `internal` when the journal fails.
+    pub async fn audit_scim_many(
+        &self,
+        live: &TenantLive,
+        changes: Vec<ScimChange>,
+    ) -> Result<(), WireError> {
+        let events = changes.into_iter().map(AuditEvent::Scim).collect();
+        self.hot.audit_many(live, events).await
+    }
+
     /// The current time, ms since the epoch.
     pub fn now_ms(&self) -> u64 {
         self.hot.clock.now_ms()

@@ -79,6 +79,22 @@ pub trait AuditSink: Send + Sync + 'static {
     /// Records `event` without waiting (refusals: the answer does not
     /// depend on it); a failure is logged.
     fn record_later(&self, tenant_id: i64, event: AuditEvent, at_ms: u64);
+
+    /// Records `events` for the tenant, in order; returns once all are
+    /// durable (a sink may make them durable together).
+    fn record_many(
+        &self,
+        tenant_id: i64,
+        events: Vec<AuditEvent>,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<(), directory::Error>> + Send {
+        async move {
+            for event in events {
+                self.record(tenant_id, event, at_ms).await?;
+            }
+            Ok(())
+        }
+    }
 }
 
 impl AuditSink for Arc<AuditJournal> {
@@ -91,6 +107,19 @@ impl AuditSink for Arc<AuditJournal> {
         self.append(tenant_id, event.kind(), event.into_detail(), at_ms)
             .await
             .map(drop)
+    }
+
+    async fn record_many(
+        &self,
+        tenant_id: i64,
+        events: Vec<AuditEvent>,
+        at_ms: u64,
+    ) -> Result<(), directory::Error> {
+        let records = events
+            .into_iter()
+            .map(|event| (event.kind(), event.into_detail()))
+            .collect();
+        self.append_many(tenant_id, records, at_ms).await.map(drop)
     }
 
     fn record_later(&self, tenant_id: i64, event: AuditEvent, at_ms: u64) {

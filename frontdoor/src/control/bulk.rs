@@ -1,7 +1,9 @@
 //! `/Bulk` (RFC 7644 §3.7): up to [`super::scim::BULK_MAX_OPERATIONS`]
 //! operations in a body of at most [`MAX_PAYLOAD`] bytes (413 beyond
 //! either), run in order, each as its own request would be (same checks,
-//! same strong deactivation, same audit); `failOnErrors` stops after that
+//! same strong deactivation, same audit; consecutive user creations are
+//! written together by [`super::bulk_create`], each with its own outcome
+//! and audit record); `failOnErrors` stops after that
 //! many failures; `bulkId:` references in paths and data are replaced by
 //! the ids the earlier operations made. An operation's `version` is its
 //! `If-Match`.
@@ -14,7 +16,7 @@ use serde_json::{json, Value};
 use sigil_scim::ScimError;
 
 use super::scim::{read_body, Answer, Failure, Request, Scim, BULK_MAX_OPERATIONS};
-use super::{groups, users};
+use super::{bulk_create, groups, users};
 
 /// Largest `/Bulk` body, in bytes (`bulk.maxPayloadSize`).
 pub const MAX_PAYLOAD: usize = 1 << 20;
@@ -78,10 +80,41 @@ pub async fn bulk(scim: &Scim, request: &Request, body: Body) -> Result<Answer, 
     let mut ids: HashMap<String, String> = HashMap::new();
     let mut results = Vec::with_capacity(operations.len());
     let mut errors = 0u64;
-    for operation in operations {
+    let mut next = 0;
+    while next < operations.len() {
         if fail_on_errors.is_some_and(|limit| errors >= limit) {
             break;
         }
+        // Consecutive user creations without `bulkId:` references are
+        // written together (see `bulk_create`), each keeping its outcome.
+        let run = operations[next..]
+            .iter()
+            .take_while(|o| batchable(o))
+            .count();
+        if run > 1 {
+            let group = &operations[next..next + run];
+            let bodies: Vec<Value> = group
+                .iter()
+                .map(|o| o.get("data").cloned().unwrap_or(Value::Null))
+                .collect();
+            let budget = fail_on_errors.map(|limit| limit.saturating_sub(errors));
+            let outcomes = bulk_create::create_users(scim, request, &bodies, budget).await;
+            for (operation, outcome) in group.iter().zip(outcomes) {
+                let bulk_id = operation.get("bulkId").and_then(Value::as_str);
+                let outcome = outcome.map(|id| {
+                    let location = Some(format!("{}/Users/{id}", request.base));
+                    (StatusCode::CREATED, location, Some(id))
+                });
+                if outcome.is_err() {
+                    errors += 1;
+                }
+                results.push(report("POST", bulk_id, outcome, &mut ids));
+            }
+            next += run;
+            continue;
+        }
+        let operation = &operations[next];
+        next += 1;
         let method = operation
             .get("method")
             .and_then(Value::as_str)
@@ -89,28 +122,10 @@ pub async fn bulk(scim: &Scim, request: &Request, body: Body) -> Result<Answer, 
             .to_ascii_uppercase();
         let bulk_id = operation.get("bulkId").and_then(Value::as_str);
         let outcome = one(scim, request, operation, &method, &ids).await;
-        let mut result = json!({"method": method});
-        if let Some(bulk_id) = bulk_id {
-            result["bulkId"] = Value::from(bulk_id);
+        if outcome.is_err() {
+            errors += 1;
         }
-        match outcome {
-            Ok((status, location, id)) => {
-                if let (Some(bulk_id), Some(id)) = (bulk_id, id) {
-                    ids.insert(bulk_id.to_owned(), id);
-                }
-                if let Some(location) = location {
-                    result["location"] = Value::from(location);
-                }
-                result["status"] = Value::from(status.as_u16().to_string());
-            }
-            Err(failure) => {
-                errors += 1;
-                let (status, body) = failure.body();
-                result["status"] = Value::from(status.as_u16().to_string());
-                result["response"] = body;
-            }
-        }
-        results.push(result);
+        results.push(report(&method, bulk_id, outcome, &mut ids));
     }
     Ok(Answer::Json {
         status: StatusCode::OK,
@@ -121,6 +136,62 @@ pub async fn bulk(scim: &Scim, request: &Request, body: Body) -> Result<Answer, 
 }
 
 type Done = (StatusCode, Option<String>, Option<String>);
+
+/// Whether `value` holds a `bulkId:` reference anywhere.
+fn refers(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.starts_with("bulkId:"),
+        Value::Array(items) => items.iter().any(refers),
+        Value::Object(members) => members.values().any(refers),
+        _ => false,
+    }
+}
+
+/// Whether `operation` is a user creation that needs no earlier id.
+fn batchable(operation: &Value) -> bool {
+    let method_ok = operation
+        .get("method")
+        .and_then(Value::as_str)
+        .is_some_and(|m| m.eq_ignore_ascii_case("POST"));
+    let path_ok = operation
+        .get("path")
+        .and_then(Value::as_str)
+        .is_some_and(|p| p.split('/').filter(|s| !s.is_empty()).eq(["Users"]));
+    method_ok
+        && path_ok
+        && operation.get("version").is_none()
+        && !operation.get("data").is_some_and(refers)
+}
+
+/// One operation's entry of the BulkResponse; records its `bulkId`.
+fn report(
+    method: &str,
+    bulk_id: Option<&str>,
+    outcome: Result<Done, Failure>,
+    ids: &mut HashMap<String, String>,
+) -> Value {
+    let mut result = json!({"method": method});
+    if let Some(bulk_id) = bulk_id {
+        result["bulkId"] = Value::from(bulk_id);
+    }
+    match outcome {
+        Ok((status, location, id)) => {
+            if let (Some(bulk_id), Some(id)) = (bulk_id, id) {
+                ids.insert(bulk_id.to_owned(), id);
+            }
+            if let Some(location) = location {
+                result["location"] = Value::from(location);
+            }
+            result["status"] = Value::from(status.as_u16().to_string());
+        }
+        Err(failure) => {
+            let (status, body) = failure.body();
+            result["status"] = Value::from(status.as_u16().to_string());
+            result["response"] = body;
+        }
+    }
+    result
+}
 
 async fn one(
     scim: &Scim,

@@ -14,6 +14,7 @@
 //! [`users`] and [`groups`] (the resources), [`bulk`] (`/Bulk`).
 
 pub mod bulk;
+pub mod bulk_create;
 pub mod groups;
 pub mod scim;
 pub mod users;

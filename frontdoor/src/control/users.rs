@@ -302,10 +302,7 @@ pub async fn create(scim: &Scim, request: &Request, body: Value) -> Result<Answe
 /// # Errors
 /// As [`create`].
 pub async fn create_row(scim: &Scim, request: &Request, body: Value) -> Result<String, Failure> {
-    schema::validate(&body, schema::user())?;
-    let resource = schema::without_read_only(&body, schema::user());
-    let write = to_write(&resource)?;
-    let id = scim::new_id()?;
+    let (id, write, attributes) = prepare_create(&body)?;
     let scope = scim
         .appliance
         .directory()
@@ -318,8 +315,21 @@ pub async fn create_row(scim: &Scim, request: &Request, body: Value) -> Result<S
         .map_err(Failure::directory)?;
     scope.commit().await.map_err(Failure::directory)?;
     scim.appliance.forget_user(&request.live, &id);
-    audit(scim, request, "create", &id, attribute_names(&resource)).await?;
+    audit(scim, request, "create", &id, attributes).await?;
     Ok(id)
+}
+
+/// A creation's checks, without the directory: the new id, what to
+/// store and the attribute names to audit.
+///
+/// # Errors
+/// 400 (`invalidValue`, `invalidSyntax`), 500 when no id can be drawn.
+pub fn prepare_create(body: &Value) -> Result<(String, ScimUserWrite, Vec<String>), Failure> {
+    schema::validate(body, schema::user())?;
+    let resource = schema::without_read_only(body, schema::user());
+    let write = to_write(&resource)?;
+    let id = scim::new_id()?;
+    Ok((id, write, attribute_names(&resource)))
 }
 
 async fn audit(

@@ -662,6 +662,11 @@ fn check_listen_addresses(config: &Config) -> anyhow::Result<()> {
 /// # Errors
 /// When the node cannot start.
 pub fn run(config: &Config) -> anyhow::Result<()> {
+    // Listen for the signals before the node starts: a supervisor (or a
+    // test) that reads the endpoints file may send SIGTERM at once, and a
+    // signal that arrives before its handler kills the process instead of
+    // draining it.
+    let signals = Signals::listen()?;
     let node = start(config)?;
     let endpoints = node.endpoints();
     eprintln!("sigil: node {} ready", config.node);
@@ -679,7 +684,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         eprintln!("  metrics        http://{}/metrics", endpoints.http);
         eprintln!("first admin (once):  sigil admin bootstrap --config FILE --out DIR");
     }
-    wait_for_signal()?;
+    signals.wait()?;
     eprintln!("sigil: shutting down (draining requests, flushing audit)");
     node.shutdown();
     eprintln!("sigil: stopped");
@@ -707,16 +712,40 @@ fn print_demo_endpoints(endpoints: &Endpoints, config: &Config) {
     );
 }
 
-fn wait_for_signal() -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        anyhow::Ok(())
-    })
+/// SIGTERM and SIGINT, caught from the moment [`Signals::listen`] returns.
+struct Signals {
+    runtime: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, interrupt) = runtime.block_on(async {
+            anyhow::Ok((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })?;
+        Ok(Signals {
+            runtime,
+            term,
+            interrupt,
+        })
+    }
+
+    /// Returns when either signal has arrived (also one that came before).
+    fn wait(mut self) -> anyhow::Result<()> {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.interrupt.recv() => {}
+            }
+        });
+        Ok(())
+    }
 }

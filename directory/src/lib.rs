@@ -27,6 +27,7 @@ pub mod changes;
 mod cluster;
 mod db;
 mod fence;
+pub mod latency;
 mod model;
 mod owner;
 pub mod scim;

@@ -526,25 +526,42 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
     assert!(json["ok"].as_u64().unwrap() > 0, "{json}");
     assert!(json["overhead_factor"].as_f64().is_some(), "{json}");
 
-    // Capacity: two short steps up to --max, both within a generous target.
+    // Capacity: a floor step, then two short steps up to --max, all
+    // within a generous target (which the floor leaves as it is).
     let capacity = root.join("capacity.json");
     let mut args = vec!["capacity"];
     args.extend(common_args);
     args.extend([
-        "--start", "100", "--max", "200", "--step", "1s", "--p99-ms", "1000", "--json",
+        "--start",
+        "100",
+        "--max",
+        "200",
+        "--step",
+        "1s",
+        "--p99-ms",
+        "1000",
+        "--floor-rate",
+        "50",
+        "--json",
     ]);
     args.push(capacity.to_str().unwrap());
     let output = perf_output(root, &args);
     let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
     assert_eq!(output.status.code(), Some(0), "{out}{err}");
     assert!(out.starts_with("capacity against "), "{out}");
+    assert!(!out.contains("raised"), "{out}");
+    assert_eq!(err.matches("capacity floor ").count(), 1, "{err}");
     assert_eq!(err.matches("capacity step ").count(), 2, "{err}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&capacity).unwrap()).unwrap();
     assert_eq!(json["kind"], "capacity");
-    assert_eq!(json["steps"].as_array().unwrap().len(), 2, "{json}");
+    assert_eq!(json["steps"].as_array().unwrap().len(), 3, "{json}");
+    assert_eq!(json["steps"][0]["phase"], "floor", "{json}");
     assert_eq!(json["capacity_rps"], 200.0, "{json}");
     assert_eq!(json["capped"], true, "{json}");
+    assert_eq!(json["floor_rps"], 50.0, "{json}");
+    assert_eq!(json["target_raised"], false, "{json}");
+    assert_eq!(json["effective_p99_target_ms"], 1000.0, "{json}");
     for field in [
         "cores",
         "cpu_model",
@@ -552,11 +569,45 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
         "capacity_per_core",
         "overhead_factor",
         "p99_target_ms",
+        "floor_p99_ms",
+        "floor_audit_sync_p99_ms",
     ] {
         assert!(
             json.get(field).is_some(),
             "capacity report lacks {field}: {json}"
         );
     }
+    // The node syncs an audit record per token: the floor step saw syncs.
+    assert!(json["floor_audit_sync_p99_ms"].as_f64().is_some(), "{json}");
+
+    // A target below the floor (1 µs): the steps are held to the floor,
+    // up to a whole ms, plus the target, and the output says so.
+    let mut args = vec!["capacity"];
+    args.extend(common_args);
+    args.extend([
+        "--start",
+        "100",
+        "--max",
+        "100",
+        "--step",
+        "1s",
+        "--p99-ms",
+        "0.001",
+        "--floor-rate",
+        "50",
+        "--json",
+    ]);
+    args.push(capacity.to_str().unwrap());
+    let output = perf_output(root, &args);
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
+    assert_eq!(output.status.code(), Some(0), "{out}{err}");
+    assert!(err.contains("this node's latency floor"), "{err}");
+    assert!(out.contains("the target was raised from 0.001 ms"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&capacity).unwrap()).unwrap();
+    assert_eq!(json["target_raised"], true, "{json}");
+    let floor_us = (json["floor_p99_ms"].as_f64().unwrap() * 1000.0).round() as u64;
+    let held_us = (json["effective_p99_target_ms"].as_f64().unwrap() * 1000.0).round() as u64;
+    assert_eq!(held_us, floor_us.div_ceil(1000) * 1000 + 1, "{json}");
     serve.stop();
 }

@@ -6,6 +6,14 @@
 //! bisects once between it and the last passing one (a first step that
 //! fails steps down instead, until one passes).
 //!
+//! Before the search, one step at a low rate measures the node's latency
+//! floor: the p99 it has when nothing queues. Every token waits for its
+//! audit record to be written and synced, so the disk's `fdatasync` time
+//! sits under every figure; where the floor is already above the target,
+//! no rate could meet it, and a search held to it would only say "below
+//! the lowest rate". The search then holds the steps to the floor plus the
+//! target instead ([`effective_target_us`]) and says so, naming both.
+//!
 //! The search itself ([`next_rate`], [`verdict`]) is pure, so it is tested
 //! without a node; [`search`] runs it over the QUIC API.
 
@@ -37,6 +45,9 @@ pub struct Search {
     /// Whether to try once between the last passing and the first failing
     /// rate.
     pub bisect: bool,
+    /// The rate of the floor step run before the search; `None` runs none
+    /// (and never raises the target).
+    pub floor_rate: Option<f64>,
 }
 
 /// What one step measured.
@@ -44,8 +55,8 @@ pub struct Search {
 pub struct Step {
     /// Offered rate (requests/s).
     pub rate: f64,
-    /// `step` (rising), `down` (falling after a failing first step) or
-    /// `bisect`.
+    /// `floor` (the low-rate step before the search), `step` (rising),
+    /// `down` (falling after a failing first step) or `bisect`.
     pub phase: &'static str,
     /// Requests scheduled.
     pub sent: u64,
@@ -65,7 +76,10 @@ pub struct Step {
     pub server_cpu_us_per_op: Option<f64>,
     /// `server_cpu_us_per_op / raw_cpu_us_per_op`.
     pub overhead_factor: Option<f64>,
-    /// Whether it met the target.
+    /// The p99 of the node's audit syncs during the step (ms, the upper
+    /// bound of its histogram bucket).
+    pub audit_sync_p99_ms: Option<f64>,
+    /// Whether it met the (effective) target.
     pub passed: bool,
 }
 
@@ -81,8 +95,20 @@ pub struct CapacityReport {
     pub mix: String,
     /// OIDC apps rotated (their algorithms are the baseline).
     pub apps: Vec<String>,
-    /// Latency target (ms) a step's p99 must meet.
+    /// The latency target asked for (ms, `--p99-ms`).
     pub p99_target_ms: f64,
+    /// The target the steps were held to (ms): `p99_target_ms`, or the
+    /// floor plus it when the floor was above it.
+    pub effective_p99_target_ms: f64,
+    /// Whether the floor was above the target, so the steps were held to
+    /// the floor plus the target.
+    pub target_raised: bool,
+    /// The floor step's rate (requests/s); null without one.
+    pub floor_rps: Option<f64>,
+    /// The floor step's p99 (ms): this node's latency with nothing queued.
+    pub floor_p99_ms: Option<f64>,
+    /// The p99 of the node's audit syncs in the floor step (ms).
+    pub floor_audit_sync_p99_ms: Option<f64>,
     /// Allowed fraction of errors per step.
     pub max_error_rate: f64,
     /// Length of each step (s).
@@ -110,6 +136,17 @@ pub struct CapacityReport {
     pub server_cpu_us_per_op: Option<f64>,
     /// The overhead factor at the capacity step.
     pub overhead_factor: Option<f64>,
+}
+
+/// The p99 target (µs) the search holds its steps to, given the floor
+/// step's p99: the target itself when the floor is within it; otherwise the
+/// floor, rounded up to a whole millisecond, plus the target (the same
+/// headroom above the floor that the target gives above zero).
+pub fn effective_target_us(target_us: u64, floor_p99_us: Option<u64>) -> u64 {
+    match floor_p99_us {
+        Some(floor) if floor > target_us => floor.div_ceil(1000) * 1000 + target_us,
+        _ => target_us,
+    }
 }
 
 /// Whether a step with this report met the target.
@@ -203,36 +240,17 @@ pub fn machine() -> (usize, String) {
 /// When the node cannot be reached or the users cannot sign in.
 pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport> {
     let prepared = quic::prepare_run(plan)?;
-    let mut steps: Vec<Step> = Vec::new();
-    let mut outcomes: Vec<(f64, bool)> = Vec::new();
-    let mut target = String::new();
-    let mut raw_cpu_us_per_op = None;
-    let mut raw = Vec::new();
-    while let Some(rate) = next_rate(&outcomes, search) {
-        let (any_pass, any_fail) = (
-            outcomes.iter().any(|(_, p)| *p),
-            outcomes.iter().any(|(_, p)| !p),
-        );
-        if any_fail {
-            // Let a node that just fell behind catch up first.
-            std::thread::sleep(Duration::from_secs(1));
-        }
-        let phase = match (any_pass, any_fail) {
-            (true, true) => "bisect",
-            (false, true) => "down",
-            _ => "step",
-        };
+    let run_step = |rate: f64, phase: &'static str, held: &Search| {
         let step_plan = LoadPlan {
             profile: RateProfile::Constant {
                 rate,
-                duration: search.step,
+                duration: held.step,
             },
             charts_dir: None,
             progress: false,
             ..plan.clone()
         };
         let report = quic::run_prepared(&step_plan, &prepared)?;
-        let passed = verdict(&report, search);
         let errors: u64 = report.errors.values().sum();
         let step = Step {
             rate,
@@ -246,24 +264,76 @@ pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport
             p99_us: report.latency_us.p99,
             server_cpu_us_per_op: report.server_cpu_us_per_op,
             overhead_factor: report.overhead_factor,
-            passed,
+            audit_sync_p99_ms: report.audit_sync_p99_ms,
+            passed: verdict(&report, held),
         };
-        eprintln!("{}", step_line(&step, search));
+        eprintln!("{}", step_line(&step, held));
+        anyhow::Ok((step, report))
+    };
+    let mut steps: Vec<Step> = Vec::new();
+    let mut target = String::new();
+    let mut raw_cpu_us_per_op = None;
+    let mut raw = Vec::new();
+    let floor = match search.floor_rate {
+        Some(rate) => {
+            let (step, report) = run_step(rate, "floor", search)?;
+            target = report.target;
+            raw_cpu_us_per_op = report.raw_cpu_us_per_op;
+            raw = report.raw;
+            steps.push(step.clone());
+            (step.ok > 0).then_some(step)
+        }
+        None => None,
+    };
+    let held = Search {
+        p99_target_us: effective_target_us(search.p99_target_us, floor.as_ref().map(|f| f.p99_us)),
+        ..*search
+    };
+    let target_raised = held.p99_target_us != search.p99_target_us;
+    if let (true, Some(floor)) = (target_raised, &floor) {
+        eprintln!("{}", floor_line(floor, search, &held));
+    }
+    let mut outcomes: Vec<(f64, bool)> = Vec::new();
+    while let Some(rate) = next_rate(&outcomes, &held) {
+        let (any_pass, any_fail) = (
+            outcomes.iter().any(|(_, p)| *p),
+            outcomes.iter().any(|(_, p)| !p),
+        );
+        if any_fail {
+            // Let a node that just fell behind catch up first.
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        let phase = match (any_pass, any_fail) {
+            (true, true) => "bisect",
+            (false, true) => "down",
+            _ => "step",
+        };
+        let (step, report) = run_step(rate, phase, &held)?;
         target = report.target;
         raw_cpu_us_per_op = report.raw_cpu_us_per_op;
         raw = report.raw;
-        outcomes.push((rate, passed));
+        outcomes.push((rate, step.passed));
         steps.push(step);
     }
     let capacity_rps = best_passing(&outcomes);
-    let at_capacity = capacity_rps.and_then(|c| steps.iter().find(|s| s.passed && s.rate == c));
+    let at_capacity = capacity_rps.and_then(|c| {
+        steps
+            .iter()
+            .find(|s| s.passed && s.rate == c && s.phase != "floor")
+    });
     let (cores, cpu_model) = machine();
+    let ms = |us: u64| us as f64 / 1000.0;
     Ok(CapacityReport {
         kind: "capacity",
         target,
         mix: plan.mix_text.clone(),
         apps: plan.apps.clone(),
-        p99_target_ms: search.p99_target_us as f64 / 1000.0,
+        p99_target_ms: ms(search.p99_target_us),
+        effective_p99_target_ms: ms(held.p99_target_us),
+        target_raised,
+        floor_rps: floor.as_ref().map(|f| f.rate),
+        floor_p99_ms: floor.as_ref().map(|f| ms(f.p99_us)),
+        floor_audit_sync_p99_ms: floor.as_ref().and_then(|f| f.audit_sync_p99_ms),
         max_error_rate: search.max_error_rate,
         step_s: search.step.as_secs_f64(),
         cores,
@@ -277,6 +347,25 @@ pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport
         steps,
         capacity_rps,
     })
+}
+
+/// What the search says when the floor is above the target.
+pub fn floor_line(floor: &Step, asked: &Search, held: &Search) -> String {
+    let sync = match floor.audit_sync_p99_ms {
+        Some(sync) => format!(
+            "; the node's audit syncs (write + fdatasync, which every token waits for) had p99 <= {sync} ms in that step"
+        ),
+        None => String::new(),
+    };
+    format!(
+        "capacity: at {:.0}/s, with nothing queued, p99 is already {:.1} ms, above the {} ms target: this node's latency floor{sync}. \
+         Holding the steps to the floor + {} ms = {} ms instead.",
+        floor.rate,
+        floor.p99_us as f64 / 1000.0,
+        asked.p99_target_us as f64 / 1000.0,
+        asked.p99_target_us as f64 / 1000.0,
+        held.p99_target_us as f64 / 1000.0,
+    )
 }
 
 /// One step as printed while the search runs.
@@ -307,6 +396,7 @@ mod tests {
             p99_target_us: 5000,
             max_error_rate: 0.001,
             bisect: true,
+            floor_rate: Some(200.0),
         }
     }
 
@@ -383,6 +473,43 @@ mod tests {
             ]
         );
         assert_eq!(best_passing(&steps), Some(380.0));
+    }
+
+    #[test]
+    fn a_floor_above_the_target_raises_it_by_the_target() {
+        // Within the target: unchanged, with or without a floor step.
+        assert_eq!(effective_target_us(5000, Some(4999)), 5000);
+        assert_eq!(effective_target_us(5000, Some(5000)), 5000);
+        assert_eq!(effective_target_us(5000, None), 5000);
+        // Above it: the floor, up to a whole ms, plus the target.
+        assert_eq!(effective_target_us(5000, Some(12_300)), 18_000);
+        assert_eq!(effective_target_us(5000, Some(12_000)), 17_000);
+        assert_eq!(effective_target_us(2000, Some(2001)), 5000);
+        let floor = Step {
+            rate: 200.0,
+            phase: "floor",
+            sent: 600,
+            ok: 600,
+            achieved_rps: 200.0,
+            errors: 0,
+            error_rate: 0.0,
+            p50_us: 900,
+            p99_us: 12_300,
+            server_cpu_us_per_op: None,
+            overhead_factor: None,
+            audit_sync_p99_ms: Some(10.0),
+            passed: false,
+        };
+        let held = Search {
+            p99_target_us: 18_000,
+            ..search()
+        };
+        assert_eq!(
+            floor_line(&floor, &search(), &held),
+            "capacity: at 200/s, with nothing queued, p99 is already 12.3 ms, above the 5 ms target: \
+             this node's latency floor; the node's audit syncs (write + fdatasync, which every token \
+             waits for) had p99 <= 10 ms in that step. Holding the steps to the floor + 5 ms = 18 ms instead."
+        );
     }
 
     #[test]

@@ -173,6 +173,9 @@ enum Command {
         /// Do not try once between the last passing and the first failing rate.
         #[arg(long)]
         no_bisect: bool,
+        /// Rate of the step that measures the latency floor before the search (0: none; the target is then never raised).
+        #[arg(long, default_value_t = 200.0)]
+        floor_rate: f64,
     },
     /// The physical baseline: AWS-LC signing per algorithm on one core.
     Raw {
@@ -314,6 +317,7 @@ fn capacity_summary(report: &perf::capacity::CapacityReport) -> String {
             report
                 .steps
                 .iter()
+                .filter(|s| s.phase != "floor")
                 .map(|s| s.rate)
                 .reduce(f64::min)
                 .unwrap_or(0.0)
@@ -324,10 +328,20 @@ fn capacity_summary(report: &perf::capacity::CapacityReport) -> String {
         report.target,
         report.mix,
         report.apps.join(","),
-        report.p99_target_ms,
+        report.effective_p99_target_ms,
         report.max_error_rate * 100.0,
         report.cores
     );
+    if let (true, Some(floor)) = (report.target_raised, report.floor_p99_ms) {
+        text.push_str(&format!(
+            "\n  the target was raised from {} ms: p99 was {floor:.1} ms at {:.0}/s already (the latency floor; audit sync p99 {})",
+            report.p99_target_ms,
+            report.floor_rps.unwrap_or(0.0),
+            report
+                .floor_audit_sync_p99_ms
+                .map_or("unknown".to_owned(), |ms| format!("<= {ms} ms"))
+        ));
+    }
     if let (Some(server), Some(raw), Some(factor)) = (
         report.server_cpu_us_per_op,
         report.raw_cpu_us_per_op,
@@ -415,12 +429,17 @@ fn main() -> anyhow::Result<()> {
             p99_ms,
             max_error_rate,
             no_bisect,
+            floor_rate,
         } => {
             anyhow::ensure!(
                 start > 0.0 && max >= start,
                 "--start must be positive and --max at least --start"
             );
             anyhow::ensure!(factor > 1.0, "--factor must be above 1");
+            anyhow::ensure!(
+                floor_rate >= 0.0 && floor_rate.is_finite(),
+                "--floor-rate must be 0 (no floor step) or a rate in requests/s"
+            );
             anyhow::ensure!(
                 p99_ms > 0.0 && (0.0..1.0).contains(&max_error_rate),
                 "--p99-ms must be positive and --max-error-rate in [0, 1)"
@@ -434,6 +453,7 @@ fn main() -> anyhow::Result<()> {
                 p99_target_us: (p99_ms * 1000.0).round() as u64,
                 max_error_rate,
                 bisect: !no_bisect,
+                floor_rate: (floor_rate > 0.0).then_some(floor_rate),
             };
             let plan = plan(
                 run,

@@ -453,6 +453,13 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         (Some(server), Some(raw)) if raw > 0.0 => Some(server / raw),
         _ => None,
     };
+    let audit_sync_p99_ms = match (&before, &after) {
+        (Some(b), Some(a)) => a
+            .audit_sync
+            .quantile_since(&b.audit_sync, 0.99)
+            .map(|seconds| seconds * 1000.0),
+        _ => None,
+    };
     let mut timeline = recorder.timeline();
     crate::record::mark_partial(&mut timeline, total);
     let mut charts = Vec::new();
@@ -494,6 +501,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         server_cpu_us_per_op,
         raw_cpu_us_per_op,
         overhead_factor,
+        audit_sync_p99_ms,
         raw,
         server_before: before,
         server_after: after,

@@ -12,8 +12,8 @@ use crate::raw::RawResult;
 use crate::record::{Percentiles, SecondPoint};
 
 /// The server's process figures, read from its `/metrics` (the standard
-/// Prometheus process collector names).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+/// Prometheus process collector names), and its audit sync times.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServerUsage {
     /// `process_cpu_seconds_total`.
     pub cpu_seconds: f64,
@@ -21,6 +21,60 @@ pub struct ServerUsage {
     pub resident_bytes: f64,
     /// `process_open_fds`.
     pub open_fds: f64,
+    /// `sigil_audit_sync_seconds` (empty from a node without it).
+    #[serde(skip)]
+    pub audit_sync: Buckets,
+}
+
+/// A Prometheus histogram's cumulative buckets, as scraped: (upper bound
+/// in seconds, observations at or below it), the last bound `+Inf`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Buckets(pub Vec<(f64, u64)>);
+
+impl Buckets {
+    /// Reads the unlabelled histogram `name` (its `name_bucket{le="…"}`
+    /// lines) from Prometheus text.
+    pub fn read(text: &str, name: &str) -> Buckets {
+        let prefix = format!("{name}_bucket{{le=\"");
+        Buckets(
+            text.lines()
+                .filter_map(|line| {
+                    let (bound, count) = line.strip_prefix(&prefix)?.split_once("\"} ")?;
+                    let bound = match bound {
+                        "+Inf" => f64::INFINITY,
+                        b => b.parse().ok()?,
+                    };
+                    Some((bound, count.trim().parse().ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    /// The `q` quantile (0..1) of the observations made between `earlier`
+    /// and these buckets, as the upper bound (seconds) of the bucket it
+    /// falls in; `None` when there were none, or the buckets differ.
+    pub fn quantile_since(&self, earlier: &Buckets, q: f64) -> Option<f64> {
+        let before = |i: usize, bound: f64| match earlier.0.get(i) {
+            Some(&(b, n)) if b == bound => Some(n),
+            None if earlier.0.is_empty() => Some(0),
+            _ => None,
+        };
+        let deltas: Vec<(f64, u64)> = self
+            .0
+            .iter()
+            .enumerate()
+            .map(|(i, &(bound, n))| Some((bound, n.checked_sub(before(i, bound)?)?)))
+            .collect::<Option<_>>()?;
+        let total = deltas.last()?.1;
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        deltas
+            .iter()
+            .find(|(_, cumulative)| *cumulative >= rank)
+            .map(|(bound, _)| *bound)
+    }
 }
 
 /// Why the server's figures could not be read.
@@ -79,6 +133,7 @@ pub fn scrape(addr: SocketAddr) -> Result<ServerUsage, ScrapeError> {
             .ok_or_else(|| answer("no process_cpu_seconds_total"))?,
         resident_bytes: sample(body, "process_resident_memory_bytes").unwrap_or(0.0),
         open_fds: sample(body, "process_open_fds").unwrap_or(0.0),
+        audit_sync: Buckets::read(body, "sigil_audit_sync_seconds"),
     })
 }
 
@@ -116,6 +171,10 @@ pub struct Report {
     pub raw_cpu_us_per_op: Option<f64>,
     /// `server_cpu_us_per_op / raw_cpu_us_per_op`.
     pub overhead_factor: Option<f64>,
+    /// The p99 of the node's audit syncs (write + fdatasync of a batch)
+    /// during the run, in ms: the upper bound of its `/metrics` histogram
+    /// bucket. Every token waits for one, so it is a floor under the p99.
+    pub audit_sync_p99_ms: Option<f64>,
     /// The raw baseline measured at the start of this run.
     pub raw: Vec<RawResult>,
     /// Server figures before and after.
@@ -141,5 +200,33 @@ mod tests {
         assert_eq!(sample(text, "process_cpu_seconds_total"), Some(12.5));
         assert_eq!(sample(text, "process_open_fds"), Some(42.0));
         assert_eq!(sample(text, "process_resident_memory_bytes"), None);
+    }
+
+    #[test]
+    fn a_quantile_is_taken_over_the_observations_between_two_scrapes() {
+        let scrape = |counts: [u64; 4]| {
+            let text = format!(
+                "# TYPE s histogram\ns_bucket{{le=\"0.001\"}} {}\ns_bucket{{le=\"0.005\"}} {}\n\
+                 s_bucket{{le=\"0.025\"}} {}\ns_bucket{{le=\"+Inf\"}} {}\ns_sum 1\ns_count {}\n",
+                counts[0], counts[1], counts[2], counts[3], counts[3]
+            );
+            Buckets::read(&text, "s")
+        };
+        let before = scrape([10, 10, 10, 10]);
+        assert_eq!(before.0.len(), 4);
+        assert_eq!(before.0[3], (f64::INFINITY, 10));
+        // 100 new observations: 90 under 1 ms, 9 under 5 ms, 1 under 25 ms.
+        let after = scrape([100, 109, 110, 110]);
+        assert_eq!(after.quantile_since(&before, 0.5), Some(0.001));
+        assert_eq!(after.quantile_since(&before, 0.99), Some(0.005));
+        assert_eq!(after.quantile_since(&before, 1.0), Some(0.025));
+        // Nothing new, no scrape before it, or different buckets.
+        assert_eq!(before.quantile_since(&before, 0.99), None);
+        assert_eq!(after.quantile_since(&Buckets::default(), 0.99), Some(0.005));
+        assert_eq!(after.quantile_since(&Buckets(vec![(2.0, 1)]), 0.99), None);
+        assert_eq!(
+            Buckets::read("process_open_fds 3\n", "s"),
+            Buckets::default()
+        );
     }
 }

@@ -136,6 +136,9 @@ pub struct JournalStats {
     pub appended: AtomicU64,
     /// fdatasync calls (records per sync = group commit factor).
     pub syncs: AtomicU64,
+    /// How long each batch's write and fdatasync took: every token waits
+    /// for one, so this disk's sync time is a floor under its latency.
+    pub sync_latency: crate::latency::LatencyHistogram,
     /// Records waiting for the writer now.
     pub queued: AtomicU64,
     /// Bytes of the journal known durable (synced): what may be shipped.
@@ -519,6 +522,7 @@ fn write_loop(
             });
         }
         let injected = stats.take_injected_failure();
+        let started = std::time::Instant::now();
         let outcome = file.write_all(&buffer).and_then(|()| {
             if injected {
                 Err(std::io::Error::other("injected sync failure"))
@@ -527,6 +531,7 @@ fn write_loop(
             }
         });
         stats.syncs.fetch_add(1, Ordering::Relaxed);
+        stats.sync_latency.record(started.elapsed());
         match outcome {
             Ok(()) => {
                 length += buffer.len() as u64;

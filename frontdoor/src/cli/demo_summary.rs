@@ -1,7 +1,8 @@
-//! The plain summary `sigil demo` ends with: this machine, the capacity it
-//! measured for EdDSA and ES256 ID tokens at the p99 target, the overhead
-//! factor and what it means, and the cores a 50,000 tokens/s deployment
-//! needs. Built from the `sigil-perf capacity` reports of the same run
+//! The plain summary `sigil demo` ends with: this machine, its latency
+//! floor (and, when the floor is above the p99 target, the target the
+//! capacity was measured at instead), the capacity it measured for EdDSA
+//! and ES256 ID tokens, the overhead factor and what it means, and the
+//! cores a 50,000 tokens/s deployment needs. Built from the `sigil-perf capacity` reports of the same run
 //! ([`Capacity::from_report`]) by a pure function ([`summary`]).
 
 use serde_json::Value;
@@ -26,6 +27,34 @@ pub struct Capacity {
     pub overhead_factor: Option<f64>,
 }
 
+/// The latency floor the first capacity search measured: its p99 at a low
+/// rate, with nothing queued.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Floor {
+    /// The floor step's rate (tokens/s).
+    pub rate: f64,
+    /// Its p99 (ms).
+    pub p99_ms: f64,
+    /// The p99 of the node's audit syncs in that step (ms).
+    pub audit_sync_p99_ms: Option<f64>,
+    /// The target the capacity steps were held to (ms): the p99 target, or
+    /// the floor plus it when the floor was above it.
+    pub held_to_ms: f64,
+}
+
+impl Floor {
+    /// Reads the floor fields of a `sigil-perf capacity --json` report
+    /// (docs/perf.md); `None` when it ran no floor step.
+    pub fn from_report(report: &Value) -> Option<Floor> {
+        Some(Floor {
+            rate: report["floor_rps"].as_f64()?,
+            p99_ms: report["floor_p99_ms"].as_f64()?,
+            audit_sync_p99_ms: report["floor_audit_sync_p99_ms"].as_f64(),
+            held_to_ms: report["effective_p99_target_ms"].as_f64()?,
+        })
+    }
+}
+
 /// What the summary is built from: the machine and both algorithms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
@@ -33,8 +62,11 @@ pub struct Measured {
     pub cores: usize,
     /// CPU model name (may be empty).
     pub cpu_model: String,
-    /// The p99 target (ms) every step was held to.
+    /// The p99 target (ms) asked for.
     pub p99_target_ms: f64,
+    /// The latency floor, when the run measured one; both algorithms'
+    /// steps were held to its `held_to_ms`.
+    pub floor: Option<Floor>,
     /// EdDSA ID tokens.
     pub eddsa: Capacity,
     /// ES256 ID tokens.
@@ -51,6 +83,7 @@ impl Capacity {
                 .as_array()
                 .into_iter()
                 .flatten()
+                .filter(|step| step["phase"] != "floor")
                 .filter_map(|step| step["rate"].as_f64())
                 .reduce(f64::min)
                 .unwrap_or(0.0),
@@ -81,21 +114,12 @@ impl Capacity {
     }
 
     /// `~13 cores`, `at most ~13 cores` (capped), or, when no step passed,
-    /// `more than ~N cores` (the capacity is below the lowest rate tried).
+    /// that there is no figure to derive it from.
     fn cores_text(&self, cores: usize) -> String {
         match self.cores_for(cores) {
             Some(n) if self.capped => format!("at most ~{} cores", thousands(n as f64)),
             Some(n) => format!("~{} cores", thousands(n as f64)),
-            None => {
-                let below = Capacity {
-                    rate: Some(self.lowest_tried),
-                    ..self.clone()
-                };
-                match below.cores_for(cores) {
-                    Some(n) => format!("more than ~{} cores", thousands(n as f64)),
-                    None => "an unknown number of cores".to_owned(),
-                }
-            }
+            None => "an unknown number of cores (no rate met the target)".to_owned(),
         }
     }
 }
@@ -113,22 +137,49 @@ pub fn thousands(value: f64) -> String {
     out
 }
 
-/// The summary block, one line each: machine, capacity at the p99 target,
-/// overhead factor with its meaning, cores for 50,000 tokens/s, where to
-/// read more. Every figure comes from `measured`.
+/// The summary block, one line each: machine, latency floor, capacity at
+/// the target the steps were held to, overhead factor with its meaning,
+/// cores for 50,000 tokens/s, where to read more. Every figure comes from
+/// `measured`.
 pub fn summary(measured: &Measured) -> String {
     let Measured {
         cores,
         cpu_model,
         p99_target_ms,
+        floor,
         eddsa,
         es256,
     } = measured;
+    let held_to = floor.as_ref().map_or(*p99_target_ms, |f| f.held_to_ms);
     let machine = if cpu_model.is_empty() {
         format!("machine: {cores} cores")
     } else {
         format!("machine: {cores} cores, {cpu_model}")
     };
+    let floor_line = floor.as_ref().map(|f| {
+        let sync = f.audit_sync_p99_ms.map_or(String::new(), |ms| {
+            format!(", audit sync p99 <= {} ms", trim(ms))
+        });
+        if f.held_to_ms > *p99_target_ms {
+            format!(
+                "latency floor: p99 {:.1} ms at {} tokens/s with nothing queued{sync}, above the {} ms target: \
+                 every token waits for its audit record to be synced to disk, and this disk's fdatasync is that slow. \
+                 Capacity is measured at p99 <= {} ms (floor + {} ms) instead; a faster disk for data_dir lowers it.",
+                f.p99_ms,
+                thousands(f.rate),
+                trim(*p99_target_ms),
+                trim(f.held_to_ms),
+                trim(*p99_target_ms)
+            )
+        } else {
+            format!(
+                "latency floor: p99 {:.1} ms at {} tokens/s with nothing queued{sync}, within the {} ms target.",
+                f.p99_ms,
+                thousands(f.rate),
+                trim(*p99_target_ms)
+            )
+        }
+    });
     let overhead = match eddsa.overhead_factor {
         Some(f) => format!(
             "overhead factor {f:.1} ({}): each token costs {f:.1}x a bare AWS-LC signature on one core; the rest is request handling.",
@@ -143,27 +194,30 @@ pub fn summary(measured: &Measured) -> String {
             eddsa.algorithm
         ),
     };
-    [
-        "== Sigil on this machine ==".to_owned(),
-        machine,
-        format!(
-            "capacity at p99 <= {} ms: {}, {}",
-            trim(*p99_target_ms),
-            eddsa.rate_text(),
-            es256.rate_text()
-        ),
-        overhead,
-        format!(
-            "for {} tokens/s: {} needs {}, {} {} (at this machine's per-core speed)",
-            thousands(SIZED_FOR),
-            eddsa.algorithm,
-            eddsa.cores_text(*cores),
-            es256.algorithm,
-            es256.cores_text(*cores)
-        ),
-        "more: docs/BENCHMARKING.md".to_owned(),
-    ]
-    .join("\n")
+    [Some("== Sigil on this machine ==".to_owned()), Some(machine), floor_line]
+        .into_iter()
+        .flatten()
+        .chain([
+            format!(
+                "capacity at p99 <= {} ms: {}, {}",
+                trim(held_to),
+                eddsa.rate_text(),
+                es256.rate_text()
+            ),
+            overhead,
+            format!(
+                "for {} tokens/s at p99 <= {} ms: {} needs {}, {} {} (at this machine's per-core speed)",
+                thousands(SIZED_FOR),
+                trim(held_to),
+                eddsa.algorithm,
+                eddsa.cores_text(*cores),
+                es256.algorithm,
+                es256.cores_text(*cores)
+            ),
+            "more: docs/BENCHMARKING.md".to_owned(),
+        ])
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `5.0` as `5`, `2.5` as `2.5`.
@@ -181,6 +235,12 @@ mod tests {
             cores: 2,
             cpu_model: "AMD EPYC 7B13".into(),
             p99_target_ms: 5.0,
+            floor: Some(Floor {
+                rate: 200.0,
+                p99_ms: 1.24,
+                audit_sync_p99_ms: Some(1.0),
+                held_to_ms: 5.0,
+            }),
             eddsa: Capacity {
                 algorithm: "EdDSA".into(),
                 rate: Some(7_800.0),
@@ -204,11 +264,44 @@ mod tests {
             summary(&measured()),
             "== Sigil on this machine ==\n\
              machine: 2 cores, AMD EPYC 7B13\n\
+             latency floor: p99 1.2 ms at 200 tokens/s with nothing queued, audit sync p99 <= 1 ms, within the 5 ms target.\n\
              capacity at p99 <= 5 ms: EdDSA 7,800 tokens/s, ES256 5,900 tokens/s\n\
              overhead factor 1.9 (EdDSA): each token costs 1.9x a bare AWS-LC signature on one core; the rest is request handling.\n\
-             for 50,000 tokens/s: EdDSA needs ~13 cores, ES256 ~17 cores (at this machine's per-core speed)\n\
+             for 50,000 tokens/s at p99 <= 5 ms: EdDSA needs ~13 cores, ES256 ~17 cores (at this machine's per-core speed)\n\
              more: docs/BENCHMARKING.md"
         );
+    }
+
+    #[test]
+    fn a_floor_above_the_target_is_explained_and_the_figures_follow_it() {
+        let mut m = measured();
+        m.floor = Some(Floor {
+            rate: 200.0,
+            p99_ms: 12.34,
+            audit_sync_p99_ms: Some(10.0),
+            held_to_ms: 18.0,
+        });
+        let text = summary(&m);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[2],
+            "latency floor: p99 12.3 ms at 200 tokens/s with nothing queued, audit sync p99 <= 10 ms, above the 5 ms target: \
+             every token waits for its audit record to be synced to disk, and this disk's fdatasync is that slow. \
+             Capacity is measured at p99 <= 18 ms (floor + 5 ms) instead; a faster disk for data_dir lowers it."
+        );
+        assert!(
+            lines[3].starts_with("capacity at p99 <= 18 ms: EdDSA 7,800 tokens/s"),
+            "{text}"
+        );
+        assert!(
+            lines[5].starts_with("for 50,000 tokens/s at p99 <= 18 ms: EdDSA needs ~13 cores"),
+            "{text}"
+        );
+        // No floor step: no floor line, the target as asked.
+        m.floor = None;
+        let text = summary(&m);
+        assert!(!text.contains("latency floor"), "{text}");
+        assert!(text.contains("capacity at p99 <= 5 ms:"), "{text}");
     }
 
     #[test]
@@ -220,12 +313,10 @@ mod tests {
         let text = summary(&m);
         assert!(text.contains("EdDSA below 1,000 tokens/s"), "{text}");
         assert!(text.contains("ES256 at least 5,900 tokens/s"), "{text}");
-        assert!(text.contains("EdDSA needs more than ~100 cores"), "{text}");
-        m.eddsa.lowest_tried = 65.0;
+        // No cores figure is made up from a rate that was not met.
         assert!(
-            summary(&m).contains("EdDSA needs more than ~1,539 cores"),
-            "{}",
-            summary(&m)
+            text.contains("EdDSA needs an unknown number of cores (no rate met the target)"),
+            "{text}"
         );
         assert!(text.contains("ES256 at most ~17 cores"), "{text}");
         assert!(
@@ -245,11 +336,29 @@ mod tests {
     fn reports_are_read_by_their_documented_fields() {
         let report = serde_json::json!({
             "kind": "capacity", "cores": 2, "capacity_rps": 6000.0, "capped": false,
-            "overhead_factor": 3.25, "steps": [{"rate": 1000.0}, {"rate": 500.0}, {"rate": 750.0}],
+            "overhead_factor": 3.25,
+            "steps": [{"rate": 200.0, "phase": "floor"}, {"rate": 1000.0, "phase": "step"},
+                      {"rate": 500.0, "phase": "down"}, {"rate": 750.0, "phase": "bisect"}],
+            "floor_rps": 200.0, "floor_p99_ms": 12.3, "floor_audit_sync_p99_ms": 10.0,
+            "effective_p99_target_ms": 18.0, "p99_target_ms": 5.0, "target_raised": true,
         });
         let c = Capacity::from_report("EdDSA", &report);
         assert_eq!(c.rate, Some(6000.0));
+        // The floor step is not a rate the search tried.
         assert_eq!(c.lowest_tried, 500.0);
+        assert_eq!(
+            Floor::from_report(&report),
+            Some(Floor {
+                rate: 200.0,
+                p99_ms: 12.3,
+                audit_sync_p99_ms: Some(10.0),
+                held_to_ms: 18.0
+            })
+        );
+        assert_eq!(
+            Floor::from_report(&serde_json::json!({"floor_rps": null})),
+            None
+        );
         assert_eq!(c.overhead_factor, Some(3.25));
         assert_eq!(c.cores_for(2), Some(17));
         assert_eq!(thousands(1_234_567.4), "1,234,567");

@@ -103,6 +103,10 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
     for (name, value) in gauges {
         let _ = writeln!(out, "{name} {value}");
     }
+    let _ = writeln!(out, "# TYPE sigil_audit_sync_seconds histogram");
+    stats
+        .sync_latency
+        .render(out, "sigil_audit_sync_seconds", "");
     let _ = writeln!(
         out,
         "# TYPE sigil_audit_unshipped_records gauge\nsigil_audit_unshipped_records {}",

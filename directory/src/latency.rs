@@ -55,12 +55,18 @@ impl LatencyHistogram {
             out,
             "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
         );
+        // An empty label set is left out: `name_sum 1`, not `name_sum{} 1`.
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
         let _ = writeln!(
             out,
-            "{name}_sum{{{labels}}} {}",
+            "{name}_sum{braced} {}",
             self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        let _ = writeln!(out, "{name}_count{braced} {cumulative}");
     }
 }
 
@@ -94,5 +100,9 @@ mod tests {
         );
         assert!(out.contains("x_count{tenant=\"acme\"} 3"), "{out}");
         assert_eq!(h.count(), 3);
+        let mut out = String::new();
+        h.render(&mut out, "y", "");
+        assert!(out.contains("y_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("\ny_sum 10.00074\ny_count 3\n"), "{out}");
     }
 }

@@ -28,7 +28,7 @@ pub struct Capacity {
 }
 
 /// The latency floor the first capacity search measured: its p99 at a low
-/// rate, with nothing queued.
+/// rate (the lowest of the floor steps).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Floor {
     /// The floor step's rate (tokens/s).
@@ -156,30 +156,7 @@ pub fn summary(measured: &Measured) -> String {
     } else {
         format!("machine: {cores} cores, {cpu_model}")
     };
-    let floor_line = floor.as_ref().map(|f| {
-        let sync = f.audit_sync_p99_ms.map_or(String::new(), |ms| {
-            format!(", audit sync p99 <= {} ms", trim(ms))
-        });
-        if f.held_to_ms > *p99_target_ms {
-            format!(
-                "latency floor: p99 {:.1} ms at {} tokens/s with nothing queued{sync}, above the {} ms target: \
-                 every token waits for its audit record to be synced to disk, and this disk's fdatasync is that slow. \
-                 Capacity is measured at p99 <= {} ms (floor + {} ms) instead; a faster disk for data_dir lowers it.",
-                f.p99_ms,
-                thousands(f.rate),
-                trim(*p99_target_ms),
-                trim(f.held_to_ms),
-                trim(*p99_target_ms)
-            )
-        } else {
-            format!(
-                "latency floor: p99 {:.1} ms at {} tokens/s with nothing queued{sync}, within the {} ms target.",
-                f.p99_ms,
-                thousands(f.rate),
-                trim(*p99_target_ms)
-            )
-        }
-    });
+    let floor_line = floor.as_ref().map(|f| floor_text(f, *p99_target_ms));
     let overhead = match eddsa.overhead_factor {
         Some(f) => format!(
             "overhead factor {f:.1} ({}): each token costs {f:.1}x a bare AWS-LC signature on one core; the rest is request handling.",
@@ -218,6 +195,49 @@ pub fn summary(measured: &Measured) -> String {
         ])
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The latency floor line: the floor and the target; when the floor is
+/// above the target, what explains it (the audit syncs every token waits
+/// for, when their p99 is at least half the floor; otherwise mostly a busy
+/// machine) and the target the capacity was measured at instead.
+fn floor_text(floor: &Floor, p99_target_ms: f64) -> String {
+    let Floor {
+        rate,
+        p99_ms,
+        audit_sync_p99_ms,
+        held_to_ms,
+    } = floor;
+    let head = format!(
+        "latency floor: p99 {p99_ms:.1} ms at {} tokens/s",
+        thousands(*rate)
+    );
+    if *held_to_ms <= p99_target_ms {
+        let sync = audit_sync_p99_ms.map_or(String::new(), |ms| {
+            format!(", audit sync p99 <= {} ms", trim(ms))
+        });
+        return format!(
+            "{head}{sync}, within the {} ms target.",
+            trim(p99_target_ms)
+        );
+    }
+    let cause = match audit_sync_p99_ms {
+        Some(sync) if sync * 2.0 >= *p99_ms => format!(
+            "the audit syncs every token waits for had p99 <= {} ms: this disk's fdatasync is that slow (a faster disk for data_dir lowers it)",
+            trim(*sync)
+        ),
+        Some(sync) => format!(
+            "the audit syncs every token waits for had p99 <= {} ms only, so most of it is this machine being busy (other work on its cores)",
+            trim(*sync)
+        ),
+        None => "the node's audit sync times could not be read".to_owned(),
+    };
+    format!(
+        "{head}, above the {} ms target; {cause}. Capacity is measured at p99 <= {} ms (floor + {} ms) instead.",
+        trim(p99_target_ms),
+        trim(*held_to_ms),
+        trim(p99_target_ms)
+    )
 }
 
 /// `5.0` as `5`, `2.5` as `2.5`.
@@ -264,7 +284,7 @@ mod tests {
             summary(&measured()),
             "== Sigil on this machine ==\n\
              machine: 2 cores, AMD EPYC 7B13\n\
-             latency floor: p99 1.2 ms at 200 tokens/s with nothing queued, audit sync p99 <= 1 ms, within the 5 ms target.\n\
+             latency floor: p99 1.2 ms at 200 tokens/s, audit sync p99 <= 1 ms, within the 5 ms target.\n\
              capacity at p99 <= 5 ms: EdDSA 7,800 tokens/s, ES256 5,900 tokens/s\n\
              overhead factor 1.9 (EdDSA): each token costs 1.9x a bare AWS-LC signature on one core; the rest is request handling.\n\
              for 50,000 tokens/s at p99 <= 5 ms: EdDSA needs ~13 cores, ES256 ~17 cores (at this machine's per-core speed)\n\
@@ -285,9 +305,9 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[2],
-            "latency floor: p99 12.3 ms at 200 tokens/s with nothing queued, audit sync p99 <= 10 ms, above the 5 ms target: \
-             every token waits for its audit record to be synced to disk, and this disk's fdatasync is that slow. \
-             Capacity is measured at p99 <= 18 ms (floor + 5 ms) instead; a faster disk for data_dir lowers it."
+            "latency floor: p99 12.3 ms at 200 tokens/s, above the 5 ms target; the audit syncs every token waits for \
+             had p99 <= 10 ms: this disk's fdatasync is that slow (a faster disk for data_dir lowers it). \
+             Capacity is measured at p99 <= 18 ms (floor + 5 ms) instead."
         );
         assert!(
             lines[3].starts_with("capacity at p99 <= 18 ms: EdDSA 7,800 tokens/s"),
@@ -296,6 +316,24 @@ mod tests {
         assert!(
             lines[5].starts_with("for 50,000 tokens/s at p99 <= 18 ms: EdDSA needs ~13 cores"),
             "{text}"
+        );
+        // Syncs far below the floor: the machine, not the disk.
+        m.floor = Some(Floor {
+            rate: 200.0,
+            p99_ms: 88.8,
+            audit_sync_p99_ms: Some(5.0),
+            held_to_ms: 94.0,
+        });
+        let text = summary(&m);
+        assert!(
+            text.contains("had p99 <= 5 ms only, so most of it is this machine being busy"),
+            "{text}"
+        );
+        m.floor.as_mut().unwrap().audit_sync_p99_ms = None;
+        assert!(
+            summary(&m).contains("the node's audit sync times could not be read. Capacity is measured at p99 <= 94 ms"),
+            "{}",
+            summary(&m)
         );
         // No floor step: no floor line, the target as asked.
         m.floor = None;

@@ -4,7 +4,9 @@
 //! passing when its p99 is within the target and its errors are within
 //! the allowed fraction; the search stops at the first failing step and
 //! bisects once between it and the last passing one (a first step that
-//! fails steps down instead, until one passes).
+//! fails steps down instead, until one passes). A failing step is tried
+//! once more before its rate counts as failed: on a shared machine one
+//! stall fails a 3-second step.
 //!
 //! Before the search, steps at a low rate measure the node's latency
 //! floor: the lowest p99 of up to [`FLOOR_TRIES`] of them (a node that has
@@ -51,6 +53,9 @@ pub struct Search {
     /// The rate of the floor step run before the search; `None` runs none
     /// (and never raises the target).
     pub floor_rate: Option<f64>,
+    /// Whether a failing step is run once more (after a second's pause)
+    /// before the rate counts as failed.
+    pub retry: bool,
 }
 
 /// What one step measured.
@@ -59,7 +64,8 @@ pub struct Step {
     /// Offered rate (requests/s).
     pub rate: f64,
     /// `floor` (the low-rate step before the search), `step` (rising),
-    /// `down` (falling after a failing first step) or `bisect`.
+    /// `down` (falling after a failing first step), `bisect`, or `retry`
+    /// (the second try of the rate of the step before it, which failed).
     pub phase: &'static str,
     /// Requests scheduled.
     pub sent: u64,
@@ -330,7 +336,14 @@ pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport
             (false, true) => "down",
             _ => "step",
         };
-        let (step, report) = run_step(rate, phase, &held)?;
+        let (mut step, mut report) = run_step(rate, phase, &held)?;
+        if !step.passed && held.retry {
+            // One hiccup of a shared machine (a stalled sync, another
+            // process) fails a short step: the rate gets a second try.
+            steps.push(step);
+            std::thread::sleep(Duration::from_secs(1));
+            (step, report) = run_step(rate, "retry", &held)?;
+        }
         target = report.target;
         raw_cpu_us_per_op = report.raw_cpu_us_per_op;
         raw = report.raw;
@@ -422,6 +435,7 @@ mod tests {
             max_error_rate: 0.001,
             bisect: true,
             floor_rate: Some(200.0),
+            retry: true,
         }
     }
 

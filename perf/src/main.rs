@@ -173,6 +173,9 @@ enum Command {
         /// Do not try once between the last passing and the first failing rate.
         #[arg(long)]
         no_bisect: bool,
+        /// A failing step's rate counts as failed at once (no second try).
+        #[arg(long)]
+        no_retry: bool,
         /// Rate of the step that measures the latency floor before the search (0: none; the target is then never raised).
         #[arg(long, default_value_t = 200.0)]
         floor_rate: f64,
@@ -429,6 +432,7 @@ fn main() -> anyhow::Result<()> {
             p99_ms,
             max_error_rate,
             no_bisect,
+            no_retry,
             floor_rate,
         } => {
             anyhow::ensure!(
@@ -454,6 +458,7 @@ fn main() -> anyhow::Result<()> {
                 max_error_rate,
                 bisect: !no_bisect,
                 floor_rate: (floor_rate > 0.0).then_some(floor_rate),
+                retry: !no_retry,
             };
             let plan = plan(
                 run,

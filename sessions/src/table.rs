@@ -20,6 +20,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL, Engine};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+mod scan;
 mod user_marks;
 
 /// A session id: 256 random bits, shown as 43 characters of base64url.
@@ -696,35 +697,6 @@ impl SessionTable {
                 seen || revoked
             }
         }
-    }
-
-    /// Every record and mark (the full state a joining peer pulls).
-    pub fn snapshot(&self) -> (Vec<SessionRecord>, Vec<Mark>) {
-        let mut records = Vec::new();
-        let mut marks = Vec::new();
-        for (i, shard) in self.shards.iter().enumerate() {
-            let shard = read(shard);
-            records.extend(shard.sessions.iter().map(|(id, entry)| entry.record(*id)));
-            if i == 0 {
-                for (tenant, tenant_marks) in &shard.marks {
-                    if tenant_marks.tenant.before > 0 {
-                        marks.push(Mark {
-                            tenant: Arc::clone(tenant),
-                            user: None,
-                            before_ms: tenant_marks.tenant.before,
-                            keep_until_ms: tenant_marks.tenant.keep_until,
-                        });
-                    }
-                    marks.extend(tenant_marks.users.iter().map(|(user, times)| Mark {
-                        tenant: Arc::clone(tenant),
-                        user: Some(Arc::clone(user)),
-                        before_ms: times.before,
-                        keep_until_ms: times.keep_until,
-                    }));
-                }
-            }
-        }
-        (records, marks)
     }
 
     /// The record of one session, if known.

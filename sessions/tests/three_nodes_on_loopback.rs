@@ -3,7 +3,7 @@
 //! other two keep serving and revoking; a restarted node catches up before
 //! it serves; sessions survive restarts of one node and of all of them; a
 //! stranger without a cluster certificate cannot join; a peer that stops
-//! reading costs bounded memory.
+//! reading costs bounded memory; sessions a peer missed are sent again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
@@ -384,4 +384,72 @@ async fn a_peer_that_stops_reading_costs_bounded_memory() {
     assert!(node.table().len() >= 20_000);
     node.close();
     holder.abort();
+}
+
+/// Frames a peer did not get (here: dropped because its queue, kept tiny,
+/// was full) are not lost for good: once the peer has room, every session
+/// changed since the oldest lost one is sent again, so a burst of sign-ins
+/// on one node ends up valid on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_a_peer_missed_are_sent_again() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cluster = Cluster::new();
+    let dir = tempfile::tempdir().unwrap();
+    let addresses = free_addresses(3);
+    // 16 KiB: a few dozen sessions; a burst of thousands overflows it.
+    let nodes: Vec<Replica> = (0..3)
+        .map(|i| start_with_queue(&cluster, i, &addresses, dir.path(), 16 << 10))
+        .collect();
+    until("every node serves", Duration::from_secs(10), || {
+        nodes.iter().all(Replica::can_serve)
+    })
+    .await;
+    let burst: Vec<sessions::SessionRecord> = sign_in_many(&nodes[0], 5_000).await;
+    until(
+        "every session of the burst is valid on every node",
+        Duration::from_secs(60),
+        || {
+            nodes[1..]
+                .iter()
+                .all(|node| burst.iter().all(|record| valid(node, &record.id)))
+        },
+    )
+    .await;
+    let lag = nodes[0].lag();
+    assert!(lag.dropped > 0, "the burst overflowed the queues: {lag:?}");
+    assert!(
+        lag.resent > 0,
+        "and what was dropped was sent again: {lag:?}"
+    );
+    for node in nodes {
+        node.close();
+    }
+}
+
+/// Creates `n` sessions on `node` and hands them to replication at once
+/// (as touches are: without waiting for room), so that they queue faster
+/// than a tiny queue drains.
+async fn sign_in_many(node: &Replica, n: usize) -> Vec<sessions::SessionRecord> {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut burst = Vec::with_capacity(n);
+    for i in 0..n {
+        let record = node
+            .table()
+            .create(
+                &Arc::from("acme"),
+                &format!("user{i}"),
+                vec!["pwd".into()],
+                None,
+                SessionPolicy::default(),
+                wall_ms(),
+                &rng,
+            )
+            .unwrap();
+        node.try_replicate(record.clone());
+        burst.push(record);
+        if i % 64 == 63 {
+            tokio::task::yield_now().await;
+        }
+    }
+    burst
 }

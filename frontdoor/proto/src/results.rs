@@ -208,6 +208,10 @@ pub struct ReplicationView {
     pub lag_max_ms: f64,
     /// Frames that could not be sent (a peer too slow or gone).
     pub frames_dropped: u64,
+    /// Sessions sent again to peers that lost frames carrying them (absent
+    /// from older nodes: 0).
+    #[serde(default)]
+    pub sessions_resent: u64,
 }
 
 /// The newest membership epoch taken in the directory.

@@ -191,6 +191,7 @@ fn cluster(added: Option<(String, String)>) -> ClusterView {
             lag_mean_ms: 0.5,
             lag_max_ms: 2.0,
             frames_dropped: 0,
+            sessions_resent: 0,
         },
         decrees: 0,
         settling: 0,

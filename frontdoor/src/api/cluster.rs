@@ -226,6 +226,7 @@ fn view(status: &ClusterStatus, fence: Option<&MembershipFence>) -> ClusterView 
             lag_mean_ms,
             lag_max_ms: lag.max_us as f64 / 1000.0,
             frames_dropped: lag.dropped,
+            sessions_resent: lag.resent,
         },
         decrees: node.decrees as u64,
         settling: node.settling as u64,

@@ -49,6 +49,11 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             "# TYPE sigil_replication_dropped_total counter\nsigil_replication_dropped_total {}",
             lag.dropped
         );
+        let _ = writeln!(
+            out,
+            "# TYPE sigil_replication_resent_total counter\nsigil_replication_resent_total {}",
+            lag.resent
+        );
     }
     let cache = appliance.tenant_cache();
     let (loaded, loading, queued) = cache.sizes();

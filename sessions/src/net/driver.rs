@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::link::{frame, Link, LinkSender};
+use super::link::{frame, CatchingUp, Link, LinkSender, NO_SESSIONS};
 use super::{now_ms, ClusterStatus, Command, LagStats, ReplicaError, SNAPSHOT_LOG_BYTES};
 use crate::replication::{Decree, DecreeId, Event, Membership, Message, Node, NodeName, Revoked};
 use crate::store::{SessionStore, SnapshotStats, StoreError};
@@ -162,6 +162,7 @@ impl Driver {
                         count: self.parts.lag.count.load(Ordering::Relaxed),
                         max_us: self.parts.lag.max_us.load(Ordering::Relaxed),
                         dropped: self.parts.lag.dropped.load(Ordering::Relaxed),
+                        resent: self.parts.lag.resent.load(Ordering::Relaxed),
                     },
                     log_bytes: self.parts.store.log_bytes(),
                 });
@@ -242,12 +243,13 @@ impl Driver {
         self.parts.node.heard(now, from);
     }
 
-    /// Compaction every second, a snapshot when due.
+    /// Compaction and catch-ups every second, a snapshot when due.
     async fn housekeeping(&mut self) {
         let now = Instant::now();
         if now >= self.next_compaction {
             self.next_compaction = now + Duration::from_secs(1);
             self.parts.node.compact(wall_ms());
+            self.catch_up();
             let links = &mut self.links;
             self.retired.retain(|(since, name)| {
                 let keep = since.elapsed() < RETIRED_LINK;
@@ -381,11 +383,15 @@ impl Driver {
         }
         let me = self.parts.node.name().clone();
         while let Some((to, message)) = self.parts.node.poll_transmit() {
+            let oldest = match &message {
+                Message::Deltas(records) => oldest(records),
+                _ => NO_SESSIONS,
+            };
             let Some(frame) = frame(&me, &message) else {
                 continue;
             };
             if let Some((_, link)) = self.links.get(&to) {
-                if !link.send(frame) {
+                if !link.send(frame, oldest) {
                     self.parts.lag.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -436,28 +442,84 @@ impl Driver {
     /// Sends this node's sessions to `to` (then `response`), waiting for
     /// room in the link rather than dropping.
     fn transfer(&self, to: &NodeName, response: Option<Message>) {
+        let table = Arc::clone(&self.parts.table);
+        self.send_sessions(to, move || table.snapshot().0, response, None);
+    }
+
+    /// Sends again what peers lost: to a peer whose link lost frames
+    /// carrying sessions (or every peer, when a local delta was dropped
+    /// before it was sent), once it is connected with room, every session
+    /// changed since the oldest of them.
+    fn catch_up(&self) {
+        let local = self
+            .parts
+            .lag
+            .local_lost_since
+            .swap(NO_SESSIONS, Ordering::AcqRel);
+        for (peer, (_, link)) in &self.links {
+            if local != NO_SESSIONS {
+                link.lost(local);
+            }
+            let Some((since, guard)) = link.catch_up_due() else {
+                continue;
+            };
+            tracing::debug!(%peer, since, "sending sessions again to a peer that lost some");
+            let table = Arc::clone(&self.parts.table);
+            let lag = Arc::clone(&self.parts.lag);
+            self.send_sessions(
+                peer,
+                move || {
+                    let records = table.changed_since(since);
+                    lag.resent
+                        .fetch_add(records.len() as u64, Ordering::Relaxed);
+                    records
+                },
+                None,
+                Some(guard),
+            );
+        }
+    }
+
+    /// Sends the sessions `load` reads (off the runtime) to `to` in chunks,
+    /// then `response`, waiting for room in the link rather than dropping
+    /// (a chunk lost to a broken connection is remembered by the link, and
+    /// sent again by a later catch-up); `guard` is held until done.
+    fn send_sessions(
+        &self,
+        to: &NodeName,
+        load: impl FnOnce() -> Vec<SessionRecord> + Send + 'static,
+        response: Option<Message>,
+        guard: Option<CatchingUp>,
+    ) {
         let Some((_, link)) = self.links.get(to) else {
             return;
         };
         let sender: LinkSender = link.sender();
-        let table = Arc::clone(&self.parts.table);
         let me = self.parts.node.name().clone();
         tokio::spawn(async move {
             let records: Vec<SessionRecord> =
-                tokio::task::spawn_blocking(move || table.snapshot().0)
-                    .await
-                    .unwrap_or_default();
+                tokio::task::spawn_blocking(load).await.unwrap_or_default();
             for chunk in records.chunks(TRANSFER_CHUNK) {
                 let Some(frame) = frame(&me, &Message::Deltas(chunk.to_vec())) else {
                     continue;
                 };
-                if !sender.send(frame).await {
+                if !sender.send(frame, oldest(chunk)).await {
                     return;
                 }
             }
             if let Some(frame) = response.and_then(|r| frame(&me, &r)) {
-                sender.send(frame).await;
+                sender.send(frame, NO_SESSIONS).await;
             }
+            drop(guard);
         });
     }
+}
+
+/// The oldest `last_seen_ms` of `records` ([`NO_SESSIONS`] for none).
+fn oldest(records: &[SessionRecord]) -> u64 {
+    records
+        .iter()
+        .map(|r| r.last_seen_ms)
+        .min()
+        .unwrap_or(NO_SESSIONS)
 }

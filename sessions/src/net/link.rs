@@ -1,12 +1,19 @@
 //! The wire between nodes: each node dials every peer and writes its
 //! messages as length-prefixed CBOR frames `(sender name, message)` on one
 //! long-lived unidirectional stream per peer; it accepts its peers'
-//! connections and reads theirs. A broken connection is redialled; the
-//! protocol tolerates whatever was lost.
+//! connections and reads theirs. A broken connection is redialled.
+//!
+//! Frames can be lost: dropped while the peer cannot be dialled, dropped
+//! when the peer is too far behind, or written to a connection that then
+//! broke. The protocol resends decrees; sessions are not resent by it, so
+//! a link remembers the oldest session time (`last_seen_ms`) of any frame
+//! it lost ([`Link::catch_up_due`]), and once the peer is reachable and
+//! has room again, the driver sends it every session changed since.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -18,6 +25,44 @@ pub(crate) const MAX_FRAME: usize = 16 << 20;
 /// Names the node a peer certificate belongs to (the front door reads its
 /// PKI's certificates); a frame whose sender is another name is dropped.
 pub type Identify = Arc<dyn Fn(&[u8]) -> Option<String> + Send + Sync>;
+
+/// The `oldest` of a frame that carries no sessions.
+pub(crate) const NO_SESSIONS: u64 = u64::MAX;
+
+/// Frames written to a connection this recently may be lost with it
+/// (written is not delivered; a dead connection is noticed within its 5 s
+/// idle timeout): when it breaks, their sessions count as lost too.
+const UNCONFIRMED: Duration = Duration::from_secs(15);
+
+/// A queued frame and the oldest `last_seen_ms` of the sessions it carries
+/// ([`NO_SESSIONS`] for none).
+type Queued = (Vec<u8>, u64);
+
+/// What a link lost, shared by the link's task and its owner.
+#[derive(Default)]
+struct Losses {
+    /// The oldest `last_seen_ms` of a session in a lost frame;
+    /// [`NO_SESSIONS`] when nothing is lost (since the last catch-up).
+    since: AtomicU64,
+    /// Whether a stream to the peer is open now.
+    connected: AtomicBool,
+    /// Whether a catch-up is being sent (one at a time).
+    catching_up: AtomicBool,
+}
+
+impl Losses {
+    fn new() -> Losses {
+        Losses {
+            since: AtomicU64::new(NO_SESSIONS),
+            connected: AtomicBool::new(false),
+            catching_up: AtomicBool::new(false),
+        }
+    }
+
+    fn lost(&self, oldest: u64) {
+        self.since.fetch_min(oldest, Ordering::AcqRel);
+    }
+}
 
 /// Encodes a frame.
 pub(crate) fn frame(sender: &NodeName, message: &Message) -> Option<Vec<u8>> {
@@ -31,11 +76,12 @@ pub(crate) fn frame(sender: &NodeName, message: &Message) -> Option<Vec<u8>> {
 /// An outgoing link to one peer: a task that dials (and redials) and
 /// writes queued frames, with a bound on the bytes queued.
 pub(crate) struct Link {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: mpsc::UnboundedSender<Queued>,
     /// Bytes in `frames` not yet taken by the writer.
     queued: Arc<AtomicUsize>,
     /// The bound of `queued`.
     limit: usize,
+    losses: Arc<Losses>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -46,14 +92,17 @@ impl Drop for Link {
 }
 
 impl Link {
-    /// Queues a frame unless the peer is `limit` bytes behind.
-    pub(crate) fn send(&self, frame: Vec<u8>) -> bool {
+    /// Queues a frame carrying sessions as old as `oldest` (or
+    /// [`NO_SESSIONS`]) unless the peer is `limit` bytes behind; a frame
+    /// not queued counts as lost.
+    pub(crate) fn send(&self, frame: Vec<u8>, oldest: u64) -> bool {
         let len = frame.len();
         if self.queued.fetch_add(len, Ordering::AcqRel) + len > self.limit {
             self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.losses.lost(oldest);
             return false;
         }
-        if self.frames.send(frame).is_err() {
+        if self.frames.send((frame, oldest)).is_err() {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
@@ -70,15 +119,39 @@ impl Link {
         }
     }
 
+    /// Records that sessions as old as `oldest` did not reach the peer by
+    /// this link (a local delta dropped before it was queued).
+    pub(crate) fn lost(&self, oldest: u64) {
+        self.losses.lost(oldest);
+    }
+
+    /// When this link lost frames carrying sessions, the peer is now
+    /// connected with its queue at most half full, and no catch-up is
+    /// being sent: the oldest `last_seen_ms` lost, to send every session
+    /// changed since (the loss is forgotten), and a guard to hold while
+    /// sending (no other catch-up starts until it drops). `None` otherwise.
+    pub(crate) fn catch_up_due(&self) -> Option<(u64, CatchingUp)> {
+        let ready = self.losses.connected.load(Ordering::Acquire)
+            && self.queued.load(Ordering::Acquire) <= self.limit / 2
+            && self.losses.since.load(Ordering::Acquire) != NO_SESSIONS;
+        if !ready || self.losses.catching_up.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        let guard = CatchingUp(Arc::clone(&self.losses));
+        let since = self.losses.since.swap(NO_SESSIONS, Ordering::AcqRel);
+        (since != NO_SESSIONS).then_some((since, guard))
+    }
+
     pub(crate) fn start(
         endpoint: quinn::Endpoint,
         address: String,
         server_name: String,
         limit: usize,
     ) -> Link {
-        let (frames, mut queue) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (frames, mut queue) = mpsc::unbounded_channel::<Queued>();
         let queued = Arc::new(AtomicUsize::new(0));
-        let taken = Arc::clone(&queued);
+        let losses = Arc::new(Losses::new());
+        let (taken, lost) = (Arc::clone(&queued), Arc::clone(&losses));
         let task = tokio::spawn(async move {
             loop {
                 let connection = match tokio::net::lookup_host(address.as_str()).await {
@@ -96,9 +169,11 @@ impl Link {
                     None => None,
                 };
                 let Some(mut stream) = stream else {
-                    // Drop what queued meanwhile: the protocol resends.
-                    while let Ok(frame) = queue.try_recv() {
+                    // Drop what queued meanwhile (remembering how old its
+                    // sessions were): the peer is sent them again later.
+                    while let Ok((frame, oldest)) = queue.try_recv() {
                         taken.fetch_sub(frame.len(), Ordering::AcqRel);
+                        lost.lost(oldest);
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     if queue.is_closed() {
@@ -106,19 +181,39 @@ impl Link {
                     }
                     continue;
                 };
-                while let Some(first) = queue.recv().await {
+                lost.connected.store(true, Ordering::Release);
+                // (when written, oldest session) of frames this stream may
+                // still lose.
+                let mut unconfirmed: VecDeque<(Instant, u64)> = VecDeque::new();
+                while let Some((first, mut oldest)) = queue.recv().await {
                     let mut batch = first;
-                    while let Ok(more) = queue.try_recv() {
+                    while let Ok((more, more_oldest)) = queue.try_recv() {
                         batch.extend_from_slice(&more);
+                        oldest = oldest.min(more_oldest);
                         if batch.len() > 4 << 20 {
                             break;
                         }
                     }
                     taken.fetch_sub(batch.len(), Ordering::AcqRel);
+                    let now = Instant::now();
+                    while unconfirmed
+                        .front()
+                        .is_some_and(|(at, _)| now.duration_since(*at) > UNCONFIRMED)
+                    {
+                        unconfirmed.pop_front();
+                    }
                     if stream.write_all(&batch).await.is_err() {
+                        lost.lost(oldest);
+                        for (_, oldest) in unconfirmed.drain(..) {
+                            lost.lost(oldest);
+                        }
                         break;
                     }
+                    if oldest != NO_SESSIONS {
+                        unconfirmed.push_back((now, oldest));
+                    }
                 }
+                lost.connected.store(false, Ordering::Release);
                 if queue.is_closed() {
                     return;
                 }
@@ -128,32 +223,47 @@ impl Link {
             frames,
             queued,
             limit,
+            losses,
             task,
         }
+    }
+}
+
+/// Held while a catch-up is sent: see [`Link::catch_up_due`].
+pub(crate) struct CatchingUp(Arc<Losses>);
+
+impl Drop for CatchingUp {
+    fn drop(&mut self) {
+        self.0.catching_up.store(false, Ordering::Release);
     }
 }
 
 /// See [`Link::sender`].
 #[derive(Clone)]
 pub(crate) struct LinkSender {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    frames: mpsc::UnboundedSender<Queued>,
     queued: Arc<AtomicUsize>,
     limit: usize,
 }
 
 impl LinkSender {
-    /// Queues a frame, waiting while the peer is `limit` bytes behind;
-    /// false if the link is gone.
-    pub(crate) async fn send(&self, frame: Vec<u8>) -> bool {
+    /// Queues a frame carrying sessions as old as `oldest`, waiting while
+    /// the peer is `limit` bytes behind (a frame larger than `limit` waits
+    /// for an empty queue); false if the link is gone.
+    pub(crate) async fn send(&self, frame: Vec<u8>, oldest: u64) -> bool {
         let len = frame.len();
-        while self.queued.load(Ordering::Acquire) + len > self.limit {
+        loop {
+            let queued = self.queued.load(Ordering::Acquire);
+            if queued == 0 || queued + len <= self.limit {
+                break;
+            }
             if self.frames.is_closed() {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.queued.fetch_add(len, Ordering::AcqRel);
-        if self.frames.send(frame).is_err() {
+        if self.frames.send((frame, oldest)).is_err() {
             self.queued.fetch_sub(len, Ordering::AcqRel);
             return false;
         }

@@ -103,13 +103,32 @@ enum Command {
 }
 
 /// How late deltas arrive from peers: wall-clock time from a session's
-/// last change at its origin to its arrival here.
-#[derive(Debug, Default)]
+/// last change at its origin to its arrival here; what was dropped, and
+/// sent again.
+#[derive(Debug)]
 pub struct LagStats {
     sum_us: AtomicU64,
     count: AtomicU64,
     max_us: AtomicU64,
     dropped: AtomicU64,
+    /// Sessions sent again to peers that lost some.
+    resent: AtomicU64,
+    /// The oldest `last_seen_ms` of a local delta dropped before it
+    /// reached the driver (every peer lacks it); `NO_SESSIONS` for none.
+    local_lost_since: AtomicU64,
+}
+
+impl Default for LagStats {
+    fn default() -> LagStats {
+        LagStats {
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            max_us: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
+            local_lost_since: AtomicU64::new(link::NO_SESSIONS),
+        }
+    }
 }
 
 /// A snapshot of [`LagStats`].
@@ -122,10 +141,11 @@ pub struct Lag {
     /// Largest, µs.
     pub max_us: u64,
     /// Outgoing frames and local deltas dropped because a queue was full
-    /// (a peer slower than this node: the protocol resends decrees; a
-    /// dropped create leaves that peer without the session, which it then
-    /// answers as unknown).
+    /// or a peer could not be reached (the protocol resends decrees; the
+    /// sessions in them are sent again once the peer has room: `resent`).
     pub dropped: u64,
+    /// Sessions sent again to peers that lost frames carrying them.
+    pub resent: u64,
 }
 
 /// What `sigil cluster status` shows of one node.
@@ -323,6 +343,7 @@ impl Replica {
             count: self.lag.count.load(Ordering::Relaxed),
             max_us: self.lag.max_us.load(Ordering::Relaxed),
             dropped: self.lag.dropped.load(Ordering::Relaxed),
+            resent: self.lag.resent.load(Ordering::Relaxed),
         }
     }
 
@@ -395,11 +416,16 @@ impl Replica {
     }
 
     /// Sends a touched session to the peers if the driver has room, else
-    /// drops it (counted): a lost touch only makes a peer's idle expiry
-    /// earlier, and the caller (a validation) must not wait.
+    /// drops it (counted, and sent again with every session changed since
+    /// once the driver catches up): the caller (a validation) must not
+    /// wait.
     pub fn try_replicate(&self, record: SessionRecord) {
+        let last_seen = record.last_seen_ms;
         if self.commands.try_send(Command::Delta(record)).is_err() {
             self.lag.dropped.fetch_add(1, Ordering::Relaxed);
+            self.lag
+                .local_lost_since
+                .fetch_min(last_seen, Ordering::AcqRel);
         }
     }
 

@@ -329,7 +329,12 @@ mod tests {
             text.contains("had p99 <= 5 ms only, so most of it is this machine being busy"),
             "{text}"
         );
-        m.floor.as_mut().unwrap().audit_sync_p99_ms = None;
+        m.floor = Some(Floor {
+            rate: 200.0,
+            p99_ms: 88.8,
+            audit_sync_p99_ms: None,
+            held_to_ms: 94.0,
+        });
         assert!(
             summary(&m).contains("the node's audit sync times could not be read. Capacity is measured at p99 <= 94 ms"),
             "{}",

@@ -3,7 +3,7 @@
 //! 200 (the request waits for the load; requests for a tenant already
 //! loading join that load), PyJWT's `PyJWKClient`, which does not retry,
 //! resolves a token's key on its first fetch; an unknown tenant is 404 at
-//! once; with Postgres stopped a loaded tenant still answers 200 and one not
+//! once, and served as soon as it is added; with Postgres stopped a loaded tenant still answers 200 and one not
 //! loaded 503 with `Retry-After`. A restarted node loads the tenants it
 //! served recently before it listens; past `max_loaded` the least recently
 //! used tenants are evicted, and a fetch loads them again, same keys.
@@ -157,6 +157,22 @@ async fn sps_get_documents_of_tenants_not_loaded_on_their_first_fetch() {
         );
     }
     assert_eq!(fetch(&node, "/t/seed-21/secret").0, 404);
+    // A name added after it was asked for (as another node's `sigil admin
+    // tenant add` adds it): the change notification makes this node ask
+    // again at once, not when its 30 s memory of the name expires.
+    assert_eq!(fetch(&node, "/t/newco/.well-known/jwks.json").0, 404);
+    let db = common::node_database(&node.var()).await;
+    db.batch_execute("INSERT INTO tenants (slug, display_name) VALUES ('newco', 'Arrived')")
+        .await
+        .unwrap();
+    let added = Instant::now();
+    while fetch(&node, "/t/newco/.well-known/jwks.json").0 != 200 {
+        assert!(
+            added.elapsed() < Duration::from_secs(15),
+            "a tenant added elsewhere is still unknown here"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let token = id_token(&node, "seed-22").await;
     let node = tokio::task::spawn_blocking(move || {
         node.stop();
@@ -172,14 +188,14 @@ async fn sps_get_documents_of_tenants_not_loaded_on_their_first_fetch() {
         .filter_map(|l| l.split('\t').next())
         .collect();
     assert_eq!(names[0], "seed-22", "most recent first: {recent}");
-    for name in ["seed-23", "seed-24", "seed-25"] {
+    for name in ["seed-23", "seed-24", "seed-25", "newco"] {
         assert!(names.contains(&name), "{recent}");
     }
     assert!(!names.contains(&"no-such-tenant"));
 
     // --- Run 2: a restart loads them before it listens, and only them.
     let node = serve(&root, ports, "");
-    assert_eq!(metric(&node, "sigil_tenants_loaded"), 4.0);
+    assert_eq!(metric(&node, "sigil_tenants_loaded"), 5.0);
     let loads = metric(&node, LOADED);
     assert_eq!(fetch(&node, &jwks(25)).0, 200);
     assert_eq!(metric(&node, LOADED), loads, "answered from memory");

@@ -23,6 +23,7 @@ impl Appliance {
                 }
                 self.forget_callers();
                 self.scim_tokens.clear();
+                self.tenants.forget_unknown();
                 self.tenants.refresh_all();
             }
             Change::User {
@@ -75,9 +76,13 @@ impl Appliance {
             }
             Change::Tenant { tenant_id } => {
                 // Its row changed (budget, status, key policy): loaded
-                // again in place, or forgotten if it is gone.
-                if let Some(slug) = slug_of(tenant_id) {
-                    self.tenants.refresh(vec![slug]);
+                // again in place, or forgotten if it is gone. A tenant
+                // this node does not hold may be new, under a name it
+                // answered not_found for a moment ago: those are asked
+                // for again.
+                match slug_of(tenant_id) {
+                    Some(slug) => self.tenants.refresh(vec![slug]),
+                    None => self.tenants.forget_unknown(),
                 }
             }
             Change::ScimTokens { tenant_id } => self.scim_tokens.invalidate(tenant_id),

@@ -172,6 +172,12 @@ impl<T: Clone> LoadBoard<T> {
         self.admit(slug, Lane::Background, now, handle)
     }
 
+    /// Forgets every name remembered as unknown: a tenant this node does
+    /// not hold was added or changed, and may be one of them.
+    pub fn forget_unknown(&mut self) {
+        self.unknown.clear();
+    }
+
     /// Marks a load in flight or queued for `slug` to run again when it
     /// ends; returns its handle, or `None` when `slug` is not loading.
     pub fn changed(&mut self, slug: &str) -> Option<T> {
@@ -352,6 +358,17 @@ mod tests {
         assert_eq!(
             board.admit("nobody", Lane::OnDemand, expired, || 4),
             Admit::Start(4)
+        );
+        // A tenant added elsewhere: the names remembered go at once.
+        board.finished("nobody", Finished::Unknown, expired);
+        assert_eq!(
+            board.admit("nobody", Lane::OnDemand, expired, || 5),
+            Admit::Unknown
+        );
+        board.forget_unknown();
+        assert_eq!(
+            board.admit("nobody", Lane::OnDemand, expired, || 6),
+            Admit::Start(6)
         );
     }
 

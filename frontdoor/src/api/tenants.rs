@@ -439,6 +439,16 @@ impl TenantCache {
         self.load_all(tenants, parallel, false).await
     }
 
+    /// Forgets the names the directory lacked a moment ago (a tenant this
+    /// node does not hold was added or changed: it may be one of them, and
+    /// is asked for again at its next request).
+    pub fn forget_unknown(&self) {
+        self.board
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .forget_unknown();
+    }
+
     /// Loads every loaded tenant again, in place, in the background (after
     /// notifications may have been missed); meanwhile the copies in memory
     /// serve.

@@ -21,6 +21,12 @@ use super::{refuse, unavailable, Appliance, Caller};
 /// The NameID formats an SP may ask for, by their stored short names.
 pub const NAME_ID_FORMATS: [&str; 3] = ["emailAddress", "persistent", "unspecified"];
 
+/// An app or SP to register ([`Appliance::add_app`]).
+enum NewApp {
+    Oidc(OidcApp),
+    Saml(SamlSp),
+}
+
 /// A directory failure as the admin sees it.
 fn refused(error: directory::Error) -> WireError {
     use tokio_postgres::error::SqlState;
@@ -197,7 +203,6 @@ impl Appliance {
                 redirect_uris,
             } => {
                 check_algorithm(alg, &["RS256", "PS256", "ES256", "ES384", "EdDSA"])?;
-                let live = self.tenant(tenant).await?;
                 let row = OidcApp {
                     name: app.clone(),
                     redirect_uris: redirect_uris.clone(),
@@ -207,25 +212,13 @@ impl Appliance {
                     access_token_ttl_s: 600,
                     assigned: assignments(assign, assign_users),
                 };
-                let scope = self
-                    .directory
-                    .tenant(live.tenant.id)
-                    .await
-                    .map_err(unavailable)?;
-                scope.create_oidc_app(&row).await.map_err(refused)?;
-                let stored = scope.oidc_app(app).await.map_err(unavailable)?;
-                scope.commit().await.map_err(unavailable)?;
                 let changed = vec![
                     ("alg", alg.clone()),
                     ("assign", assign.join(",")),
                     ("assign_users", assign_users.join(",")),
                 ];
-                self.audit_admin(live.tenant.id, op, app, changed, caller)
-                    .await?;
-                live.apps.clear();
-                // A key for its algorithm, if the tenant had none.
-                self.reload_keys(tenant).await?;
-                OnboardReply::App(app_info(stored.unwrap_or(row)))
+                self.add_app(caller, op, tenant, NewApp::Oidc(row), changed)
+                    .await?
             }
             OnboardOp::AppList { tenant } => {
                 let live = self.tenant(tenant).await?;
@@ -264,7 +257,6 @@ impl Appliance {
                         ),
                     ));
                 }
-                let live = self.tenant(tenant).await?;
                 let row = SamlSp {
                     name: sp.clone(),
                     entity_id: entity_id.clone(),
@@ -276,14 +268,6 @@ impl Appliance {
                     sign_response: true,
                     assigned: assignments(assign, assign_users),
                 };
-                let scope = self
-                    .directory
-                    .tenant(live.tenant.id)
-                    .await
-                    .map_err(unavailable)?;
-                scope.create_saml_sp(&row).await.map_err(refused)?;
-                let stored = scope.saml_sp(sp).await.map_err(unavailable)?;
-                scope.commit().await.map_err(unavailable)?;
                 let changed = vec![
                     ("entity_id", entity_id.clone()),
                     ("acs_urls", acs_urls.join(",")),
@@ -291,11 +275,8 @@ impl Appliance {
                     ("assign", assign.join(",")),
                     ("assign_users", assign_users.join(",")),
                 ];
-                self.audit_admin(live.tenant.id, op, sp, changed, caller)
-                    .await?;
-                live.sps.clear();
-                self.reload_keys(tenant).await?;
-                OnboardReply::Sp(Box::new(sp_info(stored.unwrap_or(row))))
+                self.add_app(caller, op, tenant, NewApp::Saml(row), changed)
+                    .await?
             }
             OnboardOp::SpList { tenant } => {
                 let live = self.tenant(tenant).await?;
@@ -339,6 +320,54 @@ impl Appliance {
                 OnboardReply::Frontend(frontend_info(gone))
             }
         })
+    }
+
+    /// Registers an OIDC app or SAML SP of `tenant`: created and read
+    /// back in one transaction, audited (naming `changed`), the tenant's
+    /// cache of them dropped, and a key made for its algorithm if the
+    /// tenant had none.
+    async fn add_app(
+        &self,
+        caller: &Caller,
+        op: &OnboardOp,
+        tenant: &str,
+        row: NewApp,
+        changed: Vec<(&'static str, String)>,
+    ) -> Result<OnboardReply, WireError> {
+        let live = self.tenant(tenant).await?;
+        let scope = self
+            .directory
+            .tenant(live.tenant.id)
+            .await
+            .map_err(unavailable)?;
+        let (name, reply) = match row {
+            NewApp::Oidc(row) => {
+                scope.create_oidc_app(&row).await.map_err(refused)?;
+                let stored = scope.oidc_app(&row.name).await.map_err(unavailable)?;
+                (
+                    row.name.clone(),
+                    OnboardReply::App(app_info(stored.unwrap_or(row))),
+                )
+            }
+            NewApp::Saml(row) => {
+                scope.create_saml_sp(&row).await.map_err(refused)?;
+                let stored = scope.saml_sp(&row.name).await.map_err(unavailable)?;
+                let name = row.name.clone();
+                (
+                    name,
+                    OnboardReply::Sp(Box::new(sp_info(stored.unwrap_or(row)))),
+                )
+            }
+        };
+        scope.commit().await.map_err(unavailable)?;
+        self.audit_admin(live.tenant.id, op, &name, changed, caller)
+            .await?;
+        match reply {
+            OnboardReply::App(_) => live.apps.clear(),
+            _ => live.sps.clear(),
+        }
+        self.reload_keys(tenant).await?;
+        Ok(reply)
     }
 
     /// `app_remove`, `sp_remove`.

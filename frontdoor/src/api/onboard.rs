@@ -221,12 +221,7 @@ impl Appliance {
                     .await?
             }
             OnboardOp::AppList { tenant } => {
-                let live = self.tenant(tenant).await?;
-                let scope = self
-                    .directory
-                    .tenant(live.tenant.id)
-                    .await
-                    .map_err(unavailable)?;
+                let (_, scope) = self.tenant_scope(tenant).await?;
                 let apps = scope.oidc_apps().await.map_err(unavailable)?;
                 OnboardReply::Apps(Apps {
                     apps: apps.into_iter().map(app_info).collect(),
@@ -279,12 +274,7 @@ impl Appliance {
                     .await?
             }
             OnboardOp::SpList { tenant } => {
-                let live = self.tenant(tenant).await?;
-                let scope = self
-                    .directory
-                    .tenant(live.tenant.id)
-                    .await
-                    .map_err(unavailable)?;
+                let (_, scope) = self.tenant_scope(tenant).await?;
                 let sps = scope.saml_sps().await.map_err(unavailable)?;
                 OnboardReply::Sps(Sps {
                     sps: sps.into_iter().map(sp_info).collect(),
@@ -322,6 +312,26 @@ impl Appliance {
         })
     }
 
+    /// The tenant `tenant` (loaded) and a transaction scoped to it.
+    async fn tenant_scope(
+        &self,
+        tenant: &str,
+    ) -> Result<
+        (
+            std::sync::Arc<super::TenantLive>,
+            directory::TenantScope<'_>,
+        ),
+        WireError,
+    > {
+        let live = self.tenant(tenant).await?;
+        let scope = self
+            .directory
+            .tenant(live.tenant.id)
+            .await
+            .map_err(unavailable)?;
+        Ok((live, scope))
+    }
+
     /// Registers an OIDC app or SAML SP of `tenant`: created and read
     /// back in one transaction, audited (naming `changed`), the tenant's
     /// cache of them dropped, and a key made for its algorithm if the
@@ -334,12 +344,7 @@ impl Appliance {
         row: NewApp,
         changed: Vec<(&'static str, String)>,
     ) -> Result<OnboardReply, WireError> {
-        let live = self.tenant(tenant).await?;
-        let scope = self
-            .directory
-            .tenant(live.tenant.id)
-            .await
-            .map_err(unavailable)?;
+        let (live, scope) = self.tenant_scope(tenant).await?;
         let (name, reply) = match row {
             NewApp::Oidc(row) => {
                 scope.create_oidc_app(&row).await.map_err(refused)?;
@@ -379,12 +384,7 @@ impl Appliance {
         kind: AppKind,
         name: &str,
     ) -> Result<OnboardReply, WireError> {
-        let live = self.tenant(tenant).await?;
-        let scope = self
-            .directory
-            .tenant(live.tenant.id)
-            .await
-            .map_err(unavailable)?;
+        let (live, scope) = self.tenant_scope(tenant).await?;
         if !scope.remove_app(kind, name).await.map_err(refused)? {
             let what = match kind {
                 AppKind::Oidc => "app",

@@ -526,34 +526,31 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
     assert!(json["ok"].as_u64().unwrap() > 0, "{json}");
     assert!(json["overhead_factor"].as_f64().is_some(), "{json}");
 
-    // Capacity: a floor step, then two short steps up to --max, all
-    // within a generous target (which the floor leaves as it is).
+    // A short capacity search: a floor step at 50/s, then 1 s steps from
+    // 100/s up to `max` held to `p99_ms`; its stdout, stderr and report.
     let capacity = root.join("capacity.json");
-    let mut args = vec!["capacity"];
-    args.extend(common_args);
-    args.extend([
-        "--start",
-        "100",
-        "--max",
-        "200",
-        "--step",
-        "1s",
-        "--p99-ms",
-        "1000",
-        "--floor-rate",
-        "50",
-        "--json",
-    ]);
-    args.push(capacity.to_str().unwrap());
-    let output = perf_output(root, &args);
-    let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
-    assert_eq!(output.status.code(), Some(0), "{out}{err}");
+    let search = |max: &str, p99_ms: &str| {
+        let mut args = vec!["capacity"];
+        args.extend(common_args.iter().copied());
+        args.extend([
+            "--start", "100", "--max", max, "--step", "1s", "--p99-ms", p99_ms,
+        ]);
+        args.extend(["--floor-rate", "50", "--json", capacity.to_str().unwrap()]);
+        let output = perf_output(root, &args);
+        let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
+        assert_eq!(output.status.code(), Some(0), "{out}{err}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&capacity).unwrap()).unwrap();
+        (out.into_owned(), err, json)
+    };
+
+    // Within a generous target (which the floor leaves as it is): the floor
+    // step, then two steps up to --max.
+    let (out, err, json) = search("200", "1000");
     assert!(out.starts_with("capacity against "), "{out}");
     assert!(!out.contains("raised"), "{out}");
     assert_eq!(err.matches("capacity floor ").count(), 1, "{err}");
     assert_eq!(err.matches("capacity step ").count(), 2, "{err}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&capacity).unwrap()).unwrap();
     assert_eq!(json["kind"], "capacity");
     assert_eq!(json["steps"].as_array().unwrap().len(), 3, "{json}");
     assert_eq!(json["steps"][0]["phase"], "floor", "{json}");
@@ -582,29 +579,9 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
 
     // A target below the floor (1 µs): the steps are held to the floor,
     // up to a whole ms, plus the target, and the output says so.
-    let mut args = vec!["capacity"];
-    args.extend(common_args);
-    args.extend([
-        "--start",
-        "100",
-        "--max",
-        "100",
-        "--step",
-        "1s",
-        "--p99-ms",
-        "0.001",
-        "--floor-rate",
-        "50",
-        "--json",
-    ]);
-    args.push(capacity.to_str().unwrap());
-    let output = perf_output(root, &args);
-    let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
-    assert_eq!(output.status.code(), Some(0), "{out}{err}");
+    let (out, err, json) = search("100", "0.001");
     assert!(err.contains("this node's latency floor"), "{err}");
     assert!(out.contains("the target was raised from 0.001 ms"), "{out}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&capacity).unwrap()).unwrap();
     assert_eq!(json["target_raised"], true, "{json}");
     let floor_us = (json["floor_p99_ms"].as_f64().unwrap() * 1000.0).round() as u64;
     let held_us = (json["effective_p99_target_ms"].as_f64().unwrap() * 1000.0).round() as u64;

@@ -163,6 +163,45 @@ fn window(start_index: i64, count: i64) -> (i64, i64) {
 }
 
 impl TenantScope<'_> {
+    /// A list's total (`count_sql`, over `params`) and page (`ordered_sql`
+    /// over `params`, limited and offset by `window`), both from cached
+    /// prepared statements and sent together: one round trip to Postgres
+    /// once the statements are prepared (a `GET /Users?filter=` took four:
+    /// prepare and run, twice, one after the other).
+    ///
+    /// The first page has no `OFFSET`: with `OFFSET $n` Postgres costs
+    /// its generic plan above the custom one and plans the query again on
+    /// every execution (0.4-1.6 ms for a `userName eq` lookup, longer than
+    /// running it); without it the cached generic plan is used.
+    async fn page(
+        &self,
+        count_sql: &str,
+        ordered_sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        (limit, offset): (i64, i64),
+    ) -> Result<(i64, Vec<Row>), Error> {
+        let n = params.len();
+        let page_sql = if offset == 0 {
+            format!("{ordered_sql} LIMIT ${}", n + 1)
+        } else {
+            format!("{ordered_sql} LIMIT ${} OFFSET ${}", n + 1, n + 2)
+        };
+        let (count, page) =
+            futures_util::future::try_join(self.prepared(count_sql), self.prepared(&page_sql))
+                .await?;
+        let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
+        all.push(&limit);
+        if offset != 0 {
+            all.push(&offset);
+        }
+        let (total, rows) = futures_util::future::try_join(
+            self.client().query_one(&count, params),
+            self.client().query(&page, &all),
+        )
+        .await?;
+        Ok((total.try_get(0)?, rows))
+    }
+
     /// The tenant's SCIM tokens, by name.
     ///
     /// # Errors
@@ -241,13 +280,12 @@ impl TenantScope<'_> {
     /// # Errors
     /// [`Error::Postgres`].
     pub async fn scim_user(&self, user_id: &str) -> Result<Option<ScimUserRow>, Error> {
-        let row = self
-            .client()
-            .query_opt(
-                &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.user_id = $1"),
-                &[&user_id],
-            )
+        let statement = self
+            .prepared(&format!(
+                "SELECT {USER_COLUMNS} FROM users u WHERE u.user_id = $1"
+            ))
             .await?;
+        let row = self.client().query_opt(&statement, &[&user_id]).await?;
         row.map(|r| user_of(&r, 0)).transpose()
     }
 
@@ -263,33 +301,14 @@ impl TenantScope<'_> {
         count: i64,
     ) -> Result<ScimPage<ScimUserRow>, Error> {
         let (clause, params) = condition;
-        let (limit, offset) = window(start_index, count);
-        let total: i64 = self
-            .client()
-            .query_one(
+        let (total, rows) = self
+            .page(
                 &format!("SELECT count(*) FROM users u WHERE {clause}"),
+                &format!("SELECT {USER_COLUMNS} FROM users u WHERE {clause} ORDER BY u.user_id"),
                 params,
+                window(start_index, count),
             )
-            .await?
-            .try_get(0)?;
-        let rows = if limit == 0 || offset >= total {
-            Vec::new()
-        } else {
-            let n = params.len();
-            let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
-            all.push(&limit);
-            all.push(&offset);
-            self.client()
-                .query(
-                    &format!(
-                        "SELECT {USER_COLUMNS} FROM users u WHERE {clause} ORDER BY u.user_id LIMIT ${} OFFSET ${}",
-                        n + 1,
-                        n + 2
-                    ),
-                    &all,
-                )
-                .await?
-        };
+            .await?;
         Ok(ScimPage {
             total,
             rows: rows
@@ -466,13 +485,12 @@ impl TenantScope<'_> {
     /// # Errors
     /// [`Error::Postgres`].
     pub async fn scim_group(&self, group_id: &str) -> Result<Option<ScimGroupRow>, Error> {
-        let row = self
-            .client()
-            .query_opt(
-                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE g.group_id = $1"),
-                &[&group_id],
-            )
+        let statement = self
+            .prepared(&format!(
+                "SELECT {GROUP_COLUMNS} FROM groups g WHERE g.group_id = $1"
+            ))
             .await?;
+        let row = self.client().query_opt(&statement, &[&group_id]).await?;
         row.map(|r| group_of(&r, 0)).transpose()
     }
 
@@ -488,28 +506,12 @@ impl TenantScope<'_> {
         count: i64,
     ) -> Result<ScimPage<ScimGroupRow>, Error> {
         let (clause, params) = condition;
-        let (limit, offset) = window(start_index, count);
-        let total: i64 = self
-            .client()
-            .query_one(
+        let (total, rows) = self
+            .page(
                 &format!("SELECT count(*) FROM groups g WHERE {clause}"),
+                &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE {clause} ORDER BY g.group_id"),
                 params,
-            )
-            .await?
-            .try_get(0)?;
-        let n = params.len();
-        let mut all: Vec<&(dyn ToSql + Sync)> = params.to_vec();
-        all.push(&limit);
-        all.push(&offset);
-        let rows = self
-            .client()
-            .query(
-                &format!(
-                    "SELECT {GROUP_COLUMNS} FROM groups g WHERE {clause} ORDER BY g.group_id LIMIT ${} OFFSET ${}",
-                    n + 1,
-                    n + 2
-                ),
-                &all,
+                window(start_index, count),
             )
             .await?;
         Ok(ScimPage {

@@ -242,6 +242,7 @@ pub async fn list(scim: &Scim, request: &Request) -> Result<Answer, Failure> {
         .iter()
         .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
+    let reading = std::time::Instant::now();
     let scope = scim
         .appliance
         .directory()
@@ -257,6 +258,10 @@ pub async fn list(scim: &Scim, request: &Request) -> Result<Answer, Failure> {
         .await
         .map_err(Failure::directory)?;
     drop(scope);
+    scim.appliance
+        .scim_metrics()
+        .users_list_directory
+        .record(reading.elapsed());
     let mut resources = Vec::with_capacity(page.rows.len());
     for row in &page.rows {
         resources.push(request.project(&to_json(row, &request.base), schema::user())?);

@@ -50,6 +50,7 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             lag.dropped
         );
     }
+    appliance.scim_metrics().render(out);
     let cache = appliance.tenant_cache();
     let (loaded, loading, queued) = cache.sizes();
     let loads = cache.stats();

@@ -345,23 +345,26 @@ impl Directory {
     /// # Errors
     /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
     pub async fn tenant(&self, tenant_id: i64) -> Result<TenantScope<'_>, Error> {
+        let scope = self.tenant_unbegun(tenant_id).await?;
+        scope.begin().await?;
+        Ok(scope)
+    }
+
+    /// A scope on a pooled connection whose `BEGIN` is not sent yet: the
+    /// caller sends [`TenantScope::begin`] before anything else, joined
+    /// with its first reads so that they share one round trip (the
+    /// connection sends requests in the order they are first polled, and
+    /// Postgres runs them in that order). Should they ever run without it,
+    /// row-level security shows them no row (`sigil.tenant` is only ever
+    /// set for a transaction).
+    pub(crate) async fn tenant_unbegun(&self, tenant_id: i64) -> Result<TenantScope<'_>, Error> {
         let mut guard = self.pooled().await?;
         guard.open_transaction = true;
-        let scope = TenantScope {
+        Ok(TenantScope {
             guard: Some(guard),
             tenant_id,
             directory: PhantomData,
-        };
-        // One round trip (a simple query of two statements) where BEGIN
-        // and a bound set_config took three; the id is an integer, written
-        // by Rust, never text from outside.
-        scope
-            .client()
-            .batch_execute(&format!(
-                "BEGIN; SELECT set_config('sigil.tenant', '{tenant_id}', true)"
-            ))
-            .await?;
-        Ok(scope)
+        })
     }
 
     /// The tenant with `slug`, if any.
@@ -445,6 +448,20 @@ impl TenantScope<'_> {
 
     pub(crate) fn client(&self) -> &Client {
         &self.pooled().client
+    }
+
+    /// Opens the scope's transaction and sets its tenant: one round trip
+    /// (a simple query of two statements) where `BEGIN` and a bound
+    /// `set_config` took three; the id is an integer written by Rust, never
+    /// text from outside.
+    pub(crate) async fn begin(&self) -> Result<(), Error> {
+        self.client()
+            .batch_execute(&format!(
+                "BEGIN; SELECT set_config('sigil.tenant', '{}', true)",
+                self.tenant_id
+            ))
+            .await?;
+        Ok(())
     }
 
     fn pooled(&self) -> &Pooled {

@@ -11,7 +11,7 @@
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::db::{millis, TenantScope};
+use crate::db::{millis, Directory, TenantScope};
 use crate::Error;
 
 /// One SCIM token as listed (never its hash).
@@ -162,6 +162,51 @@ fn window(start_index: i64, count: i64) -> (i64, i64) {
     (count.max(0), start_index.max(1) - 1)
 }
 
+impl Directory {
+    /// [`TenantScope::scim_users`] in a tenant scope of its own, with the
+    /// scope's `BEGIN` sent together with the reads: one round trip to
+    /// Postgres for a `GET /Users` once its statements are prepared.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
+    pub async fn scim_users_page(
+        &self,
+        tenant_id: i64,
+        condition: Condition<'_>,
+        start_index: i64,
+        count: i64,
+    ) -> Result<ScimPage<ScimUserRow>, Error> {
+        let scope = self.tenant_unbegun(tenant_id).await?;
+        users_page(&scope, condition, start_index, count, true).await
+    }
+}
+
+async fn users_page(
+    scope: &TenantScope<'_>,
+    condition: Condition<'_>,
+    start_index: i64,
+    count: i64,
+    begin: bool,
+) -> Result<ScimPage<ScimUserRow>, Error> {
+    let (clause, params) = condition;
+    let (total, rows) = scope
+        .page(
+            &format!("SELECT count(*) FROM users u WHERE {clause}"),
+            &format!("SELECT {USER_COLUMNS} FROM users u WHERE {clause} ORDER BY u.user_id"),
+            params,
+            window(start_index, count),
+            begin,
+        )
+        .await?;
+    Ok(ScimPage {
+        total,
+        rows: rows
+            .iter()
+            .map(|r| user_of(r, 0))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
 impl TenantScope<'_> {
     /// A list's total (`count_sql`, over `params`) and page (`ordered_sql`
     /// over `params`, limited and offset by `window`), both from cached
@@ -173,12 +218,17 @@ impl TenantScope<'_> {
     /// its generic plan above the custom one and plans the query again on
     /// every execution (0.4-1.6 ms for a `userName eq` lookup, longer than
     /// running it); without it the cached generic plan is used.
+    ///
+    /// `begin`: the scope's `BEGIN` was not sent yet
+    /// ([`Directory::tenant_unbegun`]); it goes first, in the same round
+    /// trip.
     async fn page(
         &self,
         count_sql: &str,
         ordered_sql: &str,
         params: &[&(dyn ToSql + Sync)],
         (limit, offset): (i64, i64),
+        begin: bool,
     ) -> Result<(i64, Vec<Row>), Error> {
         let n = params.len();
         let page_sql = if offset == 0 {
@@ -194,9 +244,18 @@ impl TenantScope<'_> {
         if offset != 0 {
             all.push(&offset);
         }
-        let (total, rows) = futures_util::future::try_join(
-            self.client().query_one(&count, params),
-            self.client().query(&page, &all),
+        let opened = async {
+            if begin {
+                self.begin().await
+            } else {
+                Ok(())
+            }
+        };
+        // Polled in this order, so sent in this order: BEGIN, count, page.
+        let ((), total, rows) = futures_util::future::try_join3(
+            opened,
+            async { Ok(self.client().query_one(&count, params).await?) },
+            async { Ok(self.client().query(&page, &all).await?) },
         )
         .await?;
         Ok((total.try_get(0)?, rows))
@@ -300,22 +359,7 @@ impl TenantScope<'_> {
         start_index: i64,
         count: i64,
     ) -> Result<ScimPage<ScimUserRow>, Error> {
-        let (clause, params) = condition;
-        let (total, rows) = self
-            .page(
-                &format!("SELECT count(*) FROM users u WHERE {clause}"),
-                &format!("SELECT {USER_COLUMNS} FROM users u WHERE {clause} ORDER BY u.user_id"),
-                params,
-                window(start_index, count),
-            )
-            .await?;
-        Ok(ScimPage {
-            total,
-            rows: rows
-                .iter()
-                .map(|r| user_of(r, 0))
-                .collect::<Result<_, _>>()?,
-        })
+        users_page(self, condition, start_index, count, false).await
     }
 
     /// Creates a user with id `user_id`.
@@ -512,6 +556,7 @@ impl TenantScope<'_> {
                 &format!("SELECT {GROUP_COLUMNS} FROM groups g WHERE {clause} ORDER BY g.group_id"),
                 params,
                 window(start_index, count),
+                false,
             )
             .await?;
         Ok(ScimPage {

@@ -488,6 +488,24 @@ async fn cached_scim_statements_see_only_the_scope_tenant() {
             let id = &all.rows[0].user_id;
             assert!(scope.scim_user(id).await.unwrap().is_some());
             drop(scope);
+            // (The pool has two connections: no scope may be held here.)
+            // The same reads with the scope's BEGIN sent along with them.
+            let page = directory
+                .scim_users_page(tenant_id, (by_login, &[own_param]), 1, 100)
+                .await
+                .unwrap();
+            assert_eq!((page.total, page.rows.len()), (1, 1), "round {round}");
+            assert_eq!(page.rows[0].login, own);
+            let page = directory
+                .scim_users_page(tenant_id, (by_login, &[other_param]), 1, 100)
+                .await
+                .unwrap();
+            assert_eq!(page.total, 0, "round {round}: {other}, one round trip");
+            let pipelined = directory
+                .scim_users_page(tenant_id, ("true", &[]), 1, 1000)
+                .await
+                .unwrap();
+            assert_eq!(pipelined, all, "round {round}");
             let other_tenant = if tenant_id == acme.id {
                 globex.id
             } else {

@@ -520,3 +520,34 @@ pub fn paging(request: &Request) -> Result<(u64, usize), ScimError> {
         MAX_RESULTS,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_timed_by_route() {
+        let route =
+            |method: Method, path: &str| crate::metrics::SCIM_ROUTES[route_of(&method, path)];
+        let base = "/t/acme/scim/v2";
+        assert_eq!(route(Method::GET, &format!("{base}/Users")), "users_list");
+        assert_eq!(route(Method::GET, &format!("{base}/Users/")), "users_list");
+        assert_eq!(
+            route(Method::GET, &format!("{base}/Users/abc")),
+            "users_read"
+        );
+        assert_eq!(
+            route(Method::PATCH, &format!("{base}/Users/abc")),
+            "users_write"
+        );
+        assert_eq!(route(Method::POST, &format!("{base}/Users")), "users_write");
+        assert_eq!(route(Method::GET, &format!("{base}/Groups/g")), "groups");
+        assert_eq!(route(Method::POST, &format!("{base}/Bulk")), "bulk");
+        assert_eq!(
+            route(Method::GET, &format!("{base}/ServiceProviderConfig")),
+            "other"
+        );
+        assert_eq!(route(Method::GET, "/t/acme/Users"), "other");
+        assert_eq!(route(Method::GET, "/"), "other");
+    }
+}

@@ -8,6 +8,10 @@
       asks GET /Users?filter=userName eq "..." for random existing logins,
       one at a time, and prints the latency percentiles (client side:
       Python and the HTTP round trip included).
+  scim_bench.py get BASE_URL TOKEN [--queries 2000] [--path /ServiceProviderConfig]
+      the same client and loop for a plain GET of --path (relative to
+      BASE_URL, or an absolute URL such as a JWKS document): the floor of
+      the client and the HTTP round trip, to set the filter figures against.
 
 BASE_URL is `{control_url}/t/{tenant}/scim/v2`. Prints one JSON line.
 """
@@ -81,7 +85,23 @@ def filter_latency(args):
         answer.raise_for_status()
         if answer.json()["totalResults"] != 1:
             raise RuntimeError(f"{login}: {answer.text}")
-    latencies.sort()
+    return percentiles(latencies)
+
+
+def get_latency(args):
+    http = client(args.base, args.token)
+    latencies = []
+    for _ in range(args.queries):
+        began = time.perf_counter()
+        answer = http.get(args.path)
+        latencies.append(time.perf_counter() - began)
+        answer.raise_for_status()
+        answer.json()
+    return percentiles(latencies)
+
+
+def percentiles(latencies):
+    latencies = sorted(latencies)
 
     def pct(p):
         return round(latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000, 2)
@@ -91,7 +111,7 @@ def filter_latency(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["create", "filter"])
+    parser.add_argument("mode", choices=["create", "filter", "get"])
     parser.add_argument("base")
     parser.add_argument("token")
     parser.add_argument("--users", type=int, default=None)
@@ -100,10 +120,11 @@ def main():
     parser.add_argument("--prefix", default="bench")
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--login-format", default="user{n}")
+    parser.add_argument("--path", default="/ServiceProviderConfig")
     args = parser.parse_args()
     if args.users is None:
         args.users = 100_000 if args.mode == "create" else 1_000_000
-    result = create(args) if args.mode == "create" else filter_latency(args)
+    result = {"create": create, "filter": filter_latency, "get": get_latency}[args.mode](args)
     print(json.dumps(result))
     return 0
 

@@ -15,13 +15,14 @@
 //! Postgres stays unreachable (callers get [`Error::Unreachable`] at once
 //! meanwhile, never a wait).
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::model::{Frontend, Tenant};
 use crate::Error;
@@ -72,11 +73,17 @@ impl Default for PoolOptions {
     }
 }
 
+/// Most statements a pooled connection keeps prepared (see
+/// [`TenantScope::prepared`]); the cache is emptied when it is full.
+const STATEMENT_CACHE: usize = 256;
+
 /// A pooled connection, whether a scope left a transaction open, and when
 /// to try Postgres again after a failed reconnect.
 pub(crate) struct Pooled {
     pub(crate) client: Client,
     pub(crate) open_transaction: bool,
+    /// Statements prepared on `client`, by SQL text (dropped with it).
+    statements: std::sync::Mutex<HashMap<String, Statement>>,
     retry_at: Option<Instant>,
     backoff: Duration,
 }
@@ -266,6 +273,7 @@ impl Directory {
             pool.push(Arc::new(Mutex::new(Pooled {
                 client,
                 open_transaction: false,
+                statements: std::sync::Mutex::default(),
                 retry_at: None,
                 backoff: RECONNECT_FIRST,
             })));
@@ -310,6 +318,8 @@ impl Directory {
                 Ok(client) => {
                     guard.client = client;
                     guard.open_transaction = false;
+                    // Prepared on the lost connection: unknown to this one.
+                    guard.statements = std::sync::Mutex::default();
                     guard.retry_at = None;
                     guard.backoff = RECONNECT_FIRST;
                 }
@@ -335,22 +345,26 @@ impl Directory {
     /// # Errors
     /// [`Error::Postgres`], or [`Error::Unreachable`] while reconnecting.
     pub async fn tenant(&self, tenant_id: i64) -> Result<TenantScope<'_>, Error> {
+        let scope = self.tenant_unbegun(tenant_id).await?;
+        scope.begin().await?;
+        Ok(scope)
+    }
+
+    /// A scope on a pooled connection whose `BEGIN` is not sent yet: the
+    /// caller sends [`TenantScope::begin`] before anything else, joined
+    /// with its first reads so that they share one round trip (the
+    /// connection sends requests in the order they are first polled, and
+    /// Postgres runs them in that order). Should they ever run without it,
+    /// row-level security shows them no row (`sigil.tenant` is only ever
+    /// set for a transaction).
+    pub(crate) async fn tenant_unbegun(&self, tenant_id: i64) -> Result<TenantScope<'_>, Error> {
         let mut guard = self.pooled().await?;
         guard.open_transaction = true;
-        let scope = TenantScope {
+        Ok(TenantScope {
             guard: Some(guard),
             tenant_id,
             directory: PhantomData,
-        };
-        scope.client().batch_execute("BEGIN").await?;
-        scope
-            .client()
-            .execute(
-                "SELECT set_config('sigil.tenant', $1, true)",
-                &[&tenant_id.to_string()],
-            )
-            .await?;
-        Ok(scope)
+        })
     }
 
     /// The tenant with `slug`, if any.
@@ -433,12 +447,55 @@ impl TenantScope<'_> {
     }
 
     pub(crate) fn client(&self) -> &Client {
+        &self.pooled().client
+    }
+
+    /// Opens the scope's transaction and sets its tenant: one round trip
+    /// (a simple query of two statements) where `BEGIN` and a bound
+    /// `set_config` took three; the id is an integer written by Rust, never
+    /// text from outside.
+    pub(crate) async fn begin(&self) -> Result<(), Error> {
+        self.client()
+            .batch_execute(&format!(
+                "BEGIN; SELECT set_config('sigil.tenant', '{}', true)",
+                self.tenant_id
+            ))
+            .await?;
+        Ok(())
+    }
+
+    fn pooled(&self) -> &Pooled {
         // Taken only by `drop`.
-        &self
-            .guard
-            .as_ref()
-            .expect("scope holds its connection")
-            .client
+        self.guard.as_ref().expect("scope holds its connection")
+    }
+
+    /// `sql` prepared on this scope's connection, from the connection's
+    /// cache when it was prepared before: a query run with it takes one
+    /// round trip (no Parse/Describe first) and Postgres may keep its plan.
+    /// For the hot reads whose SQL text comes in few shapes (values bound
+    /// as parameters, never in the text); at most [`STATEMENT_CACHE`]
+    /// statements are kept per connection.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`] when Postgres refuses the SQL.
+    pub(crate) async fn prepared(&self, sql: &str) -> Result<Statement, Error> {
+        let pooled = self.pooled();
+        if let Some(statement) = pooled
+            .statements
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(sql).cloned())
+        {
+            return Ok(statement);
+        }
+        let statement = pooled.client.prepare(sql).await?;
+        if let Ok(mut cache) = pooled.statements.lock() {
+            if cache.len() >= STATEMENT_CACHE {
+                cache.clear();
+            }
+            cache.insert(sql.to_owned(), statement.clone());
+        }
+        Ok(statement)
     }
 
     /// Commits.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use directory::changes::{listen, Change};
 use directory::{migrate, seed, testing, Directory, Owner, UserStatus};
+use tokio_postgres::types::ToSql;
 
 async fn demo_directory() -> (Owner, Directory) {
     let (_database, owner, directory) = testing::demo_directory(2)
@@ -426,4 +427,95 @@ async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
     assert_eq!(ship(&directory, &path, 100).await.unwrap(), 4);
     let report = verify_chain(&directory, acme.id).await.unwrap();
     assert_eq!((report.records, report.first_break), (4, None));
+}
+
+/// SCIM's list reads run from statements each pooled connection keeps
+/// prepared, and Postgres switches a statement run often enough to one
+/// generic plan: that plan must still see the current scope's tenant
+/// alone (the policy's `current_setting` is read at execution, not when
+/// planning). Two connections, each running every shape more than the
+/// five times after which Postgres may go generic, tenants alternating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_scim_statements_see_only_the_scope_tenant() {
+    let (_owner, directory) = demo_directory().await;
+    let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
+    let globex = directory.tenant_by_slug("globex").await.unwrap().unwrap();
+    let totals = |tenant_id| {
+        let directory = &directory;
+        async move {
+            let scope = directory.tenant(tenant_id).await.unwrap();
+            scope
+                .scim_users(("true", &[]), 1, 1000)
+                .await
+                .unwrap()
+                .total
+        }
+    };
+    let (acme_total, globex_total) = (totals(acme.id).await, totals(globex.id).await);
+    assert_ne!(acme_total, globex_total, "the tenants are told apart");
+    for round in 0..16 {
+        for (tenant_id, own, other, total) in [
+            (acme.id, "alice", "carol", acme_total),
+            (globex.id, "carol", "alice", globex_total),
+        ] {
+            let scope = directory.tenant(tenant_id).await.unwrap();
+            let by_login = "u.login_lower = $1";
+            let (own_param, other_param): (&(dyn ToSql + Sync), &(dyn ToSql + Sync)) =
+                (&own, &other);
+            let page = scope
+                .scim_users((by_login, &[own_param]), 1, 100)
+                .await
+                .unwrap();
+            assert_eq!(page.total, 1, "round {round}: {own}");
+            assert_eq!(page.rows.len(), 1);
+            assert_eq!(page.rows[0].login, own);
+            let page = scope
+                .scim_users((by_login, &[other_param]), 1, 100)
+                .await
+                .unwrap();
+            assert_eq!(page.total, 0, "round {round}: {other} is not this tenant's");
+            assert!(page.rows.is_empty());
+            let all = scope.scim_users(("true", &[]), 1, 1000).await.unwrap();
+            assert_eq!(all.total, total, "round {round}");
+            assert_eq!(i64::try_from(all.rows.len()).unwrap(), total.min(1000));
+            // A later page (the statement with OFFSET).
+            let second = scope.scim_users(("true", &[]), 2, 1).await.unwrap();
+            assert_eq!(second.total, total);
+            assert_eq!(second.rows.len(), usize::from(total >= 2));
+            if total >= 2 {
+                assert_eq!(second.rows[0], all.rows[1], "ordered by id, offset 1");
+            }
+            let id = &all.rows[0].user_id;
+            assert!(scope.scim_user(id).await.unwrap().is_some());
+            drop(scope);
+            // (The pool has two connections: no scope may be held here.)
+            // The same reads with the scope's BEGIN sent along with them.
+            let page = directory
+                .scim_users_page(tenant_id, (by_login, &[own_param]), 1, 100)
+                .await
+                .unwrap();
+            assert_eq!((page.total, page.rows.len()), (1, 1), "round {round}");
+            assert_eq!(page.rows[0].login, own);
+            let page = directory
+                .scim_users_page(tenant_id, (by_login, &[other_param]), 1, 100)
+                .await
+                .unwrap();
+            assert_eq!(page.total, 0, "round {round}: {other}, one round trip");
+            let pipelined = directory
+                .scim_users_page(tenant_id, ("true", &[]), 1, 1000)
+                .await
+                .unwrap();
+            assert_eq!(pipelined, all, "round {round}");
+            let other_tenant = if tenant_id == acme.id {
+                globex.id
+            } else {
+                acme.id
+            };
+            let scope = directory.tenant(other_tenant).await.unwrap();
+            assert!(
+                scope.scim_user(id).await.unwrap().is_none(),
+                "round {round}: another tenant's user by id"
+            );
+        }
+    }
 }

@@ -121,6 +121,7 @@ pub struct Appliance {
     // SCIM (issue 17): tokens' hashes per tenant, and where SCIM is served.
     scim_tokens: scim_ops::ScimTokenCache,
     control_url: std::sync::OnceLock<String>,
+    scim_metrics: crate::metrics::ScimMetrics,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -182,6 +183,7 @@ impl Appliance {
             hot,
             scim_tokens: scim_ops::ScimTokenCache::default(),
             control_url: std::sync::OnceLock::new(),
+            scim_metrics: crate::metrics::ScimMetrics::default(),
         })
     }
 

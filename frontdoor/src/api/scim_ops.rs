@@ -111,6 +111,11 @@ impl Appliance {
         &self.scim_tokens
     }
 
+    /// The SCIM server's latencies (`/metrics`).
+    pub fn scim_metrics(&self) -> &crate::metrics::ScimMetrics {
+        &self.scim_metrics
+    }
+
     /// The directory.
     pub fn directory(&self) -> &Arc<directory::Directory> {
         &self.directory

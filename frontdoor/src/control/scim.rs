@@ -312,14 +312,36 @@ async fn entry(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let began = std::time::Instant::now();
+    let route = route_of(&method, uri.path());
     let within = scim.request_timeout;
-    match tokio::time::timeout(within, handle(&scim, method, &uri, headers, body)).await {
-        Ok(result) => respond(result),
-        Err(_) => respond(Err(Failure::Status(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the request took too long".into(),
-        ))),
-    }
+    let response =
+        match tokio::time::timeout(within, handle(&scim, method, &uri, headers, body)).await {
+            Ok(result) => respond(result),
+            Err(_) => respond(Err(Failure::Status(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the request took too long".into(),
+            ))),
+        };
+    scim.appliance.scim_metrics().requests[route].record(began.elapsed());
+    response
+}
+
+/// The [`crate::metrics::SCIM_ROUTES`] index of a request.
+fn route_of(method: &Method, path: &str) -> usize {
+    let mut segments = path.split('/').filter(|s| !s.is_empty()).skip(4);
+    let route = match (segments.next(), segments.next(), method) {
+        (Some("Users"), None, &Method::GET) => "users_list",
+        (Some("Users"), Some(_), &Method::GET) => "users_read",
+        (Some("Users"), _, _) => "users_write",
+        (Some("Groups"), _, _) => "groups",
+        (Some("Bulk"), _, _) => "bulk",
+        _ => "other",
+    };
+    crate::metrics::SCIM_ROUTES
+        .iter()
+        .position(|r| *r == route)
+        .unwrap_or(crate::metrics::SCIM_ROUTES.len() - 1)
 }
 
 async fn handle(
@@ -334,7 +356,13 @@ async fn handle(
     let (slug, rest) = rest.split_once('/').ok_or_else(not_found)?;
     let rest = rest.strip_prefix("scim/v2").ok_or_else(not_found)?;
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let (live, token) = authenticate(scim, slug, &headers).await?;
+    let checking = std::time::Instant::now();
+    let authenticated = authenticate(scim, slug, &headers).await;
+    scim.appliance
+        .scim_metrics()
+        .auth
+        .record(checking.elapsed());
+    let (live, token) = authenticated?;
     let query = Query::<HashMap<String, String>>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|_| ScimError::InvalidSyntax("the query string is malformed".into()))?;
@@ -491,4 +519,35 @@ pub fn paging(request: &Request) -> Result<(u64, usize), ScimError> {
         request.param("count"),
         MAX_RESULTS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_timed_by_route() {
+        let route =
+            |method: Method, path: &str| crate::metrics::SCIM_ROUTES[route_of(&method, path)];
+        let base = "/t/acme/scim/v2";
+        assert_eq!(route(Method::GET, &format!("{base}/Users")), "users_list");
+        assert_eq!(route(Method::GET, &format!("{base}/Users/")), "users_list");
+        assert_eq!(
+            route(Method::GET, &format!("{base}/Users/abc")),
+            "users_read"
+        );
+        assert_eq!(
+            route(Method::PATCH, &format!("{base}/Users/abc")),
+            "users_write"
+        );
+        assert_eq!(route(Method::POST, &format!("{base}/Users")), "users_write");
+        assert_eq!(route(Method::GET, &format!("{base}/Groups/g")), "groups");
+        assert_eq!(route(Method::POST, &format!("{base}/Bulk")), "bulk");
+        assert_eq!(
+            route(Method::GET, &format!("{base}/ServiceProviderConfig")),
+            "other"
+        );
+        assert_eq!(route(Method::GET, "/t/acme/Users"), "other");
+        assert_eq!(route(Method::GET, "/"), "other");
+    }
 }

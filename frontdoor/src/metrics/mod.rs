@@ -70,6 +70,57 @@ impl TenantMetrics {
     }
 }
 
+/// What [`ScimMetrics::requests`] is split by (label `route`).
+pub const SCIM_ROUTES: [&str; 6] = [
+    "users_list",
+    "users_read",
+    "users_write",
+    "groups",
+    "bulk",
+    "other",
+];
+
+/// The SCIM server's latencies on this node (the control listener),
+/// measured inside the node: from the request's head to its answer.
+#[derive(Debug, Default)]
+pub struct ScimMetrics {
+    /// Whole requests (authentication, directory, rendering), by
+    /// [`SCIM_ROUTES`] index: `sigil_scim_request_seconds{route}`.
+    pub requests: [LatencyHistogram; SCIM_ROUTES.len()],
+    /// The bearer-token check (tenant looked up, token hash compared):
+    /// `sigil_scim_auth_seconds`.
+    pub auth: LatencyHistogram,
+    /// The directory part of `GET /Users` (tenant scope opened, total and
+    /// page read): `sigil_scim_directory_seconds{route="users_list"}`.
+    pub users_list_directory: LatencyHistogram,
+}
+
+impl ScimMetrics {
+    /// Appends the lines of what was observed (nothing before the first
+    /// SCIM request).
+    pub fn render(&self, out: &mut String) {
+        for (histogram, route) in self.requests.iter().zip(SCIM_ROUTES) {
+            if histogram.count() > 0 {
+                histogram.render(
+                    out,
+                    "sigil_scim_request_seconds",
+                    &format!("route=\"{route}\""),
+                );
+            }
+        }
+        if self.auth.count() > 0 {
+            self.auth.render(out, "sigil_scim_auth_seconds", "");
+        }
+        if self.users_list_directory.count() > 0 {
+            self.users_list_directory.render(
+                out,
+                "sigil_scim_directory_seconds",
+                "route=\"users_list\"",
+            );
+        }
+    }
+}
+
 /// Process figures from /proc: CPU seconds (user + system, all threads,
 /// living and dead), resident memory, open files.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -55,6 +55,7 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             lag.resent
         );
     }
+    appliance.scim_metrics().render(out);
     let cache = appliance.tenant_cache();
     let (loaded, loading, queued) = cache.sizes();
     let loads = cache.stats();

@@ -305,9 +305,28 @@ impl Directory {
         &self.config
     }
 
+    /// A connection of the pool: the first free one from a rotating start,
+    /// or, when every one is busy, whichever is freed first (a caller
+    /// holding one connection and asking for another never waits for its
+    /// own).
     pub(crate) async fn pooled(&self) -> Result<OwnedMutexGuard<Pooled>, Error> {
-        let slot = &self.pool[self.next.fetch_add(1, Ordering::Relaxed) % self.pool.len()];
-        let mut guard = Arc::clone(slot).lock_owned().await;
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.pool.len();
+        let free = (0..count).find_map(|i| {
+            Arc::clone(&self.pool[(start + i) % count])
+                .try_lock_owned()
+                .ok()
+        });
+        let mut guard = match free {
+            Some(guard) => guard,
+            None => {
+                let waits = self
+                    .pool
+                    .iter()
+                    .map(|slot| Box::pin(Arc::clone(slot).lock_owned()));
+                futures_util::future::select_all(waits).await.0
+            }
+        };
         if guard.client.is_closed() {
             if guard.retry_at.is_some_and(|at| Instant::now() < at) {
                 return Err(Error::Unreachable(

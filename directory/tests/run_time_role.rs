@@ -369,3 +369,26 @@ async fn the_run_time_role_has_exactly_the_onboarding_functions() {
     assert!(directory.remove_frontend("nobody").await.unwrap().is_none());
     drop(owner);
 }
+
+/// A caller holding a scope and asking for another connection gets a free
+/// one, wherever the pool's rotation stands (it used to wait for the next
+/// connection in turn, which could be its own: a deadlock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_holding_a_scope_gets_another_free_connection() {
+    let (_database, _owner, directory) = demo_directory().await;
+    let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
+    let globex = directory.tenant_by_slug("globex").await.unwrap().unwrap();
+    for _ in 0..4 {
+        // Held across the other calls, on one of the pool's two connections.
+        let held = directory.tenant(acme.id).await.unwrap();
+        // Other calls move the rotation on, to the held connection too.
+        for _ in 0..3 {
+            let other = tokio::time::timeout(Duration::from_secs(10), directory.tenant(globex.id))
+                .await
+                .expect("a free connection, not the held one")
+                .unwrap();
+            drop(other);
+        }
+        held.commit().await.unwrap();
+    }
+}

@@ -325,7 +325,7 @@ fn start_control(
     control: &tokio::runtime::Runtime,
     node_credentials: &Credentials,
 ) -> anyhow::Result<crate::control::ControlServer> {
-    use crate::control::{scim::Scim, ControlConfig, ControlServer};
+    use crate::control::{types::Scim, ControlConfig, ControlServer};
     let listener = std::net::TcpListener::bind(config.listen.control_listen).with_context(|| {
         format!(
             "control (SCIM) port on {} cannot be bound; choose another with --control-listen (or listen.control_listen)",

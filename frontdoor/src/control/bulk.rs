@@ -1,4 +1,4 @@
-//! `/Bulk` (RFC 7644 §3.7): up to [`super::scim::BULK_MAX_OPERATIONS`]
+//! `/Bulk` (RFC 7644 §3.7): up to [`super::types::BULK_MAX_OPERATIONS`]
 //! operations in a body of at most [`MAX_PAYLOAD`] bytes (413 beyond
 //! either), run in order, each as its own request would be (same checks,
 //! same strong deactivation, same audit; consecutive user creations are
@@ -15,7 +15,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use sigil_scim::ScimError;
 
-use super::scim::{read_body, Answer, Failure, Request, Scim, BULK_MAX_OPERATIONS};
+use super::types::{read_body, Answer, Failure, Request, Scim, BULK_MAX_OPERATIONS};
 use super::{bulk_create, groups, users};
 
 /// Largest `/Bulk` body, in bytes (`bulk.maxPayloadSize`).

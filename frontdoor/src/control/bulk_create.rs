@@ -11,7 +11,7 @@ use directory::scim::ScimUserWrite;
 use serde_json::Value;
 use sigil_scim::ScimError;
 
-use super::scim::{Failure, Request, Scim};
+use super::types::{Failure, Request, Scim};
 use super::users;
 use crate::api::scim_ops::ScimChange;
 

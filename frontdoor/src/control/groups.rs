@@ -11,7 +11,7 @@ use sigil_scim::{patch, put, schema, ScimError};
 
 use directory::scim::ScimGroupRow;
 
-use super::scim::{self, filter_sql, Answer, Failure, Request, Scim};
+use super::types::{self, filter_sql, Answer, Failure, Request, Scim};
 use crate::api::scim_ops::ScimChange;
 
 /// Where filterable Group attributes are stored (table alias `g`).
@@ -58,7 +58,7 @@ pub fn to_json(row: &ScimGroupRow, base: &str) -> Value {
         "id": row.group_id,
         "displayName": row.name,
         "members": members,
-        "meta": scim::meta("Group", row.created_ms, row.updated_ms, &location, row.version),
+        "meta": types::meta("Group", row.created_ms, row.updated_ms, &location, row.version),
     });
     if let (Some(external), Some(object)) = (&row.external_id, out.as_object_mut()) {
         object.insert("externalId".into(), Value::from(external.clone()));
@@ -118,7 +118,7 @@ async fn answer(
     let row = load(scim, request, id).await?;
     let location = format!("{}/Groups/{id}", request.base);
     let body = request.project(&to_json(&row, &request.base), schema::group())?;
-    Ok(scim::resource(status, body, row.version, &location))
+    Ok(types::resource(status, body, row.version, &location))
 }
 
 /// `GET /Groups/{id}`.
@@ -136,7 +136,7 @@ pub async fn get(scim: &Scim, request: &Request, id: &str) -> Result<Answer, Fai
 pub async fn list(scim: &Scim, request: &Request) -> Result<Answer, Failure> {
     let filter = request.filter()?;
     let (clause, params) = filter_sql(filter.as_ref(), &GroupColumns)?;
-    let (start, count) = scim::paging(request)?;
+    let (start, count) = types::paging(request)?;
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
         .iter()
         .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
@@ -232,7 +232,7 @@ pub async fn create(scim: &Scim, request: &Request, body: Value) -> Result<Answe
 pub async fn create_row(scim: &Scim, request: &Request, body: Value) -> Result<String, Failure> {
     schema::validate(&body, schema::group())?;
     let resource = schema::without_read_only(&body, schema::group());
-    let id = scim::new_id()?;
+    let id = types::new_id()?;
     let names = resource
         .as_object()
         .map(|o| o.keys().filter(|k| *k != "schemas").cloned().collect())

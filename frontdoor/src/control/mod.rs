@@ -17,6 +17,7 @@ pub mod bulk;
 pub mod bulk_create;
 pub mod groups;
 pub mod scim;
+pub mod types;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -79,7 +80,7 @@ impl ControlServer {
     pub fn start(
         config: ControlConfig,
         listener: std::net::TcpListener,
-        scim: Arc<scim::Scim>,
+        scim: Arc<types::Scim>,
         runtime: &tokio::runtime::Handle,
     ) -> std::io::Result<ControlServer> {
         listener.set_nonblocking(true)?;

@@ -20,7 +20,7 @@ use sigil_scim::{patch, put, schema, ScimError};
 
 use directory::scim::{ScimUserRow, ScimUserWrite};
 
-use super::scim::{self, filter_sql, Answer, Failure, Request, Scim};
+use super::types::{self, filter_sql, Answer, Failure, Request, Scim};
 use crate::api::scim_ops::ScimChange;
 
 /// Attributes stored in columns (or computed), not in `profile`.
@@ -128,7 +128,7 @@ pub fn to_json(row: &ScimUserRow, base: &str) -> Value {
     }
     out.insert(
         "meta".into(),
-        scim::meta(
+        types::meta(
             "User",
             row.created_ms,
             row.updated_ms,
@@ -216,7 +216,7 @@ async fn answer(
     let resource = to_json(&row, &request.base);
     let location = format!("{}/Users/{id}", request.base);
     let body = request.project(&resource, schema::user())?;
-    Ok(scim::resource(status, body, row.version, &location))
+    Ok(types::resource(status, body, row.version, &location))
 }
 
 /// `GET /Users/{id}`.
@@ -237,7 +237,7 @@ pub async fn list(scim: &Scim, request: &Request) -> Result<Answer, Failure> {
         fold_user_name(filter);
     }
     let (clause, params) = filter_sql(filter.as_ref(), &UserColumns)?;
-    let (start, count) = scim::paging(request)?;
+    let (start, count) = types::paging(request)?;
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
         .iter()
         .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
@@ -330,7 +330,7 @@ pub fn prepare_create(body: &Value) -> Result<(String, ScimUserWrite, Vec<String
     schema::validate(body, schema::user())?;
     let resource = schema::without_read_only(body, schema::user());
     let write = to_write(&resource)?;
-    let id = scim::new_id()?;
+    let id = types::new_id()?;
     Ok((id, write, attribute_names(&resource)))
 }
 

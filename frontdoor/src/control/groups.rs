@@ -96,12 +96,7 @@ fn to_write(resource: &Value) -> Result<(String, Option<String>, Vec<String>), S
 }
 
 async fn load(scim: &Scim, request: &Request, id: &str) -> Result<ScimGroupRow, Failure> {
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     scope
         .scim_group(id)
         .await
@@ -141,12 +136,7 @@ pub async fn list(scim: &Scim, request: &Request) -> Result<Answer, Failure> {
         .iter()
         .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     let page = scope
         .scim_groups(
             (&clause, &refs),
@@ -183,12 +173,7 @@ async fn write(
     changed: Vec<String>,
 ) -> Result<(), Failure> {
     let (name, external, members) = to_write(resource)?;
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     scope
         .write_scim_group(
             id,
@@ -310,12 +295,7 @@ pub async fn patch_row(
 pub async fn delete(scim: &Scim, request: &Request, id: &str) -> Result<Answer, Failure> {
     let row = load(scim, request, id).await?;
     request.if_match(row.version)?;
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     if scope
         .delete_scim_group(id)
         .await

@@ -134,6 +134,20 @@ pub struct Request {
     pub headers: HeaderMap,
 }
 
+impl Scim {
+    /// A transaction scoped to the request's tenant.
+    ///
+    /// # Errors
+    /// 503 while the directory is unreachable.
+    pub async fn scope(&self, request: &Request) -> Result<directory::TenantScope<'_>, Failure> {
+        self.appliance
+            .directory()
+            .tenant(request.live.tenant.id)
+            .await
+            .map_err(Failure::directory)
+    }
+}
+
 impl Request {
     /// `If-Match` against `version`: 412 on a mismatch.
     ///

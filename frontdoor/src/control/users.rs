@@ -193,12 +193,7 @@ fn to_write(resource: &Value) -> Result<ScimUserWrite, ScimError> {
 }
 
 async fn load(scim: &Scim, request: &Request, id: &str) -> Result<ScimUserRow, Failure> {
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     scope
         .scim_user(id)
         .await
@@ -305,12 +300,7 @@ pub async fn create(scim: &Scim, request: &Request, body: Value) -> Result<Answe
 /// As [`create`].
 pub async fn create_row(scim: &Scim, request: &Request, body: Value) -> Result<String, Failure> {
     let (id, write, attributes) = prepare_create(&body)?;
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     scope
         .insert_scim_user(&id, &write)
         .await
@@ -367,12 +357,7 @@ async fn store(
     changed: Vec<String>,
 ) -> Result<(), Failure> {
     let write = to_write(resource)?;
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     if !scope
         .update_scim_user(&row.user_id, &write)
         .await
@@ -467,12 +452,7 @@ pub async fn delete(scim: &Scim, request: &Request, id: &str) -> Result<Answer, 
         .scim_deactivate(&request.live, &request.token, &row.login)
         .await
         .map_err(Failure::wire)?;
-    let scope = scim
-        .appliance
-        .directory()
-        .tenant(request.live.tenant.id)
-        .await
-        .map_err(Failure::directory)?;
+    let scope = scim.scope(request).await?;
     scope
         .delete_scim_user(&row.user_id)
         .await

@@ -118,6 +118,9 @@ pub struct CapacityReport {
     pub floor_p99_ms: Option<f64>,
     /// The p99 of the node's audit syncs in the floor step (ms).
     pub floor_audit_sync_p99_ms: Option<f64>,
+    /// Whether those audit syncs explain the floor ([`disk_explains`]);
+    /// null without a floor step or sync figure.
+    pub floor_explained_by_disk: Option<bool>,
     /// Allowed fraction of errors per step.
     pub max_error_rate: f64,
     /// Length of each step (s).
@@ -265,6 +268,7 @@ pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport
                 duration: held.step,
             },
             charts_dir: None,
+            hdr_log: None,
             progress: false,
             ..plan.clone()
         };
@@ -369,6 +373,10 @@ pub fn search(plan: &LoadPlan, search: &Search) -> anyhow::Result<CapacityReport
         floor_rps: floor.as_ref().map(|f| f.rate),
         floor_p99_ms: floor.as_ref().map(|f| ms(f.p99_us)),
         floor_audit_sync_p99_ms: floor.as_ref().and_then(|f| f.audit_sync_p99_ms),
+        floor_explained_by_disk: floor.as_ref().and_then(|f| {
+            f.audit_sync_p99_ms
+                .map(|sync| disk_explains(ms(f.p99_us), sync))
+        }),
         max_error_rate: search.max_error_rate,
         step_s: search.step.as_secs_f64(),
         cores,

@@ -37,6 +37,8 @@ pub struct Floor {
     pub p99_ms: f64,
     /// The p99 of the node's audit syncs in that step (ms).
     pub audit_sync_p99_ms: Option<f64>,
+    /// sigil-perf's verdict: whether those syncs explain the floor.
+    pub explained_by_disk: Option<bool>,
     /// The target the capacity steps were held to (ms): the p99 target, or
     /// the floor plus it when the floor was above it.
     pub held_to_ms: f64,
@@ -50,6 +52,7 @@ impl Floor {
             rate: report["floor_rps"].as_f64()?,
             p99_ms: report["floor_p99_ms"].as_f64()?,
             audit_sync_p99_ms: report["floor_audit_sync_p99_ms"].as_f64(),
+            explained_by_disk: report["floor_explained_by_disk"].as_bool(),
             held_to_ms: report["effective_p99_target_ms"].as_f64()?,
         })
     }
@@ -206,6 +209,7 @@ fn floor_text(floor: &Floor, p99_target_ms: f64) -> String {
         rate,
         p99_ms,
         audit_sync_p99_ms,
+        explained_by_disk,
         held_to_ms,
     } = floor;
     let head = format!(
@@ -221,16 +225,16 @@ fn floor_text(floor: &Floor, p99_target_ms: f64) -> String {
             trim(p99_target_ms)
         );
     }
-    let cause = match audit_sync_p99_ms {
-        Some(sync) if sync * 2.0 >= *p99_ms => format!(
+    let cause = match (audit_sync_p99_ms, explained_by_disk) {
+        (Some(sync), Some(true)) => format!(
             "the audit syncs every token waits for had p99 <= {} ms: this disk's fdatasync is that slow (a faster disk for data_dir lowers it)",
             trim(*sync)
         ),
-        Some(sync) => format!(
+        (Some(sync), _) => format!(
             "the audit syncs every token waits for had p99 <= {} ms only, so most of it is this machine being busy (other work on its cores)",
             trim(*sync)
         ),
-        None => "the node's audit sync times could not be read".to_owned(),
+        (None, _) => "the node's audit sync times could not be read".to_owned(),
     };
     format!(
         "{head}, above the {} ms target; {cause}. Capacity is measured at p99 <= {} ms (floor + {} ms) instead.",
@@ -259,6 +263,7 @@ mod tests {
                 rate: 200.0,
                 p99_ms: 1.24,
                 audit_sync_p99_ms: Some(1.0),
+                explained_by_disk: Some(true),
                 held_to_ms: 5.0,
             }),
             eddsa: Capacity {
@@ -299,6 +304,7 @@ mod tests {
             rate: 200.0,
             p99_ms: 12.34,
             audit_sync_p99_ms: Some(10.0),
+            explained_by_disk: Some(true),
             held_to_ms: 18.0,
         });
         let text = summary(&m);
@@ -322,6 +328,7 @@ mod tests {
             rate: 200.0,
             p99_ms: 88.8,
             audit_sync_p99_ms: Some(5.0),
+            explained_by_disk: Some(false),
             held_to_ms: 94.0,
         });
         let text = summary(&m);
@@ -333,6 +340,7 @@ mod tests {
             rate: 200.0,
             p99_ms: 88.8,
             audit_sync_p99_ms: None,
+            explained_by_disk: None,
             held_to_ms: 94.0,
         });
         assert!(
@@ -383,7 +391,7 @@ mod tests {
             "steps": [{"rate": 200.0, "phase": "floor"}, {"rate": 1000.0, "phase": "step"},
                       {"rate": 500.0, "phase": "down"}, {"rate": 750.0, "phase": "bisect"}],
             "floor_rps": 200.0, "floor_p99_ms": 12.3, "floor_audit_sync_p99_ms": 10.0,
-            "effective_p99_target_ms": 18.0, "p99_target_ms": 5.0, "target_raised": true,
+            "floor_explained_by_disk": true, "effective_p99_target_ms": 18.0, "p99_target_ms": 5.0, "target_raised": true,
         });
         let c = Capacity::from_report("EdDSA", &report);
         assert_eq!(c.rate, Some(6000.0));
@@ -395,6 +403,7 @@ mod tests {
                 rate: 200.0,
                 p99_ms: 12.3,
                 audit_sync_p99_ms: Some(10.0),
+                explained_by_disk: Some(true),
                 held_to_ms: 18.0
             })
         );

@@ -445,7 +445,7 @@ fn perf_output(dir: &Path, args: &[&str]) -> Output {
 #[test]
 fn sigil_perf_refuses_bad_flags_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["load", "--mix", "id-token=1,bogus=2"],
             "--mix: unknown operation \"bogus\"",
@@ -457,6 +457,11 @@ fn sigil_perf_refuses_bad_flags_clearly() {
             "start the appliance with `sigil serve` first, or pass --target and --cert-dir",
         ),
         (&["load", "--duration", "0s"], "must be a positive duration"),
+        (&["merge", "no-such.hlog"], "no-such.hlog: No such file"),
+        (
+            &["capacity", "--hdr-log", "x.hlog"],
+            "--hdr-log is for load, monday and soak",
+        ),
     ];
     for (args, message) in cases {
         let output = perf_output(dir.path(), args);
@@ -503,6 +508,9 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
     args.push(report.to_str().unwrap());
     args.push("--charts");
     args.push(charts.to_str().unwrap());
+    let hdr_log = root.join("run.hlog");
+    args.push("--hdr-log");
+    args.push(hdr_log.to_str().unwrap());
     let output = perf_output(root, &args);
     let (out, err) = (String::from_utf8_lossy(&output.stdout), stderr(&output));
     assert_eq!(output.status.code(), Some(0), "{out}{err}");
@@ -525,6 +533,37 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
     assert_eq!(json["profile"], "load");
     assert!(json["ok"].as_u64().unwrap() > 0, "{json}");
     assert!(json["overhead_factor"].as_f64().is_some(), "{json}");
+    assert!(
+        json["generator_cpu_us_per_op"].as_f64().unwrap() > 0.0,
+        "{json}"
+    );
+
+    // The interval log merges (here with itself, as if two generators had
+    // run at once): twice the successes of its whole seconds.
+    assert!(out.contains("  hdr log: "), "{out}");
+    let merged = root.join("merged.json");
+    let log = hdr_log.to_str().unwrap();
+    let output = perf_output(
+        root,
+        &["merge", log, log, "--json", merged.to_str().unwrap()],
+    );
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}{}", stderr(&output));
+    assert!(out.starts_with("merged 2 logs over the "), "{out}");
+    let merged: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&merged).unwrap()).unwrap();
+    let whole_ok: u64 = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["partial"] == false)
+        .map(|p| p["ok"].as_u64().unwrap())
+        .sum();
+    assert_eq!(merged["count"].as_u64(), Some(2 * whole_ok), "{merged}");
+    assert!(merged["rate_rps"].as_f64().unwrap() > 0.0, "{merged}");
+    for field in ["files", "common_span_s", "latency_us"] {
+        assert!(merged.get(field).is_some(), "merge report lacks {field}");
+    }
 
     // A short capacity search: a floor step at 50/s, then 1 s steps from
     // 100/s up to `max` held to `p99_ms`; its stdout, stderr and report.
@@ -568,6 +607,7 @@ fn sigil_perf_runs_against_a_node_and_reports_as_documented() {
         "p99_target_ms",
         "floor_p99_ms",
         "floor_audit_sync_p99_ms",
+        "floor_explained_by_disk",
     ] {
         assert!(
             json.get(field).is_some(),

@@ -181,6 +181,8 @@ pub struct Outcome {
     pub send_lag_us: Histogram<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Wall-clock time of the run's start (the schedule's zero).
+    pub started_at: std::time::SystemTime,
 }
 
 /// Runs the load: `connect(thread)` makes each thread's caller.
@@ -200,6 +202,7 @@ where
 {
     let threads = config.threads.max(1);
     let start = Instant::now() + Duration::from_millis(200);
+    let started_at = std::time::SystemTime::now() + Duration::from_millis(200);
     let results: Vec<Result<(Recorder, Histogram<u64>), String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
@@ -237,6 +240,7 @@ where
         recorder,
         send_lag_us,
         elapsed: start.elapsed(),
+        started_at,
     })
 }
 

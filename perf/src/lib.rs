@@ -17,7 +17,9 @@
 
 pub mod capacity;
 pub mod chart;
+pub mod cpu;
 pub mod engine;
+pub mod hdrlog;
 pub mod progress;
 pub mod quic;
 pub mod raw;

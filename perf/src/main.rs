@@ -93,6 +93,10 @@ struct RunArgs {
     /// Write SVG charts (throughput, latency percentiles) into this directory.
     #[arg(long, default_value = "perf-charts")]
     charts: PathBuf,
+    /// Write the latencies as an HdrHistogram interval log (one interval per second) to this file,
+    /// for `sigil-perf merge` (load, monday and soak).
+    #[arg(long, value_name = "FILE")]
+    hdr_log: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +184,15 @@ enum Command {
         #[arg(long, default_value_t = 200.0)]
         floor_rate: f64,
     },
+    /// Combines the --hdr-log files of runs made at once (e.g. from several generator machines) into one report.
+    Merge {
+        /// Interval logs written by --hdr-log.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Write the merged report as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// The physical baseline: AWS-LC signing per algorithm on one core.
     Raw {
         /// Key specs to measure (default: all).
@@ -256,11 +269,16 @@ fn plan(run: RunArgs, profile: RateProfile, name: &str) -> anyhow::Result<LoadPl
         metrics,
         profile_name: name.to_owned(),
         charts_dir: Some(run.charts),
+        hdr_log: run.hdr_log,
         progress: true,
     })
 }
 
-fn finish(report: &perf::report::Report, json: Option<&PathBuf>) -> anyhow::Result<()> {
+fn finish(
+    report: &perf::report::Report,
+    json: Option<&PathBuf>,
+    hdr_log: Option<&PathBuf>,
+) -> anyhow::Result<()> {
     let l = &report.latency_us;
     println!(
         "{} against {} ({}), {:.0} s",
@@ -281,8 +299,14 @@ fn finish(report: &perf::report::Report, json: Option<&PathBuf>) -> anyhow::Resu
         );
     }
     println!(
-        "  generator send lag µs: p50 {}  p99 {}",
-        report.send_lag_us.p50, report.send_lag_us.p99
+        "  generator send lag µs: p50 {}  p99 {}{}",
+        report.send_lag_us.p50,
+        report.send_lag_us.p99,
+        report
+            .generator_cpu_us_per_op
+            .map_or(String::new(), |us| format!(
+                "   generator CPU {us:.1} µs/request"
+            ))
     );
     println!(
         "  errors: {}",
@@ -301,6 +325,9 @@ fn finish(report: &perf::report::Report, json: Option<&PathBuf>) -> anyhow::Resu
     }
     for chart in &report.charts {
         println!("  chart: {chart}");
+    }
+    if let Some(path) = hdr_log {
+        println!("  hdr log: {}", path.display());
     }
     if let Some(path) = json {
         std::fs::write(path, serde_json::to_vec_pretty(report)?)
@@ -366,12 +393,13 @@ fn main() -> anyhow::Result<()> {
         } => {
             anyhow::ensure!(rate > 0.0, "--rate must be positive");
             let json = run.json.clone();
+            let hdr_log = run.hdr_log.clone();
             let report = quic::run(&plan(
                 run,
                 RateProfile::Constant { rate, duration },
                 "load",
             )?)?;
-            finish(&report, json.as_ref())?;
+            finish(&report, json.as_ref(), hdr_log.as_ref())?;
         }
         Command::Soak {
             run,
@@ -382,6 +410,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             anyhow::ensure!(rate > 0.0, "--rate must be positive");
             let json = run.json.clone();
+            let hdr_log = run.hdr_log.clone();
             let plan = plan(run, RateProfile::Constant { rate, duration }, "soak")?;
             let metrics = plan
                 .metrics
@@ -393,7 +422,7 @@ fn main() -> anyhow::Result<()> {
                 println!("  FLAG: {flag}");
             }
             report.soak = Some(summary);
-            finish(&report, json.as_ref())?;
+            finish(&report, json.as_ref(), hdr_log.as_ref())?;
         }
         Command::Monday {
             run,
@@ -409,6 +438,7 @@ fn main() -> anyhow::Result<()> {
                 "--peak must be at least --base, both positive"
             );
             let json = run.json.clone();
+            let hdr_log = run.hdr_log.clone();
             let report = quic::run(&plan(
                 run,
                 RateProfile::Monday {
@@ -421,7 +451,7 @@ fn main() -> anyhow::Result<()> {
                 },
                 "monday",
             )?)?;
-            finish(&report, json.as_ref())?;
+            finish(&report, json.as_ref(), hdr_log.as_ref())?;
         }
         Command::Capacity {
             run,
@@ -448,6 +478,10 @@ fn main() -> anyhow::Result<()> {
                 p99_ms > 0.0 && (0.0..1.0).contains(&max_error_rate),
                 "--p99-ms must be positive and --max-error-rate in [0, 1)"
             );
+            anyhow::ensure!(
+                run.hdr_log.is_none(),
+                "--hdr-log is for load, monday and soak: a capacity search's steps write no log"
+            );
             let json = run.json.clone();
             let search = perf::capacity::Search {
                 start,
@@ -472,6 +506,30 @@ fn main() -> anyhow::Result<()> {
             println!("{}", capacity_summary(&report));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("  report: {}", path.display());
+            }
+        }
+        Command::Merge { files, json } => {
+            let logs = files
+                .iter()
+                .map(|f| perf::hdrlog::read(f))
+                .collect::<Result<Vec<_>, _>>()?;
+            let merged = perf::hdrlog::merge(&logs)?;
+            let l = &merged.latency_us;
+            println!(
+                "merged {} logs over the {:.0} s they share: {} successes, {:.0}/s",
+                merged.files.len(),
+                merged.common_span_s,
+                merged.count,
+                merged.rate_rps
+            );
+            println!(
+                "  latency µs (from intended send): p50 {}  p99 {}  p99.9 {}  max {}",
+                l.p50, l.p99, l.p999, l.max
+            );
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&merged)?)
                     .with_context(|| format!("writing {}", path.display()))?;
                 println!("  report: {}", path.display());
             }

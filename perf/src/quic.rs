@@ -68,6 +68,9 @@ pub struct LoadPlan {
     pub profile_name: String,
     /// Where to write charts (SVG); none: no charts.
     pub charts_dir: Option<PathBuf>,
+    /// Where to write the latencies as an HdrHistogram interval log
+    /// (`--hdr-log`); none: no log.
+    pub hdr_log: Option<PathBuf>,
     /// Whether to show progress on stderr while the load runs (a
     /// capacity search's short steps print a line each instead).
     pub progress: bool,
@@ -395,6 +398,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         threads: plan.threads,
         max_in_flight: plan.max_in_flight,
     };
+    let cpu_before = crate::cpu::process_cpu_seconds();
     let outcome = engine::run(
         &load,
         &plan.mix,
@@ -427,8 +431,14 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
     done.store(true, Ordering::Relaxed);
     let _ = watcher.join();
     bar.finish_and_clear();
+    let generator_cpu_s = crate::cpu::process_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let after = plan.metrics.and_then(|m| scrape(m).ok());
     let recorder = &outcome.recorder;
+    let generator_cpu_us_per_op = generator_cpu_s
+        .filter(|_| recorder.sent_count() > 0)
+        .map(|s| s * 1e6 / recorder.sent_count() as f64);
     let ok = recorder.ok_count();
     let duration_s = total.as_secs_f64();
     let server_cpu_us_per_op = match (&before, &after) {
@@ -460,8 +470,29 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
             .map(|seconds| seconds * 1000.0),
         _ => None,
     };
+    let target = configs
+        .iter()
+        .map(|c| c.target.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let mut timeline = recorder.timeline();
     crate::record::mark_partial(&mut timeline, total);
+    if let Some(path) = &plan.hdr_log {
+        let seconds: Vec<crate::hdrlog::Second<'_>> = recorder
+            .seconds()
+            .zip(&timeline)
+            .map(|((t, latency), point)| crate::hdrlog::Second {
+                offset: std::time::Duration::from_secs(t),
+                latency,
+                whole: !point.partial,
+            })
+            .collect();
+        let comment = format!(
+            "sigil-perf {} against {target} ({})",
+            plan.profile_name, plan.mix_text
+        );
+        crate::hdrlog::write(path, outcome.started_at, &comment, &seconds)?;
+    }
     let mut charts = Vec::new();
     if let Some(dir) = &plan.charts_dir {
         std::fs::create_dir_all(dir)?;
@@ -483,11 +514,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
     }
     Ok(Report {
         profile: plan.profile_name.clone(),
-        target: configs
-            .iter()
-            .map(|c| c.target.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        target,
         mix: plan.mix_text.clone(),
         duration_s,
         sent: recorder.sent_count(),
@@ -497,6 +524,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         latency_us: recorder.latency(),
         rejection_latency_us: recorder.rejection_latency(),
         send_lag_us: crate::record::Percentiles::of(&outcome.send_lag_us),
+        generator_cpu_us_per_op,
         errors: recorder.errors().clone(),
         server_cpu_us_per_op,
         raw_cpu_us_per_op,

@@ -157,6 +157,15 @@ impl Recorder {
         (!self.rejection_latency.is_empty()).then(|| Percentiles::of(&self.rejection_latency))
     }
 
+    /// The latencies of each second of the run (successes by the second
+    /// they were answered in), for an interval log.
+    pub fn seconds(&self) -> impl Iterator<Item = (u64, &Histogram<u64>)> {
+        self.seconds
+            .iter()
+            .enumerate()
+            .map(|(t, s)| (t as u64, &s.latency))
+    }
+
     /// One point per second of the run.
     pub fn timeline(&self) -> Vec<SecondPoint> {
         self.seconds

@@ -162,6 +162,9 @@ pub struct Report {
     pub rejection_latency_us: Option<Percentiles>,
     /// How late the generator sent, against the schedule (µs).
     pub send_lag_us: Percentiles,
+    /// The generator's own CPU time (user + system, every thread) per
+    /// request sent (µs): what the load cost the machine it ran on.
+    pub generator_cpu_us_per_op: Option<f64>,
     /// Errors by protocol code (and `client_backlog`, `no_answer`,
     /// `transport` from the client side).
     pub errors: BTreeMap<String, u64>,

@@ -261,6 +261,7 @@ async fn generate<C: Caller + 'static>(
     let mut lag = lag_histogram();
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
     let mut dealer = mix.dealer();
+    let pacer = crate::pacer::Pacer::new();
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
@@ -269,9 +270,7 @@ async fn generate<C: Caller + 'static>(
                     continue;
                 }
                 let due = start + intended;
-                if due > Instant::now() {
-                    tokio::time::sleep_until(due.into()).await;
-                }
+                pacer.sleep_until(due).await;
                 let now = Instant::now();
                 let _ = lag.record(
                     u64::try_from(now.saturating_duration_since(due).as_micros())

@@ -380,3 +380,72 @@ async fn ended_sessions_are_told_to_the_apps_that_got_tokens_in_them() {
         .iter()
         .any(|(_, kind, detail)| kind == "logout.delivered" && detail["app"] == "rp-bcl"));
 }
+
+/// Three nodes: the token is issued on node-2, the session revoked on
+/// node-1; node-1 knows the app from the replicated session and tells it,
+/// once (node-2, which issued, sends nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_issued_on_one_node_is_told_by_the_node_that_ends_the_session() {
+    use common::cluster::{specs, Nodes};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let config = d.join("serve.toml");
+    std::fs::write(
+        &config,
+        "[logout]\nattempts = 3\ntimeout_ms = 1000\nsettle_ms = 300\n",
+    )
+    .unwrap();
+    let mut nodes = specs(3, |_, _, port| format!("127.0.0.1:{port}"));
+    for spec in &mut nodes {
+        spec.args
+            .extend(["--config".into(), config.display().to_string()]);
+    }
+    let owned = d.clone();
+    let nodes = tokio::task::spawn_blocking(move || Nodes::start(&owned, nodes))
+        .await
+        .unwrap();
+    nodes.until_serving(Duration::from_secs(60)).await;
+    let (one, two) = (nodes.client(0).await, nodes.client(1).await);
+
+    let s0 = session(&one, "acme", "alice").await;
+    let probe = one
+        .id_token("acme", "alice", "app-es256", &s0, None)
+        .await
+        .unwrap();
+    let issuer = sid_of(&probe.token)["iss"].as_str().unwrap().to_owned();
+    let jwks = format!(
+        "http://127.0.0.1:{}/t/acme/.well-known/jwks.json",
+        nodes.serve(0).endpoints.http.port()
+    );
+    let receiver = Receiver::start(&d, &jwks, &issuer);
+    add_app(
+        &d,
+        "acme",
+        "rp-bcl",
+        Some(&receiver.url("/bcl/rp-bcl/acme")),
+    );
+
+    // Issued on node-2 (which must know the new app first).
+    let s = session(&two, "acme", "alice").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while two
+        .id_token("acme", "alice", "rp-bcl", &s, None)
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "node-2 never saw rp-bcl");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The session reaches node-1 (created on node-2), then node-1 ends it.
+    common::cluster::until_valid(&one, "acme", &s, Duration::from_secs(10)).await;
+    one.session_revoke("acme", &s).await.unwrap();
+    let told = receiver.until("/bcl/rp-bcl/acme", &s, 1);
+    assert_eq!(told[0]["ok"], true, "{told:?}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let all: Vec<Value> = receiver
+        .received()
+        .into_iter()
+        .filter(|e| e["claims"]["sid"] == s.as_str())
+        .collect();
+    assert_eq!(all.len(), 1, "told once: {all:?}");
+}

@@ -6,12 +6,14 @@
 #   A: the churn's app has no backchannel_logout_uri (nothing to deliver);
 #   B: it has one pointing at a receiver that accepts connections and never
 #      answers (every delivery waits out all its attempts' timeouts).
-# Rounds alternate A B A B; prints each round's p50/p99/max and the node's
-# sigil_logout_* counters. Usage: scripts/logout_bench.sh [BIN_DIR] [RATE] [DURATION]
+# Rounds alternate A B A B ... (PAIRS pairs); prints each round's latency
+# percentiles and the node's sigil_logout_* counters.
+# Usage: scripts/logout_bench.sh [BIN_DIR] [RATE] [DURATION] [PAIRS]
 set -euo pipefail
 BIN=$(cd "${1:-target/debug}" && pwd)
 RATE=${2:-500}
 DURATION=${3:-20s}
+PAIRS=${4:-2}
 PY=${SIGIL_PYTHON:-python3}
 WORK=$(mktemp -d /tmp/sigil-logout-bench.XXXXXX)
 cd "$WORK"
@@ -43,7 +45,7 @@ churn() {
     "$BIN/sigil" client session revoke --tenant acme --session "$s" > /dev/null
   done
 }
-for round in A1 B1 A2 B2; do
+for round in $(for i in $(seq 1 "$PAIRS"); do echo "A$i B$i"; done); do
   case $round in A*) app=rp-plain ;; *) app=rp-dead ;; esac
   rm -f stop; churn "$app" stop & CHURN=$!
   "$BIN/sigil-perf" load --rate "$RATE" --duration "$DURATION" --app app-eddsa --json "perf-$round.json" > "perf-$round.txt" 2>&1

@@ -3,8 +3,9 @@
 every logout token it is sent with PyJWT (software nobody at Sigil wrote),
 as OpenID Connect Back-Channel Logout 1.0 section 2.6 asks of an RP.
 
-Input (argv[1]): JSON {"jwks_url", "issuer", "log", "slow_s"}. It listens on
-127.0.0.1 (a free port), prints {"port": N} on its first line of stdout, and
+Input (argv[1]): JSON {"jwks_url", "issuer", "log", "slow_s", "tls"}. It listens
+on 127.0.0.1 (a free port; HTTPS with "tls": {"cert", "key"}: PEM files),
+prints {"port": N} on its first line of stdout, and
 serves until killed. A POST to /bcl/{client_id} is checked as a logout token
 for audience {client_id}; a POST to /slow/{client_id} first sleeps
 `slow_s` seconds (a slow receiver). Each POST appends one JSON line to
@@ -20,6 +21,7 @@ is the client id; `iat`, `exp` (not expired) and `jti` present; `sid` or
 `nonce`.
 """
 import json
+import ssl
 import sys
 import threading
 import time
@@ -103,6 +105,10 @@ def main():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if config.get("tls"):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(config["tls"]["cert"], config["tls"]["key"])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     server.serve_forever()
 

@@ -35,10 +35,23 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start(dir: &Path, jwks_url: &str, issuer: &str) -> Receiver {
-        let log = dir.join("logout-received.jsonl");
-        let config = dir.join("receiver.json");
+        Receiver::start_tls(dir, "plain", jwks_url, issuer, None)
+    }
+
+    /// A receiver named `name` (its files in `dir`), HTTPS with `tls`
+    /// (certificate and key PEM files).
+    fn start_tls(
+        dir: &Path,
+        name: &str,
+        jwks_url: &str,
+        issuer: &str,
+        tls: Option<(&Path, &Path)>,
+    ) -> Receiver {
+        let log = dir.join(format!("logout-received-{name}.jsonl"));
+        let config = dir.join(format!("receiver-{name}.json"));
+        let tls = tls.map(|(cert, key)| serde_json::json!({"cert": cert, "key": key}));
         let input = serde_json::json!({
-            "jwks_url": jwks_url, "issuer": issuer, "log": log, "slow_s": 3,
+            "jwks_url": jwks_url, "issuer": issuer, "log": log, "slow_s": 3, "tls": tls,
         });
         std::fs::write(&config, input.to_string()).unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/logout_receiver.py");
@@ -61,6 +74,10 @@ impl Receiver {
 
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn https_url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.port)
     }
 
     /// Every POST received so far.
@@ -448,4 +465,101 @@ async fn a_token_issued_on_one_node_is_told_by_the_node_that_ends_the_session() 
         .filter(|e| e["claims"]["sid"] == s.as_str())
         .collect();
     assert_eq!(all.len(), 1, "told once: {all:?}");
+}
+
+/// `https` logout URIs: the receiver's certificate is checked against
+/// `[logout] ca_file`; a receiver whose certificate is not trusted is never
+/// sent the token (the TLS handshake fails; counted as failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_are_checked_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let write_pair = |name: &str| {
+        let pair = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let (cert, key) = (
+            d.join(format!("{name}.pem")),
+            d.join(format!("{name}-key.pem")),
+        );
+        std::fs::write(&cert, pair.cert.pem()).unwrap();
+        std::fs::write(&key, pair.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    };
+    let (trusted, trusted_key) = write_pair("trusted");
+    let (untrusted, untrusted_key) = write_pair("untrusted");
+    let config = d.join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[logout]\nattempts = 2\ntimeout_ms = 1000\nbackoff_ms = 100\nsettle_ms = 100\nca_file = {:?}\n",
+            trusted.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (quic, http, path) = (free_port(), free_port(), d.clone());
+    let serve = tokio::task::spawn_blocking(move || {
+        Serve::start_with(&path, quic, http, &["--config", config.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let client = serve.client(None).await.unwrap();
+    let s0 = session(&client, "acme", "alice").await;
+    let probe = client
+        .id_token("acme", "alice", "app-es256", &s0, None)
+        .await
+        .unwrap();
+    let issuer = sid_of(&probe.token)["iss"].as_str().unwrap().to_owned();
+    let jwks = format!(
+        "http://127.0.0.1:{}/t/acme/.well-known/jwks.json",
+        serve.endpoints.http.port()
+    );
+    let good = Receiver::start_tls(
+        &d,
+        "trusted",
+        &jwks,
+        &issuer,
+        Some((&trusted, &trusted_key)),
+    );
+    let bad = Receiver::start_tls(
+        &d,
+        "untrusted",
+        &jwks,
+        &issuer,
+        Some((&untrusted, &untrusted_key)),
+    );
+    add_app(
+        &d,
+        "acme",
+        "rp-tls",
+        Some(&good.https_url("/bcl/rp-tls/acme")),
+    );
+    add_app(
+        &d,
+        "acme",
+        "rp-untrusted",
+        Some(&bad.https_url("/bcl/rp-untrusted/acme")),
+    );
+
+    let s = session(&client, "acme", "alice").await;
+    for app in ["rp-tls", "rp-untrusted"] {
+        client
+            .id_token("acme", "alice", app, &s, None)
+            .await
+            .unwrap();
+    }
+    client.session_revoke("acme", &s).await.unwrap();
+    let told = good.until("/bcl/rp-tls/acme", &s, 1);
+    assert_eq!(told[0]["ok"], true, "{told:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&serve, "sigil_logout_tokens_total{outcome=\"failed\"}") < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the untrusted receiver was never given up on"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(bad.received().is_empty(), "{:?}", bad.received());
+    assert_eq!(
+        metric(&serve, "sigil_logout_tokens_total{outcome=\"delivered\"}"),
+        1
+    );
 }

@@ -563,3 +563,75 @@ async fn https_receivers_are_checked_against_the_configured_ca() {
         1
     );
 }
+
+/// A full queue drops ended sessions at once (the revoke does not wait),
+/// counted in /metrics and audited as `logout.dropped` in the tenant's
+/// chain: one delivery at a time to a slow receiver, a queue of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_drops_counted_and_audited_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    let config = d.join("serve.toml");
+    std::fs::write(
+        &config,
+        "[logout]\nqueue = 1\nmax_concurrent = 1\nattempts = 1\ntimeout_ms = 5000\nsettle_ms = 0\n",
+    )
+    .unwrap();
+    let (quic, http, path) = (free_port(), free_port(), d.clone());
+    let serve = tokio::task::spawn_blocking(move || {
+        Serve::start_with(&path, quic, http, &["--config", config.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let client = serve.client(None).await.unwrap();
+    let s0 = session(&client, "acme", "alice").await;
+    let probe = client
+        .id_token("acme", "alice", "app-es256", &s0, None)
+        .await
+        .unwrap();
+    let issuer = sid_of(&probe.token)["iss"].as_str().unwrap().to_owned();
+    let jwks = format!(
+        "http://127.0.0.1:{}/t/acme/.well-known/jwks.json",
+        serve.endpoints.http.port()
+    );
+    let receiver = Receiver::start(&d, &jwks, &issuer);
+    add_app(
+        &d,
+        "acme",
+        "rp-slow",
+        Some(&receiver.url("/slow/rp-slow/acme")),
+    );
+    let mut ended = Vec::new();
+    for _ in 0..6 {
+        let s = session(&client, "acme", "alice").await;
+        client
+            .id_token("acme", "alice", "rp-slow", &s, None)
+            .await
+            .unwrap();
+        ended.push(s);
+    }
+    for s in &ended {
+        let started = Instant::now();
+        client.session_revoke("acme", s).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // One in delivery, one waiting for it, one queued: the rest dropped.
+    let dropped = metric(&serve, "sigil_logout_jobs_total{outcome=\"dropped\"}");
+    assert!(dropped >= 1, "nothing dropped");
+    wait_shipped(&d);
+    let db = node_database(&serve.var()).await;
+    let rows = db
+        .query(
+            "SELECT count(*) FROM audit_events e JOIN tenants t ON t.tenant_id = e.tenant_id
+              WHERE e.kind = 'logout.dropped' AND t.slug = 'acme'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let audited: i64 = rows[0].get(0);
+    assert_eq!(audited, dropped as i64, "every drop audited");
+}

@@ -61,6 +61,8 @@ pub struct Config {
     pub signing: Signing,
     /// Loading tenants and keeping them in memory.
     pub tenants: Tenants,
+    /// Back-channel logout deliveries (issue 19).
+    pub logout: crate::api::logout::LogoutSettings,
 }
 
 /// Listen addresses.
@@ -259,6 +261,7 @@ impl Default for Config {
             tenants: Tenants::default(),
             audit: Audit::default(),
             signing: Signing::default(),
+            logout: crate::api::logout::LogoutSettings::default(),
         }
     }
 }

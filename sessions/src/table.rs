@@ -20,6 +20,7 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD as BASE64URL, Engine};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+mod apps;
 mod scan;
 mod user_marks;
 
@@ -134,6 +135,11 @@ pub struct SessionRecord {
     /// Revoked (merged by or). A revoke of an id never seen leaves a
     /// record with `revoked` and empty fields: a tombstone.
     pub revoked: bool,
+    /// The OIDC apps (client ids) that received a token in this session: a
+    /// grow-only set merged by union, sorted (issue 19, back-channel
+    /// logout; see `table/apps.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<Arc<str>>,
 }
 
 /// A one-way revocation mark: sessions of `user` (or of the whole tenant
@@ -274,6 +280,7 @@ impl Entry {
             expires_ms: self.expires_ms,
             idle_ms: self.idle_ms,
             revoked: self.revoked.load(Ordering::Relaxed),
+            apps: Vec::new(),
         }
     }
 
@@ -348,6 +355,9 @@ struct Shard {
     /// The longest absolute lifetime of a session merged here, per tenant
     /// (see [`SessionTable::longest_lifetime_ms`]).
     lifetimes: HashMap<Arc<str>, u64>,
+    /// The apps that received a token, by session: beside the hot entries
+    /// so a validation's slot stays 64 bytes (`table/apps.rs`).
+    apps: HashMap<SessionId, apps::AppSet, IdHasher>,
 }
 
 impl Shard {
@@ -553,6 +563,7 @@ impl SessionTable {
             expires_ms: now_ms.saturating_add(policy.absolute_ms),
             idle_ms: policy.idle_ms,
             revoked: false,
+            apps: Vec::new(),
         };
         self.merge(&record);
         self.stats.created.fetch_add(1, Ordering::Relaxed);
@@ -603,6 +614,7 @@ impl SessionTable {
                     expires_ms: tombstone_expires_ms,
                     idle_ms: u64::MAX,
                     revoked: true,
+                    apps: Vec::new(),
                 };
                 shard.insert(*id, Entry::from_record(&tombstone));
                 true
@@ -676,7 +688,8 @@ impl SessionTable {
     pub fn merge(&self, record: &SessionRecord) -> bool {
         let mut shard = write(self.shard(&record.id));
         shard.note_lifetime(record);
-        match shard.sessions.get_mut(&record.id) {
+        let apps = shard.merge_apps(record);
+        apps | match shard.sessions.get_mut(&record.id) {
             None => {
                 shard.insert(record.id, Entry::from_record(record));
                 true
@@ -701,10 +714,11 @@ impl SessionTable {
 
     /// The record of one session, if known.
     pub fn record(&self, id: &SessionId) -> Option<SessionRecord> {
-        read(self.shard(id))
+        let shard = read(self.shard(id));
+        shard
             .sessions
             .get(id)
-            .map(|entry| entry.record(*id))
+            .map(|entry| shard.full_record(*id, entry))
     }
 
     /// Sessions (and tombstones) held.
@@ -743,6 +757,7 @@ impl SessionTable {
             let now_due = entry.reclaimable_at();
             if now_due <= now_ms {
                 shard.sessions.remove(&id);
+                shard.apps.remove(&id);
                 removed += 1;
             } else {
                 // Touched or revoked since: come back at the new time.

@@ -242,6 +242,16 @@ impl UnsignedJwt {
         })
     }
 
+    /// A token of another shape ([`crate::logout_token`]) whose signing
+    /// input `text` was built by its module.
+    pub(crate) fn from_signing_input(text: String, jti: &str, expires_at: Timestamp) -> Self {
+        UnsignedJwt {
+            text,
+            jti: jti.to_owned(),
+            expires_at,
+        }
+    }
+
     /// The bytes to sign.
     pub fn signing_input(&self) -> &[u8] {
         self.text.as_bytes()

@@ -31,6 +31,7 @@ mod error;
 pub mod jwt;
 mod key;
 mod keyring;
+pub mod logout_token;
 mod pool;
 pub mod saml;
 mod software;

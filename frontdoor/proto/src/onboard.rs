@@ -55,6 +55,9 @@ pub enum OnboardOp {
         assign_users: Vec<String>,
         /// Allowed redirect URIs.
         redirect_uris: Vec<String>,
+        /// Where the app takes back-channel logout tokens (issue 19): an
+        /// absolute `http` or `https` URL, checked by the node.
+        backchannel_logout_uri: Option<String>,
     },
     /// `app_list`: the tenant's OIDC apps.
     AppList {
@@ -155,6 +158,10 @@ impl OnboardOp {
                 assign: list("assign", w.assign.take(), MAX_ITEMS)?,
                 assign_users: list("assign_users", w.assign_users.take(), MAX_ITEMS)?,
                 redirect_uris: list("redirect_uris", w.redirect_uris.take(), MAX_ITEMS)?,
+                backchannel_logout_uri: optional(
+                    "backchannel_logout_uri",
+                    w.backchannel_logout_uri.take(),
+                )?,
             },
             "app_list" => OnboardOp::AppList {
                 tenant: field("tenant", w.tenant.take())?,
@@ -254,9 +261,11 @@ impl OnboardOp {
                 assign,
                 assign_users,
                 redirect_uris,
+                backchannel_logout_uri,
                 ..
             } => {
                 (wire.app, wire.alg) = (Some(app), Some(alg));
+                wire.backchannel_logout_uri = backchannel_logout_uri;
                 wire.claims = some_map(&claims);
                 wire.assign = some_list(&assign);
                 wire.assign_users = some_list(&assign_users);
@@ -320,6 +329,9 @@ pub struct AppInfo {
     pub claims: BTreeMap<String, String>,
     /// Redirect URIs.
     pub redirect_uris: Vec<String>,
+    /// Where it takes back-channel logout tokens (issue 19), or null.
+    #[serde(default)]
+    pub backchannel_logout_uri: Option<String>,
     /// Assigned group names.
     pub assigned_groups: Vec<String>,
     /// Directly assigned user ids.

@@ -90,6 +90,9 @@ pub struct WireRequest {
     /// Redirect URIs (app_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uris: Option<Vec<String>>,
+    /// Where an OIDC app takes back-channel logout tokens (app_add, issue 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backchannel_logout_uri: Option<String>,
     /// A SAML SP's entity ID (sp_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,

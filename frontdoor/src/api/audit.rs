@@ -110,6 +110,23 @@ pub enum AuditEvent {
         /// Who asked.
         caller: String,
     },
+    /// A back-channel logout token was delivered or given up on, or ended
+    /// sessions were dropped from a full queue (issue 19).
+    Logout {
+        /// How it went (the record's kind).
+        outcome: super::logout::LogoutOutcome,
+        /// The app told (empty for a dropped job).
+        app: String,
+        /// Whose session: the user's id (a login or `tenant` for a dropped
+        /// job, `session` for one session).
+        subject: String,
+        /// The logout token's `jti` (empty for a dropped job).
+        jti: String,
+        /// HTTP attempts made.
+        attempts: u32,
+        /// The last error or answer, in words.
+        reason: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -143,6 +160,7 @@ impl AuditEvent {
             AuditEvent::KeyRevoked { .. } => "key.revoke",
             AuditEvent::Admin { .. } => "admin",
             AuditEvent::Refused { .. } => "refused",
+            AuditEvent::Logout { outcome, .. } => outcome.kind(),
             AuditEvent::Scim(change) => match change.operation {
                 "create" => "scim.create",
                 "replace" => "scim.replace",
@@ -203,6 +221,20 @@ impl AuditEvent {
                 "token": change.token,
             }),
             AuditEvent::ScimToken { name, caller, .. } => json!({"name": name, "caller": caller}),
+            AuditEvent::Logout {
+                app,
+                subject,
+                jti,
+                attempts,
+                reason,
+                ..
+            } => json!({
+                "app": app,
+                "subject": subject,
+                "jti": jti,
+                "attempts": attempts,
+                "reason": reason,
+            }),
             AuditEvent::Refused {
                 op,
                 code,

@@ -33,6 +33,8 @@ pub struct HotPath<R, A, C> {
     pub(super) ready: Arc<AtomicBool>,
     /// Building and signing, by backend: [software, hsm].
     pub(super) signing_latency: [LatencyHistogram; 2],
+    /// Ended sessions on their way to back-channel logout (issue 19).
+    pub(super) logout: super::logout::Outbox,
 }
 
 impl<R, A, C> std::fmt::Debug for HotPath<R, A, C> {
@@ -65,6 +67,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
             rng: SystemRandom::new(),
             ready: Arc::new(AtomicBool::new(true)),
             signing_latency: Default::default(),
+            logout: super::logout::Outbox::default(),
         })
     }
 

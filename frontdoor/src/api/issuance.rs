@@ -138,7 +138,14 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
             let issued = self
                 .jwt(live, &app, &user, &facts, request.nonce, request.scope)
                 .await?;
-            self.record(live, kind, caller, &user, issued).await
+            let issued = self.record(live, kind, caller, &user, issued).await?;
+            // Back-channel logout (issue 19) tells this app when the
+            // session ends: a read-locked lookup once the app is known.
+            if let Ok(id) = sessions::SessionId::parse(&facts.id) {
+                self.replica
+                    .note_app(&live.slug, &id, &app.name, self.clock.now_ms());
+            }
+            Ok(issued)
         };
         self.counted(live, kind, work).await.map(Token::from)
     }

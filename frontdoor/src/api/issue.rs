@@ -26,6 +26,8 @@ pub struct LiveApp {
     pub claims: BTreeMap<String, String>,
     /// Who may use it.
     pub access: Access,
+    /// Where it takes back-channel logout tokens (issue 19), if anywhere.
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A SAML SP as the hot path needs it (from the directory's
@@ -192,6 +194,7 @@ impl LiveApp {
             access_token_lifetime: lifetime(row.access_token_ttl_s)?,
             claims: row.claim_mapping.clone(),
             access: Access::from(row.assigned.clone()),
+            backchannel_logout_uri: row.backchannel_logout_uri,
             name: row.name,
         })
     }

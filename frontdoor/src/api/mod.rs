@@ -32,6 +32,7 @@ mod key_ops;
 pub mod keys;
 pub mod live;
 pub mod loading;
+pub mod logout;
 mod onboard;
 pub mod seams;
 mod session_ops;
@@ -185,6 +186,11 @@ impl Appliance {
             control_url: std::sync::OnceLock::new(),
             scim_metrics: crate::metrics::ScimMetrics::default(),
         })
+    }
+
+    /// How back-channel logout deliveries went (issue 19).
+    pub fn logout_metrics(&self) -> &logout::LogoutMetrics {
+        self.hot.logout.metrics()
     }
 
     /// The sessions: the table, its disk and, in a cluster, replication.

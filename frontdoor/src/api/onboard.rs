@@ -87,6 +87,7 @@ fn app_info(app: OidcApp) -> AppInfo {
         alg: app.algorithm,
         claims: app.claim_mapping,
         redirect_uris: app.redirect_uris,
+        backchannel_logout_uri: app.backchannel_logout_uri,
         assigned_groups: app.assigned.groups,
         assigned_users: app.assigned.users,
     }
@@ -201,8 +202,13 @@ impl Appliance {
                 assign,
                 assign_users,
                 redirect_uris,
+                backchannel_logout_uri,
             } => {
                 check_algorithm(alg, &["RS256", "PS256", "ES256", "ES384", "EdDSA"])?;
+                if let Some(uri) = backchannel_logout_uri {
+                    super::logout::check_logout_uri(uri)
+                        .map_err(|why| refuse(ErrorCode::BadRequest, why))?;
+                }
                 let row = OidcApp {
                     name: app.clone(),
                     redirect_uris: redirect_uris.clone(),
@@ -211,12 +217,16 @@ impl Appliance {
                     id_token_ttl_s: 300,
                     access_token_ttl_s: 600,
                     assigned: assignments(assign, assign_users),
+                    backchannel_logout_uri: backchannel_logout_uri.clone(),
                 };
-                let changed = vec![
+                let mut changed = vec![
                     ("alg", alg.clone()),
                     ("assign", assign.join(",")),
                     ("assign_users", assign_users.join(",")),
                 ];
+                if let Some(uri) = backchannel_logout_uri {
+                    changed.push(("backchannel_logout_uri", uri.clone()));
+                }
                 self.add_app(caller, op, tenant, NewApp::Oidc(row), changed)
                     .await?
             }

@@ -115,11 +115,14 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
             Some(known) if !known.user.is_empty() => known.expires_ms,
             _ => self.clock.now_ms() + self.longest_session_ms(live),
         };
-        self.revoke_strongly(Revoked::Session {
-            tenant: Arc::clone(&live.slug),
-            id,
-            keep_until_ms,
-        })
+        self.end_sessions(
+            live,
+            Revoked::Session {
+                tenant: Arc::clone(&live.slug),
+                id,
+                keep_until_ms,
+            },
+        )
         .await?;
         self.audit(
             live,
@@ -143,7 +146,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
     ) -> Result<RevokedResult, WireError> {
         let user = self.user(live, login).await?;
         let mark = self.mark(live, Some(&user.login), self.clock.now_ms());
-        self.revoke_strongly(Revoked::Mark(mark)).await?;
+        self.end_sessions(live, Revoked::Mark(mark)).await?;
         self.audit(
             live,
             AuditEvent::UserSessionsRevoked {
@@ -199,9 +202,8 @@ impl Appliance {
         // reads the user again (`HotPath::user`); sessions made since `now`
         // are covered too.
         let committed = self.hot.clock.now_ms().max(now);
-        self.hot
-            .revoke_strongly(Revoked::Mark(self.hot.mark(live, Some(&login), committed)))
-            .await?;
+        let mark = self.hot.mark(live, Some(&login), committed);
+        self.hot.end_sessions(live, Revoked::Mark(mark)).await?;
         self.hot
             .audit(
                 live,

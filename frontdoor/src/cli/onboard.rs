@@ -113,6 +113,11 @@ pub enum AppCommand {
         /// An allowed redirect URI (repeat for more).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// Where the app takes OpenID Connect back-channel logout tokens
+        /// (an absolute http or https URL): told when a session it got a
+        /// token in ends.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
     },
     /// The tenant's OIDC apps.
     List {
@@ -218,6 +223,7 @@ impl AppCommand {
                 assign,
                 assign_users,
                 redirect_uris,
+                backchannel_logout_uri,
             } => OnboardOp::AppAdd {
                 tenant,
                 app: name,
@@ -226,6 +232,7 @@ impl AppCommand {
                 assign,
                 assign_users,
                 redirect_uris,
+                backchannel_logout_uri,
             },
             AppCommand::List { tenant } => OnboardOp::AppList { tenant },
             AppCommand::Remove { tenant, name } => OnboardOp::AppRemove { tenant, app: name },

@@ -228,6 +228,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         control.handle().clone(),
     )?;
     let appliance = Arc::new(appliance);
+    crate::api::logout::start(&appliance, control.handle(), config.logout.clone());
     let (changes, later) = preload_tenants(&control, &appliance, &directory, &layout, config)?;
     spawn_control_tasks(
         &control,

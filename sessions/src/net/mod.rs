@@ -421,11 +421,31 @@ impl Replica {
     /// wait.
     pub fn try_replicate(&self, record: SessionRecord) {
         let last_seen = record.last_seen_ms;
+        self.try_send_delta(record, last_seen);
+    }
+
+    /// Records that `app` received a token in session `id` of `tenant`
+    /// (issue 19, back-channel logout) and, the first time only, tells the
+    /// peers like a touch (never waiting; a dropped delta is sent again with
+    /// the records changed since `wall_ms`). An app already recorded costs
+    /// one read-locked lookup.
+    pub fn note_app(&self, tenant: &str, id: &SessionId, app: &str, wall_ms: u64) {
+        if self.table.has_app(id, app) {
+            return;
+        }
+        if let Some(record) = self.table.add_app(tenant, id, app, wall_ms) {
+            if self.has_network() {
+                self.try_send_delta(record, wall_ms);
+            }
+        }
+    }
+
+    fn try_send_delta(&self, record: SessionRecord, changed_ms: u64) {
         if self.commands.try_send(Command::Delta(record)).is_err() {
             self.lag.dropped.fetch_add(1, Ordering::Relaxed);
             self.lag
                 .local_lost_since
-                .fetch_min(last_seen, Ordering::AcqRel);
+                .fetch_min(changed_ms, Ordering::AcqRel);
         }
     }
 

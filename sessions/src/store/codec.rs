@@ -33,6 +33,15 @@ pub fn encode_record(record: &SessionRecord, out: &mut Vec<u8>) {
         None => out.push(0),
     }
     out.push(u8::from(record.revoked));
+    // The apps (issue 19) follow only when there are some: a record
+    // written before them reads back with none.
+    let apps: Vec<&Arc<str>> = record.apps.iter().take(255).collect();
+    if !apps.is_empty() {
+        out.push(apps.len() as u8);
+        for app in apps {
+            put_str16(out, app);
+        }
+    }
 }
 
 fn put_str16(out: &mut Vec<u8>, text: &str) {
@@ -96,6 +105,16 @@ pub fn decode_record(bytes: &[u8]) -> Option<SessionRecord> {
         1 => true,
         _ => return None,
     };
+    let mut apps = Vec::new();
+    if !r.0.is_empty() {
+        let count = r.u8()?;
+        if count == 0 {
+            return None;
+        }
+        for _ in 0..count {
+            apps.push(Arc::from(r.str16()?));
+        }
+    }
     if !r.0.is_empty() {
         return None;
     }
@@ -111,6 +130,7 @@ pub fn decode_record(bytes: &[u8]) -> Option<SessionRecord> {
         expires_ms,
         idle_ms,
         revoked,
+        apps,
     })
 }
 
@@ -130,6 +150,7 @@ mod tests {
             amr in proptest::collection::vec("[a-z]{1,8}", 0..4),
             client in proptest::option::of("\\PC{0,80}"),
             revoked in any::<bool>(),
+            apps in proptest::collection::btree_set("[a-z0-9-]{1,20}", 0..4),
         ) {
             let record = SessionRecord {
                 tenant: Arc::from(tenant.as_str()),
@@ -143,6 +164,7 @@ mod tests {
                 expires_ms: times[3],
                 idle_ms: times[4],
                 revoked,
+                apps: apps.iter().map(|a| Arc::from(a.as_str())).collect(),
             };
             let mut bytes = Vec::new();
             encode_record(&record, &mut bytes);
@@ -169,6 +191,7 @@ mod tests {
             expires_ms: 3,
             idle_ms: 4,
             revoked: false,
+            apps: Vec::new(),
         };
         let mut bytes = Vec::new();
         encode_record(&record, &mut bytes);

@@ -13,7 +13,12 @@ impl SessionTable {
         let mut marks = Vec::new();
         for (i, shard) in self.shards.iter().enumerate() {
             let shard = read(shard);
-            records.extend(shard.sessions.iter().map(|(id, entry)| entry.record(*id)));
+            records.extend(
+                shard
+                    .sessions
+                    .iter()
+                    .map(|(id, entry)| shard.full_record(*id, entry)),
+            );
             if i == 0 {
                 for (tenant, tenant_marks) in &shard.marks {
                     if tenant_marks.tenant.before > 0 {
@@ -46,13 +51,14 @@ impl SessionTable {
                 shard
                     .sessions
                     .iter()
-                    .filter(|(_, entry)| {
+                    .filter(|(id, entry)| {
                         entry
                             .last_seen_ms
                             .load(std::sync::atomic::Ordering::Acquire)
                             >= since_ms
+                            || shard.apps_changed_since(id, since_ms)
                     })
-                    .map(|(id, entry)| entry.record(*id)),
+                    .map(|(id, entry)| shard.full_record(*id, entry)),
             );
         }
         records

@@ -86,6 +86,7 @@ fn sample() -> Vec<Operation> {
             assign: vec!["everyone".into()],
             assign_users: vec![],
             redirect_uris: vec!["https://portal.test/cb".into()],
+            backchannel_logout_uri: Some("https://portal.test/bcl".into()),
         })),
         Operation::Onboard(Box::new(OnboardOp::SpAdd {
             tenant: t(),

@@ -301,6 +301,7 @@ async fn an_operator_onboards_initech_with_the_admin_commands() {
             assign: vec![],
             assign_users: vec![],
             redirect_uris: vec![],
+            refresh: None,
         },
         OnboardOp::AppList { tenant: t() },
         OnboardOp::AppRemove {

@@ -111,6 +111,7 @@ impl Caller for QuicCaller {
                     app,
                     session,
                     nonce: None,
+                    offline: false,
                 },
                 RequestKind::AccessToken => Operation::AccessToken {
                     tenant,
@@ -118,6 +119,7 @@ impl Caller for QuicCaller {
                     app,
                     session,
                     scope: vec!["openid".into()],
+                    offline: false,
                 },
                 RequestKind::Saml => Operation::Saml {
                     tenant,

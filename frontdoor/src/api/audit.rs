@@ -110,6 +110,18 @@ pub enum AuditEvent {
         /// Who asked.
         caller: String,
     },
+    /// A retired refresh token was presented again (issue 19): its family
+    /// and its session were revoked. Never the token itself.
+    RefreshReuseDetected {
+        /// The family, hex.
+        family: String,
+        /// The app it was issued to.
+        app: String,
+        /// Whose.
+        user: String,
+        /// Who presented it.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -143,6 +155,7 @@ impl AuditEvent {
             AuditEvent::KeyRevoked { .. } => "key.revoke",
             AuditEvent::Admin { .. } => "admin",
             AuditEvent::Refused { .. } => "refused",
+            AuditEvent::RefreshReuseDetected { .. } => "refresh.reuse_detected",
             AuditEvent::Scim(change) => match change.operation {
                 "create" => "scim.create",
                 "replace" => "scim.replace",
@@ -203,6 +216,12 @@ impl AuditEvent {
                 "token": change.token,
             }),
             AuditEvent::ScimToken { name, caller, .. } => json!({"name": name, "caller": caller}),
+            AuditEvent::RefreshReuseDetected {
+                family,
+                app,
+                user,
+                caller,
+            } => json!({"family": family, "app": app, "user": user, "caller": caller}),
             AuditEvent::Refused {
                 op,
                 code,

@@ -26,6 +26,8 @@ pub struct LiveApp {
     pub claims: BTreeMap<String, String>,
     /// Who may use it.
     pub access: Access,
+    /// Refresh tokens: allowed, and their lifetimes (issue 19).
+    pub refresh: directory::RefreshSettings,
 }
 
 /// A SAML SP as the hot path needs it (from the directory's
@@ -192,6 +194,7 @@ impl LiveApp {
             access_token_lifetime: lifetime(row.access_token_ttl_s)?,
             claims: row.claim_mapping.clone(),
             access: Access::from(row.assigned.clone()),
+            refresh: row.refresh,
             name: row.name,
         })
     }

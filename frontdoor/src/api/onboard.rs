@@ -6,7 +6,7 @@
 //! loaded again), on the others through the directory's change
 //! notifications.
 
-use directory::{AppKind, Assignments, OidcApp, SamlSp, Tenant};
+use directory::{AppKind, Assignments, OidcApp, RefreshSettings, SamlSp, Tenant};
 use sigil_proto::onboard::{
     AppInfo, Apps, FrontendInfo, Frontends, OnboardOp, OnboardReply, Removed, SpInfo, Sps,
     TenantInfo, Tenants,
@@ -89,6 +89,9 @@ fn app_info(app: OidcApp) -> AppInfo {
         redirect_uris: app.redirect_uris,
         assigned_groups: app.assigned.groups,
         assigned_users: app.assigned.users,
+        refresh_tokens: app.refresh.allowed,
+        refresh_absolute_s: app.refresh.absolute_s,
+        refresh_idle_s: app.refresh.idle_s,
     }
 }
 
@@ -201,6 +204,7 @@ impl Appliance {
                 assign,
                 assign_users,
                 redirect_uris,
+                refresh,
             } => {
                 check_algorithm(alg, &["RS256", "PS256", "ES256", "ES384", "EdDSA"])?;
                 let row = OidcApp {
@@ -211,11 +215,17 @@ impl Appliance {
                     id_token_ttl_s: 300,
                     access_token_ttl_s: 600,
                     assigned: assignments(assign, assign_users),
+                    refresh: refresh.map_or_else(RefreshSettings::default, |r| RefreshSettings {
+                        allowed: true,
+                        absolute_s: r.absolute_s,
+                        idle_s: r.idle_s,
+                    }),
                 };
                 let changed = vec![
                     ("alg", alg.clone()),
                     ("assign", assign.join(",")),
                     ("assign_users", assign_users.join(",")),
+                    ("refresh_tokens", row.refresh.allowed.to_string()),
                 ];
                 self.add_app(caller, op, tenant, NewApp::Oidc(row), changed)
                     .await?

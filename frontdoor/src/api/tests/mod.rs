@@ -168,6 +168,7 @@ fn world(rate: u32, active: bool) -> World {
             id_token_ttl_s: 300,
             access_token_ttl_s: 600,
             assigned: directory::Assignments::everyone(),
+            refresh: directory::RefreshSettings::default(),
         },
     );
     directory.sps.insert(
@@ -253,6 +254,7 @@ fn id_token_op(tenant: &str) -> Operation {
         app: "app-eddsa".into(),
         session: "s".into(),
         nonce: None,
+        offline: false,
     }
 }
 

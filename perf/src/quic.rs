@@ -3,7 +3,7 @@
 //! `sigil/1`; users with live sessions are prepared before the clock
 //! starts, so the load measures issuance, not logins.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -87,6 +87,8 @@ struct QuicCaller {
     clients: Vec<Rc<Client>>,
     population: Arc<Population>,
     next: Cell<usize>,
+    /// Live refresh tokens not in flight: (tenant, app, token).
+    refresh_tokens: Rc<RefCell<Vec<(String, String, String)>>>,
 }
 
 fn code(error: &CallError) -> String {
@@ -103,6 +105,7 @@ impl Caller for QuicCaller {
         let (tenant, user, session) = p.sessions[i % p.sessions.len()].clone();
         let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
         let client = Rc::clone(&self.clients[i % self.clients.len()]);
+        let refresh_tokens = Rc::clone(&self.refresh_tokens);
         Box::pin(async move {
             let operation = match kind {
                 RequestKind::IdToken => Operation::IdToken {
@@ -135,6 +138,28 @@ impl Caller for QuicCaller {
                     amr: vec!["pwd".into()],
                     client: Some("sigil-perf".into()),
                 },
+                RequestKind::Refresh => {
+                    let free = refresh_tokens.borrow_mut().pop();
+                    let (tenant, app, token) = match free {
+                        Some(free) => free,
+                        None => {
+                            let issued = client
+                                .access_token_offline(&tenant, &user, &app, &session, &["openid"])
+                                .await
+                                .map_err(|e| code(&e))?;
+                            let token = issued.refresh_token.ok_or("no_refresh_token")?;
+                            (tenant, app, token)
+                        }
+                    };
+                    let refreshed = client
+                        .refresh(&tenant, &app, &token, None)
+                        .await
+                        .map_err(|e| code(&e))?;
+                    if let Some(next) = refreshed.refresh_token {
+                        refresh_tokens.borrow_mut().push((tenant, app, next));
+                    }
+                    return Ok(());
+                }
                 RequestKind::Revoke => {
                     let created = client
                         .session_create(&tenant, &user, &["pwd"], None)
@@ -418,6 +443,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
                     clients,
                     population,
                     next: Cell::new(0),
+                    refresh_tokens: Rc::default(),
                 })
             }
         },

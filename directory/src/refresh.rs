@@ -71,9 +71,11 @@ pub enum Presented {
     /// It was live, and is now retired in this transaction: commit with
     /// its successor added, or drop the scope to leave it live.
     Taken(RefreshGrant),
-    /// It was retired before: presented again, it is theft.
+    /// It was retired before and its family is not revoked yet: presented
+    /// again, it is theft.
     Retired(RefreshGrant),
-    /// Its family was revoked (and it was not retired).
+    /// Its family was revoked (theft seen before, or the session or user
+    /// ended).
     Revoked(RefreshGrant),
 }
 
@@ -149,18 +151,19 @@ impl TenantScope<'_> {
         }
         let read = self
             .prepared(&format!(
-                "SELECT {COLUMNS}, retired_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1"
+                "SELECT {COLUMNS}, revoked_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1"
             ))
             .await?;
         let Some(row) = self.client().query_opt(&read, &[&hash.as_slice()]).await? else {
             return Ok(Presented::Unknown);
         };
-        let retired: bool = row.try_get(9)?;
+        // Not taken: retired or revoked (or both).
+        let revoked: bool = row.try_get(9)?;
         let grant = grant(&row)?;
-        Ok(if retired {
-            Presented::Retired(grant)
-        } else {
+        Ok(if revoked {
             Presented::Revoked(grant)
+        } else {
+            Presented::Retired(grant)
         })
     }
 

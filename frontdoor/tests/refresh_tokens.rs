@@ -212,6 +212,12 @@ async fn refresh_tokens_rotate_and_a_reused_one_kills_family_and_session() {
     assert_eq!(code(reused), ErrorCode::SessionInvalid);
     let after = client.refresh("acme", "app-es256", &r4, None).await;
     assert_eq!(code(after), ErrorCode::SessionInvalid);
+    // Presented once more: refused as revoked, not a second theft record.
+    let twice = client.refresh("acme", "app-es256", &r1, None).await;
+    assert!(
+        matches!(&twice, Err(CallError::Refused(e)) if e.message == "refresh token revoked"),
+        "{twice:?}"
+    );
     assert_eq!(
         code(client.session_validate("acme", &alice).await),
         ErrorCode::SessionInvalid
@@ -440,5 +446,29 @@ async fn ending_sessions_and_users_and_lifetimes_end_refresh_tokens() {
     );
     assert!(ok, "{id}");
     assert!(id[1]["result"]["refresh_token"].is_string(), "{id}");
+
+    // Two refreshes racing with one token: one rotates it, the other
+    // presents a retired token, which is theft: the winner's new token
+    // dies with the family.
+    let (racing_session, racing) = family(&client, "alice", "app-es256").await;
+    let (a, b) = tokio::join!(
+        client.refresh("acme", "app-es256", &racing, None),
+        client.refresh("acme", "app-es256", &racing, None)
+    );
+    let winner = match (a, b) {
+        (Ok(won), lost) | (lost, Ok(won)) => {
+            assert_eq!(code(lost), ErrorCode::SessionInvalid);
+            won.refresh_token.unwrap()
+        }
+        (a, b) => panic!("neither rotated: {a:?} {b:?}"),
+    };
+    assert_eq!(
+        code(client.refresh("acme", "app-es256", &winner, None).await),
+        ErrorCode::SessionInvalid
+    );
+    assert_eq!(
+        code(client.session_validate("acme", &racing_session).await),
+        ErrorCode::SessionInvalid
+    );
     client.close().await;
 }

@@ -3,7 +3,9 @@
 //! Only hashes are kept; the token itself is shown once, to the caller
 //! that got it.
 //!
-//! A rotation is one transaction: [`TenantScope::take_refresh_token`]
+//! A rotation is one transaction (after [`TenantScope::read_refresh_token`]
+//! said the token is live and the new token was issued):
+//! [`TenantScope::take_refresh_token`]
 //! retires the presented token (`UPDATE ... WHERE retired_at IS NULL
 //! RETURNING`, so that of two nodes racing with the same token one
 //! rotates it and the other sees it retired), then
@@ -68,9 +70,11 @@ pub struct RefreshGrant {
 pub enum Presented {
     /// No such token in this tenant.
     Unknown,
-    /// It was live, and is now retired in this transaction: commit with
-    /// its successor added, or drop the scope to leave it live.
-    Taken(RefreshGrant),
+    /// It is live ([`TenantScope::read_refresh_token`]); or it was, and
+    /// is now retired in this transaction
+    /// ([`TenantScope::take_refresh_token`]): commit with its successor
+    /// added, or drop the scope to leave it live.
+    Live(RefreshGrant),
     /// It was retired before and its family is not revoked yet: presented
     /// again, it is theft.
     Retired(RefreshGrant),
@@ -147,23 +151,31 @@ impl TenantScope<'_> {
             .query_opt(&retire, &[&hash.as_slice()])
             .await?
         {
-            return Ok(Presented::Taken(grant(&row)?));
+            return Ok(Presented::Live(grant(&row)?));
         }
+        self.read_refresh_token(hash).await
+    }
+
+    /// What the token with SHA-256 `hash` is, without changing it.
+    ///
+    /// # Errors
+    /// [`Error::Postgres`].
+    pub async fn read_refresh_token(&self, hash: &[u8; 32]) -> Result<Presented, Error> {
         let read = self
             .prepared(&format!(
-                "SELECT {COLUMNS}, revoked_at IS NOT NULL FROM refresh_tokens WHERE token_hash = $1"
+                "SELECT {COLUMNS}, retired_at IS NOT NULL, revoked_at IS NOT NULL
+                   FROM refresh_tokens WHERE token_hash = $1"
             ))
             .await?;
         let Some(row) = self.client().query_opt(&read, &[&hash.as_slice()]).await? else {
             return Ok(Presented::Unknown);
         };
-        // Not taken: retired or revoked (or both).
-        let revoked: bool = row.try_get(9)?;
+        let (retired, revoked): (bool, bool) = (row.try_get(9)?, row.try_get(10)?);
         let grant = grant(&row)?;
-        Ok(if revoked {
-            Presented::Revoked(grant)
-        } else {
-            Presented::Retired(grant)
+        Ok(match (retired, revoked) {
+            (_, true) => Presented::Revoked(grant),
+            (true, false) => Presented::Retired(grant),
+            (false, false) => Presented::Live(grant),
         })
     }
 

@@ -5,13 +5,13 @@
 //! out once; Postgres keeps its SHA-256 (`refresh_tokens`,
 //! directory/src/refresh.rs), bound to the tenant (row-level security),
 //! the app, the user and the session, in a family that every rotation
-//! continues. A refresh runs in one transaction: the presented token is
-//! retired (`UPDATE ... WHERE retired_at IS NULL RETURNING`: of two nodes
-//! racing with it, one rotates and the other sees it retired), the new
-//! token goes through the same checks as `id_token` / `access_token`
-//! (budget, tenant, the session is valid and the user's, the user is
-//! active and assigned, signature, audit), the successor is added, then
-//! the commit. A retired token presented again is theft: the family is
+//! continues. A refresh reads the token, issues the new token through the
+//! same checks as `id_token` / `access_token` (budget, tenant, the session
+//! is valid and the user's, the user is active and assigned, signature,
+//! audit), then in one transaction retires the presented token (`UPDATE
+//! ... WHERE retired_at IS NULL RETURNING`: of two nodes racing with it,
+//! one rotates and the other sees it retired) and adds its successor. A
+//! retired token presented again is theft: the family is
 //! revoked, the session is revoked through `session_revoke`'s own path
 //! (every node refuses it before the answer), and `refresh.reuse_detected`
 //! goes into the tenant's audit chain.
@@ -186,6 +186,15 @@ impl Appliance {
     /// `refresh`: a new token of the family's kind and a new refresh
     /// token; the presented one is retired.
     ///
+    /// Three steps, so that no directory connection waits for a signature
+    /// or an audit record: the token is read (and refused, or found
+    /// stolen); the new token is issued through the checks of `id_token` /
+    /// `access_token`; then one transaction retires the presented token
+    /// (`UPDATE ... WHERE retired_at IS NULL RETURNING`), adds its
+    /// successor and commits. Should another request have rotated it in
+    /// between, this one presented a retired token: theft, and the token
+    /// it had issued is not answered.
+    ///
     /// # Errors
     /// `session_invalid` for a token malformed, unknown in the tenant,
     /// issued to another app, expired, revoked or presented again (theft:
@@ -202,19 +211,16 @@ impl Appliance {
     ) -> Result<Token, WireError> {
         let hash = hash_of(presented)?;
         let app = self.hot.app(live, app).await?;
-        let tx = self
-            .directory
-            .tenant(live.tenant.id)
-            .await
-            .map_err(unavailable)?;
-        let grant = match tx.take_refresh_token(&hash).await.map_err(unavailable)? {
-            Presented::Taken(grant) => grant,
+        let read = async {
+            let tx = self.directory.tenant(live.tenant.id).await?;
+            tx.read_refresh_token(&hash).await
+        };
+        let grant = match read.await.map_err(unavailable)? {
+            Presented::Live(grant) => grant,
             Presented::Unknown => return Err(invalid("unknown")),
             Presented::Revoked(_) => return Err(invalid("revoked")),
-            Presented::Retired(grant) => return Err(self.reused(live, caller, tx, grant).await),
+            Presented::Retired(grant) => return Err(self.reused(live, caller, grant).await),
         };
-        // From here an early return drops `tx`: rolled back, the token
-        // stays as it was.
         if grant.app != app.name {
             return Err(invalid("issued to another app"));
         }
@@ -254,9 +260,9 @@ impl Appliance {
         // The same user, by stable id (a login can be renamed and reused).
         let user = match self.hot.user(live, &grant.login).await {
             Ok(user) if user.id == grant.user_id => user,
-            Ok(_) => return Err(self.dead(tx, &grant, invalid("of a user gone")).await),
+            Ok(_) => return Err(self.dead(live, &grant, invalid("of a user gone")).await),
             Err(e) if e.code == ErrorCode::NotFound => {
-                return Err(self.dead(tx, &grant, invalid("of a user gone")).await)
+                return Err(self.dead(live, &grant, invalid("of a user gone")).await)
             }
             Err(e) => return Err(e),
         };
@@ -291,10 +297,24 @@ impl Appliance {
                     ErrorCode::SessionInvalid | ErrorCode::UserInactive | ErrorCode::NotAssigned
                 ) =>
             {
-                return Err(self.dead(tx, &grant, e).await)
+                return Err(self.dead(live, &grant, e).await)
             }
             Err(e) => return Err(e),
         };
+        // The rotation: retire, add the successor, commit.
+        let tx = self
+            .directory
+            .tenant(live.tenant.id)
+            .await
+            .map_err(unavailable)?;
+        match tx.take_refresh_token(&hash).await.map_err(unavailable)? {
+            Presented::Live(_) => {}
+            Presented::Retired(grant) => {
+                drop(tx);
+                return Err(self.reused(live, caller, grant).await);
+            }
+            Presented::Revoked(_) | Presented::Unknown => return Err(invalid("revoked")),
+        }
         let mut family = [0u8; 16];
         if grant.family.len() == family.len() {
             family.copy_from_slice(&grant.family);
@@ -318,15 +338,11 @@ impl Appliance {
         })
     }
 
-    /// Revokes the family of `grant` (in `tx`, committed) and answers
+    /// Revokes the family of `grant` in the directory and answers
     /// `refused`; a directory failure answers `unavailable` instead.
-    async fn dead(
-        &self,
-        tx: TenantScope<'_>,
-        grant: &RefreshGrant,
-        refused: WireError,
-    ) -> WireError {
+    async fn dead(&self, live: &TenantLive, grant: &RefreshGrant, refused: WireError) -> WireError {
         let revoked = async {
+            let tx = self.directory.tenant(live.tenant.id).await?;
             tx.revoke_refresh_family(&grant.family).await?;
             tx.commit().await
         };
@@ -340,15 +356,9 @@ impl Appliance {
     /// the directory, the session on every node (the path of
     /// `session_revoke`: it returns once no node accepts the session),
     /// then the event is audited; only then the refusal.
-    async fn reused(
-        &self,
-        live: &TenantLive,
-        caller: &str,
-        tx: TenantScope<'_>,
-        grant: RefreshGrant,
-    ) -> WireError {
+    async fn reused(&self, live: &TenantLive, caller: &str, grant: RefreshGrant) -> WireError {
         let refused = invalid("presented again: its family and its session are revoked");
-        let refused = self.dead(tx, &grant, refused).await;
+        let refused = self.dead(live, &grant, refused).await;
         if refused.code != ErrorCode::SessionInvalid {
             return refused;
         }

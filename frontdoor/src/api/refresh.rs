@@ -213,7 +213,10 @@ impl Appliance {
         let app = self.hot.app(live, app).await?;
         let read = async {
             let tx = self.directory.tenant(live.tenant.id).await?;
-            tx.read_refresh_token(&hash).await
+            let presented = tx.read_refresh_token(&hash).await?;
+            // Ended at once: the connection goes back to the pool now.
+            tx.commit().await?;
+            Ok::<_, directory::Error>(presented)
         };
         let grant = match read.await.map_err(unavailable)? {
             Presented::Live(grant) => grant,

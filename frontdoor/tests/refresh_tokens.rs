@@ -342,6 +342,42 @@ async fn ending_sessions_and_users_and_lifetimes_end_refresh_tokens() {
             "4s",
         ],
     );
+    let (ok, apps) = sigil(d, &["admin", "app", "list", "--tenant", "acme"]);
+    assert!(ok, "{apps}");
+    let short = apps["result"]["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "short")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (
+            &short["refresh_tokens"],
+            &short["refresh_absolute_s"],
+            &short["refresh_idle_s"]
+        ),
+        (&json!(true), &json!(7), &json!(4)),
+        "{short}"
+    );
+    // Lifetimes without --refresh-tokens: refused before anything is sent.
+    let lone = common::sigil_output(
+        d,
+        &[
+            "admin",
+            "app",
+            "add",
+            "--tenant",
+            "acme",
+            "--name",
+            "lone",
+            "--alg",
+            "ES256",
+            "--refresh-idle",
+            "1d",
+        ],
+    );
+    assert!(!lone.status.success());
     let (_, idle) = family(&client, "alice", "short").await;
     let (_, mut rotating) = family(&client, "alice", "short").await;
     for _ in 0..2 {

@@ -75,6 +75,17 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn durations_take_hours_and_days() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0d").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
     fn unix_times_get_rfc3339_beside_them_and_keep_their_number() {
         let printed = with_rfc3339(json!({
             "op": "keys_rotate",

@@ -39,6 +39,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     // SCIM provisioning (issue 17)
     (5, include_str!("../migrations/0005_scim.sql")),
+    // Refresh tokens (issue 19)
+    (6, include_str!("../migrations/0006_refresh_tokens.sql")),
     // Back-channel logout (issue 19)
     (8, include_str!("../migrations/0008_backchannel_logout.sql")),
 ];

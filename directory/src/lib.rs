@@ -30,6 +30,7 @@ mod fence;
 pub mod latency;
 mod model;
 mod owner;
+pub mod refresh;
 pub mod scim;
 pub mod seed;
 #[cfg(any(test, feature = "test-support"))]
@@ -40,8 +41,8 @@ pub use cluster::{find_binaries, running_as_root, PrivateCluster};
 pub use db::{migrate, schema_version, Directory, PoolOptions, TenantScope, APP_ROLE, MIGRATIONS};
 pub use fence::MembershipFence;
 pub use model::{
-    Assignments, Frontend, KeyRow, NewUser, OidcApp, SamlSp, Tenant, User, UserStatus,
-    TENANT_TABLES,
+    Assignments, Frontend, KeyRow, NewUser, OidcApp, RefreshSettings, SamlSp, Tenant, User,
+    UserStatus, TENANT_TABLES,
 };
 pub use owner::Owner;
 

@@ -11,7 +11,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 10] = [
+pub const TENANT_TABLES: [&str; 11] = [
     "users",
     "groups",
     "memberships",
@@ -23,6 +23,8 @@ pub const TENANT_TABLES: [&str; 10] = [
     "app_user_assignments",
     // SCIM (issue 17)
     "scim_tokens",
+    // Refresh tokens (issue 19)
+    "refresh_tokens",
 ];
 
 /// A tenant.
@@ -169,6 +171,30 @@ pub struct OidcApp {
     pub assigned: Assignments,
     /// Where it takes back-channel logout tokens (issue 19), if anywhere.
     pub backchannel_logout_uri: Option<String>,
+    /// Refresh tokens (issue 19): allowed, and their lifetimes.
+    pub refresh: RefreshSettings,
+}
+
+/// Whether an OIDC app may hold refresh tokens, and for how long (issue 19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshSettings {
+    /// `offline: true` is answered with a refresh token.
+    pub allowed: bool,
+    /// Absolute lifetime of a family, seconds from its first token.
+    pub absolute_s: u32,
+    /// Idle lifetime, seconds from the last rotation.
+    pub idle_s: u32,
+}
+
+impl Default for RefreshSettings {
+    /// Not allowed; 30 days absolute, 7 days idle when allowed.
+    fn default() -> RefreshSettings {
+        RefreshSettings {
+            allowed: false,
+            absolute_s: 30 * 24 * 3600,
+            idle_s: 7 * 24 * 3600,
+        }
+    }
 }
 
 /// A SAML service provider.
@@ -407,7 +433,8 @@ impl TenantScope<'_> {
             .client()
             .query_opt(
                 &format!(
-                    "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, {}, backchannel_logout_uri
+                    "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, {}, backchannel_logout_uri,
+                            refresh_tokens, refresh_absolute_s, refresh_idle_s
                        FROM oidc_apps a WHERE name = $1",
                     assigned_columns("oidc")
                 ),
@@ -427,6 +454,11 @@ impl TenantScope<'_> {
                     users: r.try_get(7)?,
                 },
                 backchannel_logout_uri: r.try_get(8)?,
+                refresh: RefreshSettings {
+                    allowed: r.try_get(9)?,
+                    absolute_s: to_u32(r.try_get(10)?),
+                    idle_s: to_u32(r.try_get(11)?),
+                },
             })
         })
         .transpose()
@@ -443,11 +475,17 @@ impl TenantScope<'_> {
             i32::try_from(app.id_token_ttl_s).unwrap_or(300),
             i32::try_from(app.access_token_ttl_s).unwrap_or(600),
         );
+        let (refresh_absolute, refresh_idle) = (
+            i32::try_from(app.refresh.absolute_s).unwrap_or(i32::MAX),
+            i32::try_from(app.refresh.idle_s).unwrap_or(i32::MAX),
+        );
         self.client()
             .execute(
-                "INSERT INTO oidc_apps (tenant_id, name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, backchannel_logout_uri)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl, &app.backchannel_logout_uri],
+                "INSERT INTO oidc_apps (tenant_id, name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, backchannel_logout_uri,
+                                        refresh_tokens, refresh_absolute_s, refresh_idle_s)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl, &app.backchannel_logout_uri,
+                  &app.refresh.allowed, &refresh_absolute, &refresh_idle],
             )
             .await?;
         self.assign(AppKind::Oidc, &app.name, &app.assigned).await

@@ -104,7 +104,7 @@ pub async fn run(
             .copied()
             .ok_or_else(|| Error::Invalid(format!("{slug} vanished")))?;
         for (name, alg) in DEMO_APPS {
-            apps.push_str(&format!("{id}\t{name}\t{alg}\t{{\"email\":\"email\",\"name\":\"name\",\"groups\":\"groups\"}}\n"));
+            apps.push_str(&format!("{id}\t{name}\t{alg}\t{{\"email\":\"email\",\"name\":\"name\",\"groups\":\"groups\"}}\tt\n"));
         }
         for (name, alg) in DEMO_SPS {
             sps.push_str(&format!(
@@ -114,7 +114,7 @@ pub async fn run(
     }
     copy(
         &owner,
-        "COPY oidc_apps (tenant_id, name, algorithm, claim_mapping) FROM STDIN",
+        "COPY oidc_apps (tenant_id, name, algorithm, claim_mapping, refresh_tokens) FROM STDIN",
         apps,
     )
     .await?;

@@ -302,6 +302,7 @@ async fn an_operator_onboards_initech_with_the_admin_commands() {
             assign_users: vec![],
             redirect_uris: vec![],
             backchannel_logout_uri: None,
+            refresh: None,
         },
         OnboardOp::AppList { tenant: t() },
         OnboardOp::AppRemove {

@@ -203,6 +203,7 @@ async fn the_appliance_end_to_end() {
                 app: "app-es256".into(),
                 session: s.clone(),
                 nonce: None,
+                offline: false,
             },
             Operation::AccessToken {
                 tenant: t.clone(),
@@ -210,6 +211,7 @@ async fn the_appliance_end_to_end() {
                 app: "app-es256".into(),
                 session: s.clone(),
                 scope: vec![],
+                offline: false,
             },
             Operation::Saml {
                 tenant: t.clone(),
@@ -422,6 +424,7 @@ async fn the_appliance_end_to_end() {
             app: "app-es256".into(),
             session: alice.clone(),
             nonce: None,
+            offline: false,
         })
         .await
         .unwrap_err();
@@ -441,6 +444,7 @@ async fn the_appliance_end_to_end() {
             app: "app-es256".into(),
             session: bob,
             nonce: None,
+            offline: false,
         })
         .await
         .unwrap_err();
@@ -459,6 +463,7 @@ async fn the_appliance_end_to_end() {
             app: "app-es256".into(),
             session: python_session.clone(),
             nonce: None,
+            offline: false,
         })
         .await;
     assert!(wrong_user.is_ok(), "alice's own live session works");

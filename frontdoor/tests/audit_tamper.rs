@@ -52,6 +52,7 @@ async fn issue(client: &sigil_proto::client::Client, tenant: &str, user: &str, n
                 app: "app-eddsa".into(),
                 session: id.clone(),
                 nonce: None,
+                offline: false,
             })
             .await
             .unwrap();

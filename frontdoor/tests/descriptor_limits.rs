@@ -74,6 +74,7 @@ async fn flood_and_check(serve: &Serve, dir: &std::path::Path) -> Vec<TcpStream>
                 app: "app-eddsa".into(),
                 session: alice.clone(),
                 nonce: None,
+                offline: false,
             })
             .await
             .unwrap();

@@ -91,6 +91,7 @@ async fn another_local_account_reaches_neither_postgres_nor_the_data() {
             app: "app-eddsa".into(),
             session: alice,
             nonce: None,
+            offline: false,
         })
         .await
         .unwrap();

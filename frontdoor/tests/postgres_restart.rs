@@ -35,6 +35,7 @@ fn id_token(session: &str) -> Operation {
         app: "app-eddsa".into(),
         session: session.into(),
         nonce: None,
+        offline: false,
     }
 }
 

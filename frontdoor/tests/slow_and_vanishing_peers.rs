@@ -133,6 +133,7 @@ async fn slow_and_vanishing_callers_hurt_only_themselves() {
                         app: "app-es256".into(),
                         session,
                         nonce: None,
+                        offline: false,
                     })
                     .await;
             });
@@ -155,6 +156,7 @@ async fn slow_and_vanishing_callers_hurt_only_themselves() {
             app: "app-es256".into(),
             session,
             nonce: None,
+            offline: false,
         })
         .await
         .unwrap();

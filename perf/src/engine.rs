@@ -40,6 +40,10 @@ pub enum RequestKind {
     Login,
     /// Create then revoke a session.
     Revoke,
+    /// Rotate a refresh token (issue 19): each generator thread keeps the
+    /// tokens its refreshes returned and presents them again; a new family
+    /// (`access_token` with `offline: true`) only when none is free.
+    Refresh,
 }
 
 impl RequestKind {
@@ -52,6 +56,7 @@ impl RequestKind {
             RequestKind::SessionValidate => "session-validate",
             RequestKind::Login => "login",
             RequestKind::Revoke => "revoke",
+            RequestKind::Refresh => "refresh",
         }
     }
 }
@@ -67,10 +72,11 @@ impl std::str::FromStr for RequestKind {
             RequestKind::SessionValidate,
             RequestKind::Login,
             RequestKind::Revoke,
+            RequestKind::Refresh,
         ]
         .into_iter()
         .find(|op| op.name() == s)
-        .ok_or_else(|| format!("unknown operation {s:?}: use id-token, access-token, saml, session-validate, login, revoke"))
+        .ok_or_else(|| format!("unknown operation {s:?}: use id-token, access-token, saml, session-validate, login, revoke, refresh"))
     }
 }
 

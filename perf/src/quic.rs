@@ -3,7 +3,7 @@
 //! `sigil/1`; users with live sessions are prepared before the clock
 //! starts, so the load measures issuance, not logins.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -90,6 +90,8 @@ struct QuicCaller {
     clients: Vec<Rc<Client>>,
     population: Arc<Population>,
     next: Cell<usize>,
+    /// Live refresh tokens not in flight: (tenant, app, token).
+    refresh_tokens: Rc<RefCell<Vec<(String, String, String)>>>,
 }
 
 fn code(error: &CallError) -> String {
@@ -106,6 +108,7 @@ impl Caller for QuicCaller {
         let (tenant, user, session) = p.sessions[i % p.sessions.len()].clone();
         let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
         let client = Rc::clone(&self.clients[i % self.clients.len()]);
+        let refresh_tokens = Rc::clone(&self.refresh_tokens);
         Box::pin(async move {
             let operation = match kind {
                 RequestKind::IdToken => Operation::IdToken {
@@ -114,6 +117,7 @@ impl Caller for QuicCaller {
                     app,
                     session,
                     nonce: None,
+                    offline: false,
                 },
                 RequestKind::AccessToken => Operation::AccessToken {
                     tenant,
@@ -121,6 +125,7 @@ impl Caller for QuicCaller {
                     app,
                     session,
                     scope: vec!["openid".into()],
+                    offline: false,
                 },
                 RequestKind::Saml => Operation::Saml {
                     tenant,
@@ -136,6 +141,28 @@ impl Caller for QuicCaller {
                     amr: vec!["pwd".into()],
                     client: Some("sigil-perf".into()),
                 },
+                RequestKind::Refresh => {
+                    let free = refresh_tokens.borrow_mut().pop();
+                    let (tenant, app, token) = match free {
+                        Some(free) => free,
+                        None => {
+                            let issued = client
+                                .access_token_offline(&tenant, &user, &app, &session, &["openid"])
+                                .await
+                                .map_err(|e| code(&e))?;
+                            let token = issued.refresh_token.ok_or("no_refresh_token")?;
+                            (tenant, app, token)
+                        }
+                    };
+                    let refreshed = client
+                        .refresh(&tenant, &app, &token, None)
+                        .await
+                        .map_err(|e| code(&e))?;
+                    if let Some(next) = refreshed.refresh_token {
+                        refresh_tokens.borrow_mut().push((tenant, app, next));
+                    }
+                    return Ok(());
+                }
                 RequestKind::Revoke => {
                     let created = client
                         .session_create(&tenant, &user, &["pwd"], None)
@@ -420,6 +447,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
                     clients,
                     population,
                     next: Cell::new(0),
+                    refresh_tokens: Rc::default(),
                 })
             }
         },

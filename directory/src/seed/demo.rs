@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{DEMO_APPS, DEMO_SPS};
-use crate::{Assignments, Directory, Error, NewUser, OidcApp, Owner, SamlSp};
+use crate::{Assignments, Directory, Error, NewUser, OidcApp, Owner, RefreshSettings, SamlSp};
 
 /// A demo user: login, display name, groups.
 pub type DemoUser = (&'static str, &'static str, &'static [&'static str]);
@@ -87,6 +87,11 @@ pub async fn create_demo_data(
                     access_token_ttl_s: 600,
                     assigned: assigned.clone(),
                     backchannel_logout_uri: None,
+                    // The demo shows refresh tokens (issue 19).
+                    refresh: RefreshSettings {
+                        allowed: true,
+                        ..RefreshSettings::default()
+                    },
                 })
                 .await?;
         }

@@ -46,6 +46,32 @@ impl Client {
             app: app.to_owned(),
             session: session.to_owned(),
             nonce: nonce.map(str::to_owned),
+            offline: false,
+        })
+        .await
+    }
+
+    /// `id_token` with `offline: true`: the ID token and a refresh token
+    /// (`refresh_token`, `refresh_expires_at`), for an app allowed to hold
+    /// refresh tokens (issue 19).
+    ///
+    /// # Errors
+    /// As [`Client::id_token`]; `forbidden` for an app not allowed.
+    pub async fn id_token_offline(
+        &self,
+        tenant: &str,
+        user: &str,
+        app: &str,
+        session: &str,
+        nonce: Option<&str>,
+    ) -> Result<Token, CallError> {
+        self.call_as(&Operation::IdToken {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            app: app.to_owned(),
+            session: session.to_owned(),
+            nonce: nonce.map(str::to_owned),
+            offline: true,
         })
         .await
     }
@@ -69,6 +95,54 @@ impl Client {
             app: app.to_owned(),
             session: session.to_owned(),
             scope: owned(scope),
+            offline: false,
+        })
+        .await
+    }
+
+    /// `access_token` with `offline: true`: the access token and a refresh
+    /// token (issue 19).
+    ///
+    /// # Errors
+    /// As [`Client::id_token_offline`].
+    pub async fn access_token_offline(
+        &self,
+        tenant: &str,
+        user: &str,
+        app: &str,
+        session: &str,
+        scope: &[&str],
+    ) -> Result<Token, CallError> {
+        self.call_as(&Operation::AccessToken {
+            tenant: tenant.to_owned(),
+            user: user.to_owned(),
+            app: app.to_owned(),
+            session: session.to_owned(),
+            scope: owned(scope),
+            offline: true,
+        })
+        .await
+    }
+
+    /// `refresh`: a new token of the kind the refresh token's family began
+    /// with (an access token narrowed to `scope` when given) and a new
+    /// refresh token; the one presented is retired (issue 19).
+    ///
+    /// # Errors
+    /// As [`Client::call_as`]; `session_invalid` for a refresh token
+    /// unknown, expired, revoked or presented again.
+    pub async fn refresh(
+        &self,
+        tenant: &str,
+        app: &str,
+        refresh_token: &str,
+        scope: Option<&[&str]>,
+    ) -> Result<Token, CallError> {
+        self.call_as(&Operation::Refresh {
+            tenant: tenant.to_owned(),
+            app: app.to_owned(),
+            refresh_token: refresh_token.to_owned(),
+            scope: scope.map(owned),
         })
         .await
     }

@@ -58,6 +58,9 @@ pub enum OnboardOp {
         /// Where the app takes back-channel logout tokens (issue 19): an
         /// absolute `http` or `https` URL, checked by the node.
         backchannel_logout_uri: Option<String>,
+        /// Refresh tokens allowed, with these lifetimes (issue 19);
+        /// `None`: not allowed.
+        refresh: Option<AppRefresh>,
     },
     /// `app_list`: the tenant's OIDC apps.
     AppList {
@@ -162,6 +165,7 @@ impl OnboardOp {
                     "backchannel_logout_uri",
                     w.backchannel_logout_uri.take(),
                 )?,
+                refresh: AppRefresh::from_wire(w)?,
             },
             "app_list" => OnboardOp::AppList {
                 tenant: field("tenant", w.tenant.take())?,
@@ -262,8 +266,14 @@ impl OnboardOp {
                 assign_users,
                 redirect_uris,
                 backchannel_logout_uri,
+                refresh,
                 ..
             } => {
+                if let Some(refresh) = refresh {
+                    wire.refresh_tokens = Some(true);
+                    wire.refresh_absolute_s = Some(refresh.absolute_s);
+                    wire.refresh_idle_s = Some(refresh.idle_s);
+                }
                 (wire.app, wire.alg) = (Some(app), Some(alg));
                 wire.backchannel_logout_uri = backchannel_logout_uri;
                 wire.claims = some_map(&claims);
@@ -336,6 +346,62 @@ pub struct AppInfo {
     pub assigned_groups: Vec<String>,
     /// Directly assigned user ids.
     pub assigned_users: Vec<String>,
+    /// It may hold refresh tokens (issue 19; absent from older nodes).
+    #[serde(default)]
+    pub refresh_tokens: bool,
+    /// Absolute lifetime of its refresh tokens, seconds.
+    #[serde(default)]
+    pub refresh_absolute_s: u32,
+    /// Idle lifetime of its refresh tokens, seconds.
+    #[serde(default)]
+    pub refresh_idle_s: u32,
+}
+
+/// Refresh-token lifetimes of an app (`app_add` with `refresh_tokens`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppRefresh {
+    /// Absolute lifetime of a family, seconds (default 30 days).
+    pub absolute_s: u32,
+    /// Idle lifetime, seconds since the last rotation (default 7 days).
+    pub idle_s: u32,
+}
+
+impl AppRefresh {
+    /// Default absolute lifetime: 30 days.
+    pub const DEFAULT_ABSOLUTE_S: u32 = 30 * 24 * 3600;
+    /// Default idle lifetime: 7 days.
+    pub const DEFAULT_IDLE_S: u32 = 7 * 24 * 3600;
+    /// Longest lifetime accepted: 366 days.
+    pub const MAX_S: u32 = 366 * 24 * 3600;
+
+    fn from_wire(w: &mut WireRequest) -> Result<Option<AppRefresh>, BadRequest> {
+        let (absolute, idle) = (w.refresh_absolute_s.take(), w.refresh_idle_s.take());
+        if !w.refresh_tokens.take().unwrap_or(false) {
+            if absolute.is_some() || idle.is_some() {
+                return Err(BadRequest(
+                    "refresh lifetimes need `refresh_tokens: true`".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let check = |name: &str, value: u32| {
+            if value == 0 || value > AppRefresh::MAX_S {
+                Err(BadRequest(format!(
+                    "`{name}` must be from 1 to {} seconds",
+                    AppRefresh::MAX_S
+                )))
+            } else {
+                Ok(value)
+            }
+        };
+        Ok(Some(AppRefresh {
+            absolute_s: check(
+                "refresh_absolute_s",
+                absolute.unwrap_or(AppRefresh::DEFAULT_ABSOLUTE_S),
+            )?,
+            idle_s: check("refresh_idle_s", idle.unwrap_or(AppRefresh::DEFAULT_IDLE_S))?,
+        }))
+    }
 }
 
 /// `app_list`.

@@ -105,6 +105,22 @@ pub struct WireRequest {
     /// Sign the Assertion (sp_add; default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_assertion: Option<bool>,
+    // Refresh tokens (issue 19).
+    /// Ask for a refresh token with the token (id_token, access_token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<bool>,
+    /// The refresh token presented (refresh).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The app may hold refresh tokens (app_add; default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_tokens: Option<bool>,
+    /// Absolute lifetime of its refresh tokens, seconds (app_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_absolute_s: Option<u32>,
+    /// Idle lifetime of its refresh tokens, seconds (app_add).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_idle_s: Option<u32>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at
@@ -125,6 +141,8 @@ pub enum Operation {
         session: String,
         /// Copied into the token's `nonce` claim.
         nonce: Option<String>,
+        /// Also a refresh token (issue 19), for apps allowed to hold them.
+        offline: bool,
     },
     /// An OAuth access token (JWT) for `user`, audience `app`.
     AccessToken {
@@ -140,6 +158,22 @@ pub enum Operation {
         /// without space, `"` or `\`); the token's `scope` claim is them
         /// joined by single spaces.
         scope: Vec<String>,
+        /// Also a refresh token (issue 19), for apps allowed to hold them.
+        offline: bool,
+    },
+    /// A refresh token exchanged for a new token of the kind its family
+    /// began with and a new refresh token; the presented one is retired
+    /// (issue 19).
+    Refresh {
+        /// Tenant slug.
+        tenant: String,
+        /// The OIDC app it was issued to.
+        app: String,
+        /// The refresh token.
+        refresh_token: String,
+        /// Access-token families only: a subset of the granted scopes;
+        /// `None`: all of them.
+        scope: Option<Vec<String>>,
     },
     /// A signed SAML Response for SP `sp`.
     Saml {
@@ -373,8 +407,11 @@ impl Operation {
             node,
             address,
             name,
+            offline,
+            refresh_token,
             ..
         } = wire;
+        let offline = offline.unwrap_or(false);
         Ok(match op.as_str() {
             "health" => Operation::Health,
             "id_token" => Operation::IdToken {
@@ -383,6 +420,7 @@ impl Operation {
                 app: field("app", app)?,
                 session: field("session", session)?,
                 nonce: optional("nonce", nonce)?,
+                offline,
             },
             "access_token" => Operation::AccessToken {
                 tenant: field("tenant", tenant)?,
@@ -390,6 +428,16 @@ impl Operation {
                 app: field("app", app)?,
                 session: field("session", session)?,
                 scope: scopes(scope)?,
+                offline,
+            },
+            "refresh" => Operation::Refresh {
+                tenant: field("tenant", tenant)?,
+                app: field("app", app)?,
+                refresh_token: field("refresh_token", refresh_token)?,
+                scope: match scope {
+                    Some(scope) => Some(scopes(Some(scope))?),
+                    None => None,
+                },
             },
             "saml" => Operation::Saml {
                 tenant: field("tenant", tenant)?,
@@ -464,6 +512,7 @@ impl Operation {
             Operation::Health => "health",
             Operation::IdToken { .. } => "id_token",
             Operation::AccessToken { .. } => "access_token",
+            Operation::Refresh { .. } => "refresh",
             Operation::Saml { .. } => "saml",
             Operation::SessionCreate { .. } => "session_create",
             Operation::SessionValidate { .. } => "session_validate",
@@ -493,6 +542,7 @@ impl Operation {
             | Operation::ClusterRemove { .. } => None,
             Operation::IdToken { tenant, .. }
             | Operation::AccessToken { tenant, .. }
+            | Operation::Refresh { tenant, .. }
             | Operation::Saml { tenant, .. }
             | Operation::SessionCreate { tenant, .. }
             | Operation::SessionValidate { tenant, .. }
@@ -539,7 +589,10 @@ impl Operation {
     pub fn signs(&self) -> bool {
         matches!(
             self,
-            Operation::IdToken { .. } | Operation::AccessToken { .. } | Operation::Saml { .. }
+            Operation::IdToken { .. }
+                | Operation::AccessToken { .. }
+                | Operation::Refresh { .. }
+                | Operation::Saml { .. }
         )
     }
 
@@ -562,20 +615,33 @@ impl Operation {
                 app,
                 session,
                 nonce,
+                offline,
                 ..
             } => {
                 (wire.user, wire.app, wire.session, wire.nonce) =
                     (Some(user), Some(app), Some(session), nonce);
+                wire.offline = offline.then_some(true);
             }
             Operation::AccessToken {
                 user,
                 app,
                 session,
                 scope,
+                offline,
                 ..
             } => {
                 (wire.user, wire.app, wire.session) = (Some(user), Some(app), Some(session));
                 wire.scope = (!scope.is_empty()).then_some(scope);
+                wire.offline = offline.then_some(true);
+            }
+            Operation::Refresh {
+                app,
+                refresh_token,
+                scope,
+                ..
+            } => {
+                (wire.app, wire.refresh_token, wire.scope) =
+                    (Some(app), Some(refresh_token), scope);
             }
             Operation::Saml {
                 user,

@@ -52,6 +52,14 @@ pub struct Token {
     pub alg: String,
     /// When it expires, unix seconds.
     pub expires_at: u64,
+    /// With `offline: true`, and from `refresh`: the refresh token (43
+    /// characters of base64url: 256 random bits), shown this once (issue 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the refresh token's family ends (its absolute lifetime), unix
+    /// seconds; present with `refresh_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<u64>,
 }
 
 /// `saml`: a signed SAML Response for an SP.
@@ -266,7 +274,7 @@ pub struct ClusterView {
 pub enum Reply {
     /// `health`.
     Health(Health),
-    /// `id_token`, `access_token`.
+    /// `id_token`, `access_token`, `refresh`.
     Token(Token),
     /// `saml`.
     Saml(SamlResponse),
@@ -307,6 +315,8 @@ mod tests {
             kid: "k1".into(),
             alg: "ES256".into(),
             expires_at: 1_795_000_000,
+            refresh_token: None,
+            refresh_expires_at: None,
         };
         let sent = WireResponse {
             id: 7,

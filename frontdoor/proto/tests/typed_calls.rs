@@ -29,6 +29,8 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             kid: "k1".into(),
             alg: "EdDSA".into(),
             expires_at: 1_800_000_000,
+            refresh_token: None,
+            refresh_expires_at: None,
         })
     };
     let session = |user: &str, idle: u64| {
@@ -52,6 +54,7 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             app,
             session,
             nonce,
+            ..
         } => token(format!(
             "id:{tenant}:{user}:{app}:{session}:{}",
             nonce.unwrap_or_default()
@@ -62,9 +65,19 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             app,
             session,
             scope,
+            ..
         } => token(format!(
             "access:{tenant}:{user}:{app}:{session}:{}",
             scope.join(" ")
+        )),
+        Operation::Refresh {
+            tenant,
+            app,
+            refresh_token,
+            scope,
+        } => token(format!(
+            "refresh:{tenant}:{app}:{refresh_token}:{}",
+            scope.unwrap_or_default().join(" ")
         )),
         Operation::Saml {
             sp, in_response_to, ..
@@ -310,6 +323,11 @@ async fn each_typed_call_sends_its_operation_and_decodes_its_result() {
         .await
         .unwrap();
     assert_eq!(access.token, "access:acme:bob:app-es256:s1:openid email");
+    let refreshed = client
+        .refresh("acme", "app-es256", "r1", Some(&["openid"]))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.token, "refresh:acme:app-es256:r1:openid");
     let saml = client
         .saml("acme", "alice", "sp-rs256", "s1", Some("_req1"))
         .await

@@ -127,6 +127,18 @@ pub enum AuditEvent {
         /// The last error or answer, in words.
         reason: String,
     },
+    /// A retired refresh token was presented again (issue 19): its family
+    /// and its session were revoked. Never the token itself.
+    RefreshReuseDetected {
+        /// The family, hex.
+        family: String,
+        /// The app it was issued to.
+        app: String,
+        /// Whose.
+        user: String,
+        /// Who presented it.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -161,6 +173,7 @@ impl AuditEvent {
             AuditEvent::Admin { .. } => "admin",
             AuditEvent::Refused { .. } => "refused",
             AuditEvent::Logout { outcome, .. } => outcome.kind(),
+            AuditEvent::RefreshReuseDetected { .. } => "refresh.reuse_detected",
             AuditEvent::Scim(change) => match change.operation {
                 "create" => "scim.create",
                 "replace" => "scim.replace",
@@ -235,6 +248,12 @@ impl AuditEvent {
                 "attempts": attempts,
                 "reason": reason,
             }),
+            AuditEvent::RefreshReuseDetected {
+                family,
+                app,
+                user,
+                caller,
+            } => json!({"family": family, "app": app, "user": user, "caller": caller}),
             AuditEvent::Refused {
                 op,
                 code,

@@ -26,6 +26,8 @@ impl From<Issued> for Token {
             kid: issued.kid,
             alg: issued.algorithm.name().to_owned(),
             expires_at: issued.expires_at.secs(),
+            refresh_token: None,
+            refresh_expires_at: None,
         }
     }
 }
@@ -38,6 +40,7 @@ impl From<Issued> for SamlResponse {
             kid,
             alg,
             expires_at,
+            ..
         } = Token::from(issued);
         SamlResponse {
             response: token,

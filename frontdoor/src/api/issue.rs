@@ -28,6 +28,8 @@ pub struct LiveApp {
     pub access: Access,
     /// Where it takes back-channel logout tokens (issue 19), if anywhere.
     pub backchannel_logout_uri: Option<String>,
+    /// Refresh tokens: allowed, and their lifetimes (issue 19).
+    pub refresh: directory::RefreshSettings,
 }
 
 /// A SAML SP as the hot path needs it (from the directory's
@@ -195,6 +197,7 @@ impl LiveApp {
             claims: row.claim_mapping.clone(),
             access: Access::from(row.assigned.clone()),
             backchannel_logout_uri: row.backchannel_logout_uri,
+            refresh: row.refresh,
             name: row.name,
         })
     }

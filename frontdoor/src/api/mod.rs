@@ -34,6 +34,8 @@ pub mod live;
 pub mod loading;
 pub mod logout;
 mod onboard;
+// Refresh tokens (issue 19)
+mod refresh;
 pub mod seams;
 mod session_ops;
 // SCIM (issue 17)
@@ -346,10 +348,23 @@ impl Appliance {
                 app,
                 session,
                 nonce,
+                offline,
             } => {
                 let live = self.tenant(tenant).await?;
+                let offline_app = match offline {
+                    true => Some(self.offline_app(&live, app).await?),
+                    false => None,
+                };
                 let token = hot.id_token(&live, who, user, app, session, nonce.as_deref());
-                Reply::Token(token.await?)
+                let token = token.await?;
+                Reply::Token(match offline_app {
+                    Some(app) => {
+                        let kind = refresh::Kind::IdToken;
+                        self.with_refresh(&live, &app, user, session, kind, &[], token)
+                            .await?
+                    }
+                    None => token,
+                })
             }
             Operation::AccessToken {
                 tenant,
@@ -357,9 +372,32 @@ impl Appliance {
                 app,
                 session,
                 scope,
+                offline,
             } => {
                 let live = self.tenant(tenant).await?;
+                let offline_app = match offline {
+                    true => Some(self.offline_app(&live, app).await?),
+                    false => None,
+                };
                 let token = hot.access_token(&live, who, user, app, session, scope);
+                let token = token.await?;
+                Reply::Token(match offline_app {
+                    Some(app) => {
+                        let kind = refresh::Kind::AccessToken;
+                        self.with_refresh(&live, &app, user, session, kind, scope, token)
+                            .await?
+                    }
+                    None => token,
+                })
+            }
+            Operation::Refresh {
+                tenant,
+                app,
+                refresh_token,
+                scope,
+            } => {
+                let live = self.tenant(tenant).await?;
+                let token = self.refresh(&live, who, app, refresh_token, scope.as_deref());
                 Reply::Token(token.await?)
             }
             Operation::Saml {
@@ -393,11 +431,17 @@ impl Appliance {
             }
             Operation::SessionRevoke { tenant, session } => {
                 let live = self.tenant(tenant).await?;
-                Reply::Revoked(hot.session_revoke(&live, who, session).await?)
+                let revoked = hot.session_revoke(&live, who, session).await?;
+                self.revoke_refresh_of(&live, Some(session), None).await;
+                Reply::Revoked(revoked)
             }
             Operation::UserRevokeSessions { tenant, user } => {
                 let live = self.tenant(tenant).await?;
-                Reply::Revoked(hot.user_revoke_sessions(&live, who, user).await?)
+                let revoked = hot.user_revoke_sessions(&live, who, user).await?;
+                if let Ok(record) = hot.user(&live, user).await {
+                    self.revoke_refresh_of(&live, None, Some(&record.id)).await;
+                }
+                Reply::Revoked(revoked)
             }
             Operation::UserDeactivate { tenant, user } => {
                 let live = self.tenant(tenant).await?;

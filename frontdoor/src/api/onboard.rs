@@ -6,7 +6,7 @@
 //! loaded again), on the others through the directory's change
 //! notifications.
 
-use directory::{AppKind, Assignments, OidcApp, SamlSp, Tenant};
+use directory::{AppKind, Assignments, OidcApp, RefreshSettings, SamlSp, Tenant};
 use sigil_proto::onboard::{
     AppInfo, Apps, FrontendInfo, Frontends, OnboardOp, OnboardReply, Removed, SpInfo, Sps,
     TenantInfo, Tenants,
@@ -90,6 +90,9 @@ fn app_info(app: OidcApp) -> AppInfo {
         backchannel_logout_uri: app.backchannel_logout_uri,
         assigned_groups: app.assigned.groups,
         assigned_users: app.assigned.users,
+        refresh_tokens: app.refresh.allowed,
+        refresh_absolute_s: app.refresh.absolute_s,
+        refresh_idle_s: app.refresh.idle_s,
     }
 }
 
@@ -203,6 +206,7 @@ impl Appliance {
                 assign_users,
                 redirect_uris,
                 backchannel_logout_uri,
+                refresh,
             } => {
                 check_algorithm(alg, &["RS256", "PS256", "ES256", "ES384", "EdDSA"])?;
                 if let Some(uri) = backchannel_logout_uri {
@@ -218,11 +222,17 @@ impl Appliance {
                     access_token_ttl_s: 600,
                     assigned: assignments(assign, assign_users),
                     backchannel_logout_uri: backchannel_logout_uri.clone(),
+                    refresh: refresh.map_or_else(RefreshSettings::default, |r| RefreshSettings {
+                        allowed: true,
+                        absolute_s: r.absolute_s,
+                        idle_s: r.idle_s,
+                    }),
                 };
                 let mut changed = vec![
                     ("alg", alg.clone()),
                     ("assign", assign.join(",")),
                     ("assign_users", assign_users.join(",")),
+                    ("refresh_tokens", row.refresh.allowed.to_string()),
                 ];
                 if let Some(uri) = backchannel_logout_uri {
                     changed.push(("backchannel_logout_uri", uri.clone()));

@@ -188,6 +188,11 @@ impl Appliance {
                     format!("no user {login} in {}", live.slug),
                 )
             })?;
+        // Their refresh tokens (issue 19) with the same commit.
+        scope
+            .revoke_refresh_of_user(&user_id)
+            .await
+            .map_err(unavailable)?;
         scope.commit().await.map_err(unavailable)?;
         // Committed: from here no token. Locally at once; other nodes
         // through the revocation of every session of the user.

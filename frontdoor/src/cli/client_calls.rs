@@ -23,6 +23,9 @@ pub enum ClientCall {
         /// OIDC nonce.
         #[arg(long)]
         nonce: Option<String>,
+        /// Also a refresh token (the app must allow refresh tokens).
+        #[arg(long)]
+        offline: bool,
     },
     /// An OAuth access token (creates a session first unless --session is given).
     AccessToken {
@@ -34,6 +37,24 @@ pub enum ClientCall {
         /// Scopes, comma-separated.
         #[arg(long, value_delimiter = ',')]
         scope: Vec<String>,
+        /// Also a refresh token (the app must allow refresh tokens).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Exchange a refresh token for a new token and a new refresh token (the one given is retired).
+    Refresh {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The OIDC app the refresh token was issued to.
+        #[arg(long)]
+        app: String,
+        /// The refresh token (base64url: it may start with `-`).
+        #[arg(long, allow_hyphen_values = true)]
+        refresh_token: String,
+        /// Fewer scopes than granted, comma-separated (access-token families); default: all granted.
+        #[arg(long, value_delimiter = ',')]
+        scope: Option<Vec<String>>,
     },
     /// A signed SAML Response (creates a session first unless --session is given).
     Saml {
@@ -157,24 +178,43 @@ fn with_session(
 pub fn client_steps(call: ClientCall) -> Vec<Step> {
     match call {
         ClientCall::Health => vec![Step::Ready(Operation::Health)],
-        ClientCall::IdToken { who, app, nonce } => {
-            with_session(who, move |tenant, user, session| Operation::IdToken {
-                tenant,
-                user,
-                app,
-                session,
-                nonce,
-            })
-        }
-        ClientCall::AccessToken { who, app, scope } => {
-            with_session(who, move |tenant, user, session| Operation::AccessToken {
-                tenant,
-                user,
-                app,
-                session,
-                scope,
-            })
-        }
+        ClientCall::IdToken {
+            who,
+            app,
+            nonce,
+            offline,
+        } => with_session(who, move |tenant, user, session| Operation::IdToken {
+            tenant,
+            user,
+            app,
+            session,
+            nonce,
+            offline,
+        }),
+        ClientCall::AccessToken {
+            who,
+            app,
+            scope,
+            offline,
+        } => with_session(who, move |tenant, user, session| Operation::AccessToken {
+            tenant,
+            user,
+            app,
+            session,
+            scope,
+            offline,
+        }),
+        ClientCall::Refresh {
+            tenant,
+            app,
+            refresh_token,
+            scope,
+        } => vec![Step::Ready(Operation::Refresh {
+            tenant,
+            app,
+            refresh_token,
+            scope,
+        })],
         ClientCall::Saml {
             who,
             sp,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use sigil_proto::onboard::OnboardOp;
+use sigil_proto::onboard::{AppRefresh, OnboardOp};
 use sigil_proto::target::{Target, DEFAULT_DATA_DIR};
 use sigil_proto::Operation;
 
@@ -118,6 +118,17 @@ pub enum AppCommand {
         /// token in ends.
         #[arg(long = "backchannel-logout-uri")]
         backchannel_logout_uri: Option<String>,
+        /// Allow refresh tokens (`offline: true`, `sigil client refresh`).
+        #[arg(long)]
+        refresh_tokens: bool,
+        /// Absolute lifetime of a refresh-token family, e.g. 30d, 12h, 90m [default: 30d].
+        #[arg(long, value_name = "DURATION", requires = "refresh_tokens",
+              value_parser = super::times::parse_duration)]
+        refresh_absolute: Option<std::time::Duration>,
+        /// Idle lifetime of a refresh token (since the last rotation), e.g. 7d [default: 7d].
+        #[arg(long, value_name = "DURATION", requires = "refresh_tokens",
+              value_parser = super::times::parse_duration)]
+        refresh_idle: Option<std::time::Duration>,
     },
     /// The tenant's OIDC apps.
     List {
@@ -208,6 +219,20 @@ impl TenantCommand {
     }
 }
 
+/// A refresh lifetime in whole seconds (`default` when not given).
+fn whole_seconds(duration: Option<std::time::Duration>, default: u32) -> anyhow::Result<u32> {
+    let Some(duration) = duration else {
+        return Ok(default);
+    };
+    match u32::try_from(duration.as_secs()) {
+        Ok(seconds) if seconds > 0 && seconds <= AppRefresh::MAX_S => Ok(seconds),
+        _ => anyhow::bail!(
+            "a refresh lifetime must be from 1s to {}d",
+            AppRefresh::MAX_S / 86_400
+        ),
+    }
+}
+
 impl AppCommand {
     /// The operation it sends.
     ///
@@ -224,6 +249,9 @@ impl AppCommand {
                 assign_users,
                 redirect_uris,
                 backchannel_logout_uri,
+                refresh_tokens,
+                refresh_absolute,
+                refresh_idle,
             } => OnboardOp::AppAdd {
                 tenant,
                 app: name,
@@ -233,6 +261,17 @@ impl AppCommand {
                 assign_users,
                 redirect_uris,
                 backchannel_logout_uri,
+                refresh: refresh_tokens
+                    .then(|| {
+                        anyhow::Ok(AppRefresh {
+                            absolute_s: whole_seconds(
+                                refresh_absolute,
+                                AppRefresh::DEFAULT_ABSOLUTE_S,
+                            )?,
+                            idle_s: whole_seconds(refresh_idle, AppRefresh::DEFAULT_IDLE_S)?,
+                        })
+                    })
+                    .transpose()?,
             },
             AppCommand::List { tenant } => OnboardOp::AppList { tenant },
             AppCommand::Remove { tenant, name } => OnboardOp::AppRemove { tenant, app: name },

@@ -43,7 +43,8 @@ fn rfc3339(unix_seconds: i64) -> Option<String> {
         .ok()
 }
 
-/// Parses `30s`, `500ms`, `2m` (`sigil demo --duration`).
+/// Parses `30s`, `500ms`, `2m`, `12h`, `30d` (`sigil demo --duration`,
+/// `sigil admin app add --refresh-absolute`).
 ///
 /// # Errors
 /// For text that is not such a duration, or zero.
@@ -57,8 +58,10 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let duration = match unit {
         "ms" => std::time::Duration::from_millis(value),
         "s" => std::time::Duration::from_secs(value),
-        "m" => std::time::Duration::from_secs(value * 60),
-        _ => return Err(format!("{text:?}: unit must be ms, s or m")),
+        "m" => std::time::Duration::from_secs(value.saturating_mul(60)),
+        "h" => std::time::Duration::from_secs(value.saturating_mul(3600)),
+        "d" => std::time::Duration::from_secs(value.saturating_mul(86_400)),
+        _ => return Err(format!("{text:?}: unit must be ms, s, m, h or d")),
     };
     if duration.is_zero() {
         return Err("the duration must be positive".into());
@@ -70,6 +73,17 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn durations_take_hours_and_days() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(43_200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("0d").is_err());
+        assert!(parse_duration("3w").is_err());
+        assert!(parse_duration("d").is_err());
+    }
 
     #[test]
     fn unix_times_get_rfc3339_beside_them_and_keep_their_number() {

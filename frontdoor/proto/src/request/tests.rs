@@ -16,6 +16,7 @@ fn sample() -> Vec<Operation> {
             app: "app-es256".into(),
             session: "s".into(),
             nonce: Some("n".into()),
+            offline: false,
         },
         Operation::AccessToken {
             tenant: t(),
@@ -23,6 +24,13 @@ fn sample() -> Vec<Operation> {
             app: "app-eddsa".into(),
             session: "s".into(),
             scope: vec!["openid".into()],
+            offline: true,
+        },
+        Operation::Refresh {
+            tenant: t(),
+            app: "app-eddsa".into(),
+            refresh_token: "r".into(),
+            scope: Some(vec!["openid".into()]),
         },
         Operation::Saml {
             tenant: t(),
@@ -87,6 +95,10 @@ fn sample() -> Vec<Operation> {
             assign_users: vec![],
             redirect_uris: vec!["https://portal.test/cb".into()],
             backchannel_logout_uri: Some("https://portal.test/bcl".into()),
+            refresh: Some(crate::onboard::AppRefresh {
+                absolute_s: 3600,
+                idle_s: 600,
+            }),
         })),
         Operation::Onboard(Box::new(OnboardOp::SpAdd {
             tenant: t(),

@@ -169,6 +169,7 @@ fn world(rate: u32, active: bool) -> World {
             access_token_ttl_s: 600,
             assigned: directory::Assignments::everyone(),
             backchannel_logout_uri: None,
+            refresh: directory::RefreshSettings::default(),
         },
     );
     directory.sps.insert(
@@ -254,6 +255,7 @@ fn id_token_op(tenant: &str) -> Operation {
         app: "app-eddsa".into(),
         session: "s".into(),
         nonce: None,
+        offline: false,
     }
 }
 

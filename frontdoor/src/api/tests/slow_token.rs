@@ -88,6 +88,7 @@ fn id_token(app: &str, session: &str) -> Operation {
         app: app.into(),
         session: session.into(),
         nonce: None,
+        offline: false,
     }
 }
 

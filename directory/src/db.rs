@@ -39,6 +39,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     // SCIM provisioning (issue 17)
     (5, include_str!("../migrations/0005_scim.sql")),
+    // Client authentication at introspection and revocation (issue 19)
+    (7, include_str!("../migrations/0007_client_auth.sql")),
 ];
 
 /// The schema version this build needs.

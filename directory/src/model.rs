@@ -167,6 +167,9 @@ pub struct OidcApp {
     pub access_token_ttl_s: u32,
     /// Who may use it.
     pub assigned: Assignments,
+    /// Its registered JWKS (issue 19): the keys of its `private_key_jwt`
+    /// client assertions. None: it cannot call introspection or revocation.
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// A SAML service provider.
@@ -405,7 +408,7 @@ impl TenantScope<'_> {
             .client()
             .query_opt(
                 &format!(
-                    "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, {}
+                    "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, {}, jwks
                        FROM oidc_apps a WHERE name = $1",
                     assigned_columns("oidc")
                 ),
@@ -424,6 +427,7 @@ impl TenantScope<'_> {
                     groups: r.try_get(6)?,
                     users: r.try_get(7)?,
                 },
+                jwks: r.try_get(8)?,
             })
         })
         .transpose()
@@ -442,9 +446,9 @@ impl TenantScope<'_> {
         );
         self.client()
             .execute(
-                "INSERT INTO oidc_apps (tenant_id, name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl],
+                "INSERT INTO oidc_apps (tenant_id, name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, jwks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl, &app.jwks],
             )
             .await?;
         self.assign(AppKind::Oidc, &app.name, &app.assigned).await

@@ -86,6 +86,7 @@ pub async fn create_demo_data(
                     id_token_ttl_s: 300,
                     access_token_ttl_s: 600,
                     assigned: assigned.clone(),
+                    jwks: None,
                 })
                 .await?;
         }

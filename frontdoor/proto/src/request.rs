@@ -90,6 +90,9 @@ pub struct WireRequest {
     /// Redirect URIs (app_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_uris: Option<Vec<String>>,
+    /// An OIDC app's JWKS, as JSON text (app_add, app_set_jwks; issue 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
     /// A SAML SP's entity ID (sp_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,

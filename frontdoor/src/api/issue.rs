@@ -26,6 +26,9 @@ pub struct LiveApp {
     pub claims: BTreeMap<String, String>,
     /// Who may use it.
     pub access: Access,
+    /// Its registered JWKS, parsed (issue 19): the keys of its client
+    /// assertions. None: it cannot call introspection or revocation.
+    pub client_keys: Option<std::sync::Arc<crate::api::oauth::ClientJwks>>,
 }
 
 /// A SAML SP as the hot path needs it (from the directory's
@@ -192,6 +195,12 @@ impl LiveApp {
             access_token_lifetime: lifetime(row.access_token_ttl_s)?,
             claims: row.claim_mapping.clone(),
             access: Access::from(row.assigned.clone()),
+            client_keys: match &row.jwks {
+                None => None,
+                Some(jwks) => Some(std::sync::Arc::new(
+                    crate::api::oauth::ClientJwks::parse(jwks).map_err(|e| unusable(&e))?,
+                )),
+            },
             name: row.name,
         })
     }

@@ -33,6 +33,8 @@ pub mod keys;
 pub mod live;
 pub mod loading;
 mod onboard;
+// Introspection and revocation over HTTP (issue 19)
+pub mod oauth;
 pub mod seams;
 mod session_ops;
 // SCIM (issue 17)
@@ -122,6 +124,7 @@ pub struct Appliance {
     scim_tokens: scim_ops::ScimTokenCache,
     control_url: std::sync::OnceLock<String>,
     scim_metrics: crate::metrics::ScimMetrics,
+    oauth_metrics: oauth::OauthMetrics,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -184,6 +187,7 @@ impl Appliance {
             scim_tokens: scim_ops::ScimTokenCache::default(),
             control_url: std::sync::OnceLock::new(),
             scim_metrics: crate::metrics::ScimMetrics::default(),
+            oauth_metrics: oauth::OauthMetrics::default(),
         })
     }
 

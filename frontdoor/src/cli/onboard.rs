@@ -113,6 +113,25 @@ pub enum AppCommand {
         /// An allowed redirect URI (repeat for more).
         #[arg(long = "redirect-uri")]
         redirect_uris: Vec<String>,
+        /// A JWKS file (JSON): the public keys of the app's `private_key_jwt`
+        /// client assertions at the introspection and revocation endpoints.
+        #[arg(long)]
+        jwks: Option<std::path::PathBuf>,
+    },
+    /// Register (or with `--remove`, drop) an existing app's JWKS.
+    SetJwks {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The app's name.
+        #[arg(long)]
+        name: String,
+        /// The JWKS file (JSON).
+        #[arg(long, required_unless_present = "remove", conflicts_with = "remove")]
+        jwks: Option<std::path::PathBuf>,
+        /// Remove the app's JWKS.
+        #[arg(long)]
+        remove: bool,
     },
     /// The tenant's OIDC apps.
     List {
@@ -218,6 +237,7 @@ impl AppCommand {
                 assign,
                 assign_users,
                 redirect_uris,
+                jwks,
             } => OnboardOp::AppAdd {
                 tenant,
                 app: name,
@@ -226,6 +246,17 @@ impl AppCommand {
                 assign,
                 assign_users,
                 redirect_uris,
+                jwks: read_jwks(jwks.as_deref())?,
+            },
+            AppCommand::SetJwks {
+                tenant,
+                name,
+                jwks,
+                remove: _,
+            } => OnboardOp::AppSetJwks {
+                tenant,
+                app: name,
+                jwks: read_jwks(jwks.as_deref())?,
             },
             AppCommand::List { tenant } => OnboardOp::AppList { tenant },
             AppCommand::Remove { tenant, name } => OnboardOp::AppRemove { tenant, app: name },
@@ -268,4 +299,13 @@ impl SpCommand {
             SpCommand::Remove { tenant, name } => OnboardOp::SpRemove { tenant, sp: name },
         })))
     }
+}
+
+/// The text of a `--jwks` file (the node checks its keys).
+fn read_jwks(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("--jwks {}", path.display()))
+    })
+    .transpose()
 }

@@ -168,6 +168,7 @@ fn world(rate: u32, active: bool) -> World {
             id_token_ttl_s: 300,
             access_token_ttl_s: 600,
             assigned: directory::Assignments::everyone(),
+            jwks: None,
         },
     );
     directory.sps.insert(

@@ -301,6 +301,12 @@ async fn an_operator_onboards_initech_with_the_admin_commands() {
             assign: vec![],
             assign_users: vec![],
             redirect_uris: vec![],
+            jwks: None,
+        },
+        OnboardOp::AppSetJwks {
+            tenant: t(),
+            app: "portal".into(),
+            jwks: None,
         },
         OnboardOp::AppList { tenant: t() },
         OnboardOp::AppRemove {

@@ -387,7 +387,10 @@ pub fn respond(
     jitter: f64,
 ) -> Reply {
     if let Some(reply) = oauth_route(site, head) {
-        return reply;
+        return match reply {
+            Reply::Now(response) => Reply::Now(finish(response, head.keep_alive, None)),
+            waiting => waiting,
+        };
     }
     if head.method == Method::Other || head.method == Method::Post {
         return Reply::Now(Response::error(405, "only GET and HEAD are served"));
@@ -654,7 +657,7 @@ mod tests {
             0.0,
         ) {
             Reply::AfterLoad { then, .. } => then,
-            Reply::Now(response) => panic!("answered without a load: {response:?}"),
+            other => panic!("answered without a load: {other:?}"),
         }
     }
 

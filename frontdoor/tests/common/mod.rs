@@ -7,6 +7,7 @@
 )]
 
 pub mod cluster;
+pub mod oauth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -86,6 +86,17 @@ fn sample() -> Vec<Operation> {
             assign: vec!["everyone".into()],
             assign_users: vec![],
             redirect_uris: vec!["https://portal.test/cb".into()],
+            jwks: Some(r#"{"keys":[]}"#.into()),
+        })),
+        Operation::Onboard(Box::new(OnboardOp::AppSetJwks {
+            tenant: t(),
+            app: "portal".into(),
+            jwks: Some(r#"{"keys":[]}"#.into()),
+        })),
+        Operation::Onboard(Box::new(OnboardOp::AppSetJwks {
+            tenant: t(),
+            app: "portal".into(),
+            jwks: None,
         })),
         Operation::Onboard(Box::new(OnboardOp::SpAdd {
             tenant: t(),

@@ -181,9 +181,9 @@ mod tests {
             "POST /t/a/oauth2/introspect HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
             16 * 1024 + 1
         );
-        assert_eq!(head(&huge).map(|_| ()).unwrap_err().status, 413);
+        assert_eq!(head(&huge).map(|_| ()).expect_err("too large").status, 413);
         let none = "POST /t/a/oauth2/introspect HTTP/1.1\r\n\r\n";
-        assert_eq!(head(none).map(|_| ()).unwrap_err().status, 411);
+        assert_eq!(head(none).map(|_| ()).expect_err("no length").status, 411);
         let ok = "POST /t/a/oauth2/introspect HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded; charset=UTF-8\r\nContent-Length: 13\r\n\r\ntoken=a%20b&x";
         let h = head(ok).expect("parses");
         assert_eq!(
@@ -213,5 +213,52 @@ mod tests {
             Some(("acme", OauthEndpoint::Revoke))
         );
         assert_eq!(endpoint_of("/t/acme/oauth2/token"), None);
+    }
+
+    #[test]
+    fn refusals_at_once_honour_connection_close_and_forms_go_to_the_handler() {
+        use crate::http::exchange::{respond, Reply};
+        let site = Site {
+            documents: Arc::new(crate::http::documents::DocumentStore::new()),
+            metrics: Arc::new(String::new),
+            ready: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            on_miss: None,
+            oauth: Some(Arc::new(|request: OauthRequest| {
+                Box::pin(async move { oauth_json(&serde_json::json!({"seen": request.form})) })
+            })),
+        };
+        let now = signer::Timestamp::from_secs(1);
+        let limits = HttpLimits::default();
+        let refused = head("POST /t/a/oauth2/revoke HTTP/1.1\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 1\r\n\r\nx")
+            .expect("parses");
+        match respond(&site, &refused, &limits, now, 0.0) {
+            Reply::Now(r) => assert!(r.status == 400 && r.close, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        let get = head("GET /t/a/oauth2/introspect HTTP/1.1\r\n\r\n").expect("parses");
+        match respond(&site, &get, &limits, now, 0.0) {
+            Reply::Now(r) => {
+                assert_eq!(r.status, 405);
+                assert!(String::from_utf8(r.head_bytes())
+                    .expect("ascii")
+                    .contains("Allow: POST\r\n"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let ok = head("POST /t/a/oauth2/introspect HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 7\r\n\r\ntoken=t")
+            .expect("parses");
+        assert!(matches!(
+            respond(&site, &ok, &limits, now, 0.0),
+            Reply::Oauth {
+                keep_alive: true,
+                ..
+            }
+        ));
+        let bad_tenant =
+            head("POST /t/A_B/oauth2/introspect HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+                .expect("parses");
+        assert!(
+            matches!(respond(&site, &bad_tenant, &limits, now, 0.0), Reply::Now(r) if r.status == 404)
+        );
     }
 }

@@ -40,6 +40,10 @@ pub enum RequestKind {
     Login,
     /// Create then revoke a session.
     Revoke,
+    /// `POST oauth2/introspect` over HTTP (issue 19; [`crate::http`]).
+    Introspect,
+    /// `GET .well-known/jwks.json` over HTTP: the introspection baseline.
+    Jwks,
 }
 
 impl RequestKind {
@@ -52,6 +56,8 @@ impl RequestKind {
             RequestKind::SessionValidate => "session-validate",
             RequestKind::Login => "login",
             RequestKind::Revoke => "revoke",
+            RequestKind::Introspect => "introspect",
+            RequestKind::Jwks => "jwks",
         }
     }
 }
@@ -67,6 +73,8 @@ impl std::str::FromStr for RequestKind {
             RequestKind::SessionValidate,
             RequestKind::Login,
             RequestKind::Revoke,
+            RequestKind::Introspect,
+            RequestKind::Jwks,
         ]
         .into_iter()
         .find(|op| op.name() == s)

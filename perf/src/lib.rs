@@ -18,6 +18,7 @@
 pub mod capacity;
 pub mod chart;
 pub mod engine;
+pub mod http;
 pub mod progress;
 pub mod quic;
 pub mod raw;

@@ -154,8 +154,10 @@ impl Caller for HttpCaller {
                 .write_all(&request)
                 .await
                 .map_err(|_| "write".to_owned())?;
-            let (status, body) = read_answer(&mut stream).await?;
-            pool.borrow_mut().push(stream);
+            let (status, body, close) = read_answer(&mut stream).await?;
+            if !close {
+                pool.borrow_mut().push(stream);
+            }
             if status != 200 {
                 return Err(format!("http_{status}"));
             }
@@ -167,8 +169,9 @@ impl Caller for HttpCaller {
     }
 }
 
-/// Reads one answer: its status and body (`Content-Length` framed).
-async fn read_answer(stream: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
+/// Reads one answer: its status, body (`Content-Length` framed), and
+/// whether the server closes the connection after it.
+async fn read_answer(stream: &mut TcpStream) -> Result<(u16, Vec<u8>, bool), String> {
     let mut buffer = Vec::with_capacity(4096);
     loop {
         let mut chunk = [0u8; 4096];
@@ -200,6 +203,9 @@ async fn read_answer(stream: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
             })
             .unwrap_or(0);
         let status = answer.code.unwrap_or(0);
+        let close = answer.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+        });
         while buffer.len() < head + length {
             let n = stream
                 .read(&mut chunk)
@@ -210,7 +216,7 @@ async fn read_answer(stream: &mut TcpStream) -> Result<(u16, Vec<u8>), String> {
             }
             buffer.extend_from_slice(&chunk[..n]);
         }
-        return Ok((status, buffer[head..head + length].to_vec()));
+        return Ok((status, buffer[head..head + length].to_vec(), close));
     }
 }
 

@@ -236,6 +236,13 @@ pub fn parse(buffer: &[u8], limits: &HttpLimits) -> Parse {
                 }
             }
             if method == Method::Post {
+                // Only the OAuth endpoints take a body; anywhere else it is
+                // refused before it is read.
+                if super::oauth::endpoint_of(&path).is_none()
+                    && content_length.is_some_and(|n| n > 0)
+                {
+                    return Parse::Invalid(Response::error(400, "request bodies are not accepted"));
+                }
                 match content_length {
                     None => return Parse::Invalid(Response::error(411, "Content-Length required")),
                     Some(n) if n > limits.max_body_bytes => {
@@ -554,6 +561,7 @@ mod tests {
         let limits = HttpLimits::default();
         for raw in [
             "GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "POST /t/a/oauth2/revoke HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST /t/a/oauth2/revoke HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",

@@ -90,7 +90,7 @@ pub(super) fn too_large(max: usize) -> Response {
 }
 
 /// The endpoint `path` names, with its tenant.
-fn endpoint_of(path: &str) -> Option<(&str, OauthEndpoint)> {
+pub(super) fn endpoint_of(path: &str) -> Option<(&str, OauthEndpoint)> {
     let (tenant, rest) = path.strip_prefix("/t/")?.split_once('/')?;
     let endpoint = match rest {
         "oauth2/introspect" => OauthEndpoint::Introspect,

@@ -172,6 +172,16 @@ async fn introspection_and_revocation_hold_against_authlib_and_attacks() {
     refused(&assertion(&key, "no-such-app", &aud, 60, &rand_suffix()));
     refused(&assertion(&key, "app-rs256", &aud, 60, &rand_suffix())); // no JWKS
     refused("not.a.jwt");
+    // An exp at the edge of u64 is refused, not an overflow.
+    let header = b64::encode(r#"{"alg":"EdDSA"}"#);
+    let claims =
+        json!({"iss": "app-es256", "sub": "app-es256", "aud": aud, "exp": u64::MAX, "jti": "x"});
+    let input = format!("{header}.{}", b64::encode(claims.to_string()));
+    let huge_exp = format!(
+        "{input}.{}",
+        b64::encode(key.sign(input.as_bytes()).as_ref())
+    );
+    refused(&huge_exp);
     let once = assertion(&key, "app-es256", &aud, 60, "only-once");
     let (status, _) = post(
         &serve,

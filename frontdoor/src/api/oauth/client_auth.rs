@@ -105,7 +105,7 @@ impl Appliance {
             .get("exp")
             .and_then(Value::as_u64)
             .ok_or_else(|| OauthError::client("client_assertion needs exp"))?;
-        if exp + SKEW_S <= now_s {
+        if exp.saturating_add(SKEW_S) <= now_s {
             return Err(OauthError::client("client_assertion has expired"));
         }
         if exp > now_s + MAX_ASSERTION_LIFETIME_S + SKEW_S {
@@ -128,7 +128,7 @@ impl Appliance {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(digest::digest(&digest::SHA256, jti.as_bytes()).as_ref());
         let fresh = self
-            .claim_jti(live, &app.name, &hash, (exp + SKEW_S) * 1000)
+            .claim_jti(live, &app.name, &hash, exp.saturating_add(SKEW_S) * 1000)
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "client assertion jti not recorded");

@@ -41,6 +41,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (5, include_str!("../migrations/0005_scim.sql")),
     // Refresh tokens (issue 19)
     (6, include_str!("../migrations/0006_refresh_tokens.sql")),
+    // Client authentication at introspection and revocation (issue 19)
+    (7, include_str!("../migrations/0007_client_auth.sql")),
     // Back-channel logout (issue 19)
     (8, include_str!("../migrations/0008_backchannel_logout.sql")),
 ];

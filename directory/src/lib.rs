@@ -24,6 +24,7 @@
 mod admin;
 pub mod audit;
 pub mod changes;
+mod client_auth;
 mod cluster;
 mod db;
 mod fence;

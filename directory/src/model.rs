@@ -173,6 +173,9 @@ pub struct OidcApp {
     pub backchannel_logout_uri: Option<String>,
     /// Refresh tokens (issue 19): allowed, and their lifetimes.
     pub refresh: RefreshSettings,
+    /// Its registered JWKS (issue 19): the keys of its `private_key_jwt`
+    /// client assertions. None: it cannot call introspection or revocation.
+    pub jwks: Option<serde_json::Value>,
 }
 
 /// Whether an OIDC app may hold refresh tokens, and for how long (issue 19).
@@ -434,7 +437,7 @@ impl TenantScope<'_> {
             .query_opt(
                 &format!(
                     "SELECT name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, {}, backchannel_logout_uri,
-                            refresh_tokens, refresh_absolute_s, refresh_idle_s
+                            refresh_tokens, refresh_absolute_s, refresh_idle_s, jwks
                        FROM oidc_apps a WHERE name = $1",
                     assigned_columns("oidc")
                 ),
@@ -459,6 +462,7 @@ impl TenantScope<'_> {
                     absolute_s: to_u32(r.try_get(10)?),
                     idle_s: to_u32(r.try_get(11)?),
                 },
+                jwks: r.try_get(12)?,
             })
         })
         .transpose()
@@ -482,10 +486,10 @@ impl TenantScope<'_> {
         self.client()
             .execute(
                 "INSERT INTO oidc_apps (tenant_id, name, redirect_uris, algorithm, claim_mapping, id_token_ttl_s, access_token_ttl_s, backchannel_logout_uri,
-                                        refresh_tokens, refresh_absolute_s, refresh_idle_s)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                                        refresh_tokens, refresh_absolute_s, refresh_idle_s, jwks)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[&self.tenant_id(), &app.name, &app.redirect_uris, &app.algorithm, &json_of(&app.claim_mapping), &id_ttl, &access_ttl, &app.backchannel_logout_uri,
-                  &app.refresh.allowed, &refresh_absolute, &refresh_idle],
+                  &app.refresh.allowed, &refresh_absolute, &refresh_idle, &app.jwks],
             )
             .await?;
         self.assign(AppKind::Oidc, &app.name, &app.assigned).await

@@ -303,6 +303,12 @@ async fn an_operator_onboards_initech_with_the_admin_commands() {
             redirect_uris: vec![],
             backchannel_logout_uri: None,
             refresh: None,
+            jwks: None,
+        },
+        OnboardOp::AppSetJwks {
+            tenant: t(),
+            app: "portal".into(),
+            jwks: None,
         },
         OnboardOp::AppList { tenant: t() },
         OnboardOp::AppRemove {

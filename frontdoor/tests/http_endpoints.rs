@@ -62,6 +62,7 @@ fn start(limits: HttpLimits) -> Fixture {
         metrics: Arc::new(|| "sigil_test_metric 1\n".to_owned()),
         ready: Arc::new(AtomicBool::new(true)),
         on_miss: None,
+        oauth: None,
     });
     let mut config = HttpConfig::new("127.0.0.1:0".parse().unwrap());
     config.workers = 2;
@@ -337,6 +338,7 @@ fn a_request_waiting_for_its_tenant_does_not_hold_up_its_worker() {
             "stuck" => Miss::Loading(Box::pin(std::future::pending())),
             _ => Miss::Unknown,
         })),
+        oauth: None,
     });
     // One worker: the waiting request and every other share it.
     let mut config = HttpConfig::new("127.0.0.1:0".parse().unwrap());

@@ -44,6 +44,10 @@ pub enum RequestKind {
     /// tokens its refreshes returned and presents them again; a new family
     /// (`access_token` with `offline: true`) only when none is free.
     Refresh,
+    /// `POST oauth2/introspect` over HTTP (issue 19; [`crate::http`]).
+    Introspect,
+    /// `GET .well-known/jwks.json` over HTTP: the introspection baseline.
+    Jwks,
 }
 
 impl RequestKind {
@@ -57,6 +61,8 @@ impl RequestKind {
             RequestKind::Login => "login",
             RequestKind::Revoke => "revoke",
             RequestKind::Refresh => "refresh",
+            RequestKind::Introspect => "introspect",
+            RequestKind::Jwks => "jwks",
         }
     }
 }
@@ -73,6 +79,8 @@ impl std::str::FromStr for RequestKind {
             RequestKind::Login,
             RequestKind::Revoke,
             RequestKind::Refresh,
+            RequestKind::Introspect,
+            RequestKind::Jwks,
         ]
         .into_iter()
         .find(|op| op.name() == s)

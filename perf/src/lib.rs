@@ -22,6 +22,7 @@ pub mod chart;
 pub mod cpu;
 pub mod engine;
 pub mod hdrlog;
+pub mod http;
 pub mod pacer;
 pub mod progress;
 pub mod quic;

@@ -101,6 +101,42 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Makes an Ed25519 client key for `introspect`: DIR/client.pk8 and DIR/jwks.json (register with `sigil admin app set-jwks`).
+    IntrospectKey {
+        /// Where to write them.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Open-loop HTTP load: GET jwks.json (the baseline), then POST oauth2/introspect, at the same rate (issue 19).
+    Introspect {
+        /// The node's HTTP listener.
+        #[arg(long, value_name = "HOST:PORT")]
+        http: std::net::SocketAddr,
+        /// The node's public URL (assertion audience prefix); default http://HOST:PORT.
+        #[arg(long)]
+        public_url: Option<String>,
+        /// Tenant slug.
+        #[arg(long, default_value = "acme")]
+        tenant: String,
+        /// The app calling (its JWKS holds the key).
+        #[arg(long, default_value = "app-es256")]
+        app: String,
+        /// The client key made by `introspect-key` (client.pk8).
+        #[arg(long)]
+        key: PathBuf,
+        /// An active access token issued to the app.
+        #[arg(long)]
+        token: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 5000.0)]
+        rate: f64,
+        /// Each phase's length, e.g. 30s.
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Generator threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
     /// Open-loop load at a constant rate over the QUIC API.
     Load {
         #[command(flatten)]
@@ -386,6 +422,54 @@ fn capacity_summary(report: &perf::capacity::CapacityReport) -> String {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::IntrospectKey { out } => {
+            let (pkcs8, jwks) = perf::http::client_key().map_err(anyhow::Error::msg)?;
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("client.pk8"), pkcs8)?;
+            std::fs::write(out.join("jwks.json"), jwks)?;
+            println!("{}", out.join("jwks.json").display());
+        }
+        Command::Introspect {
+            http,
+            public_url,
+            tenant,
+            app,
+            key,
+            token,
+            rate,
+            duration,
+            threads,
+        } => {
+            anyhow::ensure!(rate > 0.0, "--rate must be positive");
+            let plan = perf::http::IntrospectPlan {
+                http,
+                public_url: public_url.unwrap_or_else(|| format!("http://{http}")),
+                tenant,
+                app,
+                key: std::fs::read(&key).with_context(|| key.display().to_string())?,
+                token,
+                rate,
+                duration,
+                threads,
+            };
+            for phase in perf::http::run(&plan).map_err(anyhow::Error::msg)? {
+                let l = &phase.latency;
+                println!(
+                    "{:<10} {:.0}/s for {:.1} s: sent {}, ok {}, errors {:?}; latency from intended send (us): p50 {} p90 {} p99 {} p99.9 {} max {}",
+                    phase.name,
+                    rate,
+                    phase.elapsed.as_secs_f64(),
+                    phase.sent,
+                    phase.ok,
+                    phase.errors,
+                    l.p50,
+                    l.p90,
+                    l.p99,
+                    l.p999,
+                    l.max
+                );
+            }
+        }
         Command::Load {
             run,
             rate,

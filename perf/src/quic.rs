@@ -135,6 +135,9 @@ impl Caller for QuicCaller {
                     in_response_to: None,
                 },
                 RequestKind::SessionValidate => Operation::SessionValidate { tenant, session },
+                RequestKind::Introspect | RequestKind::Jwks => {
+                    return Err("an HTTP request: use sigil-perf introspect".into())
+                }
                 RequestKind::Login => Operation::SessionCreate {
                     tenant,
                     user,

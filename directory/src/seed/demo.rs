@@ -92,6 +92,7 @@ pub async fn create_demo_data(
                         allowed: true,
                         ..RefreshSettings::default()
                     },
+                    jwks: None,
                 })
                 .await?;
         }

@@ -15,6 +15,19 @@ use crate::request::{check_text, field, list, optional, BadRequest, WireRequest}
 pub const MAX_CLAIMS: usize = 64;
 /// Most groups, users, redirect URIs or ACS URLs in one request.
 pub const MAX_ITEMS: usize = 64;
+/// Longest JWKS text an app registers.
+pub const MAX_JWKS_BYTES: usize = 16 * 1024;
+
+/// A JWKS as JSON text: at most [`MAX_JWKS_BYTES`]; its keys are checked
+/// by the node.
+fn jwks(value: Option<String>) -> Result<Option<String>, BadRequest> {
+    match value {
+        Some(text) if text.len() > MAX_JWKS_BYTES => {
+            Err(BadRequest(format!("`jwks` is over {MAX_JWKS_BYTES} bytes")))
+        }
+        other => Ok(other),
+    }
+}
 
 /// An onboarding operation (admin only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +74,19 @@ pub enum OnboardOp {
         /// Refresh tokens allowed, with these lifetimes (issue 19);
         /// `None`: not allowed.
         refresh: Option<AppRefresh>,
+        /// Its JWKS as JSON text (issue 19): the public keys of its
+        /// `private_key_jwt` client assertions.
+        jwks: Option<String>,
+    },
+    /// `app_set_jwks`: registers (or with `jwks` absent, removes) an
+    /// existing OIDC app's JWKS (issue 19).
+    AppSetJwks {
+        /// Tenant slug.
+        tenant: String,
+        /// The app's name.
+        app: String,
+        /// The JWKS as JSON text; `None` removes it.
+        jwks: Option<String>,
     },
     /// `app_list`: the tenant's OIDC apps.
     AppList {
@@ -166,6 +192,12 @@ impl OnboardOp {
                     w.backchannel_logout_uri.take(),
                 )?,
                 refresh: AppRefresh::from_wire(w)?,
+                jwks: jwks(w.jwks.take())?,
+            },
+            "app_set_jwks" => OnboardOp::AppSetJwks {
+                tenant: field("tenant", w.tenant.take())?,
+                app: field("app", w.app.take())?,
+                jwks: jwks(w.jwks.take())?,
             },
             "app_list" => OnboardOp::AppList {
                 tenant: field("tenant", w.tenant.take())?,
@@ -216,6 +248,7 @@ impl OnboardOp {
             OnboardOp::TenantSuspend { .. } => "tenant_suspend",
             OnboardOp::TenantResume { .. } => "tenant_resume",
             OnboardOp::AppAdd { .. } => "app_add",
+            OnboardOp::AppSetJwks { .. } => "app_set_jwks",
             OnboardOp::AppList { .. } => "app_list",
             OnboardOp::AppRemove { .. } => "app_remove",
             OnboardOp::SpAdd { .. } => "sp_add",
@@ -236,6 +269,7 @@ impl OnboardOp {
             | OnboardOp::TenantSuspend { tenant }
             | OnboardOp::TenantResume { tenant }
             | OnboardOp::AppAdd { tenant, .. }
+            | OnboardOp::AppSetJwks { tenant, .. }
             | OnboardOp::AppList { tenant }
             | OnboardOp::AppRemove { tenant, .. }
             | OnboardOp::SpAdd { tenant, .. }
@@ -267,6 +301,7 @@ impl OnboardOp {
                 redirect_uris,
                 backchannel_logout_uri,
                 refresh,
+                jwks,
                 ..
             } => {
                 if let Some(refresh) = refresh {
@@ -276,12 +311,14 @@ impl OnboardOp {
                 }
                 (wire.app, wire.alg) = (Some(app), Some(alg));
                 wire.backchannel_logout_uri = backchannel_logout_uri;
+                wire.jwks = jwks;
                 wire.claims = some_map(&claims);
                 wire.assign = some_list(&assign);
                 wire.assign_users = some_list(&assign_users);
                 wire.redirect_uris = some_list(&redirect_uris);
             }
             OnboardOp::AppRemove { app, .. } => wire.app = Some(app),
+            OnboardOp::AppSetJwks { app, jwks, .. } => (wire.app, wire.jwks) = (Some(app), jwks),
             OnboardOp::SpAdd {
                 sp,
                 alg,

@@ -93,6 +93,9 @@ pub struct WireRequest {
     /// Where an OIDC app takes back-channel logout tokens (app_add, issue 19).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backchannel_logout_uri: Option<String>,
+    /// An OIDC app's JWKS, as JSON text (app_add, app_set_jwks; issue 19).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<String>,
     /// A SAML SP's entity ID (sp_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,

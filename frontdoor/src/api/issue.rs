@@ -30,6 +30,9 @@ pub struct LiveApp {
     pub backchannel_logout_uri: Option<String>,
     /// Refresh tokens: allowed, and their lifetimes (issue 19).
     pub refresh: directory::RefreshSettings,
+    /// Its registered JWKS, parsed (issue 19): the keys of its client
+    /// assertions. None: it cannot call introspection or revocation.
+    pub client_keys: Option<std::sync::Arc<crate::api::oauth::ClientJwks>>,
 }
 
 /// A SAML SP as the hot path needs it (from the directory's
@@ -198,6 +201,12 @@ impl LiveApp {
             access: Access::from(row.assigned.clone()),
             backchannel_logout_uri: row.backchannel_logout_uri,
             refresh: row.refresh,
+            client_keys: match &row.jwks {
+                None => None,
+                Some(jwks) => Some(std::sync::Arc::new(
+                    crate::api::oauth::ClientJwks::parse(jwks).map_err(|e| unusable(&e))?,
+                )),
+            },
             name: row.name,
         })
     }

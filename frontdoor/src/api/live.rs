@@ -21,6 +21,10 @@ pub struct TenantLive {
     pub issuer: String,
     /// Rate budget.
     pub budget: RateBudget,
+    /// Budget of `POST oauth2/introspect` (issue 19): the tenant's rate.
+    pub introspect_budget: RateBudget,
+    /// Budget of `POST oauth2/revoke` (issue 19): the tenant's rate.
+    pub revoke_budget: RateBudget,
     /// Keys and documents (swapped on change).
     pub keys: ArcSwap<TenantKeys>,
     /// Users by login.
@@ -72,6 +76,8 @@ impl TenantLive {
         TenantLive {
             issuer,
             budget: RateBudget::new(rate, burst),
+            introspect_budget: RateBudget::new(rate, burst),
+            revoke_budget: RateBudget::new(rate, burst),
             keys: ArcSwap::from_pointee(keys),
             users: Cache::default(),
             apps: Cache::default(),

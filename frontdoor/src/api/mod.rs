@@ -36,6 +36,8 @@ pub mod logout;
 mod onboard;
 // Refresh tokens (issue 19)
 mod refresh;
+// Introspection and revocation over HTTP (issue 19)
+pub mod oauth;
 pub mod seams;
 mod session_ops;
 // SCIM (issue 17)
@@ -125,6 +127,7 @@ pub struct Appliance {
     scim_tokens: scim_ops::ScimTokenCache,
     control_url: std::sync::OnceLock<String>,
     scim_metrics: crate::metrics::ScimMetrics,
+    oauth_metrics: oauth::OauthMetrics,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -187,6 +190,7 @@ impl Appliance {
             scim_tokens: scim_ops::ScimTokenCache::default(),
             control_url: std::sync::OnceLock::new(),
             scim_metrics: crate::metrics::ScimMetrics::default(),
+            oauth_metrics: oauth::OauthMetrics::default(),
         })
     }
 

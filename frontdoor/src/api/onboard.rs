@@ -111,6 +111,26 @@ fn sp_info(sp: SamlSp) -> SpInfo {
     }
 }
 
+/// A JWKS from `app_add` or `app_set_jwks`, every key checked (issue 19).
+fn client_jwks(text: Option<&str>) -> Result<Option<serde_json::Value>, WireError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let bad = |why: String| refuse(ErrorCode::BadRequest, format!("jwks: {why}"));
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    super::oauth::ClientJwks::parse(&value).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(value))
+}
+
+/// How the audit record names a JWKS change: its keys' count, or `none`.
+fn jwks_change(jwks: &Option<serde_json::Value>) -> String {
+    jwks.as_ref()
+        .and_then(|j| j.get("keys"))
+        .and_then(serde_json::Value::as_array)
+        .map_or_else(|| "none".to_owned(), |keys| format!("{} keys", keys.len()))
+}
+
 fn frontend_info(frontend: directory::Frontend) -> FrontendInfo {
     FrontendInfo {
         name: frontend.name,
@@ -207,12 +227,14 @@ impl Appliance {
                 redirect_uris,
                 backchannel_logout_uri,
                 refresh,
+                jwks,
             } => {
                 check_algorithm(alg, &["RS256", "PS256", "ES256", "ES384", "EdDSA"])?;
                 if let Some(uri) = backchannel_logout_uri {
                     super::logout::check_logout_uri(uri)
                         .map_err(|why| refuse(ErrorCode::BadRequest, why))?;
                 }
+                let jwks = client_jwks(jwks.as_deref())?;
                 let row = OidcApp {
                     name: app.clone(),
                     redirect_uris: redirect_uris.clone(),
@@ -227,12 +249,14 @@ impl Appliance {
                         absolute_s: r.absolute_s,
                         idle_s: r.idle_s,
                     }),
+                    jwks,
                 };
                 let mut changed = vec![
                     ("alg", alg.clone()),
                     ("assign", assign.join(",")),
                     ("assign_users", assign_users.join(",")),
                     ("refresh_tokens", row.refresh.allowed.to_string()),
+                    ("jwks", jwks_change(&row.jwks)),
                 ];
                 if let Some(uri) = backchannel_logout_uri {
                     changed.push(("backchannel_logout_uri", uri.clone()));
@@ -246,6 +270,30 @@ impl Appliance {
                 OnboardReply::Apps(Apps {
                     apps: apps.into_iter().map(app_info).collect(),
                 })
+            }
+            OnboardOp::AppSetJwks { tenant, app, jwks } => {
+                let jwks = client_jwks(jwks.as_deref())?;
+                let (live, scope) = self.tenant_scope(tenant).await?;
+                if !scope
+                    .set_oidc_app_jwks(app, jwks.as_ref())
+                    .await
+                    .map_err(refused)?
+                {
+                    return Err(refuse(
+                        ErrorCode::NotFound,
+                        format!("no app {app} in {tenant}"),
+                    ));
+                }
+                let stored = scope.oidc_app(app).await.map_err(unavailable)?;
+                scope.commit().await.map_err(unavailable)?;
+                let changed = vec![("jwks", jwks_change(&jwks))];
+                self.audit_admin(live.tenant.id, op, app, changed, caller)
+                    .await?;
+                live.apps.clear();
+                let stored = stored.ok_or_else(|| {
+                    refuse(ErrorCode::NotFound, format!("no app {app} in {tenant}"))
+                })?;
+                OnboardReply::App(app_info(stored))
             }
             OnboardOp::AppRemove { tenant, app } => {
                 self.remove(caller, op, tenant, AppKind::Oidc, app).await?

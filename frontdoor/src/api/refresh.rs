@@ -380,6 +380,32 @@ impl Appliance {
         }
     }
 
+    /// RFC 7009 for a refresh token: revokes the family of `presented` when
+    /// it is one of `app`'s (live or already rotated); `false` for anything
+    /// else (not a refresh token, unknown, another app's, revoked before),
+    /// which the endpoint answers the same, with no effect.
+    ///
+    /// # Errors
+    /// The directory's, when it cannot be reached.
+    pub(super) async fn revoke_refresh_token_of(
+        &self,
+        live: &TenantLive,
+        app: &str,
+        presented: &str,
+    ) -> Result<bool, directory::Error> {
+        let Ok(hash) = hash_of(presented) else {
+            return Ok(false);
+        };
+        let tx = self.directory.tenant(live.tenant.id).await?;
+        let family = match tx.read_refresh_token(&hash).await? {
+            Presented::Live(grant) | Presented::Retired(grant) if grant.app == app => grant.family,
+            _ => return Ok(false),
+        };
+        tx.revoke_refresh_family(&family).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Marks the refresh tokens of `session` (or of the user `user_id`)
     /// revoked in the directory after a `session_revoke`,
     /// `user_revoke_sessions` or `user_deactivate`. A refresh checks the

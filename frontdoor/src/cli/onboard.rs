@@ -129,6 +129,25 @@ pub enum AppCommand {
         #[arg(long, value_name = "DURATION", requires = "refresh_tokens",
               value_parser = super::times::parse_duration)]
         refresh_idle: Option<std::time::Duration>,
+        /// A JWKS file (JSON): the public keys of the app's `private_key_jwt`
+        /// client assertions at the introspection and revocation endpoints.
+        #[arg(long)]
+        jwks: Option<std::path::PathBuf>,
+    },
+    /// Register (or with `--remove`, drop) an existing app's JWKS.
+    SetJwks {
+        /// Tenant slug.
+        #[arg(long)]
+        tenant: String,
+        /// The app's name.
+        #[arg(long)]
+        name: String,
+        /// The JWKS file (JSON).
+        #[arg(long, required_unless_present = "remove", conflicts_with = "remove")]
+        jwks: Option<std::path::PathBuf>,
+        /// Remove the app's JWKS.
+        #[arg(long)]
+        remove: bool,
     },
     /// The tenant's OIDC apps.
     List {
@@ -252,6 +271,7 @@ impl AppCommand {
                 refresh_tokens,
                 refresh_absolute,
                 refresh_idle,
+                jwks,
             } => OnboardOp::AppAdd {
                 tenant,
                 app: name,
@@ -272,6 +292,17 @@ impl AppCommand {
                         })
                     })
                     .transpose()?,
+                jwks: read_jwks(jwks.as_deref())?,
+            },
+            AppCommand::SetJwks {
+                tenant,
+                name,
+                jwks,
+                remove: _,
+            } => OnboardOp::AppSetJwks {
+                tenant,
+                app: name,
+                jwks: read_jwks(jwks.as_deref())?,
             },
             AppCommand::List { tenant } => OnboardOp::AppList { tenant },
             AppCommand::Remove { tenant, name } => OnboardOp::AppRemove { tenant, app: name },
@@ -314,4 +345,13 @@ impl SpCommand {
             SpCommand::Remove { tenant, name } => OnboardOp::SpRemove { tenant, sp: name },
         })))
     }
+}
+
+/// The text of a `--jwks` file (the node checks its keys).
+fn read_jwks(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    use anyhow::Context;
+    path.map(|path| {
+        std::fs::read_to_string(path).with_context(|| format!("--jwks {}", path.display()))
+    })
+    .transpose()
 }

@@ -279,6 +279,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
             let appliance = Arc::clone(&appliance);
             Arc::new(move |slug: &str| appliance.documents_miss(slug))
         }),
+        oauth: Some(oauth_handler(&appliance, control.handle())),
     });
     let mut http_config = HttpConfig::new(config.listen.http);
     http_config.workers = config.workers();
@@ -749,4 +750,23 @@ impl Signals {
         });
         Ok(())
     }
+}
+
+/// Runs the OAuth endpoints' work (issue 19) on the control runtime, where
+/// the directory and the replica live; the HTTP worker awaits the answer.
+fn oauth_handler(
+    appliance: &Arc<Appliance>,
+    control: &tokio::runtime::Handle,
+) -> crate::http::oauth::OauthHandler {
+    let appliance = Arc::clone(appliance);
+    let control = control.clone();
+    Arc::new(move |request| {
+        let appliance = Arc::clone(&appliance);
+        let task = control.spawn(async move { appliance.oauth(request).await });
+        Box::pin(async move {
+            task.await.unwrap_or_else(|_| {
+                crate::http::oauth::oauth_error(500, "server_error", "the request failed")
+            })
+        })
+    })
 }

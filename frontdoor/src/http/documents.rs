@@ -166,6 +166,15 @@ pub fn openid_configuration(
         "id_token_signing_alg_values_supported": algorithms,
         "scopes_supported": ["openid", "email", "profile", "groups"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "amr", "sid", "azp", "email", "name", "groups"],
+        // Introspection and revocation (issue 19).
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": crate::api::oauth::ASSERTION_ALGORITHMS,
+        "revocation_endpoint_auth_signing_alg_values_supported": crate::api::oauth::ASSERTION_ALGORITHMS,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     });
     // A json! value of strings and arrays always serializes.
     Bytes::from(serde_json::to_vec(&document).unwrap_or_default())

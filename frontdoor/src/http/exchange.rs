@@ -12,6 +12,7 @@ use signer::Timestamp;
 use super::documents::DocumentStore;
 use super::lookup::{tenant_document, Lookup};
 pub use super::lookup::{AfterLoad, Loaded, Miss, TenantWait};
+use super::oauth::{oauth_route, OauthHandler, OauthWait};
 
 /// Limits of the HTTP listener that keep one client from hurting a worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,12 @@ pub struct HttpLimits {
     /// How long a document request waits for its tenant to load before it
     /// is answered `503` with `Retry-After: 1`. Default 2 s.
     pub tenant_load_wait: Duration,
+    /// Largest request body (the OAuth endpoints' forms). Default 16 KiB;
+    /// larger: `413`.
+    pub max_body_bytes: usize,
+    /// How long an OAuth endpoint's answer may take (tenant load, directory,
+    /// quorum revoke) before `503`. Default 5 s.
+    pub oauth_wait: Duration,
 }
 
 impl Default for HttpLimits {
@@ -49,6 +56,8 @@ impl Default for HttpLimits {
             max_requests_per_connection: 1000,
             cache_cap_secs: 3600,
             tenant_load_wait: Duration::from_secs(2),
+            max_body_bytes: 16 * 1024,
+            oauth_wait: Duration::from_secs(5),
         }
     }
 }
@@ -65,6 +74,9 @@ pub struct Site {
     /// lazily): starts or joins its load. None: such a tenant is simply
     /// unknown (404).
     pub on_miss: Option<OnMiss>,
+    /// Answers `POST /t/{tenant}/oauth2/introspect` and `/revoke` (issue
+    /// 19). None: those paths are unknown (404).
+    pub oauth: Option<OauthHandler>,
 }
 
 /// See [`Site::on_miss`]. Called on an HTTP worker: it must not block.
@@ -81,6 +93,14 @@ pub enum Reply {
         /// What to answer with its outcome.
         then: AfterLoad,
     },
+    /// An OAuth endpoint's answer, computed off the worker: await it
+    /// (bounded by [`HttpLimits::oauth_wait`]).
+    Oauth {
+        /// The answer.
+        wait: OauthWait,
+        /// Whether the client wants the connection kept open.
+        keep_alive: bool,
+    },
 }
 
 impl std::fmt::Debug for Reply {
@@ -88,6 +108,7 @@ impl std::fmt::Debug for Reply {
         match self {
             Reply::Now(response) => f.debug_tuple("Now").field(response).finish(),
             Reply::AfterLoad { then, .. } => f.debug_tuple("AfterLoad").field(then).finish(),
+            Reply::Oauth { .. } => f.write_str("Oauth"),
         }
     }
 }
@@ -107,6 +128,8 @@ pub enum Method {
     Get,
     /// `HEAD`: as GET, without the body.
     Head,
+    /// `POST`: only the OAuth endpoints take it, with a form body.
+    Post,
     /// Anything else: answered `405`.
     Other,
 }
@@ -122,6 +145,12 @@ pub struct RequestHead {
     pub if_none_match: Option<String>,
     /// Whether the client wants the connection kept open.
     pub keep_alive: bool,
+    /// `Content-Length` (POST only; required there).
+    pub content_length: usize,
+    /// `Content-Type`, verbatim (POST).
+    pub content_type: Option<String>,
+    /// The body, once the server has read `content_length` bytes of it.
+    pub body: Bytes,
 }
 
 /// The result of parsing what has arrived so far.
@@ -163,6 +192,7 @@ pub fn parse(buffer: &[u8], limits: &HttpLimits) -> Parse {
             let method = match request.method {
                 Some("GET") => Method::Get,
                 Some("HEAD") => Method::Head,
+                Some("POST") => Method::Post,
                 _ => Method::Other,
             };
             let path = request.path.unwrap_or("/");
@@ -170,6 +200,8 @@ pub fn parse(buffer: &[u8], limits: &HttpLimits) -> Parse {
             let http10 = request.version == Some(0);
             let mut keep_alive = !http10;
             let mut if_none_match = None;
+            let mut content_type = None;
+            let mut content_length: Option<usize> = None;
             for header in request.headers.iter() {
                 let value = std::str::from_utf8(header.value).unwrap_or("");
                 if header.name.eq_ignore_ascii_case("connection") {
@@ -180,12 +212,43 @@ pub fn parse(buffer: &[u8], limits: &HttpLimits) -> Parse {
                     }
                 } else if header.name.eq_ignore_ascii_case("if-none-match") {
                     if_none_match = Some(value.to_owned());
-                } else if header.name.eq_ignore_ascii_case("transfer-encoding")
-                    || (header.name.eq_ignore_ascii_case("content-length") && value.trim() != "0")
-                {
-                    // These endpoints take no bodies; refusing them closes the
-                    // door on request smuggling.
+                } else if header.name.eq_ignore_ascii_case("content-type") {
+                    content_type = Some(value.to_owned());
+                } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                    // Only POST takes a body, sized by one Content-Length and
+                    // never chunked: that closes the door on request
+                    // smuggling.
                     return Parse::Invalid(Response::error(400, "request bodies are not accepted"));
+                } else if header.name.eq_ignore_ascii_case("content-length") {
+                    let Ok(n) = value.trim().parse::<usize>() else {
+                        return Parse::Invalid(Response::error(400, "bad Content-Length"));
+                    };
+                    if content_length.is_some_and(|m| m != n) {
+                        return Parse::Invalid(Response::error(400, "bad Content-Length"));
+                    }
+                    if method != Method::Post && n != 0 {
+                        return Parse::Invalid(Response::error(
+                            400,
+                            "request bodies are not accepted",
+                        ));
+                    }
+                    content_length = Some(n);
+                }
+            }
+            if method == Method::Post {
+                // Only the OAuth endpoints take a body; anywhere else it is
+                // refused before it is read.
+                if super::oauth::endpoint_of(&path).is_none()
+                    && content_length.is_some_and(|n| n > 0)
+                {
+                    return Parse::Invalid(Response::error(400, "request bodies are not accepted"));
+                }
+                match content_length {
+                    None => return Parse::Invalid(Response::error(411, "Content-Length required")),
+                    Some(n) if n > limits.max_body_bytes => {
+                        return Parse::Invalid(super::oauth::too_large(limits.max_body_bytes))
+                    }
+                    Some(_) => {}
                 }
             }
             Parse::Complete {
@@ -194,6 +257,9 @@ pub fn parse(buffer: &[u8], limits: &HttpLimits) -> Parse {
                     path,
                     if_none_match,
                     keep_alive,
+                    content_length: content_length.unwrap_or(0),
+                    content_type,
+                    body: Bytes::new(),
                 },
                 consumed,
             }
@@ -250,6 +316,11 @@ impl Response {
             404 => "Not Found",
             405 => "Method Not Allowed",
             408 => "Request Timeout",
+            401 => "Unauthorized",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            415 => "Unsupported Media Type",
+            429 => "Too Many Requests",
             431 => "Request Header Fields Too Large",
             503 => "Service Unavailable",
             _ => "Error",
@@ -284,9 +355,13 @@ impl Response {
             let _ = write!(head, "Cache-Control: {cache}\r\n");
         }
         if self.status == 405 {
-            head.push_str("Allow: GET, HEAD\r\n");
+            head.push_str(if self.content_type == "application/json" {
+                "Allow: POST\r\n"
+            } else {
+                "Allow: GET, HEAD\r\n"
+            });
         }
-        if self.status == 503 {
+        if self.status == 503 || self.status == 429 {
             head.push_str("Retry-After: 1\r\n");
         }
         head.push_str("X-Content-Type-Options: nosniff\r\n");
@@ -318,7 +393,13 @@ pub fn respond(
     now: Timestamp,
     jitter: f64,
 ) -> Reply {
-    if head.method == Method::Other {
+    if let Some(reply) = oauth_route(site, head) {
+        return match reply {
+            Reply::Now(response) => Reply::Now(finish(response, head.keep_alive, None)),
+            waiting => waiting,
+        };
+    }
+    if head.method == Method::Other || head.method == Method::Post {
         return Reply::Now(Response::error(405, "only GET and HEAD are served"));
     }
     let response = match head.path.as_str() {
@@ -398,6 +479,7 @@ mod tests {
             metrics: Arc::new(|| "sigil_up 1\n".to_owned()),
             ready: Arc::new(AtomicBool::new(false)),
             on_miss: None,
+            oauth: None,
         }
     }
 
@@ -478,7 +560,10 @@ mod tests {
     fn refuses_bodies_methods_garbage_and_huge_heads() {
         let limits = HttpLimits::default();
         for raw in [
+            "GET /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
             "POST /healthz HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+            "POST /t/a/oauth2/revoke HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /t/a/oauth2/revoke HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             "GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         ] {
             assert!(
@@ -580,7 +665,7 @@ mod tests {
             0.0,
         ) {
             Reply::AfterLoad { then, .. } => then,
-            Reply::Now(response) => panic!("answered without a load: {response:?}"),
+            other => panic!("answered without a load: {other:?}"),
         }
     }
 

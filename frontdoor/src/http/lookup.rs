@@ -102,7 +102,7 @@ pub(super) enum DocumentKind {
 }
 
 /// A tenant slug as it may appear in a URL: 1-63 of `a-z 0-9 -`.
-fn valid_tenant(slug: &str) -> bool {
+pub(super) fn valid_tenant(slug: &str) -> bool {
     (1..=63).contains(&slug.len())
         && slug
             .bytes()

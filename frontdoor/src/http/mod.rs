@@ -1,7 +1,8 @@
 //! The HTTP endpoints SPs and operators talk to:
 //! `GET /t/{tenant}/.well-known/jwks.json`,
 //! `/t/{tenant}/.well-known/openid-configuration`, `/t/{tenant}/saml/metadata`,
-//! `/metrics`, `/healthz`, `/readyz`.
+//! `/metrics`, `/healthz`, `/readyz`; and `POST /t/{tenant}/oauth2/introspect`
+//! and `/revoke` ([`oauth`], issue 19).
 //!
 //! [`exchange`] is the protocol as plain functions (parse, route, conditional
 //! GET, cache lifetimes); [`lookup`] answers tenant documents, from memory or
@@ -15,6 +16,7 @@ mod connections;
 pub mod documents;
 pub mod exchange;
 pub mod lookup;
+pub mod oauth;
 pub mod server;
 
 pub use documents::{

@@ -329,10 +329,45 @@ async fn serve_connection(
             }
         };
         let (response, send_body, consumed) = match parsed {
-            Parse::Complete { head, consumed } => {
+            Parse::Complete { mut head, consumed } => {
+                // A POST's body: read whole, within the head's deadline.
+                let consumed = consumed + head.content_length;
+                while pending.len() < consumed {
+                    let wait = head_deadline.saturating_duration_since(std::time::Instant::now());
+                    let room = (consumed - pending.len()).min(16 * 1024);
+                    match stream.read(&mut pending, room, wait, None).await {
+                        Some(Ok(0)) | Some(Err(_)) => return,
+                        Some(Ok(_)) => {}
+                        None => {
+                            stats.rejected.fetch_add(1, Ordering::Relaxed);
+                            let timeout = Response::error(408, "request timeout");
+                            let _ = write_response(&mut stream, &timeout, true, limits).await;
+                            return;
+                        }
+                    }
+                }
+                if head.content_length > 0 {
+                    head.body = bytes::Bytes::copy_from_slice(
+                        &pending[consumed - head.content_length..consumed],
+                    );
+                }
                 let now = Timestamp::from_system_time(SystemTime::now());
                 let response = match respond(site, &head, limits, now, jitter(&rng)) {
                     Reply::Now(response) => response,
+                    Reply::Oauth { wait, keep_alive } => {
+                        let answered = monoio::select! {
+                            response = wait => response,
+                            _ = monoio::time::sleep(limits.oauth_wait) => {
+                                stats.tenant_wait_timeouts.fetch_add(1, Ordering::Relaxed);
+                                super::oauth::oauth_error(
+                                    503,
+                                    "temporarily_unavailable",
+                                    "the answer took too long; retry",
+                                )
+                            }
+                        };
+                        super::exchange::finish(answered, keep_alive, None)
+                    }
                     Reply::AfterLoad { wait, then } => {
                         // Other connections of this worker go on meanwhile.
                         let loaded = wait_within(wait, limits.tenant_load_wait).await;

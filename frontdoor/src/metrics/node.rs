@@ -57,6 +57,7 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
     }
     appliance.scim_metrics().render(out);
     appliance.logout_metrics().render(out);
+    appliance.oauth_metrics().render(out);
     let cache = appliance.tenant_cache();
     let (loaded, loading, queued) = cache.sizes();
     let loads = cache.stats();

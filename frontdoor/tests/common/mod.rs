@@ -7,6 +7,7 @@
 )]
 
 pub mod cluster;
+pub mod oauth;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -161,6 +162,35 @@ impl Serve {
         let _ = stream.read_to_end(&mut response);
         let text = String::from_utf8_lossy(&response);
         // 0: no HTTP answer at all (e.g. a TLS port).
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.as_bytes().to_vec())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// `POST path` with `body` of `content_type` (issue 19's OAuth
+    /// endpoints): the status and the body.
+    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.endpoints.http).unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        // The node may answer (413) and close before reading a large body.
+        if stream.write_all(head.as_bytes()).is_err() {
+            return (0, Vec::new());
+        }
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let text = String::from_utf8_lossy(&response);
         let status = text
             .split(' ')
             .nth(1)

@@ -99,6 +99,17 @@ fn sample() -> Vec<Operation> {
                 absolute_s: 3600,
                 idle_s: 600,
             }),
+            jwks: Some(r#"{"keys":[]}"#.into()),
+        })),
+        Operation::Onboard(Box::new(OnboardOp::AppSetJwks {
+            tenant: t(),
+            app: "portal".into(),
+            jwks: Some(r#"{"keys":[]}"#.into()),
+        })),
+        Operation::Onboard(Box::new(OnboardOp::AppSetJwks {
+            tenant: t(),
+            app: "portal".into(),
+            jwks: None,
         })),
         Operation::Onboard(Box::new(OnboardOp::SpAdd {
             tenant: t(),

@@ -170,6 +170,7 @@ fn world(rate: u32, active: bool) -> World {
             assigned: directory::Assignments::everyone(),
             backchannel_logout_uri: None,
             refresh: directory::RefreshSettings::default(),
+            jwks: None,
         },
     );
     directory.sps.insert(

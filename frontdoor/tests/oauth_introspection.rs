@@ -304,14 +304,20 @@ async fn introspection_and_revocation_hold_against_authlib_and_attacks() {
             ],
         )
     };
-    assert_eq!(revoke_refresh("app-es256", "opaque-refresh", "refresh_token").0, 200);
+    assert_eq!(
+        revoke_refresh("app-es256", "opaque-refresh", "refresh_token").0,
+        200
+    );
     let offline = client
         .access_token_offline("acme", "alice", "app-es256", &alice, &["read"])
         .await
         .unwrap();
     let refresh_token = offline.refresh_token.expect("a refresh token");
     // Another app's revoke is a no-op: the token still rotates.
-    assert_eq!(revoke_refresh("app-eddsa", &refresh_token, "refresh_token").0, 200);
+    assert_eq!(
+        revoke_refresh("app-eddsa", &refresh_token, "refresh_token").0,
+        200
+    );
     let rotated = client
         .refresh("acme", "app-es256", &refresh_token, None)
         .await

@@ -39,6 +39,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ),
     // SCIM provisioning (issue 17)
     (5, include_str!("../migrations/0005_scim.sql")),
+    // Authentication (issue 18): passwords, lockout, factors, MFA states.
+    (9, include_str!("../migrations/0009_credentials.sql")),
 ];
 
 /// The schema version this build needs.

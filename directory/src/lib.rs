@@ -25,6 +25,8 @@ mod admin;
 pub mod audit;
 pub mod changes;
 mod cluster;
+// Authentication (issue 18)
+pub mod credentials;
 mod db;
 mod fence;
 pub mod latency;

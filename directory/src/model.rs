@@ -11,7 +11,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 10] = [
+pub const TENANT_TABLES: [&str; 14] = [
     "users",
     "groups",
     "memberships",
@@ -23,6 +23,11 @@ pub const TENANT_TABLES: [&str; 10] = [
     "app_user_assignments",
     // SCIM (issue 17)
     "scim_tokens",
+    // Authentication (issue 18)
+    "auth_settings",
+    "credentials",
+    "user_factors",
+    "auth_states",
 ];
 
 /// A tenant.

@@ -61,6 +61,52 @@ pub struct Config {
     pub signing: Signing,
     /// Loading tenants and keeping them in memory.
     pub tenants: Tenants,
+    /// Password hashing and sign-in throttling (issue 18).
+    pub auth: Auth,
+}
+
+/// Password hashing on its own bounded pool, and per-address throttling of
+/// failed sign-ins (issue 18).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Threads hashing passwords, never the QUIC workers'.
+    pub pool_threads: usize,
+    /// Hashing jobs that may wait beyond those running; one more is
+    /// answered `overloaded` at once.
+    pub queue: usize,
+    /// Failed sign-ins one client address may make in a tenant at once
+    /// (per node) before `rate_limited`.
+    pub ip_failures_burst: u32,
+    /// Failed sign-ins an address regains per minute.
+    pub ip_failures_per_minute: u32,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            pool_threads: 1,
+            queue: 64,
+            ip_failures_burst: 20,
+            ip_failures_per_minute: 20,
+        }
+    }
+}
+
+impl Auth {
+    /// The appliance's settings from these.
+    pub fn settings(&self) -> crate::api::AuthConfig {
+        crate::api::AuthConfig {
+            pool: crate::auth::pool::PoolSize {
+                threads: self.pool_threads,
+                queue: self.queue,
+            },
+            throttle: crate::auth::throttle::ThrottleSettings {
+                burst: self.ip_failures_burst,
+                per_minute: self.ip_failures_per_minute,
+            },
+        }
+    }
 }
 
 /// Listen addresses.
@@ -259,6 +305,7 @@ impl Default for Config {
             tenants: Tenants::default(),
             audit: Audit::default(),
             signing: Signing::default(),
+            auth: Auth::default(),
         }
     }
 }
@@ -416,6 +463,9 @@ impl Config {
         }
         if self.signing.deadline_ms == 0 {
             return invalid("signing.deadline_ms must be positive");
+        }
+        if self.auth.pool_threads == 0 || self.auth.queue == 0 {
+            return invalid("auth: pool_threads and queue must be positive");
         }
         if self.postgres.url.is_empty() && !self.postgres.owner_url.is_empty() {
             return invalid(

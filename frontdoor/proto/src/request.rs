@@ -102,6 +102,31 @@ pub struct WireRequest {
     /// Sign the Assertion (sp_add; default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign_assertion: Option<bool>,
+    // Authentication operations (issue 18, crate::auth).
+    /// A password (authenticate, user_password_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<crate::auth::Secret>,
+    /// The end user's address (authenticate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// The opaque MFA state (factor_verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::auth::Secret>,
+    /// A one-time code (factor_verify, factor_activate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<crate::auth::Secret>,
+    /// A factor type, `totp` (factor_enroll).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub factor_type: Option<String>,
+    /// The current password (password_change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<crate::auth::Secret>,
+    /// The new password (password_change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<crate::auth::Secret>,
+    /// An imported password hash (user_password_import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<crate::auth::Secret>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at
@@ -228,6 +253,8 @@ pub enum Operation {
     },
     /// Onboarding: tenants, apps, SPs, callers (admin only; issue 17).
     Onboard(Box<crate::onboard::OnboardOp>),
+    /// Authentication: passwords, factors, lockout (issue 18).
+    Auth(Box<crate::auth::AuthOp>),
     // SCIM tokens (issue 17) ------------------------------------------
     /// Makes a SCIM bearer token for `tenant`, answered once (admin only).
     ScimTokenAdd {
@@ -354,6 +381,9 @@ impl Operation {
         if let Some(onboard) = crate::onboard::OnboardOp::from_wire(&op, &mut wire)? {
             return Ok(Operation::Onboard(Box::new(onboard)));
         }
+        if let Some(auth) = crate::auth::AuthOp::from_wire(&op, &mut wire)? {
+            return Ok(Operation::Auth(Box::new(auth)));
+        }
         let WireRequest {
             tenant,
             user,
@@ -474,6 +504,7 @@ impl Operation {
             Operation::ClusterAdd { .. } => "cluster_add",
             Operation::ClusterRemove { .. } => "cluster_remove",
             Operation::Onboard(op) => op.name(),
+            Operation::Auth(op) => op.name(),
             Operation::ScimTokenAdd { .. } => "scim_token_add",
             Operation::ScimTokenList { .. } => "scim_token_list",
             Operation::ScimTokenRevoke { .. } => "scim_token_revoke",
@@ -503,6 +534,7 @@ impl Operation {
             | Operation::ScimTokenList { tenant }
             | Operation::ScimTokenRevoke { tenant, .. } => Some(tenant),
             Operation::Onboard(op) => op.tenant(),
+            Operation::Auth(op) => Some(op.tenant()),
         }
     }
 
@@ -519,7 +551,7 @@ impl Operation {
                 | Operation::ClusterAdd { .. }
                 | Operation::ClusterRemove { .. }
                 | Operation::Onboard(_)
-        )
+        ) || matches!(self, Operation::Auth(op) if op.needs_admin())
     }
 
     /// Whether it is about the session cluster rather than a tenant.
@@ -599,6 +631,7 @@ impl Operation {
             Operation::KeysRotate { alg, .. } => wire.alg = alg,
             Operation::KeysRevoke { kid, .. } => wire.kid = Some(kid),
             Operation::Onboard(op) => op.fill_wire(&mut wire),
+            Operation::Auth(op) => op.fill_wire(&mut wire),
             Operation::ScimTokenList { .. } => {}
             Operation::ScimTokenAdd { name, .. } | Operation::ScimTokenRevoke { name, .. } => {
                 wire.name = Some(name);

@@ -204,4 +204,65 @@ mod tests {
         }
         assert!(verify(b"pw", "plain", LIGHT).is_err());
     }
+
+    /// Figures for docs/BENCHMARKING.md ("Authentication (issue 18)"):
+    /// argon2id verifications per second on one core at the default
+    /// parameters, through Sigil's path (a one-thread [`super::super::pool`]
+    /// running [`verify`]) beside the raw `argon2` crate call and one
+    /// Ed25519 signature (AWS-LC), measured in the same run. Ignored: run
+    /// with `cargo test -p frontdoor --lib -- --ignored --nocapture
+    /// verification_rate`.
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "a measurement: its own command"]
+    async fn verification_rate_per_core() {
+        use aws_lc_rs::signature::Ed25519KeyPair;
+        use std::time::Instant;
+        let params = HashParams::default();
+        let stored = hash(b"correct horse battery staple", params).unwrap();
+        let parsed = PasswordHash::new(&stored).unwrap();
+        let rounds = 60u32;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            assert!(Argon2::default()
+                .verify_password(b"correct horse battery staple", &parsed)
+                .is_ok());
+        }
+        let raw = f64::from(rounds) / started.elapsed().as_secs_f64();
+        let pool = super::super::pool::HashPool::start(super::super::pool::PoolSize {
+            threads: 1,
+            queue: 4,
+        })
+        .unwrap();
+        let stored = std::sync::Arc::new(stored);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let stored = std::sync::Arc::clone(&stored);
+            let ok = pool
+                .run(move || verify(b"wrong password", &stored, params))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(!ok.matches);
+        }
+        let sigil = f64::from(rounds) / started.elapsed().as_secs_f64();
+        let rng = SystemRandom::new();
+        let key =
+            Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref())
+                .unwrap();
+        let signatures = 20_000u32;
+        let started = Instant::now();
+        for i in 0..signatures {
+            std::hint::black_box(key.sign(&i.to_be_bytes()));
+        }
+        let ed25519 = f64::from(signatures) / started.elapsed().as_secs_f64();
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "argon2id_m19456_t2_p1_verify_per_s_raw": raw.round(),
+                "argon2id_verify_per_s_through_sigil_pool": sigil.round(),
+                "ed25519_sign_per_s_baseline": ed25519.round(),
+                "signatures_per_password_verification": (ed25519 / sigil).round(),
+            })
+        );
+    }
 }

@@ -13,7 +13,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use directory::credentials::{AuthSettings, AuthState, Credential};
 use directory::TenantScope;
-use sigil_proto::auth::{AuthOp, AuthReply, AuthStatus, CredentialChanged, FactorEnrolled, Secret};
+use sigil_proto::auth::{AuthOp, AuthReply, AuthStatus, CredentialChanged, Secret};
 use sigil_proto::{ErrorCode, WireError};
 use signer::MasterKey;
 
@@ -25,12 +25,12 @@ use super::{internal, refuse, unavailable, Appliance};
 use crate::auth::password::{self, HashParams};
 use crate::auth::pool::{HashPool, PoolSize};
 use crate::auth::throttle::{FailureThrottle, ThrottleSettings};
-use crate::auth::{totp, AuthError};
+use crate::auth::AuthError;
 
 /// How long an MFA state lives.
-const STATE_MS: u64 = 5 * 60 * 1000;
+pub(super) const STATE_MS: u64 = 5 * 60 * 1000;
 /// The one factor type.
-const TOTP: &str = "totp";
+pub(super) const TOTP: &str = "totp";
 
 /// The node's authentication settings (docs/config.md, `[auth]`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct AuthConfig {
 #[derive(Debug)]
 pub struct Authentication {
     pool: HashPool,
-    master: Arc<MasterKey>,
+    pub(super) master: Arc<MasterKey>,
     throttle: FailureThrottle,
     dummies: Mutex<Vec<(HashParams, Arc<String>)>>,
 }
@@ -92,7 +92,7 @@ impl Authentication {
         Ok(made)
     }
 
-    fn wrap_context(tenant_id: i64, user_id: &str) -> Vec<u8> {
+    pub(super) fn wrap_context(tenant_id: i64, user_id: &str) -> Vec<u8> {
         format!("totp\0{tenant_id}\0{user_id}").into_bytes()
     }
 }
@@ -121,7 +121,7 @@ fn params(settings: &AuthSettings) -> HashParams {
     }
 }
 
-fn invalid_credentials() -> WireError {
+pub(super) fn invalid_credentials() -> WireError {
     refuse(ErrorCode::InvalidCredentials, "invalid user or password")
 }
 
@@ -138,7 +138,7 @@ fn status(status: &str) -> AuthStatus {
     }
 }
 
-fn sha256(text: &str) -> [u8; 32] {
+pub(super) fn sha256(text: &str) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -155,7 +155,7 @@ struct Checked {
 }
 
 impl Appliance {
-    fn authentication(&self) -> Result<&Authentication, WireError> {
+    pub(super) fn authentication(&self) -> Result<&Authentication, WireError> {
         self.auth.get().ok_or_else(|| {
             refuse(
                 ErrorCode::Unavailable,
@@ -164,7 +164,7 @@ impl Appliance {
         })
     }
 
-    async fn scope(&self, live: &TenantLive) -> Result<TenantScope<'_>, WireError> {
+    pub(super) async fn scope(&self, live: &TenantLive) -> Result<TenantScope<'_>, WireError> {
         self.directory
             .tenant(live.tenant.id)
             .await
@@ -280,7 +280,7 @@ impl Appliance {
 
     /// Counts a failure for `user_id` ("" for none: the same statement,
     /// touching no row) and says whether it locked the user.
-    async fn failed(
+    pub(super) async fn failed(
         &self,
         live: &TenantLive,
         user_id: &str,
@@ -299,7 +299,7 @@ impl Appliance {
             .map(|_| (now_ms + lock_ms) / 1000))
     }
 
-    async fn audit_auth(
+    pub(super) async fn audit_auth(
         &self,
         live: &TenantLive,
         action: AuthAction,
@@ -493,7 +493,7 @@ impl Appliance {
 
     /// The session that ends a sign-in, made on the path `session_create`
     /// takes, with `amr` as proven.
-    async fn signed_in(
+    pub(super) async fn signed_in(
         &self,
         live: &TenantLive,
         caller: &str,
@@ -519,176 +519,6 @@ impl Appliance {
             idle_expires_at: Some(created.idle_expires_at),
             amr: Some(amr),
             ..status("SUCCESS")
-        })
-    }
-
-    /// The TOTP secret of `user_id`, unwrapped, when it has the factor
-    /// (`active`: an active one; else a pending one).
-    async fn totp_secret(
-        &self,
-        live: &TenantLive,
-        user_id: &str,
-        active: bool,
-    ) -> Result<Option<Vec<u8>>, WireError> {
-        let auth = self.authentication()?;
-        let scope = self.scope(live).await?;
-        let factors = scope.factors(user_id).await.map_err(unavailable)?;
-        scope.commit().await.map_err(unavailable)?;
-        let Some(factor) = factors
-            .into_iter()
-            .find(|f| f.kind == TOTP && f.active == active)
-        else {
-            return Ok(None);
-        };
-        let context = Authentication::wrap_context(live.tenant.id, user_id);
-        let secret = auth
-            .master
-            .unwrap(&context, &factor.wrapped_secret)
-            .map_err(|e| internal("totp secret", &e))?;
-        Ok(Some(secret.to_vec()))
-    }
-
-    /// Checks `otp` for `user_id`'s TOTP factor and accepts its step once,
-    /// on every node; with `activate`, the pending factor becomes active.
-    async fn accept_code(
-        &self,
-        live: &TenantLive,
-        user_id: &str,
-        otp: &Secret,
-        activate: bool,
-    ) -> Result<bool, WireError> {
-        let Some(secret) = self.totp_secret(live, user_id, !activate).await? else {
-            return Ok(false);
-        };
-        let now_s = self.hot.clock.now_ms() / 1000;
-        let step =
-            totp::matching_step(&secret, otp.expose(), now_s).map_err(|e| internal("totp", &e))?;
-        let Some(step) = step.and_then(|s| i64::try_from(s).ok()) else {
-            return Ok(false);
-        };
-        let scope = self.scope(live).await?;
-        let accepted = scope
-            .accept_step(user_id, TOTP, step, activate)
-            .await
-            .map_err(unavailable)?;
-        scope.commit().await.map_err(unavailable)?;
-        Ok(accepted)
-    }
-
-    /// `factor_verify`: takes the state (single use), checks the code,
-    /// and signs the user in with `amr` `["pwd","otp"]`.
-    async fn factor_verify(
-        &self,
-        live: &TenantLive,
-        caller: &str,
-        state: &Secret,
-        otp: &Secret,
-    ) -> Result<AuthStatus, WireError> {
-        let now_ms = self.hot.clock.now_ms();
-        let scope = self.scope(live).await?;
-        let taken = scope
-            .take_auth_state(&sha256(state.expose()), now_ms)
-            .await
-            .map_err(unavailable)?;
-        let settings = scope.auth_settings().await.map_err(unavailable)?;
-        scope.commit().await.map_err(unavailable)?;
-        let Some(taken) = taken.filter(|s| s.purpose == "mfa") else {
-            self.audit_auth(live, AuthAction::FactorFailure, "", None, caller)
-                .await?;
-            return Err(refuse(
-                ErrorCode::InvalidCredentials,
-                "the state is unknown, used or expired: authenticate again",
-            ));
-        };
-        let client_ip = taken.client.as_deref();
-        let user = self.hot.user(live, &taken.user_id).await?;
-        if !self.accept_code(live, &user.id, otp, false).await? {
-            self.failed(live, &user.id, &settings, now_ms).await?;
-            self.audit_auth(live, AuthAction::FactorFailure, &user.id, client_ip, caller)
-                .await?;
-            return Err(refuse(
-                ErrorCode::InvalidCredentials,
-                "invalid or already used code: authenticate again",
-            ));
-        }
-        if !user.active {
-            return Err(refuse(
-                ErrorCode::UserInactive,
-                format!("user {} is not active", user.login),
-            ));
-        }
-        let mut amr = taken.amr;
-        amr.push("otp".into());
-        self.signed_in(live, caller, &user, amr, client_ip).await
-    }
-
-    /// `factor_enroll`: a new pending TOTP factor, its secret wrapped under
-    /// the master key; the `otpauth://` URI is shown this once.
-    async fn factor_enroll(
-        &self,
-        live: &TenantLive,
-        caller: &str,
-        login: &str,
-        factor_type: &str,
-    ) -> Result<FactorEnrolled, WireError> {
-        if factor_type != TOTP {
-            return Err(refuse(
-                ErrorCode::BadRequest,
-                "the only factor type is totp",
-            ));
-        }
-        let auth = self.authentication()?;
-        let user = self.hot.user(live, login).await?;
-        let mut secret = [0u8; totp::SECRET_LEN];
-        SystemRandom::new()
-            .fill(&mut secret)
-            .map_err(|_| internal("totp secret", &"no randomness"))?;
-        let context = Authentication::wrap_context(live.tenant.id, &user.id);
-        let wrapped = auth
-            .master
-            .wrap(&context, &secret)
-            .map_err(|e| internal("totp secret", &e))?;
-        let uri = totp::otpauth_uri(&secret, &format!("Sigil {}", live.slug), &user.login)
-            .map_err(|e| internal("totp", &e))?;
-        let scope = self.scope(live).await?;
-        match scope.enroll_factor(&user.id, TOTP, &wrapped).await {
-            Ok(()) => {}
-            Err(directory::Error::Conflict(why)) => return Err(refuse(ErrorCode::Conflict, why)),
-            Err(e) => return Err(unavailable(e)),
-        }
-        scope.commit().await.map_err(unavailable)?;
-        self.audit_auth(live, AuthAction::FactorEnrolled, &user.id, None, caller)
-            .await?;
-        Ok(FactorEnrolled {
-            factor_type: TOTP.into(),
-            otpauth_uri: uri,
-        })
-    }
-
-    /// `factor_activate`: a first code of the pending factor makes it
-    /// active.
-    async fn factor_activate(
-        &self,
-        live: &TenantLive,
-        caller: &str,
-        login: &str,
-        otp: &Secret,
-    ) -> Result<CredentialChanged, WireError> {
-        let user = self.hot.user(live, login).await?;
-        if !self.accept_code(live, &user.id, otp, true).await? {
-            self.audit_auth(live, AuthAction::FactorFailure, &user.id, None, caller)
-                .await?;
-            return Err(refuse(
-                ErrorCode::InvalidCredentials,
-                "invalid code, or no pending factor",
-            ));
-        }
-        self.audit_auth(live, AuthAction::FactorActivated, &user.id, None, caller)
-            .await?;
-        Ok(CredentialChanged {
-            activated: Some(true),
-            password_set: None,
-            unlocked: None,
         })
     }
 

@@ -27,6 +27,7 @@ pub mod cache;
 mod callers;
 mod changes;
 pub mod cluster;
+mod factor_ops;
 pub mod hot_path;
 pub mod issuance;
 pub mod issue;

@@ -573,6 +573,20 @@ mod tests {
         let config = Config::parse(example).unwrap();
         let default = Config::default();
         assert_eq!(config.listen.quic, default.listen.quic);
+        assert_eq!(
+            (config.auth.pool_threads, config.auth.queue),
+            (default.auth.pool_threads, default.auth.queue)
+        );
+        assert_eq!(
+            (
+                config.auth.ip_failures_burst,
+                config.auth.ip_failures_per_minute
+            ),
+            (
+                default.auth.ip_failures_burst,
+                default.auth.ip_failures_per_minute
+            )
+        );
         assert_eq!(config.cluster.lease_ms, default.cluster.lease_ms);
         assert_eq!(config.limits.max_in_flight, default.limits.max_in_flight);
         assert_eq!(config.keys.rotation_days, default.keys.rotation_days);

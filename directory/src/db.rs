@@ -45,6 +45,8 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (7, include_str!("../migrations/0007_client_auth.sql")),
     // Back-channel logout (issue 19)
     (8, include_str!("../migrations/0008_backchannel_logout.sql")),
+    // Authentication (issue 18): passwords, lockout, factors, MFA states.
+    (9, include_str!("../migrations/0009_credentials.sql")),
 ];
 
 /// The schema version this build needs.

@@ -26,6 +26,8 @@ pub mod audit;
 pub mod changes;
 mod client_auth;
 mod cluster;
+// Authentication (issue 18)
+pub mod credentials;
 mod db;
 mod fence;
 pub mod latency;

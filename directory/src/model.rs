@@ -11,7 +11,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 11] = [
+pub const TENANT_TABLES: [&str; 15] = [
     "users",
     "groups",
     "memberships",
@@ -25,6 +25,11 @@ pub const TENANT_TABLES: [&str; 11] = [
     "scim_tokens",
     // Refresh tokens (issue 19)
     "refresh_tokens",
+    // Authentication (issue 18)
+    "auth_settings",
+    "credentials",
+    "user_factors",
+    "auth_states",
 ];
 
 /// A tenant.

@@ -63,6 +63,52 @@ pub struct Config {
     pub tenants: Tenants,
     /// Back-channel logout deliveries (issue 19).
     pub logout: crate::api::logout::LogoutSettings,
+    /// Password hashing and sign-in throttling (issue 18).
+    pub auth: Auth,
+}
+
+/// Password hashing on its own bounded pool, and per-address throttling of
+/// failed sign-ins (issue 18).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Threads hashing passwords, never the QUIC workers'.
+    pub pool_threads: usize,
+    /// Hashing jobs that may wait beyond those running; one more is
+    /// answered `overloaded` at once.
+    pub queue: usize,
+    /// Failed sign-ins one client address may make in a tenant at once
+    /// (per node) before `rate_limited`.
+    pub ip_failures_burst: u32,
+    /// Failed sign-ins an address regains per minute.
+    pub ip_failures_per_minute: u32,
+}
+
+impl Default for Auth {
+    fn default() -> Auth {
+        Auth {
+            pool_threads: 1,
+            queue: 64,
+            ip_failures_burst: 20,
+            ip_failures_per_minute: 20,
+        }
+    }
+}
+
+impl Auth {
+    /// The appliance's settings from these.
+    pub fn settings(&self) -> crate::api::AuthConfig {
+        crate::api::AuthConfig {
+            pool: crate::auth::pool::PoolSize {
+                threads: self.pool_threads,
+                queue: self.queue,
+            },
+            throttle: crate::auth::throttle::ThrottleSettings {
+                burst: self.ip_failures_burst,
+                per_minute: self.ip_failures_per_minute,
+            },
+        }
+    }
 }
 
 /// Listen addresses.
@@ -262,6 +308,7 @@ impl Default for Config {
             audit: Audit::default(),
             signing: Signing::default(),
             logout: crate::api::logout::LogoutSettings::default(),
+            auth: Auth::default(),
         }
     }
 }
@@ -420,6 +467,9 @@ impl Config {
         if self.signing.deadline_ms == 0 {
             return invalid("signing.deadline_ms must be positive");
         }
+        if self.auth.pool_threads == 0 || self.auth.queue == 0 {
+            return invalid("auth: pool_threads and queue must be positive");
+        }
         if self.postgres.url.is_empty() && !self.postgres.owner_url.is_empty() {
             return invalid(
                 "postgres.owner_url needs postgres.url (the embedded default has its own)",
@@ -526,6 +576,20 @@ mod tests {
         let config = Config::parse(example).unwrap();
         let default = Config::default();
         assert_eq!(config.listen.quic, default.listen.quic);
+        assert_eq!(
+            (config.auth.pool_threads, config.auth.queue),
+            (default.auth.pool_threads, default.auth.queue)
+        );
+        assert_eq!(
+            (
+                config.auth.ip_failures_burst,
+                config.auth.ip_failures_per_minute
+            ),
+            (
+                default.auth.ip_failures_burst,
+                default.auth.ip_failures_per_minute
+            )
+        );
         assert_eq!(config.cluster.lease_ms, default.cluster.lease_ms);
         assert_eq!(config.limits.max_in_flight, default.limits.max_in_flight);
         assert_eq!(config.keys.rotation_days, default.keys.rotation_days);

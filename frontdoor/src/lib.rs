@@ -29,6 +29,7 @@
 pub mod admission;
 pub mod api;
 pub mod audit_heads;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -236,6 +236,14 @@ enum AdminCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Users' credentials: set-password, import, unlock (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    User {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::auth::UserCommand,
+    },
     /// A tenant's SCIM bearer tokens (through the node, as its admin caller).
     #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
     ScimToken {
@@ -402,11 +410,17 @@ fn print(value: &serde_json::Value) -> anyhow::Result<()> {
 /// Calls one admin operation, with the embedded default's admin
 /// credentials unless --cert-dir says otherwise.
 fn as_admin(target: TargetArgs, operation: Operation) -> anyhow::Result<ExitCode> {
+    as_admin_all(target, vec![operation])
+}
+
+/// Calls admin operations in order, as [`as_admin`] does one.
+fn as_admin_all(target: TargetArgs, operations: Vec<Operation>) -> anyhow::Result<ExitCode> {
     let (mut target, within) = target.target();
     if target.cert_dir.is_none() {
         target.cert_dir = Some(credentials_dir(&target.data_dir, "admin"));
     }
-    let (printed, ok) = runtime()?.block_on(run(&target, within, vec![Step::Ready(operation)]))?;
+    let steps = operations.into_iter().map(Step::Ready).collect();
+    let (printed, ok) = runtime()?.block_on(run(&target, within, steps))?;
     print(&printed)?;
     Ok(if ok {
         ExitCode::SUCCESS
@@ -525,6 +539,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::Admin {
             command: AdminCommand::ScimToken { target, command },
         } => as_admin(target, command.operation()),
+        // Issue 18: users' credentials.
+        Command::Admin {
+            command: AdminCommand::User { target, command },
+        } => as_admin_all(target, command.operations()?),
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },
@@ -554,7 +572,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
         }
         Command::Client { target, call } => {
             let (target, within) = target.target();
-            let (printed, ok) = runtime()?.block_on(run(&target, within, client_steps(call)))?;
+            let (printed, ok) = runtime()?.block_on(run(&target, within, client_steps(call)?))?;
             print(&printed)?;
             Ok(if ok {
                 ExitCode::SUCCESS

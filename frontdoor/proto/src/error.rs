@@ -40,11 +40,14 @@ pub enum ErrorCode {
     /// The user is not assigned to the app or SP (neither directly nor
     /// through a group), or the app has no assignment at all.
     NotAssigned,
+    /// The user or password (or one-time code) is wrong: the same answer,
+    /// in the same time, whether the user exists or not.
+    InvalidCredentials,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 13] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -57,6 +60,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::Conflict,
         ErrorCode::NotAssigned,
+        ErrorCode::InvalidCredentials,
     ];
 
     /// The wire spelling, e.g. `rate_limited`.
@@ -74,6 +78,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Conflict => "conflict",
             ErrorCode::NotAssigned => "not_assigned",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
         }
     }
 }

@@ -4,13 +4,15 @@
 //! method per operation, e.g. [`Client::session_create`]) with its TLS
 //! ([`tls`]), credentials on disk ([`credentials`]) and the flags that say
 //! which node to call as whom ([`target`]). The onboarding operations
-//! (tenants, apps, SPs, callers) have their own module, [`onboard`].
+//! (tenants, apps, SPs, callers) have their own module, [`onboard`]; so
+//! do the authentication operations (passwords, factors), [`auth`].
 //!
 //! docs/protocol.md is the specification for clients in other languages;
 //! the tests here keep the two in step. This crate knows nothing of the
 //! server: `sigil-perf` and other clients depend on it alone.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 mod calls;
 pub mod cbor;
 pub mod client;

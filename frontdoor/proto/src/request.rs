@@ -124,6 +124,31 @@ pub struct WireRequest {
     /// Idle lifetime of its refresh tokens, seconds (app_add).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_idle_s: Option<u32>,
+    // Authentication operations (issue 18, crate::auth).
+    /// A password (authenticate, user_password_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<crate::auth::Secret>,
+    /// The end user's address (authenticate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    /// The opaque MFA state (factor_verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<crate::auth::Secret>,
+    /// A one-time code (factor_verify, factor_activate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<crate::auth::Secret>,
+    /// A factor type, `totp` (factor_enroll).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub factor_type: Option<String>,
+    /// The current password (password_change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<crate::auth::Secret>,
+    /// The new password (password_change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<crate::auth::Secret>,
+    /// An imported password hash (user_password_import).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<crate::auth::Secret>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at
@@ -268,6 +293,8 @@ pub enum Operation {
     },
     /// Onboarding: tenants, apps, SPs, callers (admin only; issue 17).
     Onboard(Box<crate::onboard::OnboardOp>),
+    /// Authentication: passwords, factors, lockout (issue 18).
+    Auth(Box<crate::auth::AuthOp>),
     // SCIM tokens (issue 17) ------------------------------------------
     /// Makes a SCIM bearer token for `tenant`, answered once (admin only).
     ScimTokenAdd {
@@ -393,6 +420,9 @@ impl Operation {
         let op = std::mem::take(&mut wire.op);
         if let Some(onboard) = crate::onboard::OnboardOp::from_wire(&op, &mut wire)? {
             return Ok(Operation::Onboard(Box::new(onboard)));
+        }
+        if let Some(auth) = crate::auth::AuthOp::from_wire(&op, &mut wire)? {
+            return Ok(Operation::Auth(Box::new(auth)));
         }
         let WireRequest {
             tenant,
@@ -529,6 +559,7 @@ impl Operation {
             Operation::ClusterAdd { .. } => "cluster_add",
             Operation::ClusterRemove { .. } => "cluster_remove",
             Operation::Onboard(op) => op.name(),
+            Operation::Auth(op) => op.name(),
             Operation::ScimTokenAdd { .. } => "scim_token_add",
             Operation::ScimTokenList { .. } => "scim_token_list",
             Operation::ScimTokenRevoke { .. } => "scim_token_revoke",
@@ -559,6 +590,7 @@ impl Operation {
             | Operation::ScimTokenList { tenant }
             | Operation::ScimTokenRevoke { tenant, .. } => Some(tenant),
             Operation::Onboard(op) => op.tenant(),
+            Operation::Auth(op) => Some(op.tenant()),
         }
     }
 
@@ -575,7 +607,7 @@ impl Operation {
                 | Operation::ClusterAdd { .. }
                 | Operation::ClusterRemove { .. }
                 | Operation::Onboard(_)
-        )
+        ) || matches!(self, Operation::Auth(op) if op.needs_admin())
     }
 
     /// Whether it is about the session cluster rather than a tenant.
@@ -671,6 +703,7 @@ impl Operation {
             Operation::KeysRotate { alg, .. } => wire.alg = alg,
             Operation::KeysRevoke { kid, .. } => wire.kid = Some(kid),
             Operation::Onboard(op) => op.fill_wire(&mut wire),
+            Operation::Auth(op) => op.fill_wire(&mut wire),
             Operation::ScimTokenList { .. } => {}
             Operation::ScimTokenAdd { name, .. } | Operation::ScimTokenRevoke { name, .. } => {
                 wire.name = Some(name);

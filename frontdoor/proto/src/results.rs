@@ -300,6 +300,8 @@ pub enum Reply {
     ScimTokens(ScimTokens),
     /// `scim_token_revoke`.
     ScimTokenRevoked(ScimTokenRevoked),
+    /// The authentication operations (issue 18, [`crate::auth`]).
+    Auth(crate::auth::AuthReply),
 }
 
 #[cfg(test)]

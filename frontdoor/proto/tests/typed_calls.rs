@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::BytesMut;
+use sigil_proto::auth::{AuthOp, AuthReply, AuthStatus};
 use sigil_proto::client::{CallError, Client, ClientConfig};
 use sigil_proto::onboard::{FrontendInfo, OnboardOp, OnboardReply, TenantInfo};
 use sigil_proto::results::{
@@ -138,6 +139,35 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
         Operation::ScimTokenRevoke { name, .. } => {
             Reply::ScimTokenRevoked(ScimTokenRevoked { revoked: name })
         }
+        // Issue 18: the password's length comes back in the session, so
+        // the test sees it arrived whole (never the password itself).
+        Operation::Auth(op) => match *op {
+            AuthOp::Authenticate {
+                user,
+                password,
+                client_ip,
+                ..
+            } => Reply::Auth(AuthReply::Status(AuthStatus {
+                status: "SUCCESS".into(),
+                session: Some(format!(
+                    "{user}:{}:{}",
+                    password.expose().len(),
+                    client_ip.unwrap_or_default()
+                )),
+                expires_at: Some(1_700_036_000),
+                idle_expires_at: Some(1_700_001_800),
+                amr: Some(vec!["pwd".into()]),
+                state: None,
+                factors: None,
+                locked_until: None,
+            })),
+            other => {
+                return Err(WireError {
+                    code: ErrorCode::InvalidCredentials,
+                    message: format!("{} answered nothing here", other.name()),
+                })
+            }
+        },
         Operation::Onboard(op) => match *op {
             OnboardOp::TenantAdd { tenant, name } => {
                 Reply::Onboard(OnboardReply::Tenant(TenantInfo {
@@ -386,6 +416,15 @@ async fn each_typed_call_sends_its_operation_and_decodes_its_result() {
         ("initech", "Initech, Inc.", "https://fake/t/initech")
     );
     assert_eq!(client.frontend_remove("web-2").await.unwrap().name, "web-2");
+    let signed_in = client
+        .authenticate("acme", "alice", "pässword", Some("192.0.2.1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (signed_in.status.as_str(), signed_in.session.as_deref()),
+        ("SUCCESS", Some("alice:9:192.0.2.1"))
+    );
+    assert_eq!(signed_in.amr, Some(vec!["pwd".to_owned()]));
     let refused = client.tenant_list().await.unwrap_err();
     assert_eq!(refused.code(), Some(ErrorCode::NotFound));
     let added = client.scim_token_add("acme", "okta").await.unwrap();

@@ -28,6 +28,58 @@ impl IssueKind {
     }
 }
 
+/// A credential event's kind (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthAction {
+    /// A sign-in ended with a session (`authenticate`, `factor_verify`).
+    Success,
+    /// The password was right; a factor is asked for next.
+    MfaRequired,
+    /// A wrong password, or an unknown user.
+    Failure,
+    /// The failure that locked the user out.
+    LockedOut,
+    /// A sign-in refused because the user is locked out.
+    RefusedLocked,
+    /// A wrong, replayed or expired one-time code or state.
+    FactorFailure,
+    /// A factor was enrolled (pending).
+    FactorEnrolled,
+    /// A factor was activated.
+    FactorActivated,
+    /// The user changed their password.
+    PasswordChanged,
+    /// An admin set a password.
+    PasswordSet,
+    /// An admin imported a password hash.
+    PasswordImported,
+    /// A stored hash was upgraded (bcrypt, or weaker argon2id).
+    PasswordUpgraded,
+    /// An admin ended a lockout.
+    Unlocked,
+}
+
+impl AuthAction {
+    /// The record's kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            AuthAction::Success => "auth.success",
+            AuthAction::MfaRequired => "auth.mfa_required",
+            AuthAction::Failure => "auth.failure",
+            AuthAction::LockedOut => "auth.lockout",
+            AuthAction::RefusedLocked => "auth.locked",
+            AuthAction::FactorFailure => "factor.failure",
+            AuthAction::FactorEnrolled => "factor.enroll",
+            AuthAction::FactorActivated => "factor.activate",
+            AuthAction::PasswordChanged => "password.change",
+            AuthAction::PasswordSet => "password.set",
+            AuthAction::PasswordImported => "password.import",
+            AuthAction::PasswordUpgraded => "password.upgrade",
+            AuthAction::Unlocked => "user.unlock",
+        }
+    }
+}
+
 /// One audit record's content. `caller` is the calling front end's name
 /// (empty when it has none); `user` a user's stable id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +191,19 @@ pub enum AuditEvent {
         /// Who presented it.
         caller: String,
     },
+    /// A credential event (issue 18): a sign-in, a failure, a lockout, a
+    /// factor or password change. Never a secret: no password, code, state
+    /// or hash.
+    Auth {
+        /// What happened.
+        action: AuthAction,
+        /// The user's stable id; empty for an unknown user.
+        user: String,
+        /// The end user's address, when the front end gave it.
+        client_ip: Option<String>,
+        /// Who asked.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -180,6 +245,7 @@ impl AuditEvent {
                 "patch" => "scim.patch",
                 _ => "scim.delete",
             },
+            AuditEvent::Auth { action, .. } => action.kind(),
             AuditEvent::ScimToken { action, .. } => match *action {
                 "add" => "scim_token.add",
                 _ => "scim_token.revoke",
@@ -254,6 +320,12 @@ impl AuditEvent {
                 user,
                 caller,
             } => json!({"family": family, "app": app, "user": user, "caller": caller}),
+            AuditEvent::Auth {
+                user,
+                client_ip,
+                caller,
+                ..
+            } => json!({"user": user, "client_ip": client_ip, "caller": caller}),
             AuditEvent::Refused {
                 op,
                 code,

@@ -21,10 +21,13 @@
 //! own read-mostly locks; nothing is shared across tenants but the map.
 
 pub mod audit;
+// Authentication (issue 18)
+mod auth_ops;
 pub mod cache;
 mod callers;
 mod changes;
 pub mod cluster;
+mod factor_ops;
 pub mod hot_path;
 pub mod issuance;
 pub mod issue;
@@ -60,6 +63,7 @@ use sigil_proto::results::Health;
 use sigil_proto::{ErrorCode, Operation, Reply, WireError};
 use signer::Timestamp;
 
+pub use self::auth_ops::{AuthConfig, Authentication};
 pub use self::callers::{authorize, Caller};
 use self::hot_path::HotPath;
 use self::keys::KeyManager;
@@ -128,6 +132,8 @@ pub struct Appliance {
     control_url: std::sync::OnceLock<String>,
     scim_metrics: crate::metrics::ScimMetrics,
     oauth_metrics: oauth::OauthMetrics,
+    // Authentication (issue 18): the hashing pool and the master key.
+    auth: std::sync::OnceLock<Authentication>,
 }
 
 impl std::fmt::Debug for Appliance {
@@ -191,12 +197,26 @@ impl Appliance {
             control_url: std::sync::OnceLock::new(),
             scim_metrics: crate::metrics::ScimMetrics::default(),
             oauth_metrics: oauth::OauthMetrics::default(),
+            auth: std::sync::OnceLock::new(),
         })
     }
 
     /// How back-channel logout deliveries went (issue 19).
     pub fn logout_metrics(&self) -> &logout::LogoutMetrics {
         self.hot.logout.metrics()
+    }
+
+    /// Gives the node its authentication (issue 18): the hashing pool and
+    /// the master key that wraps TOTP secrets. Until then the
+    /// authentication operations answer `unavailable`; a second call
+    /// changes nothing.
+    pub fn start_authentication(&self, authentication: Authentication) {
+        let _ = self.auth.set(authentication);
+    }
+
+    /// The node's authentication, once started.
+    pub fn authentication_started(&self) -> Option<&Authentication> {
+        self.auth.get()
     }
 
     /// The sessions: the table, its disk and, in a cluster, replication.
@@ -485,6 +505,11 @@ impl Appliance {
             Operation::ScimTokenRevoke { tenant, name } => {
                 let live = self.tenant(tenant).await?;
                 Reply::ScimTokenRevoked(self.scim_token_revoke(&live, who, name).await?)
+            }
+            // Issue 18: authentication (api/auth_ops.rs).
+            Operation::Auth(op) => {
+                let live = self.tenant(op.tenant()).await?;
+                Reply::Auth(self.auth_op(&live, who, op).await?)
             }
         })
     }

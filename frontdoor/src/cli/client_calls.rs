@@ -90,6 +90,9 @@ pub enum ClientCall {
         #[arg(long)]
         user: String,
     },
+    // Issue 18: authentication (cli/auth.rs).
+    #[command(flatten)]
+    Auth(super::auth::AuthCall),
 }
 
 /// Who a call acts for.
@@ -175,8 +178,11 @@ fn with_session(
 }
 
 /// The operations a call sends, in order.
-pub fn client_steps(call: ClientCall) -> Vec<Step> {
-    match call {
+///
+/// # Errors
+/// When a call that reads standard input (a password) cannot.
+pub fn client_steps(call: ClientCall) -> anyhow::Result<Vec<Step>> {
+    Ok(match call {
         ClientCall::Health => vec![Step::Ready(Operation::Health)],
         ClientCall::IdToken {
             who,
@@ -245,7 +251,8 @@ pub fn client_steps(call: ClientCall) -> Vec<Step> {
         ClientCall::Deactivate { tenant, user } => {
             vec![Step::Ready(Operation::UserDeactivate { tenant, user })]
         }
-    }
+        ClientCall::Auth(call) => vec![Step::Ready(call.operation()?)],
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod auth;
 pub mod client;
 pub mod client_calls;
 pub mod demo;

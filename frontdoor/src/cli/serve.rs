@@ -39,8 +39,8 @@ const RECENT_WRITE_EVERY: Duration = Duration::from_secs(30);
 /// The node's key backends: software keys wrapped by the master key, and
 /// with `[hsm]` the token, which then makes every new key (software only
 /// for what the token cannot make, and only with `software_fallback`).
-fn key_backends(config: &Config, master: MasterKey) -> anyhow::Result<Arc<dyn KeyBackend>> {
-    let software: Arc<dyn KeyBackend> = Arc::new(SoftwareBackend::new(Arc::new(master)));
+fn key_backends(config: &Config, master: Arc<MasterKey>) -> anyhow::Result<Arc<dyn KeyBackend>> {
+    let software: Arc<dyn KeyBackend> = Arc::new(SoftwareBackend::new(master));
     let Some(hsm) = &config.hsm else {
         return Ok(Arc::new(Backends::new(software, None, Vec::new())));
     };
@@ -178,11 +178,11 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     check_listen_addresses(config)?;
     std::fs::create_dir_all(&layout.root).with_context(|| layout.root.display().to_string())?;
     let file_limit = crate::posture::raise_file_limit();
-    let master = if layout.master_key().exists() {
+    let master = Arc::new(if layout.master_key().exists() {
         MasterKey::from_file(&layout.master_key())?
     } else {
         MasterKey::create_file(&layout.master_key())?
-    };
+    });
     let name_id_secret = secret_file(&layout.name_id_secret())?;
     let (ca, node_credentials) =
         ensure_certificates(&layout, &config.node, config.listen.quic, config.embedded())?;
@@ -200,7 +200,10 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     // A start that fails after this point stops the Postgres it started.
     let cluster = StartedCluster(cluster);
     let directory = Arc::new(directory);
-    let keys = KeyManager::new(key_backends(config, master)?, &config.public_url());
+    let keys = KeyManager::new(
+        key_backends(config, Arc::clone(&master))?,
+        &config.public_url(),
+    );
     let journal = Arc::new(AuditJournal::open(
         &layout.journal(&config.node),
         &config.node,
@@ -227,6 +230,12 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         name_id_secret,
         control.handle().clone(),
     )?;
+    // Issue 18: password hashing on its own pool; TOTP secrets wrapped
+    // under the master key, like software signing keys.
+    appliance.start_authentication(
+        crate::api::Authentication::start(config.auth.settings(), master)
+            .context("password hashing pool")?,
+    );
     let appliance = Arc::new(appliance);
     crate::api::logout::start(&appliance, control.handle(), config.logout.clone());
     let (changes, later) = preload_tenants(&control, &appliance, &directory, &layout, config)?;

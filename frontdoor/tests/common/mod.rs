@@ -6,6 +6,8 @@
     clippy::zombie_processes
 )]
 
+// Issue 18: the authentication tests' helpers.
+pub mod auth;
 pub mod cluster;
 pub mod oauth;
 

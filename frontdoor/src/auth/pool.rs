@@ -1,0 +1,151 @@
+//! The hashing pool: password hashing and verification run here, on
+//! threads of their own, never on a QUIC worker. Its queue is bounded: a
+//! job that finds it full is handed back at once ([`AuthError::Overloaded`],
+//! answered `overloaded`), so a credential-stuffing flood costs at most
+//! `threads` cores and never queues without bound.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::AuthError;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Size of the pool (docs/config.md, `[auth]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Threads hashing (default 1: half the 2-core development machine
+    /// stays with signing even under a flood).
+    pub threads: usize,
+    /// Jobs waiting beyond those running; one more is refused at once.
+    pub queue: usize,
+}
+
+impl Default for PoolSize {
+    fn default() -> PoolSize {
+        PoolSize {
+            threads: 1,
+            queue: 64,
+        }
+    }
+}
+
+/// Counters of the pool (for metrics and tests).
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    /// Jobs run.
+    pub done: AtomicU64,
+    /// Jobs refused because the queue was full.
+    pub refused: AtomicU64,
+}
+
+/// The pool. Dropping it lets its threads finish the queue and end.
+#[derive(Debug)]
+pub struct HashPool {
+    jobs: Sender<Job>,
+    stats: Arc<PoolStats>,
+    size: PoolSize,
+}
+
+impl HashPool {
+    /// Starts `size.threads` threads (at least one) named `sigil-hash-N`.
+    ///
+    /// # Errors
+    /// When a thread cannot start.
+    pub fn start(size: PoolSize) -> std::io::Result<HashPool> {
+        let (jobs, queue) = crossbeam_channel::bounded::<Job>(size.queue.max(1));
+        let stats = Arc::new(PoolStats::default());
+        for n in 0..size.threads.max(1) {
+            let queue = queue.clone();
+            let stats = Arc::clone(&stats);
+            std::thread::Builder::new()
+                .name(format!("sigil-hash-{n}"))
+                .spawn(move || {
+                    for job in queue {
+                        job();
+                        stats.done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })?;
+        }
+        Ok(HashPool { jobs, stats, size })
+    }
+
+    /// Runs `work` on the pool and returns its result.
+    ///
+    /// # Errors
+    /// [`AuthError::Overloaded`] at once when the queue is full;
+    /// [`AuthError::Stopped`] when the pool is gone.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, AuthError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = answer.send(work());
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => answered.await.map_err(|_| AuthError::Stopped),
+            Err(TrySendError::Full(_)) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                Err(AuthError::Overloaded)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(AuthError::Stopped),
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> &PoolStats {
+        &self.stats
+    }
+
+    /// Its size.
+    pub fn size(&self) -> PoolSize {
+        self.size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_queue_refuses_at_once() {
+        let pool = Arc::new(
+            HashPool::start(PoolSize {
+                threads: 1,
+                queue: 1,
+            })
+            .unwrap(),
+        );
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        // One job runs (blocked), one waits in the queue...
+        let running = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move {
+                pool.run(move || {
+                    started_tx.send(()).unwrap();
+                    hold.recv().unwrap();
+                    1
+                })
+                .await
+            }
+        });
+        tokio::task::yield_now().await;
+        started.recv().unwrap();
+        let queued = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.run(|| 2).await }
+        });
+        tokio::task::yield_now().await;
+        // ... and the next is refused without waiting.
+        assert!(matches!(pool.run(|| 3).await, Err(AuthError::Overloaded)));
+        assert_eq!(pool.stats().refused.load(Ordering::Relaxed), 1);
+        release.send(()).unwrap();
+        assert_eq!(running.await.unwrap().unwrap(), 1);
+        assert_eq!(queued.await.unwrap().unwrap(), 2);
+    }
+}

@@ -16,7 +16,7 @@ use signer::conformance::external::python;
 mod common;
 
 use common::oauth::{assertion, call, jwks_of, now, post, rand_suffix, set_jwks, ASSERTION_TYPE};
-use common::{free_port, session, sigil, Serve};
+use common::{free_port, node_database, session, sigil, Serve};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn introspection_and_revocation_hold_against_authlib_and_attacks() {
@@ -334,6 +334,39 @@ async fn introspection_and_revocation_hold_against_authlib_and_attacks() {
     assert!(refused.to_string().contains("revoked"), "{refused}");
     // The session was not stolen: it stays valid.
     client.session_validate("acme", &alice).await.unwrap();
+
+    // Both revocations are in acme's audit chain, which stays whole: the
+    // access token by its jti, the refresh token by its family; never a
+    // token itself.
+    common::audit_verify(d, "acme");
+    let db = node_database(&serve.var()).await;
+    let revoked: Vec<String> = db
+        .query(
+            "SELECT e.detail::text FROM audit_events e JOIN tenants t USING (tenant_id)
+              WHERE t.slug = 'acme' AND e.kind = 'token.revoke'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        revoked.iter().any(|d| d.contains("\"access_token\"")),
+        "{revoked:?}"
+    );
+    assert!(
+        revoked
+            .iter()
+            .any(|d| d.contains("\"refresh_token\"") && d.contains("app-es256")),
+        "{revoked:?}"
+    );
+    assert!(
+        revoked
+            .iter()
+            .all(|d| !d.contains(&rotated) && !d.contains(&mine)),
+        "{revoked:?}"
+    );
 
     // Discovery and metrics.
     let (_, discovery) = serve.http("/t/acme/.well-known/openid-configuration");

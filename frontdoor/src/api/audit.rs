@@ -109,6 +109,17 @@ pub enum AuditEvent {
         /// Who asked.
         caller: String,
     },
+    /// A client gave a token back over RFC 7009 (issue 19): an access
+    /// token's jti went on the deny list, or a refresh token's family was
+    /// revoked. Never the token itself.
+    TokenRevoked {
+        /// `access_token` or `refresh_token`.
+        token_type: &'static str,
+        /// The access token's `jti`, or the refresh family (hex).
+        id: String,
+        /// The app that gave it back (only its own tokens count).
+        app: String,
+    },
     /// Every session of a user was revoked.
     UserSessionsRevoked {
         /// Whose.
@@ -231,6 +242,7 @@ impl AuditEvent {
             },
             AuditEvent::SessionCreated { .. } => "session.create",
             AuditEvent::SessionRevoked { .. } => "session.revoke",
+            AuditEvent::TokenRevoked { .. } => "token.revoke",
             AuditEvent::UserSessionsRevoked { .. } => "session.revoke_user",
             AuditEvent::UserDeactivated { .. } => "user.deactivate",
             AuditEvent::KeysRotated { .. } => "key.rotate",
@@ -271,6 +283,11 @@ impl AuditEvent {
                 json!({"user": user, "caller": caller})
             }
             AuditEvent::SessionRevoked { caller } => json!({"caller": caller}),
+            AuditEvent::TokenRevoked {
+                token_type,
+                id,
+                app,
+            } => json!({"token_type": token_type, "id": id, "app": app}),
             AuditEvent::KeysRotated { kids, caller } => json!({"kids": kids, "caller": caller}),
             AuditEvent::KeyRevoked {
                 kid,

@@ -381,9 +381,10 @@ impl Appliance {
     }
 
     /// RFC 7009 for a refresh token: revokes the family of `presented` when
-    /// it is one of `app`'s (live or already rotated); `false` for anything
-    /// else (not a refresh token, unknown, another app's, revoked before),
-    /// which the endpoint answers the same, with no effect.
+    /// it is one of `app`'s (live or already rotated) and answers the
+    /// family (hex); `None` for anything else (not a refresh token,
+    /// unknown, another app's, revoked before), which the endpoint answers
+    /// the same, with no effect.
     ///
     /// # Errors
     /// The directory's, when it cannot be reached.
@@ -392,18 +393,18 @@ impl Appliance {
         live: &TenantLive,
         app: &str,
         presented: &str,
-    ) -> Result<bool, directory::Error> {
+    ) -> Result<Option<String>, directory::Error> {
         let Ok(hash) = hash_of(presented) else {
-            return Ok(false);
+            return Ok(None);
         };
         let tx = self.directory.tenant(live.tenant.id).await?;
         let family = match tx.read_refresh_token(&hash).await? {
             Presented::Live(grant) | Presented::Retired(grant) if grant.app == app => grant.family,
-            _ => return Ok(false),
+            _ => return Ok(None),
         };
         tx.revoke_refresh_family(&family).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(family.iter().map(|b| format!("{b:02x}")).collect()))
     }
 
     /// Marks the refresh tokens of `session` (or of the user `user_id`)

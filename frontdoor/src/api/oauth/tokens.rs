@@ -18,6 +18,7 @@ use sessions::{Revoked, SessionId, Validation};
 
 use super::jws::{self, JwsAlg};
 use super::{Appliance, OauthError};
+use crate::api::audit::AuditEvent;
 use crate::api::issue::LiveApp;
 use crate::api::TenantLive;
 
@@ -205,7 +206,31 @@ impl Appliance {
             })
             .await
             .map_err(|e| OauthError::unavailable(e.message))?;
+        self.audit_revoked(live, app, "access_token", ours.jti.clone())
+            .await?;
         Ok((json!({}), REVOKED))
+    }
+
+    /// Records a revocation in the tenant's audit trail (never the token).
+    ///
+    /// # Errors
+    /// `temporarily_unavailable` when the record could not be made durable.
+    async fn audit_revoked(
+        &self,
+        live: &TenantLive,
+        app: &LiveApp,
+        token_type: &'static str,
+        id: String,
+    ) -> Result<(), OauthError> {
+        let event = AuditEvent::TokenRevoked {
+            token_type,
+            id,
+            app: app.name.clone(),
+        };
+        self.hot
+            .audit(live, event)
+            .await
+            .map_err(|e| OauthError::unavailable(e.message))
     }
 
     /// Revokes the family of a refresh token `app` holds (the family's
@@ -221,8 +246,12 @@ impl Appliance {
         token: &str,
     ) -> Result<(Value, &'static str), OauthError> {
         match self.revoke_refresh_token_of(live, &app.name, token).await {
-            Ok(true) => Ok((json!({}), REFRESH_REVOKED)),
-            Ok(false) => Ok((json!({}), "unknown_token")),
+            Ok(Some(family)) => {
+                self.audit_revoked(live, app, "refresh_token", family)
+                    .await?;
+                Ok((json!({}), REFRESH_REVOKED))
+            }
+            Ok(None) => Ok((json!({}), "unknown_token")),
             Err(e) => Err(OauthError::unavailable(e.to_string())),
         }
     }

@@ -40,15 +40,8 @@ impl Client {
         session: &str,
         nonce: Option<&str>,
     ) -> Result<Token, CallError> {
-        self.call_as(&Operation::IdToken {
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            app: app.to_owned(),
-            session: session.to_owned(),
-            nonce: nonce.map(str::to_owned),
-            offline: false,
-        })
-        .await
+        self.call_as(&id_token_op(tenant, user, app, session, nonce, false))
+            .await
     }
 
     /// `id_token` with `offline: true`: the ID token and a refresh token
@@ -65,15 +58,8 @@ impl Client {
         session: &str,
         nonce: Option<&str>,
     ) -> Result<Token, CallError> {
-        self.call_as(&Operation::IdToken {
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            app: app.to_owned(),
-            session: session.to_owned(),
-            nonce: nonce.map(str::to_owned),
-            offline: true,
-        })
-        .await
+        self.call_as(&id_token_op(tenant, user, app, session, nonce, true))
+            .await
     }
 
     /// `access_token`: an OAuth access token (JWT) for `user` of `tenant`,
@@ -89,15 +75,8 @@ impl Client {
         session: &str,
         scope: &[&str],
     ) -> Result<Token, CallError> {
-        self.call_as(&Operation::AccessToken {
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            app: app.to_owned(),
-            session: session.to_owned(),
-            scope: owned(scope),
-            offline: false,
-        })
-        .await
+        self.call_as(&access_token_op(tenant, user, app, session, scope, false))
+            .await
     }
 
     /// `access_token` with `offline: true`: the access token and a refresh
@@ -113,15 +92,8 @@ impl Client {
         session: &str,
         scope: &[&str],
     ) -> Result<Token, CallError> {
-        self.call_as(&Operation::AccessToken {
-            tenant: tenant.to_owned(),
-            user: user.to_owned(),
-            app: app.to_owned(),
-            session: session.to_owned(),
-            scope: owned(scope),
-            offline: true,
-        })
-        .await
+        self.call_as(&access_token_op(tenant, user, app, session, scope, true))
+            .await
     }
 
     /// `refresh`: a new token of the kind the refresh token's family began
@@ -379,5 +351,45 @@ impl Client {
             name: name.to_owned(),
         })
         .await
+    }
+}
+
+/// `id_token` as sent by [`Client::id_token`] and
+/// [`Client::id_token_offline`].
+fn id_token_op(
+    tenant: &str,
+    user: &str,
+    app: &str,
+    session: &str,
+    nonce: Option<&str>,
+    offline: bool,
+) -> Operation {
+    Operation::IdToken {
+        tenant: tenant.to_owned(),
+        user: user.to_owned(),
+        app: app.to_owned(),
+        session: session.to_owned(),
+        nonce: nonce.map(str::to_owned),
+        offline,
+    }
+}
+
+/// `access_token` as sent by [`Client::access_token`] and
+/// [`Client::access_token_offline`].
+fn access_token_op(
+    tenant: &str,
+    user: &str,
+    app: &str,
+    session: &str,
+    scope: &[&str],
+    offline: bool,
+) -> Operation {
+    Operation::AccessToken {
+        tenant: tenant.to_owned(),
+        user: user.to_owned(),
+        app: app.to_owned(),
+        session: session.to_owned(),
+        scope: owned(scope),
+        offline,
     }
 }

@@ -342,7 +342,23 @@ async fn rules_decide_by_zone_app_group_and_set_lifetimes() {
         "198.51.100.1",
         (None, None),
     );
-    assert_eq!(mfa.await.unwrap().status, "MFA_REQUIRED");
+    let mfa = mfa.await.unwrap();
+    assert_eq!(mfa.status, "MFA_REQUIRED");
+    // An MFA_REQUIRED state, or a made-up one, does not complete an
+    // enrollment (nor sign in).
+    for state in [mfa.state.unwrap(), "A".repeat(43)] {
+        let wrong_kind: Result<AuthStatus, _> = op(
+            &client,
+            AuthOp::FactorActivate {
+                tenant: "acme".into(),
+                user: "alice".into(),
+                otp: code(1),
+                state: Some(Secret(state)),
+            },
+        )
+        .await;
+        assert_eq!(refused(wrong_kind).0, ErrorCode::InvalidCredentials);
+    }
     let v6 = sign_in(
         &client,
         "acme",

@@ -11,7 +11,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 15] = [
+pub const TENANT_TABLES: [&str; 16] = [
     "users",
     "groups",
     "memberships",
@@ -30,6 +30,7 @@ pub const TENANT_TABLES: [&str; 15] = [
     "credentials",
     "user_factors",
     "auth_states",
+    "signon_policies",
 ];
 
 /// A tenant.

@@ -252,6 +252,22 @@ enum AdminCommand {
         #[command(subcommand)]
         command: frontdoor::cli::scim_tokens::ScimTokenCommand,
     },
+    /// A tenant's sign-on policy: set from a policy.toml, show (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    Policy {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::policy::PolicyCommand,
+    },
+    /// A tenant's argon2id parameters and lockout rule: set, show (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    AuthSettings {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::policy::AuthSettingsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -543,6 +559,13 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::Admin {
             command: AdminCommand::User { target, command },
         } => as_admin_all(target, command.operations()?),
+        // Issue 18: sign-on policy and auth settings.
+        Command::Admin {
+            command: AdminCommand::Policy { target, command },
+        } => as_admin(target, command.operation()?),
+        Command::Admin {
+            command: AdminCommand::AuthSettings { target, command },
+        } => as_admin(target, command.operation()?),
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },

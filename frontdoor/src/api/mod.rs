@@ -37,6 +37,8 @@ pub mod live;
 pub mod loading;
 pub mod logout;
 mod onboard;
+// Sign-on policy (issue 18)
+mod policy_ops;
 // Refresh tokens (issue 19)
 mod refresh;
 // Introspection and revocation over HTTP (issue 19)

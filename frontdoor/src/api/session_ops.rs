@@ -30,6 +30,24 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         amr: Vec<String>,
         client: Option<String>,
     ) -> Result<SessionCreated, WireError> {
+        self.session_create_within(live, caller, login, amr, client, None)
+            .await
+    }
+
+    /// `session_create` with the lifetimes `within` (a sign-on policy
+    /// rule's, issue 18) instead of the tenant's.
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    pub async fn session_create_within(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        amr: Vec<String>,
+        client: Option<String>,
+        within: Option<SessionPolicy>,
+    ) -> Result<SessionCreated, WireError> {
         let user = self.user(live, login).await?;
         if !user.active {
             return Err(refuse(
@@ -37,10 +55,10 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
                 format!("user {login} is not active"),
             ));
         }
-        let policy = SessionPolicy {
+        let policy = within.unwrap_or(SessionPolicy {
             absolute_ms: u64::from(live.tenant.session_absolute_s) * 1000,
             idle_ms: u64::from(live.tenant.session_idle_s) * 1000,
-        };
+        });
         let created = self
             .replica
             .table()

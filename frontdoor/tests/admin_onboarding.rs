@@ -205,6 +205,8 @@ async fn an_operator_onboards_initech_with_the_admin_commands() {
             "initech-web",
             "--tenants",
             "initech",
+            // It signs users in by asserting them (session_create).
+            "--trusted-assertions",
             "--out",
             web.to_str().unwrap(),
         ],

@@ -651,8 +651,12 @@ async fn scim_passwords_are_write_only_and_authenticate_checks_them() {
     assert_eq!(status, 200, "{replaced}");
     assert!(signs_in("mallory", secrets[2]).await);
 
-    // Another tenant's token reaches none of it.
+    // Another tenant's token reaches none of it: refused at acme's
+    // endpoint, and the id is no user at its own.
     let (status, _, e) = send("PATCH", &url, &globex, &patch);
+    assert_eq!(status, 401, "{e}");
+    let elsewhere = url.replace(&base("acme"), &base("globex"));
+    let (status, _, e) = send("PATCH", &elsewhere, &globex, &patch);
     assert_eq!(status, 404, "{e}");
     assert!(signs_in("mallory", secrets[2]).await);
 

@@ -65,13 +65,6 @@ async fn id_token(
         .map(|t| t.token)
 }
 
-async fn admin_client(serve: &Serve) -> Client {
-    serve
-        .client(Some(&serve.var().join("credentials/admin")))
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_onboards_initech_with_the_admin_commands() {
     let dir = tempfile::tempdir().unwrap();

@@ -10,8 +10,10 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::auth::{authenticate, python, refused, sigil_stdin, start};
-use common::{frontend_add, node_database, sigil, wait_shipped};
+use common::{free_port, frontend_add, node_database, session, sigil, wait_shipped, Serve};
 use serde_json::json;
 use sigil_proto::ErrorCode;
 
@@ -148,5 +150,61 @@ async fn only_trusted_front_ends_assert_sign_ins_and_their_sessions_say_so() {
             .any(|d| d.contains("web-plain") && d.contains("--trusted-assertions")),
         "{refusals:?}"
     );
+    serve.stop();
+}
+
+/// A directory from before the flag has its callers without it. Taken
+/// away, the flag is refused from a following request on a connection
+/// already open (the change notification makes every node resolve its
+/// callers again), and the embedded default gives its demo front end the
+/// flag back at its next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_front_end_is_trusted_again_after_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), free_port(), free_port());
+    let client = serve.client(None).await.unwrap();
+    session(&client, "acme", "alice").await;
+    let db = node_database(&serve.var()).await;
+    let changed = db
+        .execute(
+            "UPDATE frontends SET trusted_assertions = false WHERE name = 'demo-frontend'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match client.session_create("acme", "alice", &["pwd"], None).await {
+            Err(refused) if refused.code() == Some(ErrorCode::Forbidden) => break,
+            Ok(_) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the flag taken away is not heard"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(other) => panic!("{other}"),
+        }
+    }
+    client.close().await;
+    drop(db);
+    serve.stop();
+
+    let serve = Serve::start(dir.path(), free_port(), free_port());
+    let client = serve.client(None).await.unwrap();
+    let created = client
+        .session_create("acme", "alice", &["pwd"], None)
+        .await
+        .unwrap();
+    let info = client
+        .session_validate("acme", &created.session)
+        .await
+        .unwrap();
+    assert_eq!(
+        (info.amr, info.asserted),
+        (vec!["fed".to_owned(), "pwd".to_owned()], true)
+    );
+    client.close().await;
     serve.stop();
 }

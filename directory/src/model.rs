@@ -295,10 +295,14 @@ pub struct Frontend {
     pub tenants: Vec<String>,
     /// Whether it may rotate and revoke keys.
     pub admin: bool,
+    /// Whether it may assert sign-ins with `session_create` (a federation
+    /// or delegation gateway): registered with `--trusted-assertions`.
+    pub trusted_assertions: bool,
 }
 
 impl Frontend {
-    pub(crate) const COLUMNS: &'static str = "fingerprint, name, tenants, admin";
+    pub(crate) const COLUMNS: &'static str =
+        "fingerprint, name, tenants, admin, trusted_assertions";
 
     pub(crate) fn from_row(row: &Row) -> Result<Frontend, Error> {
         Ok(Frontend {
@@ -306,6 +310,7 @@ impl Frontend {
             name: row.try_get(1)?,
             tenants: row.try_get(2)?,
             admin: row.try_get(3)?,
+            trusted_assertions: row.try_get(4)?,
         })
     }
 

@@ -285,6 +285,10 @@ enum FrontendCommand {
         /// May rotate and revoke keys.
         #[arg(long)]
         admin: bool,
+        /// May assert sign-ins with session_create (a federation or delegation
+        /// gateway); without it the caller signs users in with authenticate.
+        #[arg(long)]
+        trusted_assertions: bool,
         /// Where to write cert.pem, key.pem and ca.pem.
         #[arg(long)]
         out: PathBuf,
@@ -516,6 +520,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                             name,
                             tenants,
                             admin,
+                            trusted_assertions,
                             out,
                         },
                 },
@@ -524,7 +529,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 &node.config()?,
                 &name,
                 &tenants,
-                admin,
+                frontdoor::cli::admin::Powers {
+                    admin,
+                    trusted_assertions,
+                },
                 &out,
             )?)?;
             Ok(ExitCode::SUCCESS)

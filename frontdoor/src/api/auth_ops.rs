@@ -582,6 +582,22 @@ impl Appliance {
         })
     }
 
+    /// The hash of `password` with the tenant's parameters, made on the
+    /// hashing pool (`overloaded` when its queue is full).
+    pub(super) async fn hash_password(
+        &self,
+        live: &TenantLive,
+        password: &Secret,
+    ) -> Result<String, WireError> {
+        let auth = self.authentication()?;
+        let scope = self.scope(live).await?;
+        let settings = scope.auth_settings().await.map_err(unavailable)?;
+        drop(scope);
+        let params = params(&settings);
+        let secret = password.expose().as_bytes().to_vec();
+        hashing(auth.pool.run(move || password::hash(&secret, params)).await)
+    }
+
     /// Hashes `password` with the tenant's parameters and stores it for
     /// `user_id`, clearing failures and lockout.
     async fn store_password(
@@ -590,13 +606,7 @@ impl Appliance {
         user_id: &str,
         password: &Secret,
     ) -> Result<(), WireError> {
-        let auth = self.authentication()?;
-        let scope = self.scope(live).await?;
-        let settings = scope.auth_settings().await.map_err(unavailable)?;
-        drop(scope);
-        let params = params(&settings);
-        let secret = password.expose().as_bytes().to_vec();
-        let hash = hashing(auth.pool.run(move || password::hash(&secret, params)).await)?;
+        let hash = self.hash_password(live, password).await?;
         let scope = self.scope(live).await?;
         scope
             .set_password_hash(user_id, &hash, true)

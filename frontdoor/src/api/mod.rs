@@ -444,7 +444,7 @@ impl Appliance {
                 client,
             } => {
                 let live = self.tenant(tenant).await?;
-                let created = hot.session_create(&live, who, user, amr.clone(), client.clone());
+                let created = hot.session_assert(&live, who, user, amr.clone(), client.clone());
                 Reply::SessionCreated(created.await?)
             }
             Operation::SessionValidate { tenant, session } => {

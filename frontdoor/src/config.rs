@@ -212,6 +212,9 @@ pub struct Cluster {
 pub struct AdmissionLimits {
     /// Worker threads (QUIC and HTTP each); 0: one per core.
     pub workers: usize,
+    /// Whether a QUIC worker hands requests to a less loaded worker, so
+    /// that every core works however the connections hash.
+    pub share_work: bool,
     /// Requests in flight on the node; more are answered `overloaded`.
     pub max_in_flight: usize,
     /// Requests per second for a tenant whose directory entry sets no budget.
@@ -369,6 +372,7 @@ impl Default for AdmissionLimits {
     fn default() -> AdmissionLimits {
         AdmissionLimits {
             workers: 0,
+            share_work: true,
             max_in_flight: crate::quic::server::DEFAULT_MAX_IN_FLIGHT,
             default_tenant_rate: 100_000,
             frame_timeout_secs: 10,

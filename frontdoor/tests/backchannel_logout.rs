@@ -89,8 +89,10 @@ impl Receiver {
             .collect()
     }
 
-    /// Waits (20 s at most) until `count` tokens with `sid` reached `path`.
-    fn until(&self, path: &str, sid: &str, count: usize) -> Vec<Value> {
+    /// Waits (20 s at most) until `count` tokens for `session` (their
+    /// `sid` derived from it) reached `path`.
+    fn until(&self, path: &str, session: &str, count: usize) -> Vec<Value> {
+        let sid = signer::public_session_id(session);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let got: Vec<Value> = self
@@ -266,7 +268,9 @@ async fn ended_sessions_are_told_to_the_apps_that_got_tokens_in_them() {
         .id_token("acme", "alice", "rp-bcl", &s1, Some("n-123"))
         .await
         .unwrap();
-    assert_eq!(sid_of(&id.token)["sid"], s1.as_str(), "ID tokens carry sid");
+    let sid = sid_of(&id.token)["sid"].as_str().unwrap().to_owned();
+    assert_eq!(sid, signer::public_session_id(&s1), "ID tokens carry sid");
+    assert_ne!(sid, s1.as_str(), "never the session id, a bearer secret");
     client
         .access_token("acme", "alice", "rp-bcl", &s1, &["openid"])
         .await
@@ -462,7 +466,7 @@ async fn a_token_issued_on_one_node_is_told_by_the_node_that_ends_the_session() 
     let all: Vec<Value> = receiver
         .received()
         .into_iter()
-        .filter(|e| e["claims"]["sid"] == s.as_str())
+        .filter(|e| e["claims"]["sid"] == signer::public_session_id(&s).as_str())
         .collect();
     assert_eq!(all.len(), 1, "told once: {all:?}");
 }

@@ -11,10 +11,11 @@
 //! the real appliance in appliance_end_to_end.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ciborium::Value;
@@ -42,6 +43,8 @@ struct Stand {
     held: Semaphore,
     entered: AtomicUsize,
     overloaded: AtomicUsize,
+    /// The threads held requests ran on.
+    threads: Mutex<HashSet<String>>,
 }
 
 impl Stand {
@@ -50,6 +53,7 @@ impl Stand {
             held: Semaphore::new(0),
             entered: AtomicUsize::new(0),
             overloaded: AtomicUsize::new(0),
+            threads: Mutex::default(),
         }
     }
 
@@ -65,6 +69,8 @@ impl Handler for Stand {
 
     async fn handle(&self, _: &(), operation: Operation) -> Result<Reply, WireError> {
         if matches!(&operation, Operation::SessionValidate { session, .. } if session == "hold") {
+            let thread = std::thread::current().name().unwrap_or("").to_owned();
+            self.threads.lock().unwrap().insert(thread);
             self.entered.fetch_add(1, Ordering::SeqCst);
             let _ = self.held.acquire().await;
         }
@@ -92,6 +98,10 @@ struct Node {
 
 impl Node {
     fn start(workers: usize, limits: QuicLimits) -> Node {
+        Node::start_sharing(workers, limits, true)
+    }
+
+    fn start_sharing(workers: usize, limits: QuicLimits, share_work: bool) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let ca = DeploymentCa::create_or_load(&dir.path().join("ca")).unwrap();
         let node = ca.issue_node("test", &["localhost".into()]).unwrap();
@@ -103,6 +113,7 @@ impl Node {
         .unwrap();
         let mut config = QuicConfig::new("127.0.0.1:0".parse().unwrap());
         (config.workers, config.pin_to_cores, config.limits) = (workers, false, limits);
+        config.share_work = share_work;
         let stand = Arc::new(Stand::new());
         let server = QuicServer::start(config, server_config, Arc::clone(&stand)).unwrap();
         Node {
@@ -358,6 +369,44 @@ async fn a_duplicate_id_in_flight_closes_the_stream() {
     send.finish().unwrap();
     assert!(read_to_end(&mut recv).await.is_empty());
     node.stop().await;
+}
+
+/// The held requests of one connection, sent on one stream, all running:
+/// the names of the worker threads they run on.
+async fn threads_of_one_connection(share_work: bool) -> HashSet<String> {
+    let node = Node::start_sharing(2, QuicLimits::default(), share_work);
+    let connection = node.connect().await;
+    let (mut send, mut recv) = connection.open_bi().await.unwrap();
+    let mut wire = Vec::new();
+    for id in 1..=8 {
+        wire.extend(held(id));
+    }
+    send.write_all(&wire).await.unwrap();
+    send.finish().unwrap();
+    surely("8 held requests running", async {
+        while node.stand.entered.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let threads = node.stand.threads.lock().unwrap().clone();
+    node.stand.release();
+    let mut answers = read_to_end(&mut recv).await;
+    answers.sort_by_key(|a| a.id);
+    assert_eq!(ids(&answers), [1, 2, 3, 4, 5, 6, 7, 8], "{answers:?}");
+    node.stop().await;
+    threads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_keeps_every_worker_busy() {
+    // A connection lives on one worker; its requests run on both.
+    let shared = threads_of_one_connection(true).await;
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    assert!(shared.iter().all(|t| t.starts_with("sigil-quic-")));
+    // Without sharing they stay on the worker that owns the connection.
+    let alone = threads_of_one_connection(false).await;
+    assert_eq!(alone.len(), 1, "{alone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

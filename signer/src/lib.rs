@@ -34,6 +34,7 @@ mod keyring;
 pub mod logout_token;
 mod pool;
 pub mod saml;
+mod session_ref;
 mod software;
 mod time;
 mod wrap;
@@ -49,6 +50,7 @@ pub use pool::{
     PendingSignature, PoolConfig, PoolStats, RejectReason, Rejected, Signer, SignerPool,
     SigningMode,
 };
+pub use session_ref::public_session_id;
 pub use software::{SoftwareBackend, SoftwareKey, BACKEND_NAME as SOFTWARE_BACKEND};
 pub use time::Timestamp;
 pub use wrap::MasterKey;

@@ -369,7 +369,9 @@ pub fn jwt_to_sign(
         auth_time: Some(session.auth_time),
         nonce: nonce.map(str::to_owned),
         amr: session.amr.clone(),
-        session_id: scope.is_none().then(|| session.id.clone()),
+        session_id: scope
+            .is_none()
+            .then(|| signer::public_session_id(&session.id)),
         authorized_party: None,
         scope: scope.map(|s| s.join(" ")),
         client_id: scope.map(|_| app.name.clone()),
@@ -434,10 +436,7 @@ pub fn saml(
         })
         .collect();
     // The session index must not reveal the session id (a bearer secret).
-    let session_index = signer::b64::encode(
-        &aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, session.id.as_bytes()).as_ref()
-            [..16],
-    );
+    let session_index = signer::public_session_id(&session.id);
     let response = build_signed_response(
         &ResponseSpec {
             issuer,

@@ -265,6 +265,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     )?;
     let mut quic_config = QuicConfig::new(config.listen.quic);
     quic_config.workers = config.workers();
+    quic_config.share_work = config.limits.share_work;
     quic_config.limits = QuicLimits {
         max_in_flight: config.limits.max_in_flight,
         frame_timeout: Duration::from_secs(config.limits.frame_timeout_secs),

@@ -4,6 +4,7 @@
 //! the appliance's ([`crate::api`]).
 
 pub mod server;
+mod share;
 pub mod tls;
 
 pub use server::{Handler, QuicConfig, QuicLimits, QuicServer, QuicStats};

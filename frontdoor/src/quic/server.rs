@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::share::{Job, Mailbox, Mesh, Share};
 use crate::shared_port::bind_per_worker;
 use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
@@ -45,7 +46,9 @@ use sigil_proto::{
 /// the appliance ([`crate::api::Appliance`]).
 pub trait Handler: Send + Sync + 'static {
     /// Who the peer is, from its client certificate (`None`: it sent none).
-    type Caller: 'static;
+    /// Shared by the workers: a request may run on another worker than
+    /// the one that owns its connection ([`super::share`]).
+    type Caller: Send + Sync + 'static;
 
     /// Resolves the caller once per connection.
     fn caller(
@@ -118,6 +121,10 @@ pub struct QuicConfig {
     pub workers: usize,
     /// Pin worker N to core N. Default: true.
     pub pin_to_cores: bool,
+    /// Whether a worker hands requests to a less loaded one
+    /// ([`super::share`]), so that every core works however connections
+    /// hash. Default: true.
+    pub share_work: bool,
     /// Limits.
     pub limits: QuicLimits,
 }
@@ -129,6 +136,7 @@ impl QuicConfig {
             listen,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             pin_to_cores: true,
+            share_work: true,
             limits: QuicLimits::default(),
         }
     }
@@ -197,9 +205,16 @@ impl QuicServer {
         let mut limits = config.limits;
         limits.max_in_flight = (limits.max_in_flight / workers).max(1);
         let mut handles = Vec::with_capacity(workers);
-        for (n, socket) in sockets.into_iter().enumerate() {
-            let handler = Arc::clone(&handler);
-            let stats = Arc::clone(&stats);
+        let (mesh, mailboxes) = Mesh::new(workers, config.share_work);
+        for ((n, socket), mailbox) in sockets.into_iter().enumerate().zip(mailboxes) {
+            let parts = WorkerParts {
+                handler: Arc::clone(&handler),
+                limits,
+                stats: Arc::clone(&stats),
+                mesh: Arc::clone(&mesh),
+                me: n,
+                mailbox,
+            };
             let server_config = server_config.clone();
             let stopped = stopped.clone();
             let core = (config.pin_to_cores && !cores.is_empty()).then(|| cores[n % cores.len()]);
@@ -219,7 +234,7 @@ impl QuicServer {
                         socket,
                         Arc::new(quinn::TokioRuntime),
                     ) {
-                        Ok(endpoint) => run_worker(endpoint, handler, limits, stats, stopped).await,
+                        Ok(endpoint) => run_worker(endpoint, parts, stopped).await,
                         Err(e) => tracing::error!(worker = n, error = %e, "quic endpoint failed to start"),
                     }
                 });
@@ -270,21 +285,35 @@ struct Worker<H: Handler> {
     limits: QuicLimits,
     stats: Arc<QuicStats>,
     in_flight: Cell<usize>,
+    share: Share<H::Caller>,
+}
+
+/// What a worker thread starts from.
+struct WorkerParts<H: Handler> {
+    handler: Arc<H>,
+    limits: QuicLimits,
+    stats: Arc<QuicStats>,
+    mesh: Arc<Mesh<H::Caller>>,
+    me: usize,
+    mailbox: Mailbox<H::Caller>,
 }
 
 async fn run_worker<H: Handler>(
     endpoint: quinn::Endpoint,
-    handler: Arc<H>,
-    limits: QuicLimits,
-    stats: Arc<QuicStats>,
+    parts: WorkerParts<H>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let worker = Rc::new(Worker {
-        handler,
-        limits,
-        stats,
+        handler: parts.handler,
+        limits: parts.limits,
+        stats: parts.stats,
         in_flight: Cell::new(0),
+        share: Share::new(parts.mesh, parts.me),
     });
+    let Mailbox { inbox, returns } = parts.mailbox;
+    tokio::task::spawn_local(serve_inbox(Rc::clone(&worker), inbox));
+    let delivering = Rc::clone(&worker);
+    tokio::task::spawn_local(async move { delivering.share.deliver(returns).await });
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
@@ -309,11 +338,37 @@ async fn run_worker<H: Handler>(
     // Graceful: refuse new connections, let requests in flight finish.
     endpoint.set_server_config(None);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while worker.in_flight.get() > 0 && tokio::time::Instant::now() < deadline {
+    // Its own requests (wherever they run) and the others' it runs.
+    while (worker.in_flight.get() > 0 || worker.share.runs_any())
+        && tokio::time::Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     endpoint.close(close_code::SHUTDOWN.into(), b"shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+/// Runs the requests other workers hand over, a batch per wake-up, and
+/// sends each answer back to the worker that owns its stream.
+async fn serve_inbox<H: Handler>(
+    worker: Rc<Worker<H>>,
+    mut inbox: mpsc::UnboundedReceiver<Job<H::Caller>>,
+) {
+    let mut batch = Vec::with_capacity(64);
+    while inbox.recv_many(&mut batch, 64).await > 0 {
+        for job in batch.drain(..) {
+            let worker = Rc::clone(&worker);
+            let running = worker.share.mesh.running(worker.share.me);
+            tokio::task::spawn_local(async move {
+                let (origin, ticket) = job.reply_to();
+                let outcome = worker.handler.handle(&job.caller, job.operation).await;
+                worker
+                    .share
+                    .answer(origin, ticket, encode_outcome(job.id, outcome));
+                drop(running);
+            });
+        }
+    }
 }
 
 fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'static>> {
@@ -323,10 +378,10 @@ fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'st
 }
 
 async fn serve_connection<H: Handler>(worker: Rc<Worker<H>>, connection: quinn::Connection) {
-    let caller = Rc::new(worker.handler.caller(peer_certificate(&connection)).await);
+    let caller = Arc::new(worker.handler.caller(peer_certificate(&connection)).await);
     while let Ok((send, recv)) = connection.accept_bi().await {
         let worker = Rc::clone(&worker);
-        let caller = Rc::clone(&caller);
+        let caller = Arc::clone(&caller);
         tokio::task::spawn_local(serve_stream(worker, caller, send, recv));
     }
 }
@@ -352,6 +407,21 @@ fn encode_response(response: &WireResponse<Reply>) -> Bytes {
             out.freeze()
         }
     }
+}
+
+fn encode_outcome(id: u64, outcome: Result<Reply, WireError>) -> Bytes {
+    encode_response(&match outcome {
+        Ok(result) => WireResponse {
+            id,
+            result: Some(result),
+            error: None,
+        },
+        Err(error) => WireResponse {
+            id,
+            result: None,
+            error: Some(error),
+        },
+    })
 }
 
 fn error_response(id: u64, code: ErrorCode, message: impl Into<String>) -> Bytes {
@@ -390,7 +460,7 @@ type InFlightIds = Rc<RefCell<HashSet<u64>>>;
 
 async fn serve_stream<H: Handler>(
     worker: Rc<Worker<H>>,
-    caller: Rc<H::Caller>,
+    caller: Arc<H::Caller>,
     send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
@@ -452,7 +522,7 @@ async fn write_answers(
 /// stream must close.
 async fn read_requests<H: Handler>(
     worker: &Rc<Worker<H>>,
-    caller: &Rc<H::Caller>,
+    caller: &Arc<H::Caller>,
     recv: &mut quinn::RecvStream,
     in_flight_ids: &InFlightIds,
     answers: &mpsc::UnboundedSender<Bytes>,
@@ -511,7 +581,7 @@ fn check_unique(in_flight_ids: &InFlightIds, id: u64) -> Result<(), StreamClose>
 /// or admits it as a task that answers when done.
 fn dispatch<H: Handler>(
     worker: &Rc<Worker<H>>,
-    caller: &Rc<H::Caller>,
+    caller: &Arc<H::Caller>,
     in_flight_ids: &InFlightIds,
     answers: &mpsc::UnboundedSender<Bytes>,
     frame: &[u8],
@@ -563,22 +633,23 @@ fn dispatch<H: Handler>(
         return Ok(());
     }
     let admitted = Admitted::new(worker, in_flight_ids, id);
-    let (caller, answers) = (Rc::clone(caller), answers.clone());
+    let (caller, answers) = (Arc::clone(caller), answers.clone());
     tokio::task::spawn_local(async move {
-        let outcome = admitted.worker.handler.handle(&caller, operation).await;
-        let response = match outcome {
-            Ok(result) => WireResponse {
-                id,
-                result: Some(result),
-                error: None,
-            },
-            Err(error) => WireResponse {
-                id,
-                result: None,
-                error: Some(error),
-            },
+        let worker = &admitted.worker;
+        let answer = match worker.share.offload(id, &caller, operation) {
+            Ok(elsewhere) => elsewhere.await.unwrap_or_else(|_| {
+                error_response(
+                    id,
+                    ErrorCode::Unavailable,
+                    "the worker running the request stopped; retry",
+                )
+            }),
+            Err(operation) => {
+                let _running = worker.share.mesh.running(worker.share.me);
+                encode_outcome(id, worker.handler.handle(&caller, operation).await)
+            }
         };
-        let _ = answers.send(encode_response(&response));
+        let _ = answers.send(answer);
         admitted
             .worker
             .stats

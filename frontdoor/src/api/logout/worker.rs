@@ -107,7 +107,7 @@ async fn deliveries(appliance: &Appliance, job: &Ended, lifetime: TokenLifetime)
                 issuer: live.issuer.clone(),
                 audience: app.name.clone(),
                 subject: Some(subject.clone()),
-                session_id: Some(record.id.to_string()),
+                session_id: Some(signer::public_session_id(&record.id.to_string())),
             };
             match sign(appliance, &live, app.algorithm, &claims, lifetime).await {
                 Some((token, jti)) => out.push(Delivery {

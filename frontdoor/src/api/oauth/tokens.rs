@@ -137,19 +137,6 @@ impl Appliance {
         if matches!(denied, Validation::Revoked) {
             return inactive("revoked");
         }
-        if let Some(sid) = token.text("sid") {
-            let valid = SessionId::parse(sid).ok().map(|id| {
-                self.hot
-                    .replica
-                    .validate(&live.slug, &id, now_ms)
-                    .map_err(unsure)
-            });
-            match valid {
-                Some(Ok(Validation::Valid(_))) => {}
-                Some(Err(e)) => return Err(e),
-                _ => return inactive("session_ended"),
-            }
-        }
         let mut answer = Map::new();
         answer.insert("active".into(), Value::Bool(true));
         for name in [

@@ -326,7 +326,11 @@ async fn an_id_token_runs_the_whole_path_and_its_record_is_durable_first() {
         claims["email"], "alice@acme.test",
         "the app's claim mapping"
     );
-    assert_eq!(claims["sid"], session.as_str());
+    assert_eq!(
+        claims["sid"],
+        signer::public_session_id(session.as_str()),
+        "derived: the session id is a bearer secret"
+    );
     assert_eq!(token.expires_at, w.clock.now_ms() / 1000 + 300);
 
     let audited = w.audited();

@@ -661,3 +661,26 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         soak: None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_sign_ins_use_only_users_the_seed_gave_a_password() {
+        // One tenant of 1,000 users, all of them acted as: only user1 …
+        // user256 have the seed's password.
+        let tenants = seeded_population(1, 1_000, 1, 1_000);
+        assert_eq!(tenants[0].1.len(), 1_000);
+        let users = auth_users(&tenants, true);
+        assert_eq!(users.len(), seed_plan::PASSWORD_USERS as usize);
+        assert_eq!(users[0], ("seed-1".to_owned(), "user1".to_owned()));
+        assert_eq!(users[255].1, "user256");
+        // Users named on the command line are all signed in as.
+        let named = vec![(
+            "acme".to_owned(),
+            vec!["alice".to_owned(), "bob".to_owned()],
+        )];
+        assert_eq!(auth_users(&named, false).len(), 2);
+    }
+}

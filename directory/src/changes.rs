@@ -53,6 +53,11 @@ pub enum Change {
         /// The tenant.
         tenant_id: i64,
     },
+    /// A tenant's sign-on policy changed (issue 18): drop its cached copy.
+    Policy {
+        /// The tenant.
+        tenant_id: i64,
+    },
 }
 
 /// Parses one notification payload.
@@ -80,6 +85,7 @@ pub fn parse(payload: &str) -> Option<Change> {
         "frontends" => Change::Callers,
         "signing_keys" => Change::Keys { tenant_id },
         "scim_tokens" => Change::ScimTokens { tenant_id },
+        "signon_policies" => Change::Policy { tenant_id },
         _ => return None,
     })
 }
@@ -146,6 +152,10 @@ mod tests {
         assert_eq!(
             parse(r#"{"table":"signing_keys","tenant_id":3,"user_id":null,"status":null}"#),
             Some(Change::Keys { tenant_id: 3 })
+        );
+        assert_eq!(
+            parse(r#"{"table":"signon_policies","tenant_id":4,"user_id":null,"status":null}"#),
+            Some(Change::Policy { tenant_id: 4 })
         );
         assert_eq!(
             parse(r#"{"table":"app_user_assignments","tenant_id":3,"user_id":"u1","status":null}"#),

@@ -85,6 +85,11 @@ pub struct AuthState {
     pub client: Option<String>,
     /// When it expires, unix ms.
     pub expires_ms: u64,
+    /// The session's absolute lifetime the sign-on policy set, seconds
+    /// (none: the tenant's).
+    pub session_absolute_s: Option<u32>,
+    /// The session's idle timeout the sign-on policy set, seconds.
+    pub session_idle_s: Option<u32>,
 }
 
 fn count(value: i32) -> u32 {
@@ -371,8 +376,9 @@ impl TenantScope<'_> {
     ) -> Result<(), Error> {
         self.client()
             .execute(
-                "INSERT INTO auth_states (tenant_id, state_hash, user_id, purpose, amr, client, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO auth_states (tenant_id, state_hash, user_id, purpose, amr, client, expires_at,
+                                          session_absolute_s, session_idle_s)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &self.tenant_id(),
                     &state_hash.as_slice(),
@@ -381,6 +387,8 @@ impl TenantScope<'_> {
                     &state.amr,
                     &state.client,
                     &time_of(state.expires_ms),
+                    &state.session_absolute_s.map(signed),
+                    &state.session_idle_s.map(signed),
                 ],
             )
             .await?;
@@ -406,7 +414,7 @@ impl TenantScope<'_> {
             .client()
             .query_opt(
                 "DELETE FROM auth_states WHERE state_hash = $1 AND expires_at > $2
-                 RETURNING user_id, purpose, amr, client, expires_at",
+                 RETURNING user_id, purpose, amr, client, expires_at, session_absolute_s, session_idle_s",
                 &[&state_hash.as_slice(), &now],
             )
             .await?;
@@ -418,6 +426,8 @@ impl TenantScope<'_> {
                 amr: r.try_get(2)?,
                 client: r.try_get(3)?,
                 expires_ms: millis(expires),
+                session_absolute_s: r.try_get::<_, Option<i32>>(5)?.map(count),
+                session_idle_s: r.try_get::<_, Option<i32>>(6)?.map(count),
             })
         })
         .transpose()

@@ -47,6 +47,13 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     (8, include_str!("../migrations/0008_backchannel_logout.sql")),
     // Authentication (issue 18): passwords, lockout, factors, MFA states.
     (9, include_str!("../migrations/0009_credentials.sql")),
+    // Sign-on policies (issue 18)
+    (10, include_str!("../migrations/0010_signon_policy.sql")),
+    // Authentication (issue 18): front ends trusted to assert sign-ins.
+    (
+        11,
+        include_str!("../migrations/0011_trusted_assertions.sql"),
+    ),
 ];
 
 /// The schema version this build needs.

@@ -33,6 +33,7 @@ mod fence;
 pub mod latency;
 mod model;
 mod owner;
+pub mod policy;
 pub mod refresh;
 pub mod scim;
 pub mod seed;

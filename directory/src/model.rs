@@ -11,7 +11,7 @@ use crate::Error;
 
 /// Every table whose rows belong to one tenant: each has row-level
 /// security, FORCE'd, on the transaction's tenant setting.
-pub const TENANT_TABLES: [&str; 15] = [
+pub const TENANT_TABLES: [&str; 16] = [
     "users",
     "groups",
     "memberships",
@@ -30,6 +30,7 @@ pub const TENANT_TABLES: [&str; 15] = [
     "credentials",
     "user_factors",
     "auth_states",
+    "signon_policies",
 ];
 
 /// A tenant.
@@ -294,10 +295,14 @@ pub struct Frontend {
     pub tenants: Vec<String>,
     /// Whether it may rotate and revoke keys.
     pub admin: bool,
+    /// Whether it may assert sign-ins with `session_create` (a federation
+    /// or delegation gateway): registered with `--trusted-assertions`.
+    pub trusted_assertions: bool,
 }
 
 impl Frontend {
-    pub(crate) const COLUMNS: &'static str = "fingerprint, name, tenants, admin";
+    pub(crate) const COLUMNS: &'static str =
+        "fingerprint, name, tenants, admin, trusted_assertions";
 
     pub(crate) fn from_row(row: &Row) -> Result<Frontend, Error> {
         Ok(Frontend {
@@ -305,6 +310,7 @@ impl Frontend {
             name: row.try_get(1)?,
             tenants: row.try_get(2)?,
             admin: row.try_get(3)?,
+            trusted_assertions: row.try_get(4)?,
         })
     }
 

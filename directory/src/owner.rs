@@ -139,14 +139,49 @@ impl Owner {
             .client()
             .await
             .execute(
-                "INSERT INTO frontends (fingerprint, name, tenants, admin) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&frontend.fingerprint, &frontend.name, &frontend.tenants, &frontend.admin],
+                "INSERT INTO frontends (fingerprint, name, tenants, admin, trusted_assertions)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                &[
+                    &frontend.fingerprint,
+                    &frontend.name,
+                    &frontend.tenants,
+                    &frontend.admin,
+                    &frontend.trusted_assertions,
+                ],
             )
             .await?;
         if n == 0 {
             return Err(Error::Conflict(format!(
                 "front end {} or its certificate is registered already",
                 frontend.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sets whether the caller with `fingerprint` may assert sign-ins
+    /// (`session_create`). Every node forgets its resolved callers on the
+    /// change notification (0004's trigger), so it holds from their next
+    /// request.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when no caller has it; [`Error::Postgres`].
+    pub async fn set_trusted_assertions(
+        &self,
+        fingerprint: &str,
+        trusted: bool,
+    ) -> Result<(), Error> {
+        let n = self
+            .client()
+            .await
+            .execute(
+                "UPDATE frontends SET trusted_assertions = $2 WHERE fingerprint = $1",
+                &[&fingerprint, &trusted],
+            )
+            .await?;
+        if n == 0 {
+            return Err(Error::Invalid(format!(
+                "no caller with certificate {fingerprint}"
             )));
         }
         Ok(())
@@ -190,9 +225,14 @@ impl Owner {
             .await?;
         let inserted = client
             .execute(
-                "INSERT INTO frontends (fingerprint, name, tenants, admin)
-                 SELECT $1, $2, $3, true WHERE NOT EXISTS (SELECT 1 FROM frontends WHERE admin)",
-                &[&frontend.fingerprint, &frontend.name, &frontend.tenants],
+                "INSERT INTO frontends (fingerprint, name, tenants, admin, trusted_assertions)
+                 SELECT $1, $2, $3, true, $4 WHERE NOT EXISTS (SELECT 1 FROM frontends WHERE admin)",
+                &[
+                    &frontend.fingerprint,
+                    &frontend.name,
+                    &frontend.tenants,
+                    &frontend.trusted_assertions,
+                ],
             )
             .await;
         match inserted {

@@ -252,6 +252,22 @@ enum AdminCommand {
         #[command(subcommand)]
         command: frontdoor::cli::scim_tokens::ScimTokenCommand,
     },
+    /// A tenant's sign-on policy: set from a policy.toml, show (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    Policy {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::policy::PolicyCommand,
+    },
+    /// A tenant's argon2id parameters and lockout rule: set, show (through the node, as its admin caller).
+    #[command(mut_arg("cert_dir", |arg| arg.help(ADMIN_CERT_DIR_HELP)))]
+    AuthSettings {
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(subcommand)]
+        command: frontdoor::cli::policy::AuthSettingsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -269,6 +285,10 @@ enum FrontendCommand {
         /// May rotate and revoke keys.
         #[arg(long)]
         admin: bool,
+        /// May assert sign-ins with session_create (a federation or delegation
+        /// gateway); without it the caller signs users in with authenticate.
+        #[arg(long)]
+        trusted_assertions: bool,
         /// Where to write cert.pem, key.pem and ca.pem.
         #[arg(long)]
         out: PathBuf,
@@ -500,6 +520,7 @@ fn real_main() -> anyhow::Result<ExitCode> {
                             name,
                             tenants,
                             admin,
+                            trusted_assertions,
                             out,
                         },
                 },
@@ -508,7 +529,10 @@ fn real_main() -> anyhow::Result<ExitCode> {
                 &node.config()?,
                 &name,
                 &tenants,
-                admin,
+                frontdoor::cli::admin::Powers {
+                    admin,
+                    trusted_assertions,
+                },
                 &out,
             )?)?;
             Ok(ExitCode::SUCCESS)
@@ -543,6 +567,13 @@ fn real_main() -> anyhow::Result<ExitCode> {
         Command::Admin {
             command: AdminCommand::User { target, command },
         } => as_admin_all(target, command.operations()?),
+        // Issue 18: sign-on policy and auth settings.
+        Command::Admin {
+            command: AdminCommand::Policy { target, command },
+        } => as_admin(target, command.operation()?),
+        Command::Admin {
+            command: AdminCommand::AuthSettings { target, command },
+        } => as_admin(target, command.operation()?),
         Command::Keys { target, command } => {
             let operation = match command {
                 KeysCommand::Rotate { tenant, alg } => Operation::KeysRotate { tenant, alg },

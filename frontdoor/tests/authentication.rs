@@ -533,6 +533,7 @@ async fn lockout_and_replay_refusal_hold_across_nodes() {
             tenant: "acme".into(),
             user: "alice".into(),
             otp: Secret(codes[0]["code"].as_str().unwrap().into()),
+            state: None,
         },
     )
     .await

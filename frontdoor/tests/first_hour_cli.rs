@@ -312,6 +312,8 @@ fn unknown_tenants_are_not_found_only_for_callers_that_may_know() {
             name,
             "--tenants",
             tenants,
+            // Asked for sessions below: allowed session_create.
+            "--trusted-assertions",
             "--out",
         ];
         let out_text = out.to_str().unwrap().to_owned();

@@ -431,7 +431,7 @@ async fn scim_tokens_reach_only_their_tenant_and_lifecycle_is_strong() {
     let big = vec![b' '; (1 << 20) + 1];
     let (status, _, e) = http(&serve, "POST", &users, Some(&acme), &[], &big);
     assert_eq!((status, e["status"].as_str()), (413, Some("413")), "{e}");
-    let with_password = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "pw", "password": "hunter2"});
+    let with_password = json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "pw", "password": ""});
     let (status, _, e) = http(
         &serve,
         "POST",
@@ -570,5 +570,221 @@ async fn scim_tokens_reach_only_their_tenant_and_lifecycle_is_strong() {
             !detail.contains(&acme) && !detail.contains("sigil_scim_"),
             "{detail}"
         );
+    }
+}
+
+/// Issue 18: `password` is writeOnly and returned never (RFC 7643
+/// §4.1.1). A SCIM client sets it on POST, PUT, PATCH and in `/Bulk`; it is
+/// hashed with the tenant's parameters and `authenticate` checks it; no
+/// answer carries it; an empty or oversized one is refused as SCIM error
+/// JSON and writes nothing; it is audited as `password.set` by token name,
+/// never its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_passwords_are_write_only_and_authenticate_checks_them() {
+    const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+    const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+    let (dir, serve) = tokio::task::spawn_blocking(start).await.unwrap();
+    let acme = scim_token(dir.path(), "acme", "okta");
+    let globex = scim_token(dir.path(), "globex", "okta");
+    let users = format!("{}/Users", base("acme"));
+    let client = serve.client(None).await.unwrap();
+    let secrets = [
+        "first secret of mallory",
+        "second secret of mallory",
+        "third secret of mallory",
+        "secret of the bulk user",
+    ];
+    let mut answers: Vec<Value> = Vec::new();
+    let send = |method: &str, path: &str, token: &str, body: &Value| {
+        http(
+            &serve,
+            method,
+            path,
+            Some(token),
+            &[],
+            body.to_string().as_bytes(),
+        )
+    };
+    let signs_in = |user: &'static str, password: &'static str| {
+        let client = &client;
+        async move {
+            match client.authenticate("acme", user, password, None).await {
+                Ok(status) => {
+                    assert_eq!(status.status, "SUCCESS", "{status:?}");
+                    assert_eq!(status.amr, Some(vec!["pwd".to_owned()]));
+                    true
+                }
+                Err(refused) => {
+                    assert_eq!(refused.code(), Some(ErrorCode::InvalidCredentials));
+                    false
+                }
+            }
+        }
+    };
+
+    // POST with a password: `authenticate` checks it.
+    let body = json!({"schemas": [USER], "userName": "mallory", "password": secrets[0]});
+    let (status, _, made) = send("POST", &users, &acme, &body);
+    assert_eq!(status, 201, "{made}");
+    let url = format!("{users}/{}", made["id"].as_str().unwrap());
+    answers.push(made);
+    assert!(signs_in("mallory", secrets[0]).await);
+
+    // PATCH replace: the old one fails, the new one works.
+    let patch = json!({"schemas": [PATCH],
+        "Operations": [{"op": "replace", "path": "password", "value": secrets[1]}]});
+    let (status, _, patched) = send("PATCH", &url, &acme, &patch);
+    assert_eq!(status, 200, "{patched}");
+    answers.push(patched);
+    assert!(!signs_in("mallory", secrets[0]).await);
+    assert!(signs_in("mallory", secrets[1]).await);
+
+    // PUT with one replaces it; a PUT without one (it is never returned,
+    // so a client cannot send it back) leaves it.
+    let put = json!({"schemas": [USER], "userName": "mallory", "password": secrets[2]});
+    let (status, _, replaced) = send("PUT", &url, &acme, &put);
+    assert_eq!(status, 200, "{replaced}");
+    answers.push(replaced);
+    assert!(!signs_in("mallory", secrets[1]).await);
+    let put = json!({"schemas": [USER], "userName": "mallory", "displayName": "Mallory"});
+    let (status, _, replaced) = send("PUT", &url, &acme, &put);
+    assert_eq!(status, 200, "{replaced}");
+    assert!(signs_in("mallory", secrets[2]).await);
+
+    // Another tenant's token reaches none of it: refused at acme's
+    // endpoint, and the id is no user at its own.
+    let (status, _, e) = send("PATCH", &url, &globex, &patch);
+    assert_eq!(status, 401, "{e}");
+    let elsewhere = url.replace(&base("acme"), &base("globex"));
+    let (status, _, e) = send("PATCH", &elsewhere, &globex, &patch);
+    assert_eq!(status, 404, "{e}");
+    assert!(signs_in("mallory", secrets[2]).await);
+
+    // `/Bulk`: a creation with a password among plain ones.
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+    "Operations": [
+        {"method": "POST", "path": "/Users", "bulkId": "a", "data": {"schemas": [USER], "userName": "bulk-plain"}},
+        {"method": "POST", "path": "/Users", "bulkId": "b", "data": {"schemas": [USER], "userName": "bulk-pw", "password": secrets[3]}},
+        {"method": "POST", "path": "/Users", "bulkId": "c", "data": {"schemas": [USER], "userName": "bulk-plain-2"}},
+    ]});
+    let (status, _, done) = send("POST", &format!("{}/Bulk", base("acme")), &acme, &bulk);
+    assert_eq!(status, 200, "{done}");
+    let statuses: Vec<&str> = done["Operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["201", "201", "201"], "{done}");
+    answers.push(done);
+    assert!(signs_in("bulk-pw", secrets[3]).await);
+    assert!(!signs_in("bulk-plain", secrets[3]).await);
+
+    // Refused as SCIM errors, and nothing written: empty, oversized, not a
+    // string (a new user, and over an existing one).
+    for (name, password) in [
+        ("empty", json!("")),
+        ("long", json!("x".repeat(513))),
+        ("number", json!(12345)),
+    ] {
+        let body = json!({"schemas": [USER], "userName": name, "password": password});
+        let (status, _, e) = send("POST", &users, &acme, &body);
+        assert_eq!(
+            (status, e["scimType"].as_str()),
+            (400, Some("invalidValue")),
+            "{name}: {e}"
+        );
+        assert!(!e.to_string().contains("xxxxxxxx"), "{e}");
+        let patch = json!({"schemas": [PATCH],
+            "Operations": [{"op": "replace", "path": "password", "value": password}]});
+        let (status, _, e) = send("PATCH", &url, &acme, &patch);
+        assert_eq!(status, 400, "{name}: {e}");
+    }
+    let (status, _, found) = http(
+        &serve,
+        "GET",
+        &format!("{users}?filter=userName%20eq%20%22long%22"),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (status, &found["totalResults"]),
+        (200, &json!(0)),
+        "{found}"
+    );
+    assert!(signs_in("mallory", secrets[2]).await);
+
+    // Never answered: not by the writes above, a GET, a list, nor when
+    // asked for by name.
+    for path in [
+        url.clone(),
+        format!("{url}?attributes=password,userName"),
+        format!("{users}?filter=userName%20eq%20%22mallory%22"),
+        format!("{users}?attributes=password"),
+    ] {
+        let (status, _, read) = http(&serve, "GET", &path, Some(&acme), &[], b"");
+        assert_eq!(status, 200, "{path}: {read}");
+        answers.push(read);
+    }
+    for answer in &answers {
+        let text = answer.to_string();
+        assert!(!text.contains("\"password\""), "{text}");
+        assert!(secrets.iter().all(|s| !text.contains(s)), "{text}");
+    }
+    // Discovery says so.
+    let (status, _, schema) = http(
+        &serve,
+        "GET",
+        &format!("{}/Schemas/{USER}", base("acme")),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{schema}");
+    let password = schema["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "password")
+        .unwrap();
+    assert_eq!(
+        (&password["mutability"], &password["returned"]),
+        (&json!("writeOnly"), &json!("never"))
+    );
+    let (_, _, config) = http(
+        &serve,
+        "GET",
+        &format!("{}/ServiceProviderConfig", base("acme")),
+        Some(&acme),
+        &[],
+        b"",
+    );
+    assert_eq!(config["changePassword"]["supported"], true, "{config}");
+
+    // Audited as `password.set` (four: POST, PATCH, PUT, bulk), by the
+    // token's name, never with a value.
+    common::audit_verify(dir.path(), "acme");
+    let db = common::node_database(&serve.var()).await;
+    let rows = db
+        .query(
+            "SELECT kind, detail::text FROM audit_events WHERE tenant_id = (SELECT tenant_id FROM tenants WHERE slug = 'acme')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let set: Vec<String> = rows
+        .iter()
+        .filter(|r| r.get::<_, String>(0) == "password.set")
+        .map(|r| r.get(1))
+        .collect();
+    assert_eq!(set.len(), 4, "{set:?}");
+    assert!(
+        set.iter().all(|d| d.contains("\"caller\": \"okta\"")),
+        "{set:?}"
+    );
+    for row in &rows {
+        let detail: String = row.get(1);
+        assert!(secrets.iter().all(|s| !detail.contains(s)), "{detail}");
     }
 }

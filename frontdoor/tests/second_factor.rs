@@ -128,6 +128,7 @@ async fn totp_is_a_second_factor_once_per_step() {
             tenant: "acme".into(),
             user: "bob".into(),
             otp: Secret("000000".into()),
+            state: None,
         },
     )
     .await;

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Serve, SIGIL};
+use common::{free_port, frontend_add, Serve, SIGIL};
 use serde_json::{json, Value};
 use signer::conformance::external::assert_jwts_verify;
 
@@ -67,12 +67,9 @@ fn serve(dir: &Path, ports: (u16, u16), tenants: &str) -> Serve {
 }
 
 /// An ID token of `user1` of `tenant` for `app-es256`, through the QUIC API
-/// as the admin caller (allowed for every tenant).
+/// as the `seeded` caller (every tenant, trusted to assert sign-ins).
 async fn id_token(serve: &Serve, tenant: &str) -> String {
-    let client = serve
-        .client(Some(&serve.var().join("credentials/admin")))
-        .await
-        .unwrap();
+    let client = serve.client(Some(&serve.dir.join("seeded"))).await.unwrap();
     let session = common::session(&client, tenant, "user1").await;
     client
         .id_token(tenant, "user1", "app-es256", &session, None)
@@ -102,6 +99,7 @@ async fn sps_get_documents_of_tenants_not_loaded_on_their_first_fetch() {
                 "{}",
                 String::from_utf8_lossy(&seed.stderr)
             );
+            frontend_add(&root, "seeded", "*", &["--trusted-assertions"]);
         }
     })
     .await

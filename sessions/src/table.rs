@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 mod apps;
+mod create;
 mod scan;
 mod user_marks;
 
@@ -140,6 +141,12 @@ pub struct SessionRecord {
     /// logout; see `table/apps.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub apps: Vec<Arc<str>>,
+    /// The sign-in was asserted by a trusted front end (`session_create`,
+    /// issue 18), not proven by Sigil (`authenticate`). Fixed at creation.
+    /// Left out when false: a peer that predates it reads the record as
+    /// before, and reads an asserted one as a record without the field.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub asserted: bool,
 }
 
 /// A one-way revocation mark: sessions of `user` (or of the whole tenant
@@ -220,6 +227,12 @@ impl SessionView {
     pub fn amr(&self) -> &[String] {
         &self.principal.amr
     }
+
+    /// Whether a trusted front end asserted the sign-in (`session_create`)
+    /// rather than Sigil proving it.
+    pub fn asserted(&self) -> bool {
+        self.principal.asserted
+    }
 }
 
 /// Who a session is for and how they signed in: fixed at creation, read
@@ -232,6 +245,7 @@ struct Principal {
     auth_time_ms: u64,
     amr: Box<[String]>,
     client: Option<Box<str>>,
+    asserted: bool,
 }
 
 /// The hot part of a session, inline in the hash map's slot: everything a
@@ -257,6 +271,7 @@ impl Entry {
                 auth_time_ms: record.auth_time_ms,
                 amr: record.amr.clone().into_boxed_slice(),
                 client: record.client.as_deref().map(Box::from),
+                asserted: record.asserted,
             }),
             created_ms: record.created_ms,
             expires_ms: record.expires_ms,
@@ -281,6 +296,7 @@ impl Entry {
             idle_ms: self.idle_ms,
             revoked: self.revoked.load(Ordering::Relaxed),
             apps: Vec::new(),
+            asserted: self.principal.asserted,
         }
     }
 
@@ -513,63 +529,6 @@ impl SessionTable {
         &self.stats
     }
 
-    /// Creates a session and returns its record (to replicate).
-    ///
-    /// # Errors
-    /// [`Error::Random`] if no id could be drawn.
-    #[allow(clippy::too_many_arguments)]
-    pub fn create(
-        &self,
-        tenant: &Arc<str>,
-        user: &str,
-        amr: Vec<String>,
-        client: Option<String>,
-        policy: SessionPolicy,
-        now_ms: u64,
-        rng: &dyn SecureRandom,
-    ) -> Result<SessionRecord, Error> {
-        Ok(self.create_with_id(
-            SessionId::generate(rng)?,
-            tenant,
-            user,
-            amr,
-            client,
-            policy,
-            now_ms,
-        ))
-    }
-
-    /// [`SessionTable::create`] with a given id (simulations and tests).
-    #[allow(clippy::too_many_arguments)]
-    pub fn create_with_id(
-        &self,
-        id: SessionId,
-        tenant: &Arc<str>,
-        user: &str,
-        amr: Vec<String>,
-        client: Option<String>,
-        policy: SessionPolicy,
-        now_ms: u64,
-    ) -> SessionRecord {
-        let record = SessionRecord {
-            tenant: Arc::clone(tenant),
-            id,
-            user: Arc::from(user),
-            auth_time_ms: now_ms,
-            amr,
-            client,
-            created_ms: now_ms,
-            last_seen_ms: now_ms,
-            expires_ms: now_ms.saturating_add(policy.absolute_ms),
-            idle_ms: policy.idle_ms,
-            revoked: false,
-            apps: Vec::new(),
-        };
-        self.merge(&record);
-        self.stats.created.fetch_add(1, Ordering::Relaxed);
-        record
-    }
-
     /// Is session `id` of `tenant` valid at `now_ms`? A session presented
     /// for another tenant than its own is `NotFound`.
     pub fn validate(&self, tenant: &str, id: &SessionId, now_ms: u64) -> Validation {
@@ -615,6 +574,7 @@ impl SessionTable {
                     idle_ms: u64::MAX,
                     revoked: true,
                     apps: Vec::new(),
+                    asserted: false,
                 };
                 shard.insert(*id, Entry::from_record(&tombstone));
                 true

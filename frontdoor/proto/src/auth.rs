@@ -67,7 +67,9 @@ pub enum AuthOp {
         /// The factor type: `totp`.
         factor_type: String,
     },
-    /// `factor_activate`: proves a first code of the pending factor.
+    /// `factor_activate`: proves a first code of the pending factor; with
+    /// the `state` of an `MFA_ENROLL` answer, also ends that sign-in
+    /// (answers a status with a session).
     FactorActivate {
         /// Tenant slug.
         tenant: String,
@@ -75,6 +77,8 @@ pub enum AuthOp {
         user: String,
         /// The one-time code.
         otp: Secret,
+        /// The `MFA_ENROLL` state, if this activation ends a sign-in.
+        state: Option<Secret>,
     },
     /// `password_change`: the user's own change, proving the old one.
     PasswordChange {
@@ -113,7 +117,55 @@ pub enum AuthOp {
         /// User login.
         user: String,
     },
+    /// `policy_set`: replaces the tenant's sign-on policy (admin only).
+    PolicySet {
+        /// Tenant slug.
+        tenant: String,
+        /// The `policy.toml` text (at most 64 KiB).
+        policy: String,
+    },
+    /// `policy_show`: the tenant's sign-on policy (admin only).
+    PolicyShow {
+        /// Tenant slug.
+        tenant: String,
+    },
+    /// `auth_settings_set`: changes the tenant's password hashing and
+    /// lockout settings; what is not given stays (admin only).
+    AuthSettingsSet {
+        /// Tenant slug.
+        tenant: String,
+        /// The changes.
+        settings: AuthSettingsChange,
+    },
+    /// `auth_settings_show`: the tenant's settings (admin only).
+    AuthSettingsShow {
+        /// Tenant slug.
+        tenant: String,
+    },
 }
+
+/// `auth_settings_set`: the settings to change (each optional).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSettingsChange {
+    /// argon2id memory cost, KiB (8..=4194304).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_m_kib: Option<u32>,
+    /// argon2id iterations (1..=64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_t: Option<u32>,
+    /// argon2id parallelism (1..=64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_p: Option<u32>,
+    /// Consecutive failures that lock a user (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockout_threshold: Option<u32>,
+    /// How long a lockout lasts, seconds (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockout_period_s: Option<u32>,
+}
+
+/// The most bytes of a `policy_set` policy.
+pub const MAX_POLICY: usize = 64 * 1024;
 
 impl AuthOp {
     /// The operation named `op`, from the wire fields; `Ok(None)` when
@@ -153,6 +205,7 @@ impl AuthOp {
                 tenant: field("tenant", w.tenant.take())?,
                 user: field("user", w.user.take())?,
                 otp: secret("otp", w.otp.take())?,
+                state: optional("state", w.state.take().map(|s| s.0))?.map(Secret),
             },
             "password_change" => AuthOp::PasswordChange {
                 tenant: field("tenant", w.tenant.take())?,
@@ -174,6 +227,37 @@ impl AuthOp {
                 tenant: field("tenant", w.tenant.take())?,
                 user: field("user", w.user.take())?,
             },
+            "policy_set" => {
+                let policy = w
+                    .policy
+                    .take()
+                    .ok_or_else(|| BadRequest("missing field `policy`".into()))?;
+                if policy.len() > MAX_POLICY {
+                    return Err(BadRequest(format!(
+                        "field `policy` exceeds {MAX_POLICY} bytes"
+                    )));
+                }
+                AuthOp::PolicySet {
+                    tenant: field("tenant", w.tenant.take())?,
+                    policy,
+                }
+            }
+            "policy_show" => AuthOp::PolicyShow {
+                tenant: field("tenant", w.tenant.take())?,
+            },
+            "auth_settings_set" => AuthOp::AuthSettingsSet {
+                tenant: field("tenant", w.tenant.take())?,
+                settings: AuthSettingsChange {
+                    argon2_m_kib: w.argon2_m_kib.take(),
+                    argon2_t: w.argon2_t.take(),
+                    argon2_p: w.argon2_p.take(),
+                    lockout_threshold: w.lockout_threshold.take(),
+                    lockout_period_s: w.lockout_period_s.take(),
+                },
+            },
+            "auth_settings_show" => AuthOp::AuthSettingsShow {
+                tenant: field("tenant", w.tenant.take())?,
+            },
             _ => return Ok(None),
         }))
     }
@@ -189,6 +273,10 @@ impl AuthOp {
             AuthOp::UserPasswordSet { .. } => "user_password_set",
             AuthOp::UserPasswordImport { .. } => "user_password_import",
             AuthOp::UserUnlock { .. } => "user_unlock",
+            AuthOp::PolicySet { .. } => "policy_set",
+            AuthOp::PolicyShow { .. } => "policy_show",
+            AuthOp::AuthSettingsSet { .. } => "auth_settings_set",
+            AuthOp::AuthSettingsShow { .. } => "auth_settings_show",
         }
     }
 
@@ -202,7 +290,11 @@ impl AuthOp {
             | AuthOp::PasswordChange { tenant, .. }
             | AuthOp::UserPasswordSet { tenant, .. }
             | AuthOp::UserPasswordImport { tenant, .. }
-            | AuthOp::UserUnlock { tenant, .. } => tenant,
+            | AuthOp::UserUnlock { tenant, .. }
+            | AuthOp::PolicySet { tenant, .. }
+            | AuthOp::PolicyShow { tenant }
+            | AuthOp::AuthSettingsSet { tenant, .. }
+            | AuthOp::AuthSettingsShow { tenant } => tenant,
         }
     }
 
@@ -213,6 +305,10 @@ impl AuthOp {
             AuthOp::UserPasswordSet { .. }
                 | AuthOp::UserPasswordImport { .. }
                 | AuthOp::UserUnlock { .. }
+                | AuthOp::PolicySet { .. }
+                | AuthOp::PolicyShow { .. }
+                | AuthOp::AuthSettingsSet { .. }
+                | AuthOp::AuthSettingsShow { .. }
         )
     }
 
@@ -237,8 +333,10 @@ impl AuthOp {
             AuthOp::FactorEnroll {
                 user, factor_type, ..
             } => (wire.user, wire.factor_type) = (Some(user), Some(factor_type)),
-            AuthOp::FactorActivate { user, otp, .. } => {
-                (wire.user, wire.otp) = (Some(user), Some(otp));
+            AuthOp::FactorActivate {
+                user, otp, state, ..
+            } => {
+                (wire.user, wire.otp, wire.state) = (Some(user), Some(otp), state);
             }
             AuthOp::PasswordChange { user, old, new, .. } => {
                 (wire.user, wire.old, wire.new) = (Some(user), Some(old), Some(new));
@@ -252,6 +350,14 @@ impl AuthOp {
                 ..
             } => (wire.user, wire.password_hash) = (Some(user), Some(password_hash)),
             AuthOp::UserUnlock { user, .. } => wire.user = Some(user),
+            AuthOp::PolicySet { policy, .. } => wire.policy = Some(policy),
+            AuthOp::PolicyShow { .. } | AuthOp::AuthSettingsShow { .. } => {}
+            AuthOp::AuthSettingsSet { settings, .. } => {
+                (wire.argon2_m_kib, wire.argon2_t, wire.argon2_p) =
+                    (settings.argon2_m_kib, settings.argon2_t, settings.argon2_p);
+                (wire.lockout_threshold, wire.lockout_period_s) =
+                    (settings.lockout_threshold, settings.lockout_period_s);
+            }
         }
     }
 }
@@ -311,6 +417,36 @@ pub struct CredentialChanged {
     pub unlocked: Option<bool>,
 }
 
+/// `policy_set`, `policy_show`: the tenant's sign-on policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyShown {
+    /// The tenant slug.
+    pub tenant: String,
+    /// Bumped by every `policy_set` (0: none was ever set).
+    pub version: i64,
+    /// The `policy.toml` text as set (empty: none).
+    pub policy: String,
+    /// The rules, in order, as JSON (`name`, `zones`, `apps`, `sps`,
+    /// `groups`, `action`, `require_factor`, `session_lifetime`,
+    /// `idle_timeout`); empty: the default policy.
+    pub rules: Vec<serde_json::Value>,
+}
+
+/// `auth_settings_set`, `auth_settings_show`: the tenant's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSettingsShown {
+    /// argon2id memory cost, KiB.
+    pub argon2_m_kib: u32,
+    /// argon2id iterations.
+    pub argon2_t: u32,
+    /// argon2id parallelism.
+    pub argon2_p: u32,
+    /// Consecutive failures that lock a user.
+    pub lockout_threshold: u32,
+    /// How long a lockout lasts, seconds.
+    pub lockout_period_s: u32,
+}
+
 /// The result of an authentication operation (each encodes as its own map).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -322,6 +458,10 @@ pub enum AuthReply {
     /// `factor_activate`, `password_change`, `user_password_set`,
     /// `user_password_import`, `user_unlock`.
     Changed(CredentialChanged),
+    /// `policy_set`, `policy_show`.
+    Policy(PolicyShown),
+    /// `auth_settings_set`, `auth_settings_show`.
+    Settings(AuthSettingsShown),
 }
 
 /// The typed calls of the authentication operations.

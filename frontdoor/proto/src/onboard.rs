@@ -489,6 +489,10 @@ pub struct FrontendInfo {
     pub tenants: Vec<String>,
     /// Whether it is an admin.
     pub admin: bool,
+    /// Whether it may assert sign-ins with `session_create` (registered
+    /// with `--trusted-assertions`). Absent from older nodes: false.
+    #[serde(default)]
+    pub trusted_assertions: bool,
     /// SHA-256 of its certificate, lowercase hex.
     pub fingerprint: String,
 }

@@ -149,6 +149,25 @@ pub struct WireRequest {
     /// An imported password hash (user_password_import).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<crate::auth::Secret>,
+    // Sign-on policy and auth settings (issue 18, crate::auth).
+    /// A `policy.toml` text (policy_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// argon2id memory cost, KiB (auth_settings_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_m_kib: Option<u32>,
+    /// argon2id iterations (auth_settings_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_t: Option<u32>,
+    /// argon2id parallelism (auth_settings_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argon2_p: Option<u32>,
+    /// Consecutive failures that lock a user (auth_settings_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockout_threshold: Option<u32>,
+    /// Lockout period, seconds (auth_settings_set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockout_period_s: Option<u32>,
 }
 
 /// The operations of `sigil/1`, checked. Text fields are non-empty and at

@@ -103,6 +103,11 @@ pub struct SessionInfo {
     pub expires_at: u64,
     /// Idle expiry (after a touch: extended), unix seconds.
     pub idle_expires_at: u64,
+    /// Whether a trusted front end asserted the sign-in (`session_create`:
+    /// `amr` starts with `fed`) rather than Sigil proving it
+    /// (`authenticate`). Absent from older nodes' answers: false.
+    #[serde(default)]
+    pub asserted: bool,
 }
 
 /// `session_revoke` and `user_revoke_sessions`: returned once no node

@@ -41,6 +41,7 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
             amr: vec!["pwd".into()],
             expires_at: 1_700_036_000,
             idle_expires_at: idle,
+            asserted: false,
         })
     };
     Ok(match operation {
@@ -182,6 +183,7 @@ fn answer(operation: Operation) -> Result<Reply, WireError> {
                     name,
                     tenants: vec!["*".into()],
                     admin: false,
+                    trusted_assertions: false,
                     fingerprint: "0".repeat(64),
                 }))
             }

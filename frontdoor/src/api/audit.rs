@@ -57,6 +57,9 @@ pub enum AuthAction {
     PasswordUpgraded,
     /// An admin ended a lockout.
     Unlocked,
+    /// The password was right; the policy demands a factor the user has
+    /// none of (`MFA_ENROLL`).
+    MfaEnroll,
 }
 
 impl AuthAction {
@@ -76,6 +79,7 @@ impl AuthAction {
             AuthAction::PasswordImported => "password.import",
             AuthAction::PasswordUpgraded => "password.upgrade",
             AuthAction::Unlocked => "user.unlock",
+            AuthAction::MfaEnroll => "auth.mfa_enroll",
         }
     }
 }
@@ -215,6 +219,28 @@ pub enum AuditEvent {
         /// Who asked.
         caller: String,
     },
+    /// The sign-on policy refused a sign-in whose password was right
+    /// (issue 18): the rule that did, by name.
+    PolicyDenied {
+        /// The user's stable id.
+        user: String,
+        /// The rule's name (`rule N` when it has none).
+        rule: String,
+        /// The end user's address, when the front end gave it.
+        client_ip: Option<String>,
+        /// Who asked.
+        caller: String,
+    },
+    /// An admin set a tenant's sign-on policy (`policy.set`) or its
+    /// password and lockout settings (`auth_settings.set`) (issue 18).
+    AuthConfigSet {
+        /// `policy.set` or `auth_settings.set`.
+        kind: &'static str,
+        /// What was set, by field (the policy's version and rule count).
+        changed: Vec<(&'static str, String)>,
+        /// The admin caller's name.
+        caller: String,
+    },
     /// A request was refused (rate and overload refusals are counted, not
     /// audited).
     Refused {
@@ -258,6 +284,8 @@ impl AuditEvent {
                 _ => "scim.delete",
             },
             AuditEvent::Auth { action, .. } => action.kind(),
+            AuditEvent::PolicyDenied { .. } => "auth.policy_deny",
+            AuditEvent::AuthConfigSet { kind, .. } => kind,
             AuditEvent::ScimToken { action, .. } => match *action {
                 "add" => "scim_token.add",
                 _ => "scim_token.revoke",
@@ -343,6 +371,21 @@ impl AuditEvent {
                 caller,
                 ..
             } => json!({"user": user, "client_ip": client_ip, "caller": caller}),
+            AuditEvent::PolicyDenied {
+                user,
+                rule,
+                client_ip,
+                caller,
+            } => json!({"user": user, "rule": rule, "client_ip": client_ip, "caller": caller}),
+            AuditEvent::AuthConfigSet {
+                changed, caller, ..
+            } => {
+                let changed: serde_json::Map<String, serde_json::Value> = changed
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), serde_json::Value::from(v)))
+                    .collect();
+                json!({"changed": changed, "caller": caller})
+            }
             AuditEvent::Refused {
                 op,
                 code,

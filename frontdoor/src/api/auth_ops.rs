@@ -20,6 +20,7 @@ use signer::MasterKey;
 use super::audit::{AuditEvent, AuthAction};
 use super::issue::UserRecord;
 use super::live::TenantLive;
+use super::policy_ops::{Lifetime, Step};
 use super::seams::Clock;
 use super::{internal, refuse, unavailable, Appliance};
 use crate::auth::password::{self, HashParams};
@@ -186,10 +187,19 @@ impl Appliance {
                 user,
                 password,
                 client_ip,
+                app,
+                sp,
                 ..
             } => AuthReply::Status(
-                self.authenticate(live, caller, user, password, client_ip.as_deref())
-                    .await?,
+                self.authenticate(
+                    live,
+                    caller,
+                    user,
+                    password,
+                    client_ip.as_deref(),
+                    (app.as_deref(), sp.as_deref()),
+                )
+                .await?,
             ),
             AuthOp::FactorVerify { state, otp, .. } => {
                 AuthReply::Status(self.factor_verify(live, caller, state, otp).await?)
@@ -197,8 +207,28 @@ impl Appliance {
             AuthOp::FactorEnroll {
                 user, factor_type, ..
             } => AuthReply::Enrolled(self.factor_enroll(live, caller, user, factor_type).await?),
-            AuthOp::FactorActivate { user, otp, .. } => {
-                AuthReply::Changed(self.factor_activate(live, caller, user, otp).await?)
+            AuthOp::FactorActivate {
+                user,
+                otp,
+                state: None,
+                ..
+            } => AuthReply::Changed(self.factor_activate(live, caller, user, otp).await?),
+            // Issue 18, sign-on policy (api/policy_ops.rs).
+            AuthOp::FactorActivate {
+                user,
+                otp,
+                state: Some(state),
+                ..
+            } => AuthReply::Status(self.enroll_complete(live, caller, user, state, otp).await?),
+            AuthOp::PolicySet { policy, .. } => {
+                AuthReply::Policy(self.policy_set(live, caller, policy).await?)
+            }
+            AuthOp::PolicyShow { .. } => AuthReply::Policy(self.policy_show(live).await?),
+            AuthOp::AuthSettingsSet { settings, .. } => {
+                AuthReply::Settings(self.auth_settings_set(live, caller, settings).await?)
+            }
+            AuthOp::AuthSettingsShow { .. } => {
+                AuthReply::Settings(self.auth_settings_show(live).await?)
             }
             AuthOp::PasswordChange { user, old, new, .. } => {
                 AuthReply::Changed(self.password_change(live, caller, user, old, new).await?)
@@ -401,7 +431,8 @@ impl Appliance {
         Ok(())
     }
 
-    /// `authenticate`.
+    /// `authenticate`; `target` is the app or SP signed in to, for the
+    /// sign-on policy.
     async fn authenticate(
         &self,
         live: &TenantLive,
@@ -409,6 +440,7 @@ impl Appliance {
         login: &str,
         password: &Secret,
         client_ip: Option<&str>,
+        target: (Option<&str>, Option<&str>),
     ) -> Result<AuthStatus, WireError> {
         let auth = self.authentication()?;
         let now_ms = self.hot.clock.now_ms();
@@ -432,6 +464,8 @@ impl Appliance {
                 format!("user {login} is not active"),
             ));
         }
+        // The sign-on policy (api/policy_ops.rs): a deny ends here.
+        let allowed = self.sign_on(live, caller, &user, client_ip, target).await?;
         let scope = self.scope(live).await?;
         scope.record_success(&user.id).await.map_err(unavailable)?;
         let factors = scope.factors(&user.id).await.map_err(unavailable)?;
@@ -444,29 +478,51 @@ impl Appliance {
             .filter(|f| f.active)
             .map(|f| f.kind.clone())
             .collect();
-        // The default policy: a factor whenever the user has an active one.
-        if !active.is_empty() {
-            let state = self.new_state(live, &user.id, client_ip, now_ms).await?;
-            self.audit_auth(live, AuthAction::MfaRequired, &user.id, client_ip, caller)
-                .await?;
-            return Ok(AuthStatus {
-                state: Some(state),
-                factors: Some(active),
-                ..status("MFA_REQUIRED")
-            });
+        // The policy's factor demand (the default: a factor whenever the
+        // user has an active one).
+        let lifetime = allowed.lifetime;
+        match allowed.step(!active.is_empty()) {
+            Step::Verify => {
+                let state = self.new_state(live, &user.id, client_ip, now_ms, "mfa", lifetime);
+                let state = state.await?;
+                self.audit_auth(live, AuthAction::MfaRequired, &user.id, client_ip, caller)
+                    .await?;
+                Ok(AuthStatus {
+                    state: Some(state),
+                    factors: Some(active),
+                    ..status("MFA_REQUIRED")
+                })
+            }
+            Step::Enroll => {
+                let state = self.new_state(live, &user.id, client_ip, now_ms, "enroll", lifetime);
+                let state = state.await?;
+                self.audit_auth(live, AuthAction::MfaEnroll, &user.id, client_ip, caller)
+                    .await?;
+                Ok(AuthStatus {
+                    state: Some(state),
+                    factors: Some(vec![TOTP.into()]),
+                    ..status("MFA_ENROLL")
+                })
+            }
+            Step::Done => {
+                let amr = vec!["pwd".into()];
+                self.signed_in(live, caller, &user, amr, client_ip, lifetime)
+                    .await
+            }
         }
-        self.signed_in(live, caller, &user, vec!["pwd".into()], client_ip)
-            .await
     }
 
-    /// A new MFA state for `user_id`: 256 random bits, base64url; only
-    /// its SHA-256 is stored.
+    /// A new MFA state for `user_id` (`purpose` `mfa` or `enroll`, with
+    /// the session lifetimes the policy set): 256 random bits, base64url;
+    /// only its SHA-256 is stored.
     async fn new_state(
         &self,
         live: &TenantLive,
         user_id: &str,
         client_ip: Option<&str>,
         now_ms: u64,
+        purpose: &str,
+        lifetime: Lifetime,
     ) -> Result<String, WireError> {
         let mut bytes = [0u8; 32];
         SystemRandom::new()
@@ -479,10 +535,12 @@ impl Appliance {
                 &sha256(&state),
                 &AuthState {
                     user_id: user_id.to_owned(),
-                    purpose: "mfa".into(),
+                    purpose: purpose.into(),
                     amr: vec!["pwd".into()],
                     client: client_ip.map(str::to_owned),
                     expires_ms: now_ms + STATE_MS,
+                    session_absolute_s: lifetime.absolute_s,
+                    session_idle_s: lifetime.idle_s,
                 },
             )
             .await
@@ -492,7 +550,7 @@ impl Appliance {
     }
 
     /// The session that ends a sign-in, made on the path `session_create`
-    /// takes, with `amr` as proven.
+    /// takes, with `amr` as proven and the lifetimes the sign-on policy set.
     pub(super) async fn signed_in(
         &self,
         live: &TenantLive,
@@ -500,15 +558,17 @@ impl Appliance {
         user: &UserRecord,
         amr: Vec<String>,
         client_ip: Option<&str>,
+        lifetime: Lifetime,
     ) -> Result<AuthStatus, WireError> {
         let created = self
             .hot
-            .session_create(
+            .session_create_within(
                 live,
                 caller,
                 &user.login,
                 amr.clone(),
                 client_ip.map(str::to_owned),
+                lifetime.session_policy(live),
             )
             .await?;
         self.audit_auth(live, AuthAction::Success, &user.id, client_ip, caller)
@@ -522,6 +582,22 @@ impl Appliance {
         })
     }
 
+    /// The hash of `password` with the tenant's parameters, made on the
+    /// hashing pool (`overloaded` when its queue is full).
+    pub(super) async fn hash_password(
+        &self,
+        live: &TenantLive,
+        password: &Secret,
+    ) -> Result<String, WireError> {
+        let auth = self.authentication()?;
+        let scope = self.scope(live).await?;
+        let settings = scope.auth_settings().await.map_err(unavailable)?;
+        drop(scope);
+        let params = params(&settings);
+        let secret = password.expose().as_bytes().to_vec();
+        hashing(auth.pool.run(move || password::hash(&secret, params)).await)
+    }
+
     /// Hashes `password` with the tenant's parameters and stores it for
     /// `user_id`, clearing failures and lockout.
     async fn store_password(
@@ -530,13 +606,7 @@ impl Appliance {
         user_id: &str,
         password: &Secret,
     ) -> Result<(), WireError> {
-        let auth = self.authentication()?;
-        let scope = self.scope(live).await?;
-        let settings = scope.auth_settings().await.map_err(unavailable)?;
-        drop(scope);
-        let params = params(&settings);
-        let secret = password.expose().as_bytes().to_vec();
-        let hash = hashing(auth.pool.run(move || password::hash(&secret, params)).await)?;
+        let hash = self.hash_password(live, password).await?;
         let scope = self.scope(live).await?;
         scope
             .set_password_hash(user_id, &hash, true)

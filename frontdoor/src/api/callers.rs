@@ -54,7 +54,8 @@ impl Caller {
 
 /// Whether `caller` may ask for `operation`: a registered front end (the
 /// directory reachable to say so), allowed to act for the operation's
-/// tenant, an admin for admin operations. `health` is open to anyone.
+/// tenant, an admin for admin operations, registered with
+/// `--trusted-assertions` for `session_create`. `health` is open to anyone.
 ///
 /// # Errors
 /// `unavailable`, `unauthenticated` or `forbidden`, saying why.
@@ -85,6 +86,18 @@ pub fn authorize(caller: &Caller, operation: &Operation) -> Result<(), WireError
         return Err(refuse(
             ErrorCode::Forbidden,
             format!("{} needs an admin certificate", operation.name()),
+        ));
+    }
+    // Issue 18: `session_create` takes the caller's word for who signed in
+    // and how; only a federation or delegation gateway registered for it
+    // may say so. Every other front end proves sign-ins with `authenticate`.
+    if matches!(operation, Operation::SessionCreate { .. }) && !frontend.trusted_assertions {
+        return Err(refuse(
+            ErrorCode::Forbidden,
+            format!(
+                "front end {} is not registered with --trusted-assertions; use authenticate",
+                frontend.name
+            ),
         ));
     }
     Ok(())

@@ -86,6 +86,12 @@ impl Appliance {
                 }
             }
             Change::ScimTokens { tenant_id } => self.scim_tokens.invalidate(tenant_id),
+            // Issue 18: the sign-on policy is read again at the next sign-in.
+            Change::Policy { tenant_id } => {
+                if let Some(live) = loaded(tenant_id) {
+                    live.policy.clear();
+                }
+            }
             Change::Keys { tenant_id } => {
                 if let Some(slug) = slug_of(tenant_id) {
                     if let Err(e) = self.tenants.keys_changed(&slug).await {

@@ -45,7 +45,7 @@ impl Appliance {
 
     /// Checks `otp` for `user_id`'s TOTP factor and accepts its step once,
     /// on every node; with `activate`, the pending factor becomes active.
-    async fn accept_code(
+    pub(super) async fn accept_code(
         &self,
         live: &TenantLive,
         user_id: &str,
@@ -114,7 +114,13 @@ impl Appliance {
         }
         let mut amr = taken.amr;
         amr.push("otp".into());
-        self.signed_in(live, caller, &user, amr, client_ip).await
+        // The lifetimes of the sign-on policy rule that asked (issue 18).
+        let lifetime = super::policy_ops::Lifetime {
+            absolute_s: taken.session_absolute_s,
+            idle_s: taken.session_idle_s,
+        };
+        self.signed_in(live, caller, &user, amr, client_ip, lifetime)
+            .await
     }
 
     /// `factor_enroll`: a new pending TOTP factor, its secret wrapped under

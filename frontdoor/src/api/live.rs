@@ -35,6 +35,8 @@ pub struct TenantLive {
     pub sps: Cache<LiveSp>,
     /// Counters.
     pub metrics: TenantMetrics,
+    /// The parsed sign-on policy (issue 18, `api/policy_ops.rs`).
+    pub policy: super::policy_ops::PolicySlot,
     /// Derives the tenant's persistent SAML NameIDs.
     pub name_id_key: aws_lc_rs::hmac::Key,
     /// The slug, shared with session records.
@@ -83,6 +85,7 @@ impl TenantLive {
             apps: Cache::default(),
             sps: Cache::default(),
             metrics: TenantMetrics::default(),
+            policy: super::policy_ops::PolicySlot::default(),
             name_id_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret),
             slug: Arc::from(tenant.slug.as_str()),
             last_used_ms: AtomicU64::new(last_used_ms),
@@ -98,8 +101,10 @@ impl TenantLive {
         }
     }
 
-    /// Drops the cached users, apps and SPs (read again on next use).
+    /// Drops the cached users, apps, SPs and sign-on policy (read again on
+    /// next use).
     pub fn clear_caches(&self) {
+        self.policy.clear();
         self.users.clear();
         self.apps.clear();
         self.sps.clear();

@@ -37,6 +37,8 @@ pub mod live;
 pub mod loading;
 pub mod logout;
 mod onboard;
+// Sign-on policy (issue 18)
+mod policy_ops;
 // Refresh tokens (issue 19)
 mod refresh;
 // Introspection and revocation over HTTP (issue 19)
@@ -442,7 +444,7 @@ impl Appliance {
                 client,
             } => {
                 let live = self.tenant(tenant).await?;
-                let created = hot.session_create(&live, who, user, amr.clone(), client.clone());
+                let created = hot.session_assert(&live, who, user, amr.clone(), client.clone());
                 Reply::SessionCreated(created.await?)
             }
             Operation::SessionValidate { tenant, session } => {

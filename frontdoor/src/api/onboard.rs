@@ -136,6 +136,7 @@ fn frontend_info(frontend: directory::Frontend) -> FrontendInfo {
         name: frontend.name,
         tenants: frontend.tenants,
         admin: frontend.admin,
+        trusted_assertions: frontend.trusted_assertions,
         fingerprint: frontend.fingerprint,
     }
 }

@@ -19,7 +19,7 @@ use base64::Engine;
 use sigil_proto::results::{ScimTokenAdded, ScimTokenInfo, ScimTokenRevoked, ScimTokens};
 use sigil_proto::{ErrorCode, WireError};
 
-use super::audit::AuditEvent;
+use super::audit::{AuditEvent, AuthAction};
 use super::live::TenantLive;
 use super::seams::Clock;
 use super::{refuse, unavailable, Appliance};
@@ -322,6 +322,35 @@ impl Appliance {
     ) -> Result<(), WireError> {
         let events = changes.into_iter().map(AuditEvent::Scim).collect();
         self.hot.audit_many(live, events).await
+    }
+
+    /// The hash of a `password` a SCIM client sent (writeOnly), made as
+    /// `user_password_set` makes it: the tenant's argon2id parameters, on
+    /// the hashing pool.
+    ///
+    /// # Errors
+    /// `overloaded` when the pool's queue is full; `unavailable`.
+    pub async fn scim_password_hash(
+        &self,
+        live: &TenantLive,
+        password: &sigil_proto::auth::Secret,
+    ) -> Result<String, WireError> {
+        self.hash_password(live, password).await
+    }
+
+    /// Audits a password set over SCIM as `user_password_set`'s is
+    /// (`password.set`, the SCIM token's name as caller; never the value).
+    ///
+    /// # Errors
+    /// `internal` when the journal fails.
+    pub async fn audit_scim_password(
+        &self,
+        live: &TenantLive,
+        token: &str,
+        user_id: &str,
+    ) -> Result<(), WireError> {
+        self.audit_auth(live, AuthAction::PasswordSet, user_id, None, token)
+            .await
     }
 
     /// The current time, ms since the epoch.

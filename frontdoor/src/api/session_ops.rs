@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use directory::UserStatus;
 use sessions::{Revoked, SessionPolicy, Validation};
+use sigil_proto::request::MAX_AMR;
 use sigil_proto::results::{Deactivated, Revoked as RevokedResult, SessionCreated, SessionInfo};
 use sigil_proto::{ErrorCode, WireError};
 
@@ -16,9 +17,58 @@ use super::live::TenantLive;
 use super::seams::{AuditSink, Clock, DirectoryReads};
 use super::{internal, refuse, unavailable, Appliance};
 
+/// The `amr` of a session a trusted front end asserted: `fed` first, then
+/// what the caller claimed, in its order, each method once; at most
+/// [`MAX_AMR`] in all.
+///
+/// # Errors
+/// `bad_request` when the claim leaves no room for `fed`.
+pub fn asserted_amr(claimed: Vec<String>) -> Result<Vec<String>, WireError> {
+    let mut amr = vec![FEDERATED.to_owned()];
+    for method in claimed {
+        if !amr.contains(&method) {
+            amr.push(method);
+        }
+    }
+    if amr.len() > MAX_AMR {
+        return Err(refuse(
+            ErrorCode::BadRequest,
+            format!(
+                "amr: at most {} methods beside `{FEDERATED}`, which an asserted session carries first",
+                MAX_AMR - 1
+            ),
+        ));
+    }
+    Ok(amr)
+}
+
+/// The `amr` value that marks a sign-in a front end asserted (federated or
+/// delegated) rather than one Sigil verified.
+pub const FEDERATED: &str = "fed";
+
 impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
-    /// `session_create`: a new session for the active user `login`,
-    /// answered once it is durable.
+    /// `session_create` (front ends registered with
+    /// `--trusted-assertions`; `authorize` refuses the others): a session
+    /// for the active user `login` whose sign-in the caller asserts, `amr`
+    /// `["fed", ...claimed]`, marked asserted; answered once it is durable.
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    pub async fn session_assert(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        claimed: Vec<String>,
+        client: Option<String>,
+    ) -> Result<SessionCreated, WireError> {
+        let amr = asserted_amr(claimed)?;
+        self.new_session(live, caller, login, amr, client, None, true)
+            .await
+    }
+
+    /// A session for a sign-in Sigil proved (`authenticate`,
+    /// `factor_verify`), `amr` as proven; answered once it is durable.
     ///
     /// # Errors
     /// The refusal, with its code.
@@ -30,6 +80,39 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         amr: Vec<String>,
         client: Option<String>,
     ) -> Result<SessionCreated, WireError> {
+        self.session_create_within(live, caller, login, amr, client, None)
+            .await
+    }
+
+    /// `session_create` with the lifetimes `within` (a sign-on policy
+    /// rule's, issue 18) instead of the tenant's.
+    ///
+    /// # Errors
+    /// The refusal, with its code.
+    pub async fn session_create_within(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        amr: Vec<String>,
+        client: Option<String>,
+        within: Option<SessionPolicy>,
+    ) -> Result<SessionCreated, WireError> {
+        self.new_session(live, caller, login, amr, client, within, false)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn new_session(
+        &self,
+        live: &TenantLive,
+        caller: &str,
+        login: &str,
+        amr: Vec<String>,
+        client: Option<String>,
+        within: Option<SessionPolicy>,
+        asserted: bool,
+    ) -> Result<SessionCreated, WireError> {
         let user = self.user(live, login).await?;
         if !user.active {
             return Err(refuse(
@@ -37,23 +120,34 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
                 format!("user {login} is not active"),
             ));
         }
-        let policy = SessionPolicy {
+        let policy = within.unwrap_or(SessionPolicy {
             absolute_ms: u64::from(live.tenant.session_absolute_s) * 1000,
             idle_ms: u64::from(live.tenant.session_idle_s) * 1000,
-        };
-        let created = self
-            .replica
-            .table()
-            .create(
+        });
+        let table = self.replica.table();
+        let now_ms = self.clock.now_ms();
+        let created = if asserted {
+            table.create_asserted(
                 &live.slug,
                 &user.login,
                 amr,
                 client,
                 policy,
-                self.clock.now_ms(),
+                now_ms,
                 &self.rng,
             )
-            .map_err(|e| internal("session id", &e))?;
+        } else {
+            table.create(
+                &live.slug,
+                &user.login,
+                amr,
+                client,
+                policy,
+                now_ms,
+                &self.rng,
+            )
+        }
+        .map_err(|e| internal("session id", &e))?;
         self.replica
             .created(created.clone())
             .await
@@ -95,6 +189,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
                 amr: view.amr().to_vec(),
                 expires_at: view.expires_ms / 1000,
                 idle_expires_at: view.idle_expires_ms / 1000,
+                asserted: view.asserted(),
             }),
             other => Err(invalid(&other)),
         }

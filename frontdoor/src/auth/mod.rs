@@ -17,6 +17,7 @@
 //! directory's (`directory::credentials`).
 
 pub mod password;
+pub mod policy;
 pub mod pool;
 pub mod throttle;
 pub mod totp;

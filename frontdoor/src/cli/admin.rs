@@ -19,8 +19,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// What a new caller may do beyond acting for its tenants.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Powers {
+    /// Admin operations (`--admin`).
+    pub admin: bool,
+    /// `session_create`: asserting sign-ins (`--trusted-assertions`).
+    pub trusted_assertions: bool,
+}
+
 /// Mints a caller certificate from the deployment CA, writes it (with the
-/// CA certificate) to `out`, and registers it for `tenants`.
+/// CA certificate) to `out`, and registers it for `tenants` with `powers`.
 ///
 /// # Errors
 /// When the CA is missing (run `sigil serve` once), the name exists, or
@@ -29,9 +38,13 @@ pub fn frontend_add(
     config: &Config,
     name: &str,
     tenants: &[String],
-    admin: bool,
+    powers: Powers,
     out: &Path,
 ) -> anyhow::Result<serde_json::Value> {
+    let Powers {
+        admin,
+        trusted_assertions,
+    } = powers;
     anyhow::ensure!(!tenants.is_empty(), "--tenants: at least one tenant (or *)");
     let layout = Layout {
         root: config.data_dir.clone(),
@@ -62,6 +75,7 @@ pub fn frontend_add(
                 name: name.to_owned(),
                 tenants: tenants.to_vec(),
                 admin,
+                trusted_assertions,
             })
             .await?;
         anyhow::Ok(())
@@ -70,7 +84,7 @@ pub fn frontend_add(
         .write(out, Some(ca.certificate_pem()))
         .with_context(|| out.display().to_string())?;
     Ok(
-        serde_json::json!({"name": name, "tenants": tenants, "admin": admin, "fingerprint": fingerprint, "dir": out.display().to_string()}),
+        serde_json::json!({"name": name, "tenants": tenants, "admin": admin, "trusted_assertions": trusted_assertions, "fingerprint": fingerprint, "dir": out.display().to_string()}),
     )
 }
 
@@ -116,6 +130,7 @@ pub fn bootstrap(config: &Config, name: &str, out: &Path) -> anyhow::Result<serd
                 name: name.to_owned(),
                 tenants: tenants.clone(),
                 admin: true,
+                trusted_assertions: false,
             })
             .await?;
         anyhow::Ok(())

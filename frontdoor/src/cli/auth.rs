@@ -73,6 +73,9 @@ pub enum AuthCall {
         /// The one-time code.
         #[arg(long)]
         otp: String,
+        /// The state of an MFA_ENROLL answer: the activation then ends that sign-in with a session.
+        #[arg(long, allow_hyphen_values = true)]
+        state: Option<String>,
     },
     /// Change a user's password: the old and the new on standard input, one per line.
     PasswordChange {
@@ -147,10 +150,16 @@ impl AuthCall {
                 user,
                 factor_type,
             },
-            AuthCall::FactorActivate { tenant, user, otp } => AuthOp::FactorActivate {
+            AuthCall::FactorActivate {
+                tenant,
+                user,
+                otp,
+                state,
+            } => AuthOp::FactorActivate {
                 tenant,
                 user,
                 otp: Secret(otp),
+                state: state.map(Secret),
             },
             AuthCall::PasswordChange { tenant, user } => {
                 let mut lines = stdin_lines(2)?;

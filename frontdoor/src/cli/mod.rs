@@ -9,6 +9,7 @@ pub mod client_calls;
 pub mod demo;
 pub mod demo_summary;
 pub mod onboard;
+pub mod policy;
 pub mod postgres;
 pub mod recent;
 pub mod scim_tokens;

@@ -133,30 +133,43 @@ async fn create_database(cluster: &PrivateCluster) -> anyhow::Result<()> {
 }
 
 /// Registers the demo callers' certificates (idempotent): the embedded
-/// default's only.
+/// default's only. The demo front end stands for the federated SSO front
+/// ends the demo and `sigil-perf` model: it asserts sign-ins with
+/// `session_create`, so it is registered with `trusted_assertions` (and
+/// given it when a directory from before the flag has it without).
 ///
 /// # Errors
 /// When the directory fails.
 pub async fn register_demo_callers(layout: &Layout, owner: &Owner) -> anyhow::Result<()> {
-    for (who, tenants, admin) in [
+    for (who, tenants, admin, trusted_assertions) in [
         (
             "frontend",
             vec!["acme".to_owned(), "globex".to_owned()],
             false,
+            true,
         ),
-        ("admin", vec!["*".to_owned()], true),
+        ("admin", vec!["*".to_owned()], true, false),
     ] {
         let credentials = Credentials::load(&credentials_dir(&layout.root, who))?;
         let fingerprint = credentials.fingerprint();
-        if owner.frontend(&fingerprint).await?.is_none() {
-            owner
-                .register_frontend(&Frontend {
-                    fingerprint,
-                    name: format!("demo-{who}"),
-                    tenants,
-                    admin,
-                })
-                .await?;
+        match owner.frontend(&fingerprint).await? {
+            None => {
+                owner
+                    .register_frontend(&Frontend {
+                        fingerprint,
+                        name: format!("demo-{who}"),
+                        tenants,
+                        admin,
+                        trusted_assertions,
+                    })
+                    .await?;
+            }
+            Some(known) if known.trusted_assertions != trusted_assertions => {
+                owner
+                    .set_trusted_assertions(&fingerprint, trusted_assertions)
+                    .await?;
+            }
+            Some(_) => {}
         }
     }
     Ok(())

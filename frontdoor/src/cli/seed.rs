@@ -71,7 +71,7 @@ pub fn summary(sizes: &[u64], users: u64, seconds: f64) -> serde_json::Value {
         "apps": DEMO_APPS.iter().map(|(name, alg)| serde_json::json!({"name": name, "alg": alg})).collect::<Vec<_>>(),
         "sps": DEMO_SPS.iter().map(|(name, alg)| serde_json::json!({"name": name, "alg": alg})).collect::<Vec<_>>(),
         "caller": "the demo front end may act only for the demo tenants (seeded ones answer forbidden); mint a caller that may act for all tenants, then pass --cert-dir:",
-        "make_caller": "sigil admin frontend add --name seeded --tenants '*' --out var/credentials/seeded",
+        "make_caller": "sigil admin frontend add --name seeded --tenants '*' --trusted-assertions --out var/credentials/seeded",
         "try": format!(
             "sigil client id-token --cert-dir var/credentials/seeded --tenant {first} --user {} --app {app}",
             user_login(1)

@@ -157,10 +157,17 @@ fn batchable(operation: &Value) -> bool {
         .get("path")
         .and_then(Value::as_str)
         .is_some_and(|p| p.split('/').filter(|s| !s.is_empty()).eq(["Users"]));
+    // A password is hashed on the hashing pool before its user is written
+    // (users::create_row): such a creation runs on its own.
+    let password = operation
+        .get("data")
+        .and_then(Value::as_object)
+        .is_some_and(|data| data.keys().any(|k| k.eq_ignore_ascii_case("password")));
     method_ok
         && path_ok
         && operation.get("version").is_none()
         && !operation.get("data").is_some_and(refers)
+        && !password
 }
 
 /// One operation's entry of the BulkResponse; records its `bulkId`.

@@ -43,6 +43,20 @@ fn kept<T>(outcomes: &[Result<T, Failure>], budget: Option<u64>) -> usize {
     outcomes.len()
 }
 
+/// A creation of the batch: one with a `password` is never batched (it
+/// is hashed first, on its own: `bulk::batchable`), and is refused here
+/// rather than written without it.
+fn prepare(body: &Value) -> Prepared {
+    let (id, write, attributes, password) = users::prepare_create(body)?;
+    if password.is_some() {
+        return Err(ScimError::InvalidValue(
+            "a User with a password is created on its own, not in a batch".into(),
+        )
+        .into());
+    }
+    Ok((id, write, attributes))
+}
+
 /// Creates the users of `bodies`; returns each operation's id or failure,
 /// in order, cut where `budget` (failures still allowed) runs out.
 pub async fn create_users(
@@ -51,7 +65,7 @@ pub async fn create_users(
     bodies: &[Value],
     budget: Option<u64>,
 ) -> Vec<Result<String, Failure>> {
-    let prepared: Vec<Prepared> = bodies.iter().map(users::prepare_create).collect();
+    let prepared: Vec<Prepared> = bodies.iter().map(prepare).collect();
     let directory = scim.appliance.directory();
     let scope = match directory.tenant(request.live.tenant.id).await {
         Ok(scope) => scope,

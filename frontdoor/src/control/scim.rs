@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sigil_scim::ScimError;
 
 use super::types::{
@@ -199,15 +199,14 @@ async fn handle(
 
 /// `/ServiceProviderConfig`, as this node implements it.
 pub fn service_provider_config(base: &str) -> Value {
-    let mut config = sigil_scim::schema::service_provider_config(
+    // `changePassword.supported`: `password` is written (hashed with the
+    // tenant's parameters; users.rs), never returned.
+    sigil_scim::schema::service_provider_config(
         base,
         BULK_MAX_OPERATIONS,
         super::bulk::MAX_PAYLOAD,
         MAX_RESULTS,
-    );
-    // Passwords are not accepted over SCIM (yet): no hashing here.
-    config["changePassword"] = json!({"supported": false});
-    config
+    )
 }
 
 fn ok(body: Value) -> Answer {

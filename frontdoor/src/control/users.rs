@@ -10,6 +10,13 @@
 //! are revoked. Every write drops this node's cached copy of the user (its
 //! next token reads the change); other nodes drop theirs on the change
 //! notification. Every write is audited (token name, attribute names).
+//!
+//! `password` (RFC 7643 §4.1.1: writeOnly, returned never; issue 18) is
+//! hashed with the tenant's argon2id parameters on the hashing pool, as
+//! `user_password_set` does, and stored as the user's credential in the
+//! transaction that writes the user; it is never stored as sent, never
+//! answered, and audited as `password.set` (never its value). A PUT or
+//! PATCH without it leaves the credential as it was.
 
 use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -19,6 +26,7 @@ use sigil_scim::filter::{
 use sigil_scim::{patch, put, schema, ScimError};
 
 use directory::scim::{ScimUserRow, ScimUserWrite};
+use sigil_proto::auth::Secret;
 
 use super::types::{self, filter_sql, Answer, Failure, Request, Scim};
 use crate::api::scim_ops::ScimChange;
@@ -93,6 +101,54 @@ fn fold_user_name(filter: &mut Filter) {
     }
 }
 
+/// Longest `password` accepted, in bytes: as over the QUIC API, where a
+/// longer one is refused before it is hashed.
+const MAX_PASSWORD: usize = sigil_proto::request::MAX_FIELD;
+
+/// The `password` of `resource`, if it carries one (null: none), checked;
+/// the refusals never repeat it.
+///
+/// # Errors
+/// [`ScimError::InvalidValue`] for an empty or oversized password, or one
+/// that is not a string.
+fn password(resource: &Value) -> Result<Option<Secret>, ScimError> {
+    let value = resource.as_object().and_then(|object| {
+        object
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("password"))
+            .map(|(_, v)| v)
+    });
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) if text.is_empty() => {
+            Err(ScimError::InvalidValue("password must not be empty".into()))
+        }
+        Some(Value::String(text)) if text.len() > MAX_PASSWORD => Err(ScimError::InvalidValue(
+            format!("password: at most {MAX_PASSWORD} bytes"),
+        )),
+        Some(Value::String(text)) => Ok(Some(Secret(text.clone()))),
+        Some(_) => Err(ScimError::InvalidValue("password must be a string".into())),
+    }
+}
+
+/// The hash of `password` (tenant's parameters, hashing pool), made before
+/// the user's transaction opens: a refused hashing writes nothing.
+async fn hashed(
+    scim: &Scim,
+    request: &Request,
+    password: Option<&Secret>,
+) -> Result<Option<String>, Failure> {
+    match password {
+        Some(password) => scim
+            .appliance
+            .scim_password_hash(&request.live, password)
+            .await
+            .map(Some)
+            .map_err(Failure::wire),
+        None => Ok(None),
+    }
+}
+
 /// The SCIM resource of a row.
 pub fn to_json(row: &ScimUserRow, base: &str) -> Value {
     let location = format!("{base}/Users/{}", row.user_id);
@@ -144,12 +200,6 @@ fn to_write(resource: &Value) -> Result<ScimUserWrite, ScimError> {
     let object = resource
         .as_object()
         .ok_or_else(|| ScimError::InvalidSyntax("a User must be a JSON object".into()))?;
-    if object.keys().any(|k| k.eq_ignore_ascii_case("password")) {
-        return Err(ScimError::InvalidValue(
-            "passwords are not accepted over SCIM yet: provision the user without `password`"
-                .into(),
-        ));
-    }
     let get = |name: &str| {
         object
             .iter()
@@ -299,29 +349,57 @@ pub async fn create(scim: &Scim, request: &Request, body: Value) -> Result<Answe
 /// # Errors
 /// As [`create`].
 pub async fn create_row(scim: &Scim, request: &Request, body: Value) -> Result<String, Failure> {
-    let (id, write, attributes) = prepare_create(&body)?;
+    let (id, write, attributes, password) = prepare_create(&body)?;
+    let hash = hashed(scim, request, password.as_ref()).await?;
     let scope = scim.scope(request).await?;
     scope
         .insert_scim_user(&id, &write)
         .await
         .map_err(Failure::directory)?;
+    if let Some(hash) = &hash {
+        scope
+            .set_password_hash(&id, hash, true)
+            .await
+            .map_err(Failure::directory)?;
+    }
     scope.commit().await.map_err(Failure::directory)?;
     scim.appliance.forget_user(&request.live, &id);
     audit(scim, request, "create", &id, attributes).await?;
+    audit_password(scim, request, &id, hash.is_some()).await?;
     Ok(id)
 }
 
 /// A creation's checks, without the directory: the new id, what to
-/// store and the attribute names to audit.
+/// store, the attribute names to audit and the password to hash.
 ///
 /// # Errors
 /// 400 (`invalidValue`, `invalidSyntax`), 500 when no id can be drawn.
-pub fn prepare_create(body: &Value) -> Result<(String, ScimUserWrite, Vec<String>), Failure> {
+pub fn prepare_create(
+    body: &Value,
+) -> Result<(String, ScimUserWrite, Vec<String>, Option<Secret>), Failure> {
     schema::validate(body, schema::user())?;
     let resource = schema::without_read_only(body, schema::user());
     let write = to_write(&resource)?;
+    let password = password(&resource)?;
     let id = types::new_id()?;
-    Ok((id, write, attribute_names(&resource)))
+    Ok((id, write, attribute_names(&resource), password))
+}
+
+/// Audits a password stored over SCIM as `user_password_set`'s is
+/// (`password.set`, the token's name as caller), when one was.
+async fn audit_password(
+    scim: &Scim,
+    request: &Request,
+    id: &str,
+    stored: bool,
+) -> Result<(), Failure> {
+    if !stored {
+        return Ok(());
+    }
+    scim.appliance
+        .audit_scim_password(&request.live, &request.token, id)
+        .await
+        .map_err(Failure::wire)
 }
 
 async fn audit(
@@ -357,6 +435,7 @@ async fn store(
     changed: Vec<String>,
 ) -> Result<(), Failure> {
     let write = to_write(resource)?;
+    let hash = hashed(scim, request, password(resource)?.as_ref()).await?;
     let scope = scim.scope(request).await?;
     if !scope
         .update_scim_user(&row.user_id, &write)
@@ -364,6 +443,12 @@ async fn store(
         .map_err(Failure::directory)?
     {
         return Err(ScimError::NotFound(format!("no User {}", row.user_id)).into());
+    }
+    if let Some(hash) = &hash {
+        scope
+            .set_password_hash(&row.user_id, hash, true)
+            .await
+            .map_err(Failure::directory)?;
     }
     scope.commit().await.map_err(Failure::directory)?;
     scim.appliance.forget_user(&request.live, &row.user_id);
@@ -373,7 +458,8 @@ async fn store(
             .await
             .map_err(Failure::wire)?;
     }
-    audit(scim, request, operation, &row.user_id, changed).await
+    audit(scim, request, operation, &row.user_id, changed).await?;
+    audit_password(scim, request, &row.user_id, hash.is_some()).await
 }
 
 /// `PUT /Users/{id}`.

@@ -103,3 +103,23 @@ pub fn start(dir: &std::path::Path, auth: &str) -> Serve {
         &["--config", config.to_str().unwrap()],
     )
 }
+
+/// Sets `login`'s password in `tenant` with `sigil admin user set-password`
+/// (the node's admin caller).
+pub fn set_password(serve: &Serve, tenant: &str, login: &str, password: &str) {
+    let (ok, out) = sigil_stdin(
+        serve,
+        &[
+            "admin",
+            "user",
+            "set-password",
+            "--tenant",
+            tenant,
+            "--user",
+            login,
+            "--password-stdin",
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(ok && out["result"]["password_set"] == true, "{out}");
+}

@@ -307,6 +307,36 @@ pub fn wait_for_status(serve: &Serve, path: &str, want: u16, within: Duration) -
     }
 }
 
+/// Mints a caller with `sigil admin frontend add` in `dir` (a node's
+/// directory): `name`, for `tenants` (comma-separated or `*`), with
+/// `flags` (`--admin`, `--trusted-assertions`: a front end that asserts
+/// sign-ins with `session_create`). Returns its credentials' directory
+/// and what the command printed.
+pub fn frontend_add(
+    dir: &Path,
+    name: &str,
+    tenants: &str,
+    flags: &[&str],
+) -> (PathBuf, serde_json::Value) {
+    let out = dir.join(name);
+    let out_text = out.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "admin",
+        "frontend",
+        "add",
+        "--name",
+        name,
+        "--tenants",
+        tenants,
+        "--out",
+        &out_text,
+    ];
+    args.extend_from_slice(flags);
+    let (ok, printed) = sigil(dir, &args);
+    assert!(ok, "{printed}");
+    (out, printed)
+}
+
 /// Runs `sigil` in `dir` and returns what it printed and its exit status.
 pub fn sigil_output(dir: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(SIGIL)

@@ -1,6 +1,10 @@
 //! The binary form of a session record on disk: fixed-width integers and
 //! length-prefixed strings, read back with every length checked (a corrupt
 //! entry decodes to `None`, never to a panic).
+//!
+//! The byte after the client holds flags: bit 0 `revoked`, bit 1
+//! `asserted` (issue 18). A record written before `asserted` existed has
+//! 0 or 1 there and reads back as not asserted.
 
 use std::sync::Arc;
 
@@ -32,7 +36,7 @@ pub fn encode_record(record: &SessionRecord, out: &mut Vec<u8>) {
         }
         None => out.push(0),
     }
-    out.push(u8::from(record.revoked));
+    out.push(u8::from(record.revoked) | (u8::from(record.asserted) << 1));
     // The apps (issue 19) follow only when there are some: a record
     // written before them reads back with none.
     let apps: Vec<&Arc<str>> = record.apps.iter().take(255).collect();
@@ -100,11 +104,11 @@ pub fn decode_record(bytes: &[u8]) -> Option<SessionRecord> {
         1 => Some(r.str16()?.to_owned()),
         _ => return None,
     };
-    let revoked = match r.u8()? {
-        0 => false,
-        1 => true,
-        _ => return None,
-    };
+    let flags = r.u8()?;
+    if flags > 0b11 {
+        return None;
+    }
+    let (revoked, asserted) = (flags & 1 == 1, flags & 2 == 2);
     let mut apps = Vec::new();
     if !r.0.is_empty() {
         let count = r.u8()?;
@@ -131,6 +135,7 @@ pub fn decode_record(bytes: &[u8]) -> Option<SessionRecord> {
         idle_ms,
         revoked,
         apps,
+        asserted,
     })
 }
 
@@ -150,6 +155,7 @@ mod tests {
             amr in proptest::collection::vec("[a-z]{1,8}", 0..4),
             client in proptest::option::of("\\PC{0,80}"),
             revoked in any::<bool>(),
+            asserted in any::<bool>(),
             apps in proptest::collection::btree_set("[a-z0-9-]{1,20}", 0..4),
         ) {
             let record = SessionRecord {
@@ -165,6 +171,7 @@ mod tests {
                 idle_ms: times[4],
                 revoked,
                 apps: apps.iter().map(|a| Arc::from(a.as_str())).collect(),
+                asserted,
             };
             let mut bytes = Vec::new();
             encode_record(&record, &mut bytes);
@@ -192,11 +199,40 @@ mod tests {
             idle_ms: 4,
             revoked: false,
             apps: Vec::new(),
+            asserted: true,
         };
         let mut bytes = Vec::new();
         encode_record(&record, &mut bytes);
         for cut in 0..bytes.len() {
             assert_eq!(decode_record(&bytes[..cut]), None, "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_record_from_before_asserted_reads_back_not_asserted() {
+        let record = SessionRecord {
+            tenant: Arc::from("acme"),
+            id: SessionId::from_bytes([9; 32]),
+            user: Arc::from("alice"),
+            auth_time_ms: 1,
+            amr: vec!["pwd".into()],
+            client: None,
+            created_ms: 1,
+            last_seen_ms: 2,
+            expires_ms: 3,
+            idle_ms: 4,
+            revoked: true,
+            apps: Vec::new(),
+            asserted: false,
+        };
+        let mut bytes = Vec::new();
+        encode_record(&record, &mut bytes);
+        // The flags byte is the last one: an old writer put 1 (revoked) there.
+        assert_eq!(bytes.last(), Some(&1));
+        assert_eq!(decode_record(&bytes), Some(record.clone()));
+        // An unknown flag is a corrupt record, not a guess.
+        let last = bytes.len() - 1;
+        bytes[last] = 4;
+        assert_eq!(decode_record(&bytes), None);
     }
 }

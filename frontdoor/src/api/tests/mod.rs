@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod slow_token;
+mod trusted;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -242,6 +243,7 @@ fn caller(tenants: &[&str], admin: bool) -> Caller {
             name: "web-1".into(),
             tenants: tenants.iter().map(|t| t.to_string()).collect(),
             admin,
+            trusted_assertions: true,
         }),
         fingerprint: Some("f".repeat(64)),
         unresolved: false,

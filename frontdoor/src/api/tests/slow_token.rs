@@ -134,6 +134,7 @@ async fn appliance_with_slow_token() -> (Appliance, Caller, String, tempfile::Te
             name: "web-1".into(),
             tenants: vec!["acme".into()],
             admin: false,
+            trusted_assertions: true,
         }),
         fingerprint: Some("f".repeat(64)),
         unresolved: false,

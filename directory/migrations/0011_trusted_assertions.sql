@@ -1,0 +1,17 @@
+-- Sigil directory, version 11 (issue 18): front ends trusted to assert
+-- sign-ins. `session_create` says who the user is and how they signed in
+-- without Sigil verifying it; only a front end registered with
+-- `trusted_assertions` (`sigil admin frontend add --trusted-assertions`:
+-- a federation or delegation gateway) may ask for it. Every other front
+-- end signs users in with `authenticate`.
+--
+-- Existing callers are not trusted: an upgrade takes `session_create`
+-- from every front end until an operator registers it again with the
+-- flag (docs/admin.md).
+--
+-- The narrow owner functions of 0002 and 0004 (`sigil_frontend`,
+-- `sigil_frontends`, `sigil_remove_frontend`) return `SETOF frontends`
+-- with `SELECT *` / `RETURNING *`: SQL function bodies are planned when
+-- they run, so they read and return the new column as they are. The
+-- run-time role still has no right on the table itself.
+ALTER TABLE frontends ADD COLUMN trusted_assertions boolean NOT NULL DEFAULT false;

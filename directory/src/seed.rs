@@ -11,7 +11,9 @@
 //! crate's, which `sigil-perf` shares.
 
 use futures_util::SinkExt;
-pub use seed_plan::{tenant_slug, user_login, SeedPlan};
+pub use seed_plan::{
+    password_of, tenant_slug, user_login, SeedPlan, PASSWORD_USERS, SEED_PASSWORD,
+};
 
 use crate::{Error, Owner};
 
@@ -44,7 +46,24 @@ async fn copy(client: &tokio_postgres::Client, statement: &str, data: String) ->
     Ok(())
 }
 
+/// Loads the credentials of users already loaded (none: nothing to do).
+async fn copy_credentials(client: &tokio_postgres::Client, rows: String) -> Result<(), Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    copy(
+        client,
+        "COPY credentials (tenant_id, user_id, password_hash) FROM STDIN",
+        rows,
+    )
+    .await
+}
+
 /// Seeds the directory. `progress(done, total)` is called as users load.
+/// `password_hash`, when given, is the PHC string of [`SEED_PASSWORD`]
+/// (hashed once by the caller) stored as the credential of the users
+/// [`password_of`] gives a password: the same hash, and so the same salt,
+/// for all of them, which is acceptable in a load-test directory only.
 /// Needs a connection that may bypass row-level security (the private
 /// cluster's superuser; elsewhere a role with BYPASSRLS).
 ///
@@ -54,6 +73,7 @@ async fn copy(client: &tokio_postgres::Client, statement: &str, data: String) ->
 pub async fn run(
     owner: &Owner,
     plan: SeedPlan,
+    password_hash: Option<&str>,
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<(), Error> {
     let owner = owner.client().await;
@@ -138,6 +158,7 @@ pub async fn run(
     let mut done = 0u64;
     let mut chunk = String::with_capacity(8 << 20);
     let mut in_chunk = 0u64;
+    let mut credentials = String::new();
     for (index, size) in sizes.iter().enumerate() {
         let slug = tenant_slug(index as u64 + 1);
         let id = id_of
@@ -150,6 +171,9 @@ pub async fn run(
                 "{id}\tu{id}-{u}\t{login}\t{login}@{}\tUser {u}\n",
                 escape(&format!("{slug}.example"))
             ));
+            if let (Some(hash), Some(_)) = (password_hash, password_of(u)) {
+                credentials.push_str(&format!("{id}\tu{id}-{u}\t{}\n", escape(hash)));
+            }
             in_chunk += 1;
             if in_chunk == 50_000 {
                 copy(
@@ -158,6 +182,7 @@ pub async fn run(
                     std::mem::take(&mut chunk),
                 )
                 .await?;
+                copy_credentials(&owner, std::mem::take(&mut credentials)).await?;
                 done += in_chunk;
                 in_chunk = 0;
                 progress(done, total);
@@ -174,6 +199,7 @@ pub async fn run(
         done += in_chunk;
         progress(done, total);
     }
+    copy_credentials(&owner, credentials).await?;
     owner.batch_execute("COMMIT").await?;
     Ok(())
 }

@@ -77,6 +77,9 @@ pub struct Auth {
     /// Hashing jobs that may wait beyond those running; one more is
     /// answered `overloaded` at once.
     pub queue: usize,
+    /// The nice value (0-19) of the hashing threads: above 0 they yield
+    /// the cores to the QUIC workers when both want them.
+    pub pool_nice: i32,
     /// Failed sign-ins one client address may make in a tenant at once
     /// (per node) before `rate_limited`.
     pub ip_failures_burst: u32,
@@ -89,6 +92,7 @@ impl Default for Auth {
         Auth {
             pool_threads: 1,
             queue: 64,
+            pool_nice: 0,
             ip_failures_burst: 20,
             ip_failures_per_minute: 20,
         }
@@ -102,6 +106,7 @@ impl Auth {
             pool: crate::auth::pool::PoolSize {
                 threads: self.pool_threads,
                 queue: self.queue,
+                nice: self.pool_nice,
             },
             throttle: crate::auth::throttle::ThrottleSettings {
                 burst: self.ip_failures_burst,
@@ -474,6 +479,9 @@ impl Config {
         if self.auth.pool_threads == 0 || self.auth.queue == 0 {
             return invalid("auth: pool_threads and queue must be positive");
         }
+        if !(0..=19).contains(&self.auth.pool_nice) {
+            return invalid("auth.pool_nice must be within 0-19");
+        }
         if self.postgres.url.is_empty() && !self.postgres.owner_url.is_empty() {
             return invalid(
                 "postgres.owner_url needs postgres.url (the embedded default has its own)",
@@ -581,8 +589,16 @@ mod tests {
         let default = Config::default();
         assert_eq!(config.listen.quic, default.listen.quic);
         assert_eq!(
-            (config.auth.pool_threads, config.auth.queue),
-            (default.auth.pool_threads, default.auth.queue)
+            (
+                config.auth.pool_threads,
+                config.auth.queue,
+                config.auth.pool_nice
+            ),
+            (
+                default.auth.pool_threads,
+                default.auth.queue,
+                default.auth.pool_nice
+            )
         );
         assert_eq!(
             (

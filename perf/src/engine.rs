@@ -48,6 +48,15 @@ pub enum RequestKind {
     Introspect,
     /// `GET .well-known/jwks.json` over HTTP: the introspection baseline.
     Jwks,
+    /// `authenticate` (issue 18) with the right password: a password
+    /// verified on the node's hashing pool, then a session made; `SUCCESS`
+    /// counts as ok, any other status under its name in `errors`.
+    Authenticate,
+    /// `authenticate` with a wrong password for a user the tenant does not
+    /// have (a credential-stuffing flood): the node verifies it against its
+    /// dummy hash, the full argon2id work, and answers
+    /// `invalid_credentials`; nobody is locked out.
+    AuthenticateWrong,
 }
 
 impl RequestKind {
@@ -63,7 +72,21 @@ impl RequestKind {
             RequestKind::Refresh => "refresh",
             RequestKind::Introspect => "introspect",
             RequestKind::Jwks => "jwks",
+            RequestKind::Authenticate => "authenticate",
+            RequestKind::AuthenticateWrong => "authenticate-wrong",
         }
+    }
+
+    /// Whether the load acts with prepared sessions (everything but the
+    /// sign-ins themselves and the HTTP requests).
+    pub fn needs_session(self) -> bool {
+        !matches!(
+            self,
+            RequestKind::Authenticate
+                | RequestKind::AuthenticateWrong
+                | RequestKind::Introspect
+                | RequestKind::Jwks
+        )
     }
 }
 
@@ -81,10 +104,12 @@ impl std::str::FromStr for RequestKind {
             RequestKind::Refresh,
             RequestKind::Introspect,
             RequestKind::Jwks,
+            RequestKind::Authenticate,
+            RequestKind::AuthenticateWrong,
         ]
         .into_iter()
         .find(|op| op.name() == s)
-        .ok_or_else(|| format!("unknown operation {s:?}: use id-token, access-token, saml, session-validate, login, revoke, refresh"))
+        .ok_or_else(|| format!("unknown operation {s:?}: use id-token, access-token, saml, session-validate, login, revoke, refresh, authenticate, authenticate-wrong"))
     }
 }
 
@@ -115,6 +140,13 @@ impl Mix {
             return Err("the mix needs at least one operation with a weight above 0".into());
         }
         Ok(Mix { weights })
+    }
+
+    /// Whether any request of the mix acts with a prepared session.
+    pub fn needs_sessions(&self) -> bool {
+        self.weights
+            .iter()
+            .any(|(kind, weight)| *weight > 0 && kind.needs_session())
     }
 
     /// A mix of one kind of request.
@@ -354,6 +386,12 @@ mod tests {
         assert!(Mix::parse("id-token=0").is_err());
         assert!(Mix::parse("bogus").is_err());
         assert!(Mix::parse("saml=x").is_err());
+        let flood = Mix::parse("authenticate=1,authenticate-wrong=3").expect("mix");
+        assert!(!flood.needs_sessions());
+        assert!(Mix::parse("authenticate,id-token")
+            .expect("mix")
+            .needs_sessions());
+        assert!(Mix::parse("authenticate,id-token=0").is_ok_and(|m| !m.needs_sessions()));
     }
 
     /// A caller whose answers take a fixed time: the engine must keep the

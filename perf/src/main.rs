@@ -69,9 +69,15 @@ struct RunArgs {
     /// Sessions per user.
     #[arg(long, default_value_t = 16)]
     sessions_per_user: usize,
-    /// Operation mix, e.g. id-token=80,saml=10,session-validate=10.
+    /// Operation mix, e.g. id-token=80,saml=10,session-validate=10;
+    /// `authenticate` signs --users in with --auth-password,
+    /// `authenticate-wrong` sends wrong passwords for unknown users.
     #[arg(long, default_value = "id-token")]
     mix: String,
+    /// The password `authenticate` sends for every user (default: the one
+    /// `sigil directory seed` gives user1 … user256 of every tenant).
+    #[arg(long, default_value = seed_plan::SEED_PASSWORD)]
+    auth_password: String,
     /// Generator threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -278,20 +284,23 @@ fn plan(run: RunArgs, profile: RateProfile, name: &str) -> anyhow::Result<LoadPl
         None if run.target.is_none() => Endpoints::load(&run.data_dir).ok().map(|e| e.http),
         None => None,
     };
+    let tenants = match run.seeded.as_slice() {
+        [seed_tenants, seed_users, tenants, users] => quic::seeded_population(
+            *seed_tenants,
+            *seed_users,
+            *tenants as usize,
+            *users as usize,
+        ),
+        [] => vec![(run.tenant.clone(), run.users.clone())],
+        _ => {
+            anyhow::bail!("--seeded takes four numbers: SEED_TENANTS,SEED_USERS,TENANTS,USERS")
+        }
+    };
     Ok(LoadPlan {
         target,
-        tenants: match run.seeded.as_slice() {
-            [seed_tenants, seed_users, tenants, users] => quic::seeded_population(
-                *seed_tenants,
-                *seed_users,
-                *tenants as usize,
-                *users as usize,
-            ),
-            [] => vec![(run.tenant.clone(), run.users.clone())],
-            _ => {
-                anyhow::bail!("--seeded takes four numbers: SEED_TENANTS,SEED_USERS,TENANTS,USERS")
-            }
-        },
+        auth_users: quic::auth_users(&tenants, !run.seeded.is_empty()),
+        password: run.auth_password,
+        tenants,
         apps: run.app,
         sp: run.sp,
         sessions_per_user: run.sessions_per_user,

@@ -26,8 +26,13 @@ use crate::schedule::RateProfile;
 /// round-robin, and the apps (rotated) and SP to ask for.
 #[derive(Debug, Clone)]
 pub struct Population {
-    /// (tenant, user, session).
+    /// (tenant, user, session); none when the mix needs no session
+    /// (`authenticate`, `authenticate-wrong` alone).
     pub sessions: Vec<(String, String, String)>,
+    /// (tenant, user) pairs `authenticate` signs in as, dealt round-robin.
+    pub auth_users: Vec<(String, String)>,
+    /// The password `authenticate` sends (`--auth-password`).
+    pub password: String,
     /// OIDC apps, rotated request by request (a mix of algorithms).
     pub apps: Vec<String>,
     /// SAML SP.
@@ -48,6 +53,12 @@ pub struct LoadPlan {
     pub sp: String,
     /// Sessions prepared per user.
     pub sessions_per_user: usize,
+    /// (tenant, user) pairs that `authenticate` signs in as with
+    /// `password` (over a seeded directory: those [`seed_plan::password_of`]
+    /// gives a password); `authenticate-wrong` uses their tenants.
+    pub auth_users: Vec<(String, String)>,
+    /// The password of `auth_users`.
+    pub password: String,
     /// Arrival schedule.
     pub profile: RateProfile,
     /// Mix of operations.
@@ -90,6 +101,8 @@ struct QuicCaller {
     clients: Vec<Rc<Client>>,
     population: Arc<Population>,
     next: Cell<usize>,
+    /// The generator thread (wrong-password logins differ by thread).
+    thread: usize,
     /// Live refresh tokens not in flight: (tenant, app, token).
     refresh_tokens: Rc<RefCell<Vec<(String, String, String)>>>,
 }
@@ -105,9 +118,18 @@ impl Caller for QuicCaller {
         let p = &self.population;
         let i = self.next.get();
         self.next.set(i.wrapping_add(1));
-        let (tenant, user, session) = p.sessions[i % p.sessions.len()].clone();
-        let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
         let client = Rc::clone(&self.clients[i % self.clients.len()]);
+        if matches!(
+            kind,
+            RequestKind::Authenticate | RequestKind::AuthenticateWrong
+        ) {
+            return sign_in(client, p, i, self.thread, kind);
+        }
+        let Some((tenant, user, session)) = p.sessions.get(i % p.sessions.len().max(1)).cloned()
+        else {
+            return Box::pin(async { Err("no_session".to_owned()) });
+        };
+        let (app, sp) = (p.apps[i % p.apps.len()].clone(), p.sp.clone());
         let refresh_tokens = Rc::clone(&self.refresh_tokens);
         Box::pin(async move {
             let operation = match kind {
@@ -137,6 +159,10 @@ impl Caller for QuicCaller {
                 RequestKind::SessionValidate => Operation::SessionValidate { tenant, session },
                 RequestKind::Introspect | RequestKind::Jwks => {
                     return Err("an HTTP request: use sigil-perf introspect".into())
+                }
+                // Sent by sign_in, never here.
+                RequestKind::Authenticate | RequestKind::AuthenticateWrong => {
+                    return Err("sign_in".into())
                 }
                 RequestKind::Login => Operation::SessionCreate {
                     tenant,
@@ -186,6 +212,45 @@ impl Caller for QuicCaller {
     }
 }
 
+/// An `authenticate` of the `i`th arrival: the right password for the
+/// next of `auth_users` (ok when `SUCCESS`; another status, e.g.
+/// `MFA_REQUIRED` or `LOCKED_OUT`, is counted under its name), or for
+/// `authenticate-wrong` a wrong one for a login no tenant has (ok never:
+/// `invalid_credentials` is counted like any error code, and a `SUCCESS`
+/// would be `wrong_password_accepted`). No `client_ip` is sent, so the
+/// node's per-address throttle never answers in place of the hashing.
+fn sign_in(
+    client: Rc<Client>,
+    population: &Population,
+    i: usize,
+    thread: usize,
+    kind: RequestKind,
+) -> Call {
+    let users = &population.auth_users;
+    let Some((tenant, user)) = users.get(i % users.len().max(1)).cloned() else {
+        return Box::pin(async { Err("no_auth_user".to_owned()) });
+    };
+    let (user, password) = if kind == RequestKind::AuthenticateWrong {
+        (
+            format!("perf-unknown-{thread}-{i}"),
+            format!("wrong-{thread}-{i}"),
+        )
+    } else {
+        (user, population.password.clone())
+    };
+    Box::pin(async move {
+        let answer = client
+            .authenticate(&tenant, &user, &password, None)
+            .await
+            .map_err(|e| code(&e))?;
+        match (kind, answer.status.as_str()) {
+            (RequestKind::Authenticate, "SUCCESS") => Ok(()),
+            (_, "SUCCESS") => Err("wrong_password_accepted".to_owned()),
+            (_, other) => Err(other.to_owned()),
+        }
+    })
+}
+
 /// Signs the users in: `sessions_per_user` sessions each.
 ///
 /// # Errors
@@ -195,7 +260,13 @@ pub async fn prepare(config: &ClientConfig, plan: &LoadPlan) -> anyhow::Result<P
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", config.target))?;
     let mut sessions = Vec::new();
-    for (tenant, users) in &plan.tenants {
+    // A mix of sign-ins alone needs no session (and no session_create).
+    let tenants: &[(String, Vec<String>)] = if plan.mix.needs_sessions() {
+        &plan.tenants
+    } else {
+        &[]
+    };
+    for (tenant, users) in tenants {
         for user in users {
             for _ in 0..plan.sessions_per_user.max(1) {
                 let created = client
@@ -209,9 +280,27 @@ pub async fn prepare(config: &ClientConfig, plan: &LoadPlan) -> anyhow::Result<P
     client.close().await;
     Ok(Population {
         sessions,
+        auth_users: plan.auth_users.clone(),
+        password: plan.password.clone(),
         apps: plan.apps.clone(),
         sp: plan.sp.clone(),
     })
+}
+
+/// The (tenant, user) pairs of `tenants` that have a password: over a
+/// seeded directory (`seeded`), the users [`seed_plan::password_of`] gives
+/// one; otherwise all.
+pub fn auth_users(tenants: &[(String, Vec<String>)], seeded: bool) -> Vec<(String, String)> {
+    tenants
+        .iter()
+        .flat_map(|(tenant, users)| {
+            users
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| !seeded || seed_plan::password_of(*i as u64 + 1).is_some())
+                .map(move |(_, user)| (tenant.clone(), user.clone()))
+        })
+        .collect()
 }
 
 /// Tenants and users for a load over a seeded directory (`sigil directory
@@ -325,11 +414,13 @@ pub fn prepare_run(plan: &LoadPlan) -> anyhow::Result<Prepared> {
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("--target names no node"))?;
     // The physical baseline, measured in this run, before the load: each
-    // algorithm of the rotated apps once.
+    // algorithm of the rotated apps once (none for a mix of sign-ins
+    // alone, which signs nothing and may run beside another load).
     let mut raw = Vec::new();
     let mut specs: Vec<signer::KeySpec> = plan
         .apps
         .iter()
+        .filter(|_| plan.mix.needs_sessions())
         .filter_map(|app| baseline_spec(app))
         .collect();
     specs.sort_by_key(|s| s.name());
@@ -450,6 +541,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
                     clients,
                     population,
                     next: Cell::new(0),
+                    thread,
                     refresh_tokens: Rc::default(),
                 })
             }
@@ -568,4 +660,27 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         charts,
         soak: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_sign_ins_use_only_users_the_seed_gave_a_password() {
+        // One tenant of 1,000 users, all of them acted as: only user1 …
+        // user256 have the seed's password.
+        let tenants = seeded_population(1, 1_000, 1, 1_000);
+        assert_eq!(tenants[0].1.len(), 1_000);
+        let users = auth_users(&tenants, true);
+        assert_eq!(users.len(), seed_plan::PASSWORD_USERS as usize);
+        assert_eq!(users[0], ("seed-1".to_owned(), "user1".to_owned()));
+        assert_eq!(users[255].1, "user256");
+        // Users named on the command line are all signed in as.
+        let named = vec![(
+            "acme".to_owned(),
+            vec!["alice".to_owned(), "bob".to_owned()],
+        )];
+        assert_eq!(auth_users(&named, false).len(), 2);
+    }
 }

@@ -69,6 +69,25 @@ pub fn user_login(n: u64) -> String {
     format!("user{n}")
 }
 
+/// The password of every seeded user that has one: a load-test password,
+/// published here so that `sigil-perf --mix authenticate` can sign in.
+/// A seeded directory is for load tests only.
+pub const SEED_PASSWORD: &str = "sigil-seed-load-test";
+
+/// How many users of each seeded tenant get [`SEED_PASSWORD`]: `user1` …
+/// `user256` (all of a smaller tenant's). argon2id at the default
+/// parameters costs tens of milliseconds per hash, so the seed hashes the
+/// password once per run and stores that one PHC string (one salt) for
+/// these users; the rest have no password (`authenticate` answers them
+/// `invalid_credentials`, after a full verification against a dummy hash).
+pub const PASSWORD_USERS: u64 = 256;
+
+/// The password of seeded user `n` (from 1) of any seeded tenant, if the
+/// seed gave it one.
+pub fn password_of(n: u64) -> Option<&'static str> {
+    (1..=PASSWORD_USERS).contains(&n).then_some(SEED_PASSWORD)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +114,9 @@ mod tests {
     fn names_are_those_the_directory_is_seeded_with() {
         assert_eq!(tenant_slug(1), "seed-1");
         assert_eq!(user_login(42), "user42");
+        assert_eq!(password_of(1), Some(SEED_PASSWORD));
+        assert_eq!(password_of(PASSWORD_USERS), Some(SEED_PASSWORD));
+        assert_eq!(password_of(PASSWORD_USERS + 1), None);
+        assert_eq!(password_of(0), None);
     }
 }

@@ -231,6 +231,7 @@ mod tests {
         let pool = super::super::pool::HashPool::start(super::super::pool::PoolSize {
             threads: 1,
             queue: 4,
+            nice: 0,
         })
         .unwrap();
         let stored = std::sync::Arc::new(stored);

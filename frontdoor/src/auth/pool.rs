@@ -21,6 +21,10 @@ pub struct PoolSize {
     pub threads: usize,
     /// Jobs waiting beyond those running; one more is refused at once.
     pub queue: usize,
+    /// The threads' nice value (0: the workers'; up to 19): above 0 the
+    /// kernel gives the cores to the QUIC workers first when both want
+    /// them, so a flood hashes on what signing leaves idle.
+    pub nice: i32,
 }
 
 impl Default for PoolSize {
@@ -28,6 +32,7 @@ impl Default for PoolSize {
         PoolSize {
             threads: 1,
             queue: 64,
+            nice: 0,
         }
     }
 }
@@ -50,7 +55,8 @@ pub struct HashPool {
 }
 
 impl HashPool {
-    /// Starts `size.threads` threads (at least one) named `sigil-hash-N`.
+    /// Starts `size.threads` threads (at least one) named `sigil-hash-N`,
+    /// each at nice `size.nice`.
     ///
     /// # Errors
     /// When a thread cannot start.
@@ -63,6 +69,13 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("sigil-hash-{n}"))
                 .spawn(move || {
+                    if size.nice != 0 {
+                        // Linux keeps a nice value per thread: `None` (0)
+                        // is the calling thread, not the whole process.
+                        if let Err(e) = rustix::process::setpriority_process(None, size.nice) {
+                            tracing::warn!("hashing thread nice {}: {e}", size.nice);
+                        }
+                    }
                     for job in queue {
                         job();
                         stats.done.fetch_add(1, Ordering::Relaxed);
@@ -117,6 +130,7 @@ mod tests {
             HashPool::start(PoolSize {
                 threads: 1,
                 queue: 1,
+                nice: 0,
             })
             .unwrap(),
         );
@@ -147,5 +161,24 @@ mod tests {
         release.send(()).unwrap();
         assert_eq!(running.await.unwrap().unwrap(), 1);
         assert_eq!(queued.await.unwrap().unwrap(), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn hashing_threads_run_at_their_nice_value_and_the_caller_keeps_its_own() {
+        let before = rustix::process::getpriority_process(None).unwrap();
+        let pool = HashPool::start(PoolSize {
+            threads: 2,
+            queue: 4,
+            nice: 7,
+        })
+        .unwrap();
+        for _ in 0..4 {
+            let nice = pool
+                .run(|| rustix::process::getpriority_process(None).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(nice, 7.max(before));
+        }
+        assert_eq!(rustix::process::getpriority_process(None).unwrap(), before);
     }
 }

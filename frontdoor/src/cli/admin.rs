@@ -164,6 +164,8 @@ pub fn directory_seed(
         "--users must be at least --tenants, and both positive"
     );
     let started = std::time::Instant::now();
+    // One argon2id hash of the load-test password for the whole run.
+    let password_hash = super::seed::password_hash()?;
     runtime()?.block_on(async {
         // A cluster this command had to start is stopped again when it
         // ends, after the connections to it (declared first, dropped last).
@@ -181,6 +183,7 @@ pub fn directory_seed(
         directory::seed::run(
             &owner,
             directory::seed::SeedPlan::new(tenants, users),
+            Some(&password_hash),
             &progress,
         )
         .await?;

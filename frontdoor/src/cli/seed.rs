@@ -1,8 +1,26 @@
 //! What `sigil directory seed` tells a person once it is done: the
 //! tenants, users, apps and SPs it made, a call to try, and how to get a
-//! caller that may act for the seeded tenants (the demo front end may not).
+//! caller that may act for the seeded tenants (the demo front end may not);
+//! and the one password hash the seed stores for its users.
 
-use directory::seed::{tenant_slug, user_login, DEMO_APPS, DEMO_SPS};
+use directory::seed::{
+    tenant_slug, user_login, DEMO_APPS, DEMO_SPS, PASSWORD_USERS, SEED_PASSWORD,
+};
+
+use crate::auth::password::{self, HashParams};
+
+/// The PHC string of [`SEED_PASSWORD`] at the default argon2id parameters
+/// (a tenant without `auth_settings` verifies at these, so no sign-in
+/// upgrades it): made once per seeding, stored for the first
+/// [`PASSWORD_USERS`] users of every tenant. One hash means one salt for
+/// all of them: acceptable in a load-test directory only.
+///
+/// # Errors
+/// When argon2 or the random source fails.
+pub fn password_hash() -> anyhow::Result<String> {
+    password::hash(SEED_PASSWORD.as_bytes(), HashParams::default())
+        .map_err(|e| anyhow::anyhow!("hashing the seed password: {e}"))
+}
 
 /// How many of the largest tenants are named with their user counts.
 const LARGEST_NAMED: usize = 5;
@@ -40,6 +58,16 @@ pub fn summary(sizes: &[u64], users: u64, seconds: f64) -> serde_json::Value {
             user_login(sizes.first().copied().unwrap_or(0)),
             user_login(1)
         ),
+        "passwords": format!(
+            "{} … {} of every tenant (all of a smaller one's) have the load-test password {SEED_PASSWORD:?} (one argon2id hash, one salt: a load-test directory only); the others have none",
+            user_login(1),
+            user_login(PASSWORD_USERS)
+        ),
+        "auth_load": format!(
+            "sigil-perf load --cert-dir var/credentials/seeded --seeded {tenants},{users},{},{} --mix authenticate --rate 20 --duration 30s",
+            tenants.min(20),
+            users.min(200)
+        ),
         "apps": DEMO_APPS.iter().map(|(name, alg)| serde_json::json!({"name": name, "alg": alg})).collect::<Vec<_>>(),
         "sps": DEMO_SPS.iter().map(|(name, alg)| serde_json::json!({"name": name, "alg": alg})).collect::<Vec<_>>(),
         "caller": "the demo front end may act only for the demo tenants (seeded ones answer forbidden); mint a caller that may act for all tenants, then pass --cert-dir:",
@@ -58,6 +86,7 @@ pub fn summary(sizes: &[u64], users: u64, seconds: f64) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use directory::seed::SeedPlan;
 
@@ -84,6 +113,15 @@ mod tests {
         assert_eq!(
             printed["try"],
             "sigil client id-token --cert-dir var/credentials/seeded --tenant seed-1 --user user1 --app app-eddsa"
+        );
+        assert!(printed["passwords"].as_str().is_some_and(|s| s
+            .starts_with("user1 … user256 of every tenant")
+            && s.contains(SEED_PASSWORD)));
+        let hash = password_hash().unwrap();
+        assert!(
+            password::verify(SEED_PASSWORD.as_bytes(), &hash, HashParams::default())
+                .unwrap()
+                .matches
         );
         assert!(printed["make_caller"]
             .as_str()

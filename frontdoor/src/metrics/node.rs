@@ -55,6 +55,18 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             lag.resent
         );
     }
+    if let Some(auth) = appliance.authentication_started() {
+        // The hashing pool (issue 18): jobs run, and those refused with
+        // `overloaded` because its queue was full.
+        let (pool, size) = (auth.pool().stats(), auth.pool().size());
+        let _ = writeln!(
+            out,
+            "# TYPE sigil_auth_hash_jobs_total counter\nsigil_auth_hash_jobs_total {}\n# TYPE sigil_auth_hash_overloaded_total counter\nsigil_auth_hash_overloaded_total {}\nsigil_auth_hash_pool_threads {}",
+            pool.done.load(Ordering::Relaxed),
+            pool.refused.load(Ordering::Relaxed),
+            size.threads
+        );
+    }
     appliance.scim_metrics().render(out);
     appliance.logout_metrics().render(out);
     appliance.oauth_metrics().render(out);

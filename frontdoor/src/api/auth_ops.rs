@@ -263,6 +263,8 @@ impl Appliance {
         now_ms: u64,
     ) -> Result<Checked, WireError> {
         let auth = self.authentication()?;
+        // Admitted before any read: past the pool's size, refused at once.
+        let _admitted = hashing(Ok(auth.pool.admit()))?;
         let user = match self.hot.user(live, login).await {
             Ok(user) => Some(user),
             Err(e) if e.code == ErrorCode::NotFound => None,

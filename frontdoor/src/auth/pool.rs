@@ -4,7 +4,7 @@
 //! answered `overloaded`), so a credential-stuffing flood costs at most
 //! `threads` cores and never queues without bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -52,6 +52,21 @@ pub struct HashPool {
     jobs: Sender<Job>,
     stats: Arc<PoolStats>,
     size: PoolSize,
+    /// Sign-ins admitted and not yet hashed ([`HashPool::admit`]).
+    admitted: Arc<AtomicUsize>,
+}
+
+/// A sign-in's place in the pool, taken before its directory reads and
+/// held until its hash is done ([`HashPool::admit`]); dropping it frees it.
+#[derive(Debug)]
+pub struct Admission {
+    admitted: Arc<AtomicUsize>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl HashPool {
@@ -82,7 +97,33 @@ impl HashPool {
                     }
                 })?;
         }
-        Ok(HashPool { jobs, stats, size })
+        Ok(HashPool {
+            jobs,
+            stats,
+            size,
+            admitted: Arc::default(),
+        })
+    }
+
+    /// Admits one sign-in, before it reads the directory: at most
+    /// `threads + queue` are admitted at once, so a flood is refused at
+    /// the door, at once, instead of holding the node's in-flight places
+    /// while its reads and hashes wait their turn (which starved other
+    /// tenants' requests of them: docs/BENCHMARKING.md, "Authentication
+    /// under a credential-stuffing flood").
+    ///
+    /// # Errors
+    /// [`AuthError::Overloaded`] when that many are admitted already.
+    pub fn admit(&self) -> Result<Admission, AuthError> {
+        let limit = self.size.threads.max(1) + self.size.queue.max(1);
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= limit {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(AuthError::Overloaded);
+        }
+        Ok(Admission {
+            admitted: Arc::clone(&self.admitted),
+        })
     }
 
     /// Runs `work` on the pool and returns its result.
@@ -161,6 +202,22 @@ mod tests {
         release.send(()).unwrap();
         assert_eq!(running.await.unwrap().unwrap(), 1);
         assert_eq!(queued.await.unwrap().unwrap(), 2);
+    }
+
+    #[test]
+    fn admission_is_bounded_by_the_pools_size_and_freed_on_drop() {
+        let pool = HashPool::start(PoolSize {
+            threads: 1,
+            queue: 2,
+            nice: 0,
+        })
+        .unwrap();
+        let held: Vec<Admission> = (0..3).map(|_| pool.admit().unwrap()).collect();
+        assert!(matches!(pool.admit(), Err(AuthError::Overloaded)));
+        assert_eq!(pool.stats().refused.load(Ordering::Relaxed), 1);
+        drop(held);
+        let again: Vec<Admission> = (0..3).map(|_| pool.admit().unwrap()).collect();
+        assert_eq!(again.len(), 3);
     }
 
     #[tokio::test(flavor = "current_thread")]

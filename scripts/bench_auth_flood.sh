@@ -12,6 +12,8 @@
 #   C: as B, with the node's hashing threads (sigil-hash-*) reniced to
 #      NICE_C (default 19; `renice` on their thread ids; B sets them back
 #      to 0): what `[auth] pool_nice` does, on the same node in the same run.
+#      NICE_C=idle puts them under SCHED_IDLE instead (`chrt --idle`): they
+#      run only on what nothing else wants, and a waking worker preempts them.
 # Rounds alternate A B C A B C ... (ROUNDS triplets). Prints each round's
 # id_token latency, the flood's outcomes, the hashing pool's counters from
 # /metrics and the CPU seconds of its threads, then the medians of the
@@ -62,7 +64,12 @@ EOF
 renice_hash() {
   for task in /proc/"$SERVE"/task/*; do
     if grep -q '^sigil-hash' "$task/comm" 2>/dev/null; then
-      renice -n "$1" -p "${task##*/}" > /dev/null
+      if [ "$1" = idle ]; then
+        chrt --idle -p 0 "${task##*/}" > /dev/null
+      else
+        chrt --other -p 0 "${task##*/}" > /dev/null
+        renice -n "$1" -p "${task##*/}" > /dev/null
+      fi
     fi
   done
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::share::{Job, Mailbox, Mesh, Share};
+use super::share::{Job, Mailbox, Mesh, Placed, Share};
 use crate::shared_port::bind_per_worker;
 use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
@@ -637,14 +637,14 @@ fn dispatch<H: Handler>(
     tokio::task::spawn_local(async move {
         let worker = &admitted.worker;
         let answer = match worker.share.offload(id, &caller, operation) {
-            Ok(elsewhere) => elsewhere.await.unwrap_or_else(|_| {
+            Placed::Elsewhere(answer) => answer.await.unwrap_or_else(|_| {
                 error_response(
                     id,
                     ErrorCode::Unavailable,
                     "the worker running the request stopped; retry",
                 )
             }),
-            Err(operation) => {
+            Placed::Here(operation) => {
                 let _running = worker.share.mesh.running(worker.share.me);
                 encode_outcome(id, worker.handler.handle(&caller, operation).await)
             }

@@ -124,6 +124,14 @@ impl<C> Drop for Running<C> {
     }
 }
 
+/// Where a request runs ([`Share::offload`]).
+pub(super) enum Placed {
+    /// On another worker: its answer, encoded, arrives here.
+    Elsewhere(oneshot::Receiver<Bytes>),
+    /// On this one.
+    Here(Operation),
+}
+
 /// One worker's side of the mesh.
 pub(super) struct Share<C> {
     pub(super) mesh: Arc<Mesh<C>>,
@@ -142,17 +150,11 @@ impl<C> Share<C> {
         }
     }
 
-    /// Hands the request to a less loaded worker, if there is one: the
-    /// answer, encoded, arrives through the receiver. `Err` gives the
-    /// request back to run here.
-    pub(super) fn offload(
-        &self,
-        id: u64,
-        caller: &Arc<C>,
-        operation: Operation,
-    ) -> Result<oneshot::Receiver<Bytes>, Operation> {
+    /// Hands the request to a less loaded worker, if there is one, or
+    /// gives it back to run here.
+    pub(super) fn offload(&self, id: u64, caller: &Arc<C>, operation: Operation) -> Placed {
         let Some(peer) = self.mesh.pick(self.me) else {
-            return Err(operation);
+            return Placed::Here(operation);
         };
         let ticket = self.next_ticket.get();
         self.next_ticket.set(ticket.wrapping_add(1));
@@ -166,11 +168,11 @@ impl<C> Share<C> {
         let (tx, rx) = oneshot::channel();
         self.waiting.borrow_mut().insert(ticket, tx);
         match self.mesh.inboxes[peer].send(job) {
-            Ok(()) => Ok(rx),
+            Ok(()) => Placed::Elsewhere(rx),
             Err(mpsc::error::SendError(job)) => {
                 // That worker has stopped: run it here.
                 self.waiting.borrow_mut().remove(&ticket);
-                Err(job.operation)
+                Placed::Here(job.operation)
             }
         }
     }

@@ -8,7 +8,7 @@ import sys
 root = pathlib.Path(__file__).resolve().parent.parent
 link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 broken = []
-for doc in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+for doc in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]:
     for number, line in enumerate(doc.read_text().splitlines(), 1):
         for target in link.findall(line):
             if re.match(r"^[a-z]+:", target):

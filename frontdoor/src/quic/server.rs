@@ -357,16 +357,52 @@ async fn serve_inbox<H: Handler>(
     let mut batch = Vec::with_capacity(64);
     while inbox.recv_many(&mut batch, 64).await > 0 {
         for job in batch.drain(..) {
-            let worker = Rc::clone(&worker);
             let running = worker.share.mesh.running(worker.share.me);
+            let (origin, ticket) = job.reply_to();
+            let mut reply = ReplyOnce {
+                worker: Rc::clone(&worker),
+                origin,
+                ticket,
+                id: job.id,
+                answered: false,
+            };
             tokio::task::spawn_local(async move {
-                let (origin, ticket) = job.reply_to();
-                let outcome = worker.handler.handle(&job.caller, job.operation).await;
-                worker
-                    .share
-                    .answer(origin, ticket, encode_outcome(job.id, outcome));
+                let outcome = reply
+                    .worker
+                    .handler
+                    .handle(&job.caller, job.operation)
+                    .await;
+                reply.send(encode_outcome(reply.id, outcome));
                 drop(running);
             });
+        }
+    }
+}
+
+/// Answers a handed-over request exactly once: with its outcome, or, when
+/// its task ends without one (a panic in the handler, the worker stopping),
+/// with `internal`, so the request on its origin worker, and its in-flight
+/// place there, never wait for an answer that cannot come.
+struct ReplyOnce<H: Handler> {
+    worker: Rc<Worker<H>>,
+    origin: usize,
+    ticket: u64,
+    id: u64,
+    answered: bool,
+}
+
+impl<H: Handler> ReplyOnce<H> {
+    fn send(&mut self, answer: Bytes) {
+        self.answered = true;
+        self.worker.share.answer(self.origin, self.ticket, answer);
+    }
+}
+
+impl<H: Handler> Drop for ReplyOnce<H> {
+    fn drop(&mut self) {
+        if !self.answered {
+            let answer = error_response(self.id, ErrorCode::Internal, "the request failed");
+            self.worker.share.answer(self.origin, self.ticket, answer);
         }
     }
 }

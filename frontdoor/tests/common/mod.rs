@@ -22,11 +22,18 @@ use sigil_proto::target::Endpoints;
 pub const SIGIL: &str = env!("CARGO_BIN_EXE_sigil");
 
 /// A port free for both UDP (QUIC) and TCP (HTTP) on loopback right now.
+/// A port free for UDP and TCP on 127.0.0.1, below Linux's ephemeral
+/// range (32768-60999): a port from that range, once a node that held it
+/// is killed, can be taken at once as the local port of some process's
+/// outgoing connection, and the node restarted on it cannot bind it again.
 pub fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
     loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+        random.write_u32(std::process::id());
+        let port = 20_000 + (random.finish() % 12_768) as u16;
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if udp.is_ok() && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }

@@ -12,7 +12,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::auth::{
-    authenticate, op, python, refused, set_tenant_settings, sigil_stdin, start, stored_hash,
+    authenticate, op, python, refused, set_password, set_tenant_settings, sigil_stdin, start,
+    stored_hash,
 };
 use common::node_database;
 use serde_json::json;
@@ -28,22 +29,7 @@ async fn passwords_are_verified_upgraded_and_lock_out() {
     let db = node_database(&serve.var()).await;
 
     // An admin sets alice's password from stdin.
-    let (ok, out) = sigil_stdin(
-        &serve,
-        &[
-            "admin",
-            "user",
-            "set-password",
-            "--tenant",
-            "acme",
-            "--user",
-            "alice",
-            "--password-stdin",
-        ],
-        "correct horse battery\n",
-    );
-    assert!(ok, "{out}");
-    assert_eq!(out["result"]["password_set"], true);
+    set_password(&serve, "acme", "alice", "correct horse battery");
     let sigil_hash = stored_hash(&db, "acme", "alice").await;
     assert!(
         sigil_hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
@@ -315,21 +301,7 @@ async fn unknown_users_cost_what_wrong_passwords_cost_and_floods_get_overloaded(
     );
     let client = std::sync::Arc::new(serve.client(None).await.unwrap());
     let db = node_database(&serve.var()).await;
-    let (ok, out) = sigil_stdin(
-        &serve,
-        &[
-            "admin",
-            "user",
-            "set-password",
-            "--tenant",
-            "acme",
-            "--user",
-            "alice",
-            "--password-stdin",
-        ],
-        "right\n",
-    );
-    assert!(ok, "{out}");
+    set_password(&serve, "acme", "alice", "right");
     set_tenant_settings(&db, "acme", 10_000).await;
 
     // Timing: median of repeated tries, alternated; a generous bound (the

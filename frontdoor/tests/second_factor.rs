@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::auth::{authenticate, op, python, refused, sigil_stdin, start};
+use common::auth::{authenticate, op, python, refused, set_password, sigil_stdin, start};
 use common::node_database;
 use serde_json::json;
 use sigil_proto::auth::{AuthOp, AuthStatus, CredentialChanged, FactorEnrolled, Secret};
@@ -36,21 +36,7 @@ async fn totp_is_a_second_factor_once_per_step() {
             matches!(&e, CallError::Refused(w) if w.code == ErrorCode::Forbidden),
             "{e:?}"
         );
-        let (ok, out) = sigil_stdin(
-            &serve,
-            &[
-                "admin",
-                "user",
-                "set-password",
-                "--tenant",
-                "acme",
-                "--user",
-                "bob",
-                "--password-stdin",
-            ],
-            "pw-bob\n",
-        );
-        assert!(ok, "{out}");
+        set_password(&serve, "acme", "bob", "pw-bob");
         CredentialChanged {
             activated: None,
             password_set: Some(true),

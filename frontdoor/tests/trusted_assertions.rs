@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::auth::{authenticate, python, refused, sigil_stdin, start};
+use common::auth::{authenticate, python, refused, set_password, start};
 use common::{free_port, frontend_add, node_database, session, sigil, wait_shipped, Serve};
 use serde_json::json;
 use sigil_proto::ErrorCode;
@@ -28,21 +28,7 @@ async fn only_trusted_front_ends_assert_sign_ins_and_their_sessions_say_so() {
     assert_eq!(printed["trusted_assertions"], true, "{printed}");
     let plain = serve.client(Some(&plain_dir)).await.unwrap();
     let gateway = serve.client(Some(&gateway_dir)).await.unwrap();
-    let (ok, out) = sigil_stdin(
-        &serve,
-        &[
-            "admin",
-            "user",
-            "set-password",
-            "--tenant",
-            "acme",
-            "--user",
-            "alice",
-            "--password-stdin",
-        ],
-        "correct horse battery\n",
-    );
-    assert!(ok, "{out}");
+    set_password(&serve, "acme", "alice", "correct horse battery");
 
     // A front end without the flag: refused, told why and what to use.
     let (code, message) = refused(plain.session_create("acme", "alice", &["pwd"], None).await);

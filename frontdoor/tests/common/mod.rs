@@ -39,6 +39,25 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Reads an HTTP/1.1 answer to its end: the status (0: no HTTP answer at
+/// all, e.g. from a TLS port) and the body.
+fn status_and_body(stream: &mut std::net::TcpStream) -> (u16, Vec<u8>) {
+    use std::io::Read;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.as_bytes().to_vec())
+        .unwrap_or_default();
+    (status, body)
+}
+
 pub struct Serve {
     pub child: Child,
     pub dir: PathBuf,
@@ -154,7 +173,7 @@ impl Serve {
     }
 
     pub fn http(&self, path: &str) -> (u16, Vec<u8>) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let mut stream = std::net::TcpStream::connect(self.endpoints.http).unwrap();
         // A server that refuses the request (a TLS port reading plain text)
         // may close before the write lands: a broken pipe or reset is "no
@@ -167,26 +186,13 @@ impl Serve {
         {
             return (0, Vec::new());
         }
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response);
-        // 0: no HTTP answer at all (e.g. a TLS port).
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.as_bytes().to_vec())
-            .unwrap_or_default();
-        (status, body)
+        status_and_body(&mut stream)
     }
 
     /// `POST path` with `body` of `content_type` (issue 19's OAuth
     /// endpoints): the status and the body.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let mut stream = std::net::TcpStream::connect(self.endpoints.http).unwrap();
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
@@ -197,19 +203,7 @@ impl Serve {
             return (0, Vec::new());
         }
         let _ = stream.write_all(body);
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.as_bytes().to_vec())
-            .unwrap_or_default();
-        (status, body)
+        status_and_body(&mut stream)
     }
 
     pub async fn client(&self, cert_dir: Option<&Path>) -> Result<Client, CallError> {

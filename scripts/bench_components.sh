@@ -11,6 +11,9 @@
 #     whether quinn sends with GSO (fewer sendmsg than answers) and how
 #     many wake-ups a request costs.
 # Usage: scripts/bench_components.sh [BIN_DIR] [RATE] [DURATION_S] [MIX]
+# Environment: SIGIL_TOML, a configuration for the node (text, e.g.
+# $'[limits]\nquic_ack_threshold = 0'); PERF_ARGS, more flags for
+# `sigil-perf load` (e.g. "--quic-ack-threshold 0").
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(cd "${1:-$root/target/release}" && pwd)
@@ -20,7 +23,8 @@ mix=${4:-id-token}
 work=$(mktemp -d /tmp/sigil-components.XXXXXX)
 cd "$work"
 quic=$(( 20000 + RANDOM % 20000 ))
-"$bin/sigil" serve --quic-listen 127.0.0.1:$quic --http-listen 127.0.0.1:$((quic + 1)) \
+printf '%s\n' "${SIGIL_TOML:-}" >sigil.toml
+"$bin/sigil" serve --config sigil.toml --quic-listen 127.0.0.1:$quic --http-listen 127.0.0.1:$((quic + 1)) \
   --cluster-listen 127.0.0.1:$((quic + 2)) --control-listen 127.0.0.1:0 >serve.out 2>serve.log &
 node=$!
 trap 'kill $node 2>/dev/null; wait $node 2>/dev/null' EXIT
@@ -36,7 +40,8 @@ snapshot() { # name utime stime (clock ticks) per thread
   done
 }
 
-"$bin/sigil-perf" load --mix "$mix" --rate "$rate" --duration "${duration}s" \
+# shellcheck disable=SC2086 # PERF_ARGS is a list of flags
+"$bin/sigil-perf" load --mix "$mix" --rate "$rate" --duration "${duration}s" ${PERF_ARGS:-} \
   --json run.json --charts charts >perf.out 2>perf.log &
 perf_pid=$!
 # The load's first second prepares sessions: measure a window inside it.
@@ -80,7 +85,8 @@ report = json.load(open("run.json"))
 answered = float(open("requests_after.txt").read()) - float(open("requests_before.txt").read())
 print(f"offered {rate:.0f}/s, achieved {report['achieved_rps']:.0f}/s, p50 {report['latency_us']['p50']/1000:.2f} ms, "
       f"p99 {report['latency_us']['p99']/1000:.2f} ms, server CPU {report['server_cpu_us_per_op']} us/op, "
-      f"raw {report['raw_cpu_us_per_op']} us/op, overhead {report['overhead_factor']}")
+      f"raw {report['raw_cpu_us_per_op']} us/op, overhead {report['overhead_factor']}, "
+      f"generator CPU {report['generator_cpu_us_per_op']} us/op")
 print(f"{'component':28} {'user us/req':>12} {'kernel us/req':>14}")
 total = [0.0, 0.0]
 for group in sorted(set(before) | set(after)):

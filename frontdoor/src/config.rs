@@ -220,6 +220,11 @@ pub struct AdmissionLimits {
     /// Whether a QUIC worker hands requests to a less loaded worker, so
     /// that every core works however the connections hash.
     pub share_work: bool,
+    /// The ACK-eliciting threshold the node asks its QUIC callers for:
+    /// packets they may receive before they must acknowledge at once
+    /// (their next request carries the ACK otherwise); 0 or 1: QUIC's
+    /// default, an ACK for every second packet.
+    pub quic_ack_threshold: u32,
     /// Requests in flight on the node; more are answered `overloaded`.
     pub max_in_flight: usize,
     /// Requests per second for a tenant whose directory entry sets no budget.
@@ -378,6 +383,7 @@ impl Default for AdmissionLimits {
         AdmissionLimits {
             workers: 0,
             share_work: true,
+            quic_ack_threshold: sigil_proto::tls::ACK_THRESHOLD,
             max_in_flight: crate::quic::server::DEFAULT_MAX_IN_FLIGHT,
             default_tenant_rate: 100_000,
             frame_timeout_secs: 10,

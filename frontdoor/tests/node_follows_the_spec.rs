@@ -105,6 +105,16 @@ impl Node {
     }
 
     fn start_sharing(workers: usize, limits: QuicLimits, share_work: bool) -> Node {
+        Node::start_asking(workers, limits, share_work, sigil_proto::tls::ACK_THRESHOLD)
+    }
+
+    /// A node asking its callers for `ack_threshold` (QUIC ACK frequency).
+    fn start_asking(
+        workers: usize,
+        limits: QuicLimits,
+        share_work: bool,
+        ack_threshold: u32,
+    ) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let ca = DeploymentCa::create_or_load(&dir.path().join("ca")).unwrap();
         let node = ca.issue_node("test", &["localhost".into()]).unwrap();
@@ -112,6 +122,7 @@ impl Node {
             vec![node.certificate_der()],
             node.key_der().unwrap(),
             &ca.certificate_der(),
+            ack_threshold,
         )
         .unwrap();
         let mut config = QuicConfig::new("127.0.0.1:0".parse().unwrap());
@@ -163,7 +174,7 @@ async fn connect(
     ca: &DeploymentCa,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
-    let config = sigil_proto::tls::client_config(&ca.certificate_der(), identity).unwrap();
+    let config = sigil_proto::tls::client_config(&ca.certificate_der(), identity, 0).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(config);
     endpoint.connect(addr, "localhost").unwrap().await
@@ -427,6 +438,36 @@ async fn one_connection_keeps_every_worker_busy() {
     // Without sharing they stay on the worker that owns the connection.
     let alone = threads_of_one_connection(false).await;
     assert_eq!(alone.len(), 1, "{alone:?}");
+}
+
+/// `[limits] quic_ack_threshold` reaches the wire: a node asking for 16
+/// sends its caller an ACK_FREQUENCY frame (the caller's next requests
+/// then carry its ACKs); one set to 0 leaves QUIC's default and sends none.
+#[tokio::test]
+async fn the_node_asks_callers_for_fewer_acks_as_configured() {
+    for (threshold, asks) in [(16, true), (0, false)] {
+        let node = Node::start_asking(1, QuicLimits::default(), true, threshold);
+        let connection = node.connect().await;
+        let (mut send, mut recv) = connection.open_bi().await.unwrap();
+        let mut decoder = FrameDecoder::new();
+        // The frame goes out once the handshake is confirmed; a few
+        // request-answer rounds give it the packets to ride in.
+        for id in 1..=20 {
+            send.write_all(&health(id)).await.unwrap();
+            assert_eq!(answer(&mut recv, &mut decoder).await.id, id);
+            if connection.stats().frame_rx.ack_frequency > 0 {
+                break;
+            }
+        }
+        let received = connection.stats().frame_rx.ack_frequency;
+        assert_eq!(
+            received > 0,
+            asks,
+            "threshold {threshold}: {received} ACK_FREQUENCY frames"
+        );
+        connection.close(0u32.into(), b"done");
+        node.stop().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

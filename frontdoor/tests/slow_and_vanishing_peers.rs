@@ -30,6 +30,7 @@ async fn raw_connection(serve: &Serve) -> (quinn::Endpoint, quinn::Connection) {
             vec![credentials.certificate_der()],
             credentials.key_der().unwrap(),
         )),
+        sigil_proto::tls::ACK_THRESHOLD,
     )
     .unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();

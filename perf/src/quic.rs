@@ -71,6 +71,8 @@ pub struct LoadPlan {
     pub connections: usize,
     /// Streams per connection.
     pub streams: usize,
+    /// The ACK-eliciting threshold asked of the node (`--quic-ack-threshold`).
+    pub ack_threshold: u32,
     /// Requests in flight per thread before arrivals are `client_backlog`.
     pub max_in_flight: usize,
     /// The node's HTTP address for /metrics (CPU per operation).
@@ -347,7 +349,16 @@ fn baseline_spec(app: &str) -> Option<signer::KeySpec> {
 
 /// The client configuration of every node the target names (one, or
 /// several comma-separated).
-fn client_configs(target: &Target, streams: usize) -> Result<Vec<ClientConfig>, TargetError> {
+fn client_configs(plan: &LoadPlan) -> Result<Vec<ClientConfig>, TargetError> {
+    let mut configs = node_configs(&plan.target, plan.streams)?;
+    for config in &mut configs {
+        config.ack_threshold = plan.ack_threshold;
+    }
+    Ok(configs)
+}
+
+/// One client configuration per node of `--target` (comma-separated).
+fn node_configs(target: &Target, streams: usize) -> Result<Vec<ClientConfig>, TargetError> {
     let Some(list) = &target.target else {
         return Ok(vec![target.client_config(streams)?]);
     };
@@ -408,7 +419,7 @@ pub fn run(plan: &LoadPlan) -> anyhow::Result<Report> {
 /// # Errors
 /// When the node cannot be reached or the users cannot sign in.
 pub fn prepare_run(plan: &LoadPlan) -> anyhow::Result<Prepared> {
-    let configs = client_configs(&plan.target, plan.streams)?;
+    let configs = client_configs(plan)?;
     let config = configs
         .first()
         .cloned()

@@ -60,6 +60,9 @@ pub struct ClientConfig {
     pub identity: Option<Credentials>,
     /// Streams to spread requests over.
     pub streams: usize,
+    /// The ACK-eliciting threshold asked of the node
+    /// ([`crate::tls::ACK_THRESHOLD`] by default; 0: QUIC's default).
+    pub ack_threshold: u32,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ciborium::Value, CallError>>>>>;
@@ -112,7 +115,8 @@ impl Client {
             )),
             None => None,
         };
-        let client_config = tls::client_config(&config.ca, identity).map_err(|e| transport(&e))?;
+        let client_config = tls::client_config(&config.ca, identity, config.ack_threshold)
+            .map_err(|e| transport(&e))?;
         let bind: SocketAddr = if config.target.is_ipv6() {
             "[::]:0"
         } else {

@@ -242,6 +242,7 @@ impl Target {
             ca,
             identity,
             streams,
+            ack_threshold: crate::tls::ACK_THRESHOLD,
         })
     }
 

@@ -81,14 +81,37 @@ pub fn client_crypto(
     Ok(config)
 }
 
+/// The ACK-eliciting threshold a `sigil/1` endpoint asks its peer for by
+/// default: how many packets that need an acknowledgement the peer may
+/// receive before it must send one at once (QUIC's default is 1, an ACK
+/// for every second packet). Requests and answers carry each other's
+/// ACKs, so with 16 a busy connection sends almost no packet that holds
+/// only an ACK; a quiet one still acknowledges within the peer's
+/// `max_ack_delay` (25 ms by default), as before. Peers without the ACK
+/// frequency extension (draft-ietf-quic-ack-frequency) ignore it.
+pub const ACK_THRESHOLD: u32 = 16;
+
+/// Asks the peer to acknowledge after `threshold` ACK-eliciting packets
+/// rather than QUIC's 1 ([`ACK_THRESHOLD`]); 0 or 1 leaves QUIC's default.
+pub fn ask_for_fewer_acks(transport: &mut quinn::TransportConfig, threshold: u32) {
+    if threshold <= 1 {
+        return;
+    }
+    let mut frequency = quinn::AckFrequencyConfig::default();
+    frequency.ack_eliciting_threshold(threshold.into());
+    transport.ack_frequency_config(Some(frequency));
+}
+
 /// The quinn client configuration for `sigil/1`, with keep-alives so an
-/// idle long-lived connection stays open.
+/// idle long-lived connection stays open, asking the node to acknowledge
+/// after `ack_threshold` packets ([`ask_for_fewer_acks`]).
 ///
 /// # Errors
 /// [`TlsError`] when the certificate, key or CA are not usable.
 pub fn client_config(
     ca: &CertificateDer<'static>,
     identity: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+    ack_threshold: u32,
 ) -> Result<quinn::ClientConfig, TlsError> {
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(client_crypto(ca, identity, ALPN)?)?;
@@ -99,6 +122,7 @@ pub fn client_config(
         .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
             30_000,
         ))));
+    ask_for_fewer_acks(&mut transport, ack_threshold);
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

@@ -322,6 +322,7 @@ async fn fake_node() -> Client {
         ca: certificate,
         identity: None,
         streams: 2,
+        ack_threshold: sigil_proto::tls::ACK_THRESHOLD,
     })
     .await
     .expect("connects to the fake node")

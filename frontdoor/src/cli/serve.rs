@@ -262,6 +262,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         vec![node_credentials.certificate_der()],
         node_credentials.key_der()?,
         &ca.certificate_der(),
+        config.limits.quic_ack_threshold,
     )?;
     let mut quic_config = QuicConfig::new(config.listen.quic);
     quic_config.workers = config.workers();

@@ -98,7 +98,9 @@ pub const IDLE_TIMEOUT: std::time::Duration =
     std::time::Duration::from_millis(IDLE_TIMEOUT_MILLIS as u64);
 const IDLE_TIMEOUT_MILLIS: u32 = 30_000;
 
-/// The quinn server configuration for `sigil/1`.
+/// The quinn server configuration for `sigil/1`, asking callers to
+/// acknowledge after `ack_threshold` packets
+/// ([`sigil_proto::tls::ask_for_fewer_acks`]).
 ///
 /// # Errors
 /// [`TlsError`] when the certificate, key or CA are not usable.
@@ -106,6 +108,7 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     ca: &CertificateDer<'static>,
+    ack_threshold: u32,
 ) -> Result<quinn::ServerConfig, TlsError> {
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto(chain, key, ca, ALPN)?)?;
@@ -124,6 +127,9 @@ pub fn server_config(
         .max_idle_timeout(Some(quinn::IdleTimeout::from(quinn::VarInt::from_u32(
             IDLE_TIMEOUT_MILLIS,
         ))));
+    // Callers acknowledge answers in their next requests rather than in
+    // packets of their own (`[limits] quic_ack_threshold`).
+    sigil_proto::tls::ask_for_fewer_acks(&mut transport, ack_threshold);
     config.transport_config(Arc::new(transport));
     Ok(config)
 }

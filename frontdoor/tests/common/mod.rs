@@ -217,6 +217,7 @@ impl Serve {
             ca: load_ca_certificate(&self.var().join("ca/ca.pem")).unwrap(),
             identity: Credentials::load(&cert_dir).ok(),
             streams: 2,
+            ack_threshold: sigil_proto::tls::ACK_THRESHOLD,
         })
         .await
     }

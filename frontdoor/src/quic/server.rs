@@ -529,23 +529,21 @@ async fn serve_stream<H: Handler>(
     let _ = send.finish();
 }
 
-/// Writes answers as they come, coalescing whatever is ready into one
-/// write. Returns the stream, unfinished, once every sender is gone;
-/// `None` when the peer stopped reading or the connection was lost.
+/// Answers handed to quinn in one write, at most.
+const ANSWERS_PER_WRITE: usize = 64;
+
+/// Writes answers as they come, whatever is ready in one write: the
+/// encoded answers themselves, not copied (quinn packs them into packets
+/// when the connection next transmits, with the other streams' answers).
+/// Returns the stream, unfinished, once every sender is gone; `None` when
+/// the peer stopped reading or the connection was lost.
 async fn write_answers(
     mut send: quinn::SendStream,
     mut outbox: mpsc::UnboundedReceiver<Bytes>,
 ) -> Option<quinn::SendStream> {
-    let mut batch = BytesMut::new();
-    while let Some(first) = outbox.recv().await {
-        batch.extend_from_slice(&first);
-        while batch.len() < 64 * 1024 {
-            match outbox.try_recv() {
-                Ok(more) => batch.extend_from_slice(&more),
-                Err(_) => break,
-            }
-        }
-        if send.write_all(&batch).await.is_err() {
+    let mut batch = Vec::with_capacity(ANSWERS_PER_WRITE);
+    while outbox.recv_many(&mut batch, ANSWERS_PER_WRITE).await > 0 {
+        if send.write_all_chunks(&mut batch).await.is_err() {
             return None;
         }
         batch.clear();

@@ -205,11 +205,7 @@ impl Caller for QuicCaller {
                     }
                 }
             };
-            client
-                .call(&operation)
-                .await
-                .map(drop)
-                .map_err(|e| code(&e))
+            client.call_unit(&operation).await.map_err(|e| code(&e))
         })
     }
 }

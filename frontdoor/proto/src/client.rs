@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{mpsc, oneshot};
 
@@ -65,10 +65,13 @@ pub struct ClientConfig {
     pub ack_threshold: u32,
 }
 
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<ciborium::Value, CallError>>>>>;
+/// The requests waiting on a lane, by id: each gets its answer's frame
+/// (decoded only as far as its id and error: the caller decodes the
+/// result, or not at all, [`Client::call_unit`]).
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Bytes, CallError>>>>>;
 
 struct Lane {
-    requests: mpsc::UnboundedSender<BytesMut>,
+    requests: mpsc::UnboundedSender<Bytes>,
     pending: Pending,
 }
 
@@ -159,12 +162,35 @@ impl Client {
         self.call_raw(id, &body).await
     }
 
+    /// Like [`Client::call`] for a caller that needs only whether the node
+    /// carried the operation out (a load generator): the result is not
+    /// decoded.
+    ///
+    /// # Errors
+    /// As [`Client::call`].
+    pub async fn call_unit(&self, operation: &Operation) -> Result<(), CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let body =
+            to_cbor(&operation.to_wire(id)).map_err(|e| CallError::Malformed(e.to_string()))?;
+        self.send(id, &body).await.map(drop)
+    }
+
     /// Sends an already encoded request body with id `id` (for tests that
     /// speak the wire by hand). The id must not be in flight already.
     ///
     /// # Errors
     /// As [`Client::call`].
     pub async fn call_raw(&self, id: u64, body: &[u8]) -> Result<ciborium::Value, CallError> {
+        let frame = self.send(id, body).await?;
+        let response: WireResponse = from_cbor(&frame).map_err(|e| CallError::Malformed(e.0))?;
+        Ok(response
+            .result
+            .unwrap_or_else(|| ciborium::Value::Map(Vec::new())))
+    }
+
+    /// Sends a request body and waits for its answer's frame (an error
+    /// answer is [`CallError::Refused`] already).
+    async fn send(&self, id: u64, body: &[u8]) -> Result<Bytes, CallError> {
         let lane = &self.lanes[self.next_lane.fetch_add(1, Ordering::Relaxed) % self.lanes.len()];
         let mut frame = BytesMut::new();
         write_frame(body, &mut frame).map_err(|e| CallError::Malformed(e.to_string()))?;
@@ -173,7 +199,7 @@ impl Client {
             .lock()
             .map_err(|_| CallError::Transport("client state poisoned".into()))?
             .insert(id, responder);
-        if lane.requests.send(frame).is_err() {
+        if lane.requests.send(frame.freeze()).is_err() {
             if let Ok(mut pending) = lane.pending.lock() {
                 pending.remove(&id);
             }
@@ -215,19 +241,13 @@ impl Client {
 impl Lane {
     fn start(mut send: quinn::SendStream, mut recv: quinn::RecvStream) -> Lane {
         let pending: Pending = Arc::default();
-        let (requests, mut queue) = mpsc::unbounded_channel::<BytesMut>();
+        let (requests, mut queue) = mpsc::unbounded_channel::<Bytes>();
         let writer_pending = Arc::clone(&pending);
         tokio::spawn(async move {
-            let mut batch = BytesMut::new();
-            while let Some(first) = queue.recv().await {
-                batch.extend_from_slice(&first);
-                while batch.len() < 64 * 1024 {
-                    match queue.try_recv() {
-                        Ok(more) => batch.extend_from_slice(&more),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(e) = send.write_all(&batch).await {
+            // Whatever is queued goes to quinn in one write, uncopied.
+            let mut batch = Vec::with_capacity(64);
+            while queue.recv_many(&mut batch, 64).await > 0 {
+                if let Err(e) = send.write_all_chunks(&mut batch).await {
                     fail_all(&writer_pending, &CallError::Transport(e.to_string()));
                     return;
                 }
@@ -247,8 +267,8 @@ impl Lane {
                 let mut broken = None;
                 loop {
                     match decoder.next_frame() {
-                        Ok(Some(frame)) => match from_cbor::<WireResponse>(&frame) {
-                            Ok(response) => deliver(&reader_pending, response),
+                        Ok(Some(frame)) => match from_cbor::<Head>(&frame) {
+                            Ok(head) => deliver(&reader_pending, head, frame),
                             Err(e) => {
                                 broken = Some(CallError::Malformed(e.0));
                                 break;
@@ -271,7 +291,11 @@ impl Lane {
     }
 }
 
-fn deliver(pending: &Pending, response: WireResponse) {
+/// What the reader decodes of an answer to route it: its id and error;
+/// the result is skipped over, not built.
+type Head = WireResponse<serde::de::IgnoredAny>;
+
+fn deliver(pending: &Pending, response: Head, frame: Bytes) {
     if response.id == 0 {
         // A stream-level error: every request on it is lost.
         let error = response.error.unwrap_or(WireError {
@@ -286,10 +310,9 @@ fn deliver(pending: &Pending, response: WireResponse) {
         Err(_) => None,
     };
     if let Some(responder) = responder {
-        let outcome = match (response.result, response.error) {
-            (_, Some(error)) => Err(CallError::Refused(error)),
-            (Some(result), None) => Ok(result),
-            (None, None) => Ok(ciborium::Value::Map(Vec::new())),
+        let outcome = match response.error {
+            Some(error) => Err(CallError::Refused(error)),
+            None => Ok(frame),
         };
         let _ = responder.send(outcome);
     }

@@ -329,11 +329,18 @@ async fn a_checkpoint_spares_restarts_the_shipped_prefix() {
             .await
             .unwrap();
     }
+    let durable = journal
+        .stats()
+        .durable
+        .load(std::sync::atomic::Ordering::Acquire);
     drop(journal);
+    // Written zeros follow the records (preallocated).
+    let length = std::fs::metadata(&path).unwrap().len();
+    assert!(length > durable, "{length} {durable}");
     let mut shipper = Shipper::open(&path);
     assert_eq!(shipper.ship(&directory, 6).await.unwrap(), 20);
     let shipped = shipper.offset();
-    assert_eq!(shipped, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(shipped, durable);
     let checkpoint = Checkpoint::load(&path).expect("a checkpoint after shipping");
     assert_eq!(checkpoint.offset, shipped);
     assert_eq!(checkpoint.heads[&acme.id].0, 20);
@@ -390,9 +397,13 @@ async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
             .await
             .unwrap();
     }
-    let before = std::fs::metadata(&path).unwrap().len();
+    let before = journal
+        .stats()
+        .durable
+        .load(std::sync::atomic::Ordering::Acquire);
     // The disk fails the next sync: the request is not answered as done,
-    // and its bytes do not stay in the file.
+    // and its bytes do not stay in the file (cut, zeros written ahead
+    // with them).
     journal.danger_fail_syncs(1);
     let failed = journal
         .append(
@@ -404,6 +415,8 @@ async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
         .await;
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    let (kept, end) = read_journal(&path).unwrap();
+    assert_eq!((kept.len(), end), (3, before));
     assert_eq!(
         journal
             .stats()

@@ -9,7 +9,9 @@
 //! (format 2, [`FORMAT_BINARY`]); journals and rows written before issue 16
 //! hold JSON lines hashed over their text (format 1, [`FORMAT_JSON`]), and
 //! still read, ship and verify: a journal of JSON lines continues with
-//! binary records in the same file.
+//! binary records in the same file. The file is kept [`PREALLOCATE`]
+//! bytes longer than its records in written zeros, so the syncs of group
+//! commits change no file metadata; a reader stops at the zeros.
 //! [`ship`] ([`Shipper`]) copies the journal into Postgres in batches (one
 //! transaction; per tenant, under its scope, an insert that skips what is
 //! there already), as the run-time role, so every record arrives exactly
@@ -39,8 +41,8 @@ pub use verify::{
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -400,7 +402,7 @@ impl AuditJournal {
                 break;
             }
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .read(true)
             .write(true)
@@ -411,9 +413,9 @@ impl AuditJournal {
         // A journal made by an older Sigil may be world-readable.
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::Journal(format!("{}: {e}", path.display())))?;
+        // Drops a torn tail and the zeros written ahead (the writer
+        // writes them again).
         file.set_len(good)
-            .map_err(|e| Error::Journal(e.to_string()))?;
-        file.seek(SeekFrom::End(0))
             .map_err(|e| Error::Journal(e.to_string()))?;
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(65_536);
         let stats = Arc::new(JournalStats::default());
@@ -552,7 +554,7 @@ fn head_hash(hex: &str) -> Result<[u8; 32], Error> {
 }
 
 fn write_loop(
-    mut file: File,
+    file: File,
     mut length: u64,
     node: String,
     mut chains: HashMap<i64, (i64, [u8; 32])>,
@@ -562,6 +564,8 @@ fn write_loop(
     let mut batch: Vec<Job> = Vec::with_capacity(4096);
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut broken: Option<String> = None;
+    // The file's length: records up to `length`, written zeros after.
+    let mut allocated = length;
     let mut saved: Vec<(i64, Option<(i64, [u8; 32])>)> = Vec::with_capacity(4096);
     let mut results: Vec<Appended> = Vec::with_capacity(4096);
     while let Ok(first) = receiver.recv() {
@@ -608,18 +612,30 @@ fn write_loop(
         }
         let injected = stats.take_injected_failure();
         let started = std::time::Instant::now();
-        let outcome = file.write_all(&buffer).and_then(|()| {
-            if injected {
-                Err(std::io::Error::other("injected sync failure"))
-            } else {
-                file.sync_data()
-            }
-        });
+        let end = length + buffer.len() as u64;
+        // Past the zeros written ahead: write the next ones with this
+        // batch (its sync then carries the file's new size, once per
+        // `PREALLOCATE` bytes; the syncs in between change no metadata).
+        let ahead = (end > allocated).then(|| (end / PREALLOCATE + 2) * PREALLOCATE);
+        let outcome = file
+            .write_all_at(&buffer, length)
+            .and_then(|()| match ahead {
+                Some(ahead) => write_zeros(&file, end, ahead),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                if injected {
+                    Err(std::io::Error::other("injected sync failure"))
+                } else {
+                    file.sync_data()
+                }
+            });
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats.sync_latency.record(started.elapsed());
         match outcome {
             Ok(()) => {
-                length += buffer.len() as u64;
+                length = end;
+                allocated = allocated.max(ahead.unwrap_or(0));
                 stats.durable.store(length, Ordering::Release);
                 stats
                     .records
@@ -636,10 +652,8 @@ fn write_loop(
                 // the file (their sequence numbers are given again) and put
                 // the chains back. If the file cannot be cut, no later
                 // record could follow its chain: refuse every append.
-                let cut = file
-                    .set_len(length)
-                    .and_then(|()| file.seek(SeekFrom::Start(length)).map(drop))
-                    .and_then(|()| file.sync_data());
+                allocated = length;
+                let cut = file.set_len(length).and_then(|()| file.sync_data());
                 if let Err(cut) = cut {
                     broken = Some(format!(
                         "journal unusable: a failed write could not be undone ({cut})"
@@ -659,6 +673,22 @@ fn write_loop(
         }
     }
     let _ = file.sync_all();
+}
+
+/// Zeros written ahead of the records: the journal's file is this much
+/// longer than its records, in written zeros (not `fallocate`'s unwritten
+/// extents, which a write converts in metadata the sync then journals).
+pub(crate) const PREALLOCATE: u64 = 1 << 20;
+
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// Records read per step when scanning or shipping a journal.

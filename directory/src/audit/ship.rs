@@ -58,7 +58,7 @@ impl Checkpoint {
 
     /// The checkpoint of `journal`, if there is one that fits it: its
     /// offset within the file, just after a JSON line's newline, at the
-    /// end, or at the start of a binary record.
+    /// end, at the start of a binary record or of the zeros after them.
     pub fn load(journal: &Path) -> Option<Checkpoint> {
         use std::io::Read;
         let text = std::fs::read(Checkpoint::path(journal)).ok()?;
@@ -79,8 +79,11 @@ impl Checkpoint {
                 n => read += n,
             }
         }
-        let fits =
-            probe[0] == b'\n' || read == 1 || super::record::body_len(&probe[1..read]).is_some();
+        // Zeros: the journal's preallocated tail.
+        let fits = probe[0] == b'\n'
+            || read == 1
+            || super::record::body_len(&probe[1..read]).is_some()
+            || (read == probe.len() && probe[1..].iter().all(|&b| b == 0));
         fits.then_some(checkpoint)
     }
 

@@ -141,11 +141,20 @@ fn a_journal_of_json_lines_continues_in_binary_and_loses_nothing() {
         assert_eq!(appended.seq, 6 + n);
     }
     drop(journal);
-    // Reopened, the mixed journal reads whole and its chain holds.
+    let (_, good) = read_journal(&path).unwrap();
+    // Records, then written zeros up to a multiple of `PREALLOCATE`.
+    let length = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        length >= good + PREALLOCATE && length % PREALLOCATE == 0,
+        "{length} {good}"
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes[good as usize..].iter().all(|&b| b == 0));
+    // Reopened, the mixed journal reads whole and its chain holds (a
+    // start cuts the zeros; the next group commit writes them again).
     let journal = AuditJournal::open(&path, "n").unwrap();
     drop(journal);
     let (entries, good) = read_journal(&path).unwrap();
-    assert_eq!(good, std::fs::metadata(&path).unwrap().len());
     let formats: Vec<i16> = entries.iter().map(|e| e.format).collect();
     assert_eq!(formats, [1, 1, 1, 1, 1, 2, 2, 2]);
     let mut prev = GENESIS.to_owned();
@@ -154,6 +163,17 @@ fn a_journal_of_json_lines_continues_in_binary_and_loses_nothing() {
         assert_eq!(entry.expected_hash(), entry.hash, "{entry:?}");
         prev = entry.hash.clone();
     }
+    // A checkpoint at the records' end (before the zeros) fits.
+    let checkpoint = Checkpoint {
+        offset: good,
+        ..Checkpoint::default()
+    };
+    std::fs::write(
+        dir.path().join("j.checkpoint"),
+        serde_json::to_vec(&checkpoint).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(Checkpoint::load(&path), Some(checkpoint));
     // A torn JSON line in the middle of the old part is still corruption.
     let mut bytes = std::fs::read(&path).unwrap();
     let second = text.find('\n').unwrap() + 1;

@@ -548,6 +548,9 @@ impl Drop for AuditJournal {
     }
 }
 
+/// A tenant's chain head: its last sequence number and hash.
+type ChainHead = (i64, [u8; 32]);
+
 /// A chain head's hash from its hex.
 fn head_hash(hex: &str) -> Result<[u8; 32], Error> {
     record::unhex32(hex).ok_or_else(|| Error::Journal(format!("malformed chain hash {hex:?}")))
@@ -566,7 +569,7 @@ fn write_loop(
     let mut broken: Option<String> = None;
     // The file's length: records up to `length`, written zeros after.
     let mut allocated = length;
-    let mut saved: Vec<(i64, Option<(i64, [u8; 32])>)> = Vec::with_capacity(4096);
+    let mut saved: Vec<(i64, Option<ChainHead>)> = Vec::with_capacity(4096);
     let mut results: Vec<Appended> = Vec::with_capacity(4096);
     while let Ok(first) = receiver.recv() {
         batch.push(first);

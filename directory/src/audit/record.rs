@@ -377,7 +377,8 @@ pub(crate) fn body_len(header: &[u8]) -> Option<usize> {
         return None;
     }
     let len = u32::from_be_bytes(header[4..8].try_into().ok()?) as usize;
-    (len >= 1 + 64 && len <= MAX_BODY).then_some(len)
+    // At least a version byte and the two hashes.
+    (65..=MAX_BODY).contains(&len).then_some(len)
 }
 
 /// Checks a whole record (`header` and `body`, of [`body_len`]) and reads
@@ -475,6 +476,7 @@ pub(crate) fn unhex32(text: &str) -> Option<[u8; 32]> {
 pub type Kind = Cow<'static, str>;
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -54,6 +54,9 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
         11,
         include_str!("../migrations/0011_trusted_assertions.sql"),
     ),
+    // The audit journal's binary records (issue 16): what each row's hash
+    // covers.
+    (12, include_str!("../migrations/0012_audit_format.sql")),
 ];
 
 /// The schema version this build needs.

@@ -103,7 +103,7 @@ async fn migrations_run_once() {
     let (mut client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
     let versions: Vec<i32> = directory::MIGRATIONS.iter().map(|(v, _)| *v).collect();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     assert_eq!(migrate(&mut client).await.unwrap(), versions);
     assert!(migrate(&mut client).await.unwrap().is_empty());
     assert!(migrate(&mut client).await.unwrap().is_empty());
@@ -329,11 +329,18 @@ async fn a_checkpoint_spares_restarts_the_shipped_prefix() {
             .await
             .unwrap();
     }
+    let durable = journal
+        .stats()
+        .durable
+        .load(std::sync::atomic::Ordering::Acquire);
     drop(journal);
+    // Written zeros follow the records (preallocated).
+    let length = std::fs::metadata(&path).unwrap().len();
+    assert!(length > durable, "{length} {durable}");
     let mut shipper = Shipper::open(&path);
     assert_eq!(shipper.ship(&directory, 6).await.unwrap(), 20);
     let shipped = shipper.offset();
-    assert_eq!(shipped, std::fs::metadata(&path).unwrap().len());
+    assert_eq!(shipped, durable);
     let checkpoint = Checkpoint::load(&path).expect("a checkpoint after shipping");
     assert_eq!(checkpoint.offset, shipped);
     assert_eq!(checkpoint.heads[&acme.id].0, 20);
@@ -390,9 +397,13 @@ async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
             .await
             .unwrap();
     }
-    let before = std::fs::metadata(&path).unwrap().len();
+    let before = journal
+        .stats()
+        .durable
+        .load(std::sync::atomic::Ordering::Acquire);
     // The disk fails the next sync: the request is not answered as done,
-    // and its bytes do not stay in the file.
+    // and its bytes do not stay in the file (cut, zeros written ahead
+    // with them).
     journal.danger_fail_syncs(1);
     let failed = journal
         .append(
@@ -404,6 +415,8 @@ async fn a_failed_sync_leaves_no_trace_in_the_journal_or_the_chain() {
         .await;
     assert!(failed.is_err(), "{failed:?}");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), before);
+    let (kept, end) = read_journal(&path).unwrap();
+    assert_eq!((kept.len(), end), (3, before));
     assert_eq!(
         journal
             .stats()
@@ -517,5 +530,109 @@ async fn cached_scim_statements_see_only_the_scope_tenant() {
                 "round {round}: another tenant's user by id"
             );
         }
+    }
+}
+
+/// A format 1 journal line (JSON, hashed over its text) of `tenant` after
+/// `prev` (hex), as Sigil wrote it before issue 16 (no `format` field).
+fn json_line(tenant: i64, seq: i64, prev: &str) -> (String, String) {
+    use directory::audit::{AuditEntry, FORMAT_JSON};
+    let mut entry = AuditEntry {
+        tenant_id: tenant,
+        node: "node-1".into(),
+        seq,
+        at_ms: 500 + seq,
+        kind: "issue.id_token".into(),
+        detail: serde_json::json!({"user": "alice", "n": seq}),
+        prev_hash: prev.to_owned(),
+        hash: String::new(),
+        format: FORMAT_JSON,
+    };
+    entry.hash = entry.expected_hash();
+    let mut value = serde_json::to_value(&entry).unwrap();
+    value.as_object_mut().unwrap().remove("format");
+    (format!("{value}\n"), entry.hash)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_from_a_json_journal_loses_nothing_and_verifies() {
+    use directory::audit::{verify_chain, AuditJournal, Shipper};
+    let (owner, directory) = demo_directory().await;
+    let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node-1.journal");
+    // Before the upgrade: 8 records in JSON lines, 5 of them shipped.
+    let (mut text, mut prev) = (String::new(), "0".repeat(64));
+    for seq in 1..=8 {
+        let (line, hash) = json_line(acme.id, seq, &prev);
+        text.push_str(&line);
+        prev = hash;
+        if seq == 5 {
+            std::fs::write(&path, &text).unwrap();
+            assert_eq!(Shipper::open(&path).ship(&directory, 100).await.unwrap(), 5);
+        }
+    }
+    std::fs::write(&path, &text).unwrap();
+    // The upgraded node continues the same file and chain in binary.
+    let journal = AuditJournal::open(&path, "node-1").unwrap();
+    for n in 0..4 {
+        let appended = journal
+            .append(
+                acme.id,
+                "session.revoke",
+                serde_json::json!({"caller": "web", "n": n}),
+                9_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(appended.seq, 9 + n);
+    }
+    drop(journal);
+    let mut shipper = Shipper::open(&path);
+    assert_eq!(
+        shipper.ship(&directory, 3).await.unwrap(),
+        7,
+        "3 JSON, 4 binary"
+    );
+    let report = verify_chain(&directory, acme.id).await.unwrap();
+    assert_eq!((report.records, report.first_break), (12, None));
+    // Rows name their format: the 8 of before 1, the new ones 2.
+    owner
+        .danger_execute(&format!(
+            "DO $$ BEGIN
+               IF (SELECT array_agg(format ORDER BY seq) FROM audit_events WHERE tenant_id = {})
+                  IS DISTINCT FROM ARRAY[1,1,1,1,1,1,1,1,2,2,2,2]::smallint[]
+               THEN RAISE EXCEPTION 'formats differ'; END IF;
+             END $$",
+            acme.id
+        ))
+        .await
+        .unwrap();
+    // Claiming the other format for a row breaks it; put back, it holds.
+    for (format, broken) in [(1, Some(12)), (2, None)] {
+        owner
+            .danger_execute(&format!(
+                "UPDATE audit_events SET format = {format} WHERE tenant_id = {} AND seq = 12",
+                acme.id
+            ))
+            .await
+            .unwrap();
+        let report = verify_chain(&directory, acme.id).await.unwrap();
+        assert_eq!(report.first_break.map(|b| b.1), broken);
+    }
+    // Tampering with either format's rows is caught where it is.
+    for (seq, detail) in [
+        (10, r#"{"caller":"web","n":9}"#),
+        (3, r#"{"user":"mallory","n":3}"#),
+    ] {
+        owner
+            .danger_execute(&format!(
+                "UPDATE audit_events SET detail = '{detail}' WHERE tenant_id = {} AND seq = {seq}",
+                acme.id
+            ))
+            .await
+            .unwrap();
+        let report = verify_chain(&directory, acme.id).await.unwrap();
+        assert_eq!(report.first_break.unwrap().1, seq);
     }
 }

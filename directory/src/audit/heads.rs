@@ -101,9 +101,7 @@ pub trait HeadVerifier {
     fn verify(&self, head: &SignedHead) -> Result<(), String>;
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use super::record::hex;
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {

@@ -1,10 +1,17 @@
 //! The audit log: per tenant, append-only, hash-chained.
 //!
-//! A record is durable in the node's journal (an append-only file of JSON
-//! lines, written and `fdatasync`ed in groups by one writer thread) before
-//! [`AuditJournal::append`] returns, so the request it records is answered
-//! only after that. Each record carries the hash of its tenant's previous
-//! record on this node: `hash = SHA-256(prev_hash ‖ canonical(record))`.
+//! A record is durable in the node's journal (an append-only file of
+//! binary records, written and `fdatasync`ed in groups by one writer
+//! thread; see [`record`] for the layout) before [`AuditJournal::append`]
+//! returns, so the request it records is answered only after that. Each
+//! record carries the hash of its tenant's previous record on this node:
+//! `hash = SHA-256(prev_hash ‖ canonical(record))`, over canonical bytes
+//! (format 2, [`FORMAT_BINARY`]); journals and rows written before issue 16
+//! hold JSON lines hashed over their text (format 1, [`FORMAT_JSON`]), and
+//! still read, ship and verify: a journal of JSON lines continues with
+//! binary records in the same file. The file is kept [`PREALLOCATE`]
+//! bytes longer than its records in written zeros, so the syncs of group
+//! commits change no file metadata; a reader stops at the zeros.
 //! [`ship`] ([`Shipper`]) copies the journal into Postgres in batches (one
 //! transaction; per tenant, under its scope, an insert that skips what is
 //! there already), as the run-time role, so every record arrives exactly
@@ -21,10 +28,12 @@
 //! Files are created readable by their owner only (0600).
 
 mod heads;
+mod record;
 mod ship;
 mod verify;
 
 pub use heads::{HeadSigner, HeadVerifier, SignedHead};
+pub use record::{Detail, DetailBuilder, Kind, FORMAT_BINARY, FORMAT_JSON};
 pub use ship::{ship, Checkpoint, Shipper};
 pub use verify::{
     stored_heads, verify_against_heads, verify_chain, ChainReport, HeadSource, HeadVerdict,
@@ -32,8 +41,8 @@ pub use verify::{
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,7 +53,7 @@ use tokio::sync::oneshot;
 
 use crate::Error;
 
-/// One journal line (and one row of `audit_events`).
+/// One journal record (and one row of `audit_events`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// Tenant.
@@ -63,11 +72,19 @@ pub struct AuditEntry {
     pub prev_hash: String,
     /// This record's hash, hex.
     pub hash: String,
+    /// What its hash covers: [`FORMAT_JSON`] (a journal line of before
+    /// issue 16) or [`FORMAT_BINARY`].
+    #[serde(default = "format_json")]
+    pub format: i16,
+}
+
+fn format_json() -> i16 {
+    FORMAT_JSON
 }
 
 impl AuditEntry {
-    /// The bytes the hash covers after `prev_hash`.
-    fn canonical(&self) -> String {
+    /// The text a format 1 hash covers after `prev_hash`.
+    fn canonical_text(&self) -> String {
         // serde_json maps are sorted by key: one text per value.
         format!(
             "{}\n{}\n{}\n{}\n{}\n{}",
@@ -78,7 +95,7 @@ impl AuditEntry {
     /// The columns of `audit_events` that [`AuditEntry::from_row`] reads, in
     /// its order (hashes as hex).
     pub const COLUMNS: &'static str =
-        "tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex')";
+        "tenant_id, node, seq, at_ms, kind, detail, encode(prev_hash, 'hex'), encode(hash, 'hex'), format";
 
     /// An entry from a row of `SELECT {COLUMNS} FROM audit_events`.
     ///
@@ -94,20 +111,28 @@ impl AuditEntry {
             detail: row.try_get(5)?,
             prev_hash: row.try_get(6)?,
             hash: row.try_get(7)?,
+            format: row.try_get(8)?,
         })
     }
 
-    /// The hash this entry should carry given its `prev_hash`.
+    /// The hash this entry should carry given its `prev_hash`, by its
+    /// format (empty for an unknown format or a malformed `prev_hash`:
+    /// it matches no hash).
     pub fn expected_hash(&self) -> String {
-        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-        context.update(self.prev_hash.as_bytes());
-        context.update(self.canonical().as_bytes());
-        hex(context.finish().as_ref())
+        match self.format {
+            FORMAT_JSON => {
+                let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+                context.update(self.prev_hash.as_bytes());
+                context.update(self.canonical_text().as_bytes());
+                record::hex(context.finish().as_ref())
+            }
+            FORMAT_BINARY => match record::unhex32(&self.prev_hash) {
+                Some(prev) => record::hex(&record::chain_hash(&prev, &record::canonical(self))),
+                None => String::new(),
+            },
+            _ => String::new(),
+        }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -118,13 +143,13 @@ pub struct Appended {
     /// The record's sequence number in its tenant's chain on this node.
     pub seq: i64,
     /// Its hash.
-    pub hash: String,
+    pub hash: [u8; 32],
 }
 
 struct Job {
     tenant_id: i64,
-    kind: String,
-    detail: serde_json::Value,
+    kind: Kind,
+    detail: Detail,
     at_ms: i64,
     done: oneshot::Sender<Result<Appended, String>>,
 }
@@ -206,13 +231,13 @@ impl std::fmt::Debug for AuditJournal {
     }
 }
 
-/// Reads a journal, dropping a torn last line (a write the crash cut short:
-/// it was never synced, so never acknowledged). Returns the entries and the
+/// Reads a journal, dropping a torn tail (a write the crash cut short: it
+/// was never synced, so never acknowledged). Returns the entries and the
 /// length of the good prefix.
 ///
 /// # Errors
-/// [`Error::Journal`] when the file cannot be read, or a line in the middle
-/// is corrupt (that is tampering or disk failure, not a crash).
+/// [`Error::Journal`] when the file cannot be read, or a record in the
+/// middle is corrupt (that is tampering or disk failure, not a crash).
 pub fn read_journal(path: &Path) -> Result<(Vec<AuditEntry>, u64), Error> {
     read_journal_bounded(path, 0, usize::MAX, u64::MAX)
 }
@@ -223,6 +248,12 @@ pub fn read_journal(path: &Path) -> Result<(Vec<AuditEntry>, u64), Error> {
 /// synced: later bytes may yet be undone). Returns the entries and the
 /// offset after the last whole one.
 ///
+/// A damaged record ends the journal (a torn tail) unless a record of a
+/// later group commit follows it: each binary record names the byte its
+/// group commit began at, and a group is written only after the one
+/// before it is synced, so damage before a later group is corruption.
+/// A damaged JSON line (format 1) followed by anything is corruption.
+///
 /// # Errors
 /// As [`read_journal`].
 pub fn read_journal_bounded(
@@ -231,47 +262,109 @@ pub fn read_journal_bounded(
     max: usize,
     limit: u64,
 ) -> Result<(Vec<AuditEntry>, u64), Error> {
+    let io = |e: std::io::Error| Error::Journal(format!("{}: {e}", path.display()));
     let file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(Error::Journal(format!("{}: {e}", path.display()))),
+        Err(e) => return Err(io(e)),
     };
-    let mut reader = BufReader::new(file);
-    reader
-        .seek(SeekFrom::Start(offset))
-        .map_err(|e| Error::Journal(e.to_string()))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    reader.seek(SeekFrom::Start(offset)).map_err(io)?;
     let mut entries = Vec::new();
     let mut good = offset;
-    let mut line = String::new();
+    let mut line = Vec::new();
+    let mut header = [0u8; record::HEADER];
+    let mut body = Vec::new();
     while entries.len() < max {
-        line.clear();
-        let n = reader
-            .read_line(&mut line)
-            .map_err(|e| Error::Journal(e.to_string()))?;
-        if n == 0 || good + n as u64 > limit {
+        let Some(&first) = reader.fill_buf().map_err(io)?.first() else {
+            break;
+        };
+        if first == b'{' {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(io)?;
+            if good + n as u64 > limit || line.last() != Some(&b'\n') {
+                break; // not yet synced, or a torn tail
+            }
+            match serde_json::from_slice::<AuditEntry>(&line) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => {
+                    if reader.fill_buf().map_err(io)?.is_empty() {
+                        break; // torn tail that happened to end in a newline
+                    }
+                    return Err(corrupt(path, good, &e.to_string()));
+                }
+            }
+            good += n as u64;
+            continue;
+        }
+        if good + record::HEADER as u64 > limit {
             break;
         }
-        if !line.ends_with('\n') {
-            break; // torn tail
-        }
-        match serde_json::from_str::<AuditEntry>(line.trim_end()) {
-            Ok(entry) => entries.push(entry),
-            Err(e) => {
-                // Corrupt in the middle? Look for anything after it.
-                let mut rest = String::new();
-                let _ = reader.read_line(&mut rest);
-                if rest.is_empty() {
-                    break; // torn tail that happened to end in a newline
+        let whole = if first == record::MAGIC[0] && reader.read_exact(&mut header).is_ok() {
+            match record::body_len(&header) {
+                Some(len) if good + (record::HEADER + len) as u64 > limit => break,
+                Some(len) => {
+                    body.resize(len, 0);
+                    match reader.read_exact(&mut body) {
+                        Ok(()) => record::parse(&header, &body),
+                        Err(_) => None,
+                    }
                 }
-                return Err(Error::Journal(format!(
-                    "{}: corrupt record at byte {good}: {e}",
-                    path.display()
-                )));
+                None => None,
+            }
+        } else {
+            None
+        };
+        match whole {
+            Some(parsed) => {
+                entries.push(parsed.entry);
+                good += (record::HEADER + body.len()) as u64;
+            }
+            None => {
+                if later_group_after(path, good)? {
+                    return Err(corrupt(path, good, "damaged, and later records follow"));
+                }
+                break; // a torn tail (or the zeroed rest)
             }
         }
-        good += n as u64;
     }
     Ok((entries, good))
+}
+
+fn corrupt(path: &Path, at: u64, why: &str) -> Error {
+    Error::Journal(format!(
+        "{}: corrupt record at byte {at}: {why}",
+        path.display()
+    ))
+}
+
+/// Whether a whole binary record of a group commit that began after byte
+/// `at` lies past `at` in the journal.
+fn later_group_after(path: &Path, at: u64) -> Result<bool, Error> {
+    let io = |e: std::io::Error| Error::Journal(format!("{}: {e}", path.display()));
+    let mut file = File::open(path).map_err(io)?;
+    file.seek(SeekFrom::Start(at)).map_err(io)?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest).map_err(io)?;
+    let mut i = 1;
+    while let Some(found) = rest
+        .get(i..)
+        .and_then(|tail| tail.windows(4).position(|w| w == record::MAGIC))
+    {
+        let start = i + found;
+        let tail = &rest[start..];
+        if let Some(len) = record::body_len(tail) {
+            if let Some(body) = tail.get(record::HEADER..record::HEADER + len) {
+                if let Some(parsed) = record::parse(&tail[..record::HEADER], body) {
+                    if parsed.batch > at {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        i = start + 1;
+    }
+    Ok(false)
 }
 
 impl AuditJournal {
@@ -293,12 +386,15 @@ impl AuditJournal {
         let checkpoint = Checkpoint::load(path).unwrap_or_default();
         let shipped = checkpoint.records;
         let mut records = checkpoint.records;
-        let mut chains = checkpoint.heads;
+        let mut chains: HashMap<i64, (i64, [u8; 32])> = HashMap::new();
+        for (tenant, (seq, hash)) in &checkpoint.heads {
+            chains.insert(*tenant, (*seq, head_hash(hash)?));
+        }
         let mut good = checkpoint.offset;
         loop {
             let (entries, end) = read_journal_bounded(path, good, SCAN_CHUNK, u64::MAX)?;
             for entry in entries.iter() {
-                chains.insert(entry.tenant_id, (entry.seq, entry.hash.clone()));
+                chains.insert(entry.tenant_id, (entry.seq, head_hash(&entry.hash)?));
             }
             records += entries.len() as u64;
             good = end;
@@ -306,7 +402,7 @@ impl AuditJournal {
                 break;
             }
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .read(true)
             .write(true)
@@ -317,9 +413,9 @@ impl AuditJournal {
         // A journal made by an older Sigil may be world-readable.
         file.set_permissions(std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::Journal(format!("{}: {e}", path.display())))?;
+        // Drops a torn tail and the zeros written ahead (the writer
+        // writes them again).
         file.set_len(good)
-            .map_err(|e| Error::Journal(e.to_string()))?;
-        file.seek(SeekFrom::End(0))
             .map_err(|e| Error::Journal(e.to_string()))?;
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(65_536);
         let stats = Arc::new(JournalStats::default());
@@ -359,18 +455,25 @@ impl AuditJournal {
     pub async fn append(
         &self,
         tenant_id: i64,
-        kind: &str,
-        detail: serde_json::Value,
+        kind: impl Into<Kind>,
+        detail: impl Into<Detail>,
         at_ms: u64,
     ) -> Result<Appended, Error> {
         let (done, result) = oneshot::channel();
-        let job = Job {
+        self.send(Job {
             tenant_id,
-            kind: kind.to_owned(),
-            detail,
+            kind: kind.into(),
+            detail: detail.into(),
             at_ms: i64::try_from(at_ms).unwrap_or(i64::MAX),
             done,
-        };
+        })?;
+        result
+            .await
+            .map_err(|_| Error::Journal("journal writer stopped".into()))?
+            .map_err(Error::Journal)
+    }
+
+    fn send(&self, job: Job) -> Result<(), Error> {
         let sender = self
             .sender
             .as_ref()
@@ -382,11 +485,7 @@ impl AuditJournal {
                 crossbeam_channel::TrySendError::Full(_) => "journal queue full".into(),
                 crossbeam_channel::TrySendError::Disconnected(_) => "journal writer stopped".into(),
             })
-        })?;
-        result
-            .await
-            .map_err(|_| Error::Journal("journal writer stopped".into()))?
-            .map_err(Error::Journal)
+        })
     }
 
     /// Appends `records` (kind, detail) for one tenant, in order, and
@@ -400,33 +499,19 @@ impl AuditJournal {
     pub async fn append_many(
         &self,
         tenant_id: i64,
-        records: Vec<(&str, serde_json::Value)>,
+        records: Vec<(Kind, Detail)>,
         at_ms: u64,
     ) -> Result<Vec<Appended>, Error> {
-        let sender = self
-            .sender
-            .as_ref()
-            .ok_or_else(|| Error::Journal("closed".into()))?;
         let mut waiting = Vec::with_capacity(records.len());
         for (kind, detail) in records {
             let (done, result) = oneshot::channel();
-            let job = Job {
+            self.send(Job {
                 tenant_id,
-                kind: kind.to_owned(),
+                kind,
                 detail,
                 at_ms: i64::try_from(at_ms).unwrap_or(i64::MAX),
                 done,
-            };
-            self.stats.queued.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = sender.try_send(job) {
-                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
-                return Err(Error::Journal(match e {
-                    crossbeam_channel::TrySendError::Full(_) => "journal queue full".into(),
-                    crossbeam_channel::TrySendError::Disconnected(_) => {
-                        "journal writer stopped".into()
-                    }
-                }));
-            }
+            })?;
             waiting.push(result);
         }
         let mut appended = Vec::with_capacity(waiting.len());
@@ -463,17 +548,29 @@ impl Drop for AuditJournal {
     }
 }
 
+/// A tenant's chain head: its last sequence number and hash.
+type ChainHead = (i64, [u8; 32]);
+
+/// A chain head's hash from its hex.
+fn head_hash(hex: &str) -> Result<[u8; 32], Error> {
+    record::unhex32(hex).ok_or_else(|| Error::Journal(format!("malformed chain hash {hex:?}")))
+}
+
 fn write_loop(
-    mut file: File,
+    file: File,
     mut length: u64,
     node: String,
-    mut chains: HashMap<i64, (i64, String)>,
+    mut chains: HashMap<i64, (i64, [u8; 32])>,
     receiver: crossbeam_channel::Receiver<Job>,
     stats: Arc<JournalStats>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(4096);
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut broken: Option<String> = None;
+    // The file's length: records up to `length`, written zeros after.
+    let mut allocated = length;
+    let mut saved: Vec<(i64, Option<ChainHead>)> = Vec::with_capacity(4096);
+    let mut results: Vec<Appended> = Vec::with_capacity(4096);
     while let Ok(first) = receiver.recv() {
         batch.push(first);
         while batch.len() < 4096 {
@@ -492,49 +589,56 @@ fn write_loop(
             continue;
         }
         buffer.clear();
-        let mut results = Vec::with_capacity(batch.len());
-        let saved: Vec<(i64, Option<(i64, String)>)> = batch
-            .iter()
-            .map(|j| (j.tenant_id, chains.get(&j.tenant_id).cloned()))
-            .collect();
+        results.clear();
+        saved.clear();
+        saved.extend(
+            batch
+                .iter()
+                .map(|j| (j.tenant_id, chains.get(&j.tenant_id).copied())),
+        );
         for job in &batch {
-            let (seq, prev) = chains
-                .get(&job.tenant_id)
-                .cloned()
-                .unwrap_or((0, GENESIS.to_owned()));
-            let mut entry = AuditEntry {
-                tenant_id: job.tenant_id,
-                node: node.clone(),
-                seq: seq + 1,
-                at_ms: job.at_ms,
-                kind: job.kind.clone(),
-                detail: job.detail.clone(),
-                prev_hash: prev,
-                hash: String::new(),
-            };
-            entry.hash = entry.expected_hash();
-            let _ = serde_json::to_writer(&mut buffer, &entry);
-            buffer.push(b'\n');
-            chains.insert(job.tenant_id, (entry.seq, entry.hash.clone()));
-            results.push(Appended {
-                seq: entry.seq,
-                hash: entry.hash,
-            });
+            let (seq, prev) = chains.get(&job.tenant_id).copied().unwrap_or((0, [0; 32]));
+            let seq = seq + 1;
+            let hash = record::put_record(
+                &mut buffer,
+                length,
+                job.tenant_id,
+                &node,
+                seq,
+                job.at_ms,
+                &job.kind,
+                &job.detail,
+                &prev,
+            );
+            chains.insert(job.tenant_id, (seq, hash));
+            results.push(Appended { seq, hash });
         }
         let injected = stats.take_injected_failure();
         let started = std::time::Instant::now();
-        let outcome = file.write_all(&buffer).and_then(|()| {
-            if injected {
-                Err(std::io::Error::other("injected sync failure"))
-            } else {
-                file.sync_data()
-            }
-        });
+        let end = length + buffer.len() as u64;
+        // Past the zeros written ahead: write the next ones with this
+        // batch (its sync then carries the file's new size, once per
+        // `PREALLOCATE` bytes; the syncs in between change no metadata).
+        let ahead = (end > allocated).then(|| (end / PREALLOCATE + 2) * PREALLOCATE);
+        let outcome = file
+            .write_all_at(&buffer, length)
+            .and_then(|()| match ahead {
+                Some(ahead) => write_zeros(&file, end, ahead),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                if injected {
+                    Err(std::io::Error::other("injected sync failure"))
+                } else {
+                    file.sync_data()
+                }
+            });
         stats.syncs.fetch_add(1, Ordering::Relaxed);
         stats.sync_latency.record(started.elapsed());
         match outcome {
             Ok(()) => {
-                length += buffer.len() as u64;
+                length = end;
+                allocated = allocated.max(ahead.unwrap_or(0));
                 stats.durable.store(length, Ordering::Release);
                 stats
                     .records
@@ -542,7 +646,7 @@ fn write_loop(
                 stats
                     .appended
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for (job, appended) in batch.drain(..).zip(results) {
+                for (job, appended) in batch.drain(..).zip(results.drain(..)) {
                     let _ = job.done.send(Ok(appended));
                 }
             }
@@ -551,16 +655,14 @@ fn write_loop(
                 // the file (their sequence numbers are given again) and put
                 // the chains back. If the file cannot be cut, no later
                 // record could follow its chain: refuse every append.
-                let cut = file
-                    .set_len(length)
-                    .and_then(|()| file.seek(SeekFrom::Start(length)).map(drop))
-                    .and_then(|()| file.sync_data());
+                allocated = length;
+                let cut = file.set_len(length).and_then(|()| file.sync_data());
                 if let Err(cut) = cut {
                     broken = Some(format!(
                         "journal unusable: a failed write could not be undone ({cut})"
                     ));
                 }
-                for (tenant, previous) in saved.into_iter().rev() {
+                for (tenant, previous) in saved.drain(..).rev() {
                     match previous {
                         Some(p) => chains.insert(tenant, p),
                         None => chains.remove(&tenant),
@@ -576,5 +678,24 @@ fn write_loop(
     let _ = file.sync_all();
 }
 
+/// Zeros written ahead of the records: the journal's file is this much
+/// longer than its records, in written zeros (not `fallocate`'s unwritten
+/// extents, which a write converts in metadata the sync then journals).
+pub(crate) const PREALLOCATE: u64 = 1 << 20;
+
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64);
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
+}
+
 /// Records read per step when scanning or shipping a journal.
 pub(crate) const SCAN_CHUNK: usize = 50_000;
+
+#[cfg(test)]
+mod tests;

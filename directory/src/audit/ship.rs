@@ -57,7 +57,8 @@ impl Checkpoint {
     }
 
     /// The checkpoint of `journal`, if there is one that fits it: its
-    /// offset within the file and just after a record's newline.
+    /// offset within the file, just after a JSON line's newline, at the
+    /// end, at the start of a binary record or of the zeros after them.
     pub fn load(journal: &Path) -> Option<Checkpoint> {
         use std::io::Read;
         let text = std::fs::read(Checkpoint::path(journal)).ok()?;
@@ -70,9 +71,20 @@ impl Checkpoint {
             return None;
         }
         file.seek(SeekFrom::Start(checkpoint.offset - 1)).ok()?;
-        let mut last = [0u8; 1];
-        file.read_exact(&mut last).ok()?;
-        (last[0] == b'\n').then_some(checkpoint)
+        let mut probe = [0u8; 1 + super::record::HEADER];
+        let mut read = 0;
+        while read < probe.len() {
+            match file.read(&mut probe[read..]).ok()? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        // Zeros: the journal's preallocated tail.
+        let fits = probe[0] == b'\n'
+            || read == 1
+            || super::record::body_len(&probe[1..read]).is_some()
+            || (read == probe.len() && probe[1..].iter().all(|&b| b == 0));
+        fits.then_some(checkpoint)
     }
 
     fn save(&self, journal: &Path) -> Result<(), Error> {
@@ -317,14 +329,15 @@ impl Directory {
                 let details: Vec<&serde_json::Value> = list.iter().map(|e| &e.detail).collect();
                 let prevs: Vec<&str> = list.iter().map(|e| e.prev_hash.as_str()).collect();
                 let hashes: Vec<&str> = list.iter().map(|e| e.hash.as_str()).collect();
+                let formats: Vec<i16> = list.iter().map(|e| e.format).collect();
                 inserted += client
                     .execute(
-                        "INSERT INTO audit_events (tenant_id, node, seq, at_ms, kind, detail, prev_hash, hash)
-                         SELECT t, n, s, a, k, d, decode(p, 'hex'), decode(h, 'hex')
-                           FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[], $8::text[])
-                             AS u(t, n, s, a, k, d, p, h)
+                        "INSERT INTO audit_events (tenant_id, node, seq, at_ms, kind, detail, prev_hash, hash, format)
+                         SELECT t, n, s, a, k, d, decode(p, 'hex'), decode(h, 'hex'), f
+                           FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::jsonb[], $7::text[], $8::text[], $9::smallint[])
+                             AS u(t, n, s, a, k, d, p, h, f)
                          ON CONFLICT DO NOTHING",
-                        &[&tenants, &nodes, &seqs, &ats, &kinds, &details, &prevs, &hashes],
+                        &[&tenants, &nodes, &seqs, &ats, &kinds, &details, &prevs, &hashes, &formats],
                     )
                     .await?;
             }

@@ -3,6 +3,7 @@
 //! journal's vocabulary is this file (docs/operations.md lists it for
 //! operators).
 
+use directory::audit::Detail;
 use sigil_proto::ErrorCode;
 
 /// Which issuing operation signed.
@@ -293,9 +294,130 @@ impl AuditEvent {
         }
     }
 
-    /// The record's detail, as the journal stores it (the event's strings
-    /// move into it).
-    pub fn into_detail(self) -> serde_json::Value {
+    /// The record's detail, as the journal stores it: canonical bytes
+    /// built field by field (keys in ascending order), no JSON.
+    pub fn into_detail(self) -> Detail {
+        let b = Detail::build();
+        match self {
+            AuditEvent::Issued {
+                user,
+                kid,
+                id,
+                caller,
+                ..
+            } => b
+                .str("caller", &caller)
+                .str("id", &id)
+                .str("kid", &kid)
+                .str("user", &user),
+            AuditEvent::SessionCreated { user, caller }
+            | AuditEvent::UserSessionsRevoked { user, caller }
+            | AuditEvent::UserDeactivated { user, caller } => {
+                b.str("caller", &caller).str("user", &user)
+            }
+            AuditEvent::SessionRevoked { caller } => b.str("caller", &caller),
+            AuditEvent::TokenRevoked {
+                token_type,
+                id,
+                app,
+            } => b
+                .str("app", &app)
+                .str("id", &id)
+                .str("token_type", token_type),
+            AuditEvent::KeysRotated { kids, caller } => {
+                b.str("caller", &caller).strs("kids", &kids)
+            }
+            AuditEvent::KeyRevoked {
+                kid,
+                replacement,
+                caller,
+            } => b
+                .str("caller", &caller)
+                .str("kid", &kid)
+                .str("replacement", replacement.as_deref().unwrap_or_default()),
+            AuditEvent::Admin {
+                op,
+                subject,
+                changed,
+                caller,
+            } => b
+                .str("caller", &caller)
+                .map("changed", &changed)
+                .str("op", op)
+                .str("subject", &subject),
+            AuditEvent::Scim(change) => b
+                .strs("attributes", &change.attributes)
+                .str("id", &change.id)
+                .str("resource", change.resource)
+                .str("token", &change.token),
+            AuditEvent::ScimToken { name, caller, .. } => {
+                b.str("caller", &caller).str("name", &name)
+            }
+            AuditEvent::Logout {
+                app,
+                subject,
+                jti,
+                attempts,
+                reason,
+                ..
+            } => b
+                .str("app", &app)
+                .int("attempts", i64::from(attempts))
+                .str("jti", &jti)
+                .str("reason", &reason)
+                .str("subject", &subject),
+            AuditEvent::RefreshReuseDetected {
+                family,
+                app,
+                user,
+                caller,
+            } => b
+                .str("app", &app)
+                .str("caller", &caller)
+                .str("family", &family)
+                .str("user", &user),
+            AuditEvent::Auth {
+                user,
+                client_ip,
+                caller,
+                ..
+            } => b
+                .str("caller", &caller)
+                .opt_str("client_ip", client_ip.as_deref())
+                .str("user", &user),
+            AuditEvent::PolicyDenied {
+                user,
+                rule,
+                client_ip,
+                caller,
+            } => b
+                .str("caller", &caller)
+                .opt_str("client_ip", client_ip.as_deref())
+                .str("rule", &rule)
+                .str("user", &user),
+            AuditEvent::AuthConfigSet {
+                changed, caller, ..
+            } => b.str("caller", &caller).map("changed", &changed),
+            AuditEvent::Refused {
+                op,
+                code,
+                reason,
+                caller,
+                fingerprint,
+            } => b
+                .str("caller", &caller)
+                .str("code", code.as_str())
+                .str("fingerprint", &fingerprint)
+                .str("op", &op)
+                .str("reason", &reason),
+        }
+        .finish()
+    }
+
+    /// The detail as JSON, as it was built before issue 16: the reference
+    /// the canonical detail is compared with.
+    #[cfg(test)]
+    pub fn into_json_detail(self) -> serde_json::Value {
         use serde_json::json;
         match self {
             AuditEvent::Issued {
@@ -404,6 +526,7 @@ impl AuditEvent {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -418,7 +541,7 @@ mod tests {
         };
         assert_eq!(issued.kind(), "issue.saml");
         assert_eq!(
-            issued.into_detail(),
+            issued.into_detail().to_json().unwrap(),
             serde_json::json!({"user": "u1", "kid": "k", "id": "_r", "caller": "web-1"})
         );
         let revoked = AuditEvent::KeyRevoked {
@@ -427,7 +550,7 @@ mod tests {
             caller: String::new(),
         };
         assert_eq!(revoked.kind(), "key.revoke");
-        assert_eq!(revoked.into_detail()["replacement"], "");
+        assert_eq!(revoked.into_detail().to_json().unwrap()["replacement"], "");
         for kind in [IssueKind::IdToken, IssueKind::AccessToken, IssueKind::Saml] {
             let event = AuditEvent::Issued {
                 kind,
@@ -437,6 +560,127 @@ mod tests {
                 caller: String::new(),
             };
             assert_eq!(event.kind(), format!("issue.{}", kind.name()));
+        }
+    }
+
+    /// Every event's canonical detail is exactly the JSON detail of before
+    /// in canonical bytes: what `verify` recomputes from the jsonb row.
+    #[test]
+    fn every_detail_is_its_json_in_canonical_bytes() {
+        use super::super::logout::LogoutOutcome;
+        use super::super::scim_ops::ScimChange;
+        let s = |v: &str| v.to_owned();
+        let events = vec![
+            AuditEvent::Issued {
+                kind: IssueKind::IdToken,
+                user: s("u"),
+                kid: s("k"),
+                id: s("j"),
+                caller: s("c"),
+            },
+            AuditEvent::SessionCreated {
+                user: s("u"),
+                caller: s("c"),
+            },
+            AuditEvent::SessionRevoked { caller: s("c") },
+            AuditEvent::TokenRevoked {
+                token_type: "access_token",
+                id: s("j"),
+                app: s("a"),
+            },
+            AuditEvent::UserSessionsRevoked {
+                user: s("u"),
+                caller: s("c"),
+            },
+            AuditEvent::UserDeactivated {
+                user: s("u"),
+                caller: s("c"),
+            },
+            AuditEvent::KeysRotated {
+                kids: vec![s("k1"), s("k2")],
+                caller: s("c"),
+            },
+            AuditEvent::KeyRevoked {
+                kid: s("k"),
+                replacement: Some(s("k2")),
+                caller: s("c"),
+            },
+            AuditEvent::KeyRevoked {
+                kid: s("k"),
+                replacement: None,
+                caller: s("c"),
+            },
+            AuditEvent::Admin {
+                op: "app_add",
+                subject: s("app"),
+                changed: vec![("zeta", s("1")), ("alpha", s("2"))],
+                caller: s("c"),
+            },
+            AuditEvent::Scim(ScimChange {
+                operation: "patch",
+                resource: "User",
+                id: s("i"),
+                attributes: vec![s("name"), s("active")],
+                token: s("t"),
+            }),
+            AuditEvent::ScimToken {
+                action: "add",
+                name: s("n"),
+                caller: s("c"),
+            },
+            AuditEvent::Logout {
+                outcome: LogoutOutcome::Failed,
+                app: s("a"),
+                subject: s("u"),
+                jti: s("j"),
+                attempts: 3,
+                reason: s("r"),
+            },
+            AuditEvent::RefreshReuseDetected {
+                family: s("f"),
+                app: s("a"),
+                user: s("u"),
+                caller: s("c"),
+            },
+            AuditEvent::Auth {
+                action: AuthAction::Failure,
+                user: s("u"),
+                client_ip: None,
+                caller: s("c"),
+            },
+            AuditEvent::Auth {
+                action: AuthAction::Success,
+                user: s("u"),
+                client_ip: Some(s("10.0.0.1")),
+                caller: s("c"),
+            },
+            AuditEvent::PolicyDenied {
+                user: s("u"),
+                rule: s("r"),
+                client_ip: Some(s("10.0.0.1")),
+                caller: s("c"),
+            },
+            AuditEvent::AuthConfigSet {
+                kind: "policy.set",
+                changed: vec![("version", s("2")), ("rules", s("3"))],
+                caller: s("c"),
+            },
+            AuditEvent::Refused {
+                op: s("issue"),
+                code: ErrorCode::BadRequest,
+                reason: s("r"),
+                caller: s("c"),
+                fingerprint: s("f"),
+            },
+        ];
+        for event in events {
+            let json = event.clone().into_json_detail();
+            assert_eq!(
+                event.clone().into_detail(),
+                Detail::from(&json),
+                "{event:?}"
+            );
+            assert_eq!(event.into_detail().to_json().unwrap(), json);
         }
     }
 }

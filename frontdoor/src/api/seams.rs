@@ -117,7 +117,7 @@ impl AuditSink for Arc<AuditJournal> {
     ) -> Result<(), directory::Error> {
         let records = events
             .into_iter()
-            .map(|event| (event.kind(), event.into_detail()))
+            .map(|event| (event.kind().into(), event.into_detail()))
             .collect();
         self.append_many(tenant_id, records, at_ms).await.map(drop)
     }

@@ -533,27 +533,6 @@ async fn cached_scim_statements_see_only_the_scope_tenant() {
     }
 }
 
-/// A format 1 journal line (JSON, hashed over its text) of `tenant` after
-/// `prev` (hex), as Sigil wrote it before issue 16 (no `format` field).
-fn json_line(tenant: i64, seq: i64, prev: &str) -> (String, String) {
-    use directory::audit::{AuditEntry, FORMAT_JSON};
-    let mut entry = AuditEntry {
-        tenant_id: tenant,
-        node: "node-1".into(),
-        seq,
-        at_ms: 500 + seq,
-        kind: "issue.id_token".into(),
-        detail: serde_json::json!({"user": "alice", "n": seq}),
-        prev_hash: prev.to_owned(),
-        hash: String::new(),
-        format: FORMAT_JSON,
-    };
-    entry.hash = entry.expected_hash();
-    let mut value = serde_json::to_value(&entry).unwrap();
-    value.as_object_mut().unwrap().remove("format");
-    (format!("{value}\n"), entry.hash)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_from_a_json_journal_loses_nothing_and_verifies() {
     use directory::audit::{verify_chain, AuditJournal, Shipper};
@@ -564,7 +543,8 @@ async fn an_upgrade_from_a_json_journal_loses_nothing_and_verifies() {
     // Before the upgrade: 8 records in JSON lines, 5 of them shipped.
     let (mut text, mut prev) = (String::new(), "0".repeat(64));
     for seq in 1..=8 {
-        let (line, hash) = json_line(acme.id, seq, &prev);
+        let (line, hash) =
+            directory::audit::json_line_before_issue_16(acme.id, "node-1", seq, &prev);
         text.push_str(&line);
         prev = hash;
         if seq == 5 {

@@ -552,6 +552,36 @@ impl Drop for AuditJournal {
 type ChainHead = (i64, [u8; 32]);
 
 /// A chain head's hash from its hex.
+/// Tests only (`test-support`): a format 1 journal line (JSON, hashed over
+/// its text) of `tenant` on `node` at `seq` after `prev` (hex), as Sigil
+/// wrote it before issue 16 (no `format` field), and its hash: for tests
+/// of reading, shipping and verifying journals of earlier versions.
+#[cfg(any(test, feature = "test-support"))]
+pub fn json_line_before_issue_16(
+    tenant: i64,
+    node: &str,
+    seq: i64,
+    prev: &str,
+) -> (String, String) {
+    let mut entry = AuditEntry {
+        tenant_id: tenant,
+        node: node.to_owned(),
+        seq,
+        at_ms: 500 + seq,
+        kind: "issue.id_token".into(),
+        detail: serde_json::json!({"user": "alice", "n": seq}),
+        prev_hash: prev.to_owned(),
+        hash: String::new(),
+        format: FORMAT_JSON,
+    };
+    entry.hash = entry.expected_hash();
+    let mut value = serde_json::to_value(&entry).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.remove("format");
+    }
+    (format!("{value}\n"), entry.hash)
+}
+
 fn head_hash(hex: &str) -> Result<[u8; 32], Error> {
     record::unhex32(hex).ok_or_else(|| Error::Journal(format!("malformed chain hash {hex:?}")))
 }

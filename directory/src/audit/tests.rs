@@ -34,26 +34,6 @@ fn journal_bytes(batches: &[usize]) -> (Vec<u8>, Vec<u64>) {
     (out, starts)
 }
 
-/// A format 1 journal line of tenant 1 after `prev` (hex), without the
-/// `format` field, as Sigil wrote it before issue 16.
-fn json_line(seq: i64, prev: &str) -> (String, String) {
-    let mut entry = AuditEntry {
-        tenant_id: 1,
-        node: "n".into(),
-        seq,
-        at_ms: 500 + seq,
-        kind: "issue.id_token".into(),
-        detail: serde_json::json!({"user": "alice", "n": seq}),
-        prev_hash: prev.to_owned(),
-        hash: String::new(),
-        format: FORMAT_JSON,
-    };
-    entry.hash = entry.expected_hash();
-    let mut value = serde_json::to_value(&entry).unwrap();
-    value.as_object_mut().unwrap().remove("format");
-    (format!("{value}\n"), entry.hash)
-}
-
 #[test]
 fn damage_in_the_last_group_commit_is_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,7 +105,7 @@ fn a_journal_of_json_lines_continues_in_binary_and_loses_nothing() {
     let mut text = String::new();
     let mut prev = GENESIS.to_owned();
     for seq in 1..=5 {
-        let (line, hash) = json_line(seq, &prev);
+        let (line, hash) = super::json_line_before_issue_16(1, "n", seq, &prev);
         text.push_str(&line);
         prev = hash;
     }

@@ -355,6 +355,12 @@ fn finish(
             r.p50, r.p99, r.max
         );
     }
+    if let Some(r) = &report.refused_latency_us {
+        println!(
+            "  of which the node's overloaded/rate_limited, µs: p50 {}  p99 {}  max {}",
+            r.p50, r.p99, r.max
+        );
+    }
     println!(
         "  generator send lag µs: p50 {}  p99 {}{}",
         report.send_lag_us.p50,

@@ -653,6 +653,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         achieved_rps: ok as f64 / outcome.elapsed.as_secs_f64().max(duration_s),
         latency_us: recorder.latency(),
         rejection_latency_us: recorder.rejection_latency(),
+        refused_latency_us: recorder.refused_latency(),
         send_lag_us: crate::record::Percentiles::of(&outcome.send_lag_us),
         generator_cpu_us_per_op,
         errors: recorder.errors().clone(),

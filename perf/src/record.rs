@@ -38,12 +38,17 @@ impl Second {
     }
 }
 
+/// The error codes by which a node refuses load it will not take on
+/// (docs/protocol.md): their latencies are also kept apart.
+pub const REFUSALS: [&str; 2] = ["overloaded", "rate_limited"];
+
 /// What one load-generator thread saw. Threads record into their own and
 /// are merged at the end; nothing is shared while the load runs.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     latency: Histogram<u64>,
     rejection_latency: Histogram<u64>,
+    refused_latency: Histogram<u64>,
     errors: BTreeMap<String, u64>,
     sent: u64,
     ok: u64,
@@ -62,6 +67,7 @@ impl Recorder {
         Recorder {
             latency: histogram(),
             rejection_latency: histogram(),
+            refused_latency: histogram(),
             errors: BTreeMap::new(),
             sent: 0,
             ok: 0,
@@ -101,6 +107,9 @@ impl Recorder {
             Err(code) => {
                 *self.errors.entry(code.to_owned()).or_insert(0) += 1;
                 let _ = self.rejection_latency.record(latency);
+                if REFUSALS.contains(&code) {
+                    let _ = self.refused_latency.record(latency);
+                }
                 *self
                     .second(completed)
                     .errors
@@ -114,6 +123,7 @@ impl Recorder {
     pub fn merge(&mut self, other: &Recorder) {
         let _ = self.latency.add(&other.latency);
         let _ = self.rejection_latency.add(&other.rejection_latency);
+        let _ = self.refused_latency.add(&other.refused_latency);
         for (code, n) in &other.errors {
             *self.errors.entry(code.clone()).or_insert(0) += n;
         }
@@ -155,6 +165,13 @@ impl Recorder {
     /// Percentiles of refused or failed requests (how fast a refusal comes).
     pub fn rejection_latency(&self) -> Option<Percentiles> {
         (!self.rejection_latency.is_empty()).then(|| Percentiles::of(&self.rejection_latency))
+    }
+
+    /// Percentiles of the node's refusals of excess load only
+    /// ([`REFUSALS`]): how fast an overloaded node says no, without the
+    /// client's own `client_backlog` (counted at once) or `no_answer`.
+    pub fn refused_latency(&self) -> Option<Percentiles> {
+        (!self.refused_latency.is_empty()).then(|| Percentiles::of(&self.refused_latency))
     }
 
     /// The latencies of each second of the run (successes by the second
@@ -299,6 +316,24 @@ mod tests {
         assert_eq!(timeline[0].sent, 100);
         assert_eq!(timeline[0].ok + timeline[0].errors, 100);
         assert!(a.rejection_latency().is_some());
+        assert_eq!(a.refused_latency().map(|p| p.count), Some(100));
+    }
+
+    #[test]
+    fn refusals_by_the_node_are_timed_apart_from_client_side_failures() {
+        let mut r = Recorder::new();
+        let at = Duration::from_millis(10);
+        // The client's own backlog is counted at once, a lost answer late:
+        // neither says how fast the node refuses.
+        r.finished(at, at, Err("client_backlog"));
+        r.finished(at, at + Duration::from_secs(5), Err("no_answer"));
+        assert!(r.refused_latency().is_none());
+        r.finished(at, at + Duration::from_millis(3), Err("overloaded"));
+        r.finished(at, at + Duration::from_millis(5), Err("rate_limited"));
+        let refused = r.refused_latency().expect("two refusals");
+        assert_eq!(refused.count, 2);
+        assert!(refused.p50 >= 2_990 && refused.max <= 5_010, "{refused:?}");
+        assert_eq!(r.rejection_latency().map(|p| p.count), Some(4));
     }
 
     #[test]

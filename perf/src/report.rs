@@ -160,6 +160,9 @@ pub struct Report {
     pub latency_us: Percentiles,
     /// How fast refusals and failures came back (µs), if there were any.
     pub rejection_latency_us: Option<Percentiles>,
+    /// How fast the node's refusals of excess load (`overloaded`,
+    /// `rate_limited`) came back (µs), if there were any.
+    pub refused_latency_us: Option<Percentiles>,
     /// How late the generator sent, against the schedule (µs).
     pub send_lag_us: Percentiles,
     /// The generator's own CPU time (user + system, every thread) per

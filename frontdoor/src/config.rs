@@ -227,6 +227,9 @@ pub struct AdmissionLimits {
     pub quic_ack_threshold: u32,
     /// Requests in flight on the node; more are answered `overloaded`.
     pub max_in_flight: usize,
+    /// Admitted requests the QUIC workers have not yet started; more are
+    /// answered `overloaded` (keeps refusals fast under overload).
+    pub max_queued: usize,
     /// Requests per second for a tenant whose directory entry sets no budget.
     pub default_tenant_rate: u32,
     /// Seconds a frame may stay incomplete before its stream is closed.
@@ -385,6 +388,7 @@ impl Default for AdmissionLimits {
             share_work: true,
             quic_ack_threshold: sigil_proto::tls::ACK_THRESHOLD,
             max_in_flight: crate::quic::server::DEFAULT_MAX_IN_FLIGHT,
+            max_queued: crate::quic::server::DEFAULT_MAX_QUEUED,
             default_tenant_rate: 100_000,
             frame_timeout_secs: 10,
             http_connections: 4_096,
@@ -457,10 +461,11 @@ impl Config {
             parse_peer(peer)?;
         }
         if self.limits.max_in_flight == 0
+            || self.limits.max_queued == 0
             || self.limits.default_tenant_rate == 0
             || self.limits.frame_timeout_secs == 0
         {
-            return invalid("limits: max_in_flight, default_tenant_rate and frame_timeout_secs must be positive");
+            return invalid("limits: max_in_flight, max_queued, default_tenant_rate and frame_timeout_secs must be positive");
         }
         if self.tenants.max_loaded == 0 || self.tenants.max_loading == 0 {
             return invalid("tenants: max_loaded and max_loading must be positive");

@@ -15,12 +15,12 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use ciborium::Value;
 use frontdoor::pki::DeploymentCa;
-use frontdoor::quic::server::{close_code, DEFAULT_MAX_IN_FLIGHT};
+use frontdoor::quic::server::{close_code, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_QUEUED};
 use frontdoor::quic::{tls, Handler, QuicConfig, QuicLimits, QuicServer};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sigil_proto::results::Health;
@@ -38,9 +38,12 @@ fn spec() -> String {
 }
 
 /// Answers `health` at once and holds `session_validate` of session
-/// `hold` until [`Stand::release`].
+/// `hold` until [`Stand::release`]; session `block` blocks the worker's
+/// thread itself until the test too waits at [`Stand::gate`].
 struct Stand {
     held: Semaphore,
+    gate: Barrier,
+    blocked: AtomicUsize,
     entered: AtomicUsize,
     overloaded: AtomicUsize,
     /// The threads held requests ran on.
@@ -51,6 +54,8 @@ impl Stand {
     fn new() -> Stand {
         Stand {
             held: Semaphore::new(0),
+            gate: Barrier::new(2),
+            blocked: AtomicUsize::new(0),
             entered: AtomicUsize::new(0),
             overloaded: AtomicUsize::new(0),
             threads: Mutex::default(),
@@ -70,6 +75,10 @@ impl Handler for Stand {
     async fn handle(&self, _: &(), operation: Operation) -> Result<Reply, WireError> {
         if matches!(&operation, Operation::SessionValidate { session, .. } if session == "panic") {
             panic!("the stand's handler fails");
+        }
+        if matches!(&operation, Operation::SessionValidate { session, .. } if session == "block") {
+            self.blocked.fetch_add(1, Ordering::SeqCst);
+            self.gate.wait();
         }
         if matches!(&operation, Operation::SessionValidate { session, .. } if session == "hold") {
             let thread = std::thread::current().name().unwrap_or("").to_owned();
@@ -541,6 +550,85 @@ async fn the_in_flight_limit_is_the_nodes_split_over_its_workers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_a_worker_already_behind_is_refused_at_once() {
+    // 8 queued for the node, 2 workers: 4 for the worker serving the
+    // connection (its only one, no sharing). Its thread is blocked while
+    // two streams send 5 requests each; unblocked, it reads both before
+    // any of their tasks starts. The first read admits its 5 (what a read
+    // admits does not count against itself: a burst is not refused); the
+    // second begins with 5 waiting, past 4, and is refused at once,
+    // though the in-flight limit is far.
+    let mut limits = QuicLimits::default();
+    limits.max_queued = 8;
+    let node = Node::start_sharing(2, limits, false);
+    let connection = node.connect().await;
+    let stand = &node.stand;
+    let (mut blocker, mut blocker_answers) = connection.open_bi().await.unwrap();
+    blocker.write_all(&validate(1, "block")).await.unwrap();
+    blocker.finish().unwrap();
+    surely("the worker blocked", async {
+        while stand.blocked.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let mut streams = Vec::new();
+    for _ in 0..2 {
+        let (mut send, recv) = connection.open_bi().await.unwrap();
+        let wire: Vec<u8> = (1..=5).flat_map(held).collect();
+        send.write_all(&wire).await.unwrap();
+        send.finish().unwrap();
+        streams.push(recv);
+    }
+    // Let the datagrams reach the blocked worker's socket.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stand.gate.wait();
+    surely("every request admitted or refused", async {
+        while stand.entered.load(Ordering::SeqCst) + stand.overloaded.load(Ordering::SeqCst) < 10 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(stand.entered.load(Ordering::SeqCst), 5);
+    assert_eq!(stand.overloaded.load(Ordering::SeqCst), 5);
+    assert_eq!(ids(&read_to_end(&mut blocker_answers).await), [1]);
+    // The queue is empty again though 5 are still in flight: a stream's
+    // requests are admitted once more.
+    let (mut again, mut again_answers) = connection.open_bi().await.unwrap();
+    let wire: Vec<u8> = (1..=3).flat_map(held).collect();
+    again.write_all(&wire).await.unwrap();
+    again.finish().unwrap();
+    surely("three more admitted", async {
+        while stand.entered.load(Ordering::SeqCst) < 8 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    stand.release();
+    let mut refused_streams = 0;
+    for mut recv in streams {
+        let answers = read_to_end(&mut recv).await;
+        let mut seen = ids(&answers);
+        seen.sort_unstable();
+        assert_eq!(seen, [1, 2, 3, 4, 5], "each request answered once");
+        let refused = answers
+            .iter()
+            .filter(|a| code(a) == Some(ErrorCode::Overloaded))
+            .count();
+        assert!(
+            refused == 0 || refused == 5,
+            "a read is admitted or refused whole"
+        );
+        refused_streams += usize::from(refused == 5);
+    }
+    assert_eq!(refused_streams, 1);
+    let again_answers = read_to_end(&mut again_answers).await;
+    assert_eq!(again_answers.len(), 3);
+    assert!(again_answers.iter().all(|a| code(a).is_none()));
+    node.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn framing_errors_close_the_stream_as_documented() {
     let mut limits = QuicLimits::default();
     limits.frame_timeout = Duration::from_millis(200);
@@ -710,6 +798,11 @@ fn the_spec_gives_the_numbers_of_the_code() {
             DEFAULT_MAX_IN_FLIGHT / 2
         ),
         "There is no separate limit per stream or per connection.".into(),
+        format!(
+            "with {} such requests waiting on its core (`limits.max_queued`, split evenly over the cores like the in-flight limit: {} on a 2-core node)",
+            DEFAULT_MAX_QUEUED,
+            DEFAULT_MAX_QUEUED / 2
+        ),
         format!("`1 ≤ length ≤ {MAX_FRAME}`"),
         format!("| a frame longer than {} bytes, or of length 0 | {} |", thousands(MAX_FRAME as u64), close_code::BAD_FRAME),
         format!("| a frame body whose `id` cannot be read (above), or is 0 | {} |", close_code::BAD_FRAME),

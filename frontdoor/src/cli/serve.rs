@@ -269,6 +269,7 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
     quic_config.share_work = config.limits.share_work;
     quic_config.limits = QuicLimits {
         max_in_flight: config.limits.max_in_flight,
+        max_queued: config.limits.max_queued,
         frame_timeout: Duration::from_secs(config.limits.frame_timeout_secs),
         ..QuicLimits::default()
     };

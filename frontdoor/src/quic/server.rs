@@ -79,6 +79,12 @@ pub trait Handler: Send + Sync + 'static {
 /// 512 cut goodput below capacity.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
 
+/// The default limit of admitted requests a node's workers have not yet
+/// started (see [`QuicLimits::max_queued`]): 64 is 32 per worker on two
+/// cores, ~1.5 ms of EdDSA signing queued in front of each core.
+/// Measured (docs/benchmarks/issue-16-overload.md).
+pub const DEFAULT_MAX_QUEUED: usize = 64;
+
 /// Tasks a worker runs between two polls of its sockets (tokio's default
 /// is 61). Polling more often reads (and refuses) new requests sooner
 /// while admitted ones are being signed: at 45,000/s offered, three A/B
@@ -99,6 +105,17 @@ pub struct QuicLimits {
     /// most `max_in_flight / workers` in flight, fewer when others share
     /// its worker.
     pub max_in_flight: usize,
+    /// Admitted requests the workers have not yet started, all workers
+    /// together (split evenly like `max_in_flight`): a read of a stream
+    /// that begins with that many waiting on its worker answers its
+    /// requests `overloaded` at once (what one read admits does not count
+    /// against itself, so a single burst is not refused by it). Most of
+    /// `max_in_flight` waits for the audit sync and costs no CPU; what
+    /// waits to start is a queue of work in front of the core, and every
+    /// refusal and answer of the worker waits behind it. Bounding it keeps
+    /// the refusals of an overloaded node fast, while the in-flight limit
+    /// still covers the audit wait.
+    pub max_queued: usize,
     /// How long a frame may stay incomplete before its stream is closed.
     pub frame_timeout: Duration,
 }
@@ -107,6 +124,7 @@ impl Default for QuicLimits {
     fn default() -> QuicLimits {
         QuicLimits {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_queued: DEFAULT_MAX_QUEUED,
             frame_timeout: Duration::from_secs(10),
         }
     }
@@ -204,6 +222,7 @@ impl QuicServer {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut limits = config.limits;
         limits.max_in_flight = (limits.max_in_flight / workers).max(1);
+        limits.max_queued = (limits.max_queued / workers).max(1);
         let mut handles = Vec::with_capacity(workers);
         let (mesh, mailboxes) = Mesh::new(workers, config.share_work);
         for ((n, socket), mailbox) in sockets.into_iter().enumerate().zip(mailboxes) {
@@ -285,6 +304,8 @@ struct Worker<H: Handler> {
     limits: QuicLimits,
     stats: Arc<QuicStats>,
     in_flight: Cell<usize>,
+    /// Admitted requests whose task has not started yet.
+    queued: Cell<usize>,
     share: Share<H::Caller>,
 }
 
@@ -308,6 +329,7 @@ async fn run_worker<H: Handler>(
         limits: parts.limits,
         stats: parts.stats,
         in_flight: Cell::new(0),
+        queued: Cell::new(0),
         share: Share::new(parts.mesh, parts.me),
     });
     let Mailbox { inbox, returns } = parts.mailbox;
@@ -578,6 +600,10 @@ async fn read_requests<H: Handler>(
         } else {
             recv.read_chunk(64 * 1024, true).await
         };
+        // The work that waited on this worker before this read: what this
+        // read admits does not count, so one stream's burst is never
+        // refused by it, only a worker already behind.
+        let ahead = worker.queued.get();
         match chunk {
             Ok(Some(chunk)) => decoder.extend(&chunk.bytes),
             // Finished inside a frame: every byte arrived, so there is
@@ -594,7 +620,7 @@ async fn read_requests<H: Handler>(
             .next_frame()
             .map_err(|e| StreamClose::stop(close_code::BAD_FRAME, e.to_string()))?
         {
-            dispatch(worker, caller, in_flight_ids, answers, &frame)?;
+            dispatch(worker, caller, in_flight_ids, answers, ahead, &frame)?;
         }
     }
 }
@@ -612,12 +638,14 @@ fn check_unique(in_flight_ids: &InFlightIds, id: u64) -> Result<(), StreamClose>
 }
 
 /// Answers one frame body: refuses it by id, closes the stream (`Err`),
-/// or admits it as a task that answers when done.
+/// or admits it as a task that answers when done. `ahead`: the admitted
+/// requests that were waiting to start when its read began.
 fn dispatch<H: Handler>(
     worker: &Rc<Worker<H>>,
     caller: &Arc<H::Caller>,
     in_flight_ids: &InFlightIds,
     answers: &mpsc::UnboundedSender<Bytes>,
+    ahead: usize,
     frame: &[u8],
 ) -> Result<(), StreamClose> {
     let wire: WireRequest = match from_cbor(frame) {
@@ -653,22 +681,27 @@ fn dispatch<H: Handler>(
             return Ok(());
         }
     };
-    if worker.in_flight.get() >= worker.limits.max_in_flight {
+    let full = if worker.in_flight.get() >= worker.limits.max_in_flight {
+        Some(("in-flight limit", "node at its in-flight limit; retry"))
+    } else if ahead >= worker.limits.max_queued {
+        Some(("queue limit", "node behind on its work; retry"))
+    } else {
+        None
+    };
+    if let Some((reason, message)) = full {
         worker.stats.requests.fetch_add(1, Ordering::Relaxed);
         worker.stats.overloaded.fetch_add(1, Ordering::Relaxed);
         worker
             .handler
-            .refused(caller, ErrorCode::Overloaded, "in-flight limit");
-        let _ = answers.send(error_response(
-            id,
-            ErrorCode::Overloaded,
-            "node at its in-flight limit; retry",
-        ));
+            .refused(caller, ErrorCode::Overloaded, reason);
+        let _ = answers.send(error_response(id, ErrorCode::Overloaded, message));
         return Ok(());
     }
     let admitted = Admitted::new(worker, in_flight_ids, id);
+    let queued = Queued::new(worker);
     let (caller, answers) = (Arc::clone(caller), answers.clone());
     tokio::task::spawn_local(async move {
+        drop(queued);
         let worker = &admitted.worker;
         let answer = match worker.share.offload(id, &caller, operation) {
             Placed::Elsewhere(answer) => answer.await.unwrap_or_else(|_| {
@@ -691,6 +724,23 @@ fn dispatch<H: Handler>(
             .fetch_add(1, Ordering::Relaxed);
     });
     Ok(())
+}
+
+/// An admitted request whose task has not started: counted in
+/// [`Worker::queued`] until its task first runs (or is dropped unrun).
+struct Queued<H: Handler>(Rc<Worker<H>>);
+
+impl<H: Handler> Queued<H> {
+    fn new(worker: &Rc<Worker<H>>) -> Queued<H> {
+        worker.queued.set(worker.queued.get() + 1);
+        Queued(Rc::clone(worker))
+    }
+}
+
+impl<H: Handler> Drop for Queued<H> {
+    fn drop(&mut self) {
+        self.0.queued.set(self.0.queued.get() - 1);
+    }
 }
 
 /// A request counted in flight (on its worker, in the stats, by id on its

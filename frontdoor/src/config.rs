@@ -623,6 +623,7 @@ mod tests {
         );
         assert_eq!(config.cluster.lease_ms, default.cluster.lease_ms);
         assert_eq!(config.limits.max_in_flight, default.limits.max_in_flight);
+        assert_eq!(config.limits.max_queued, default.limits.max_queued);
         assert_eq!(config.keys.rotation_days, default.keys.rotation_days);
         assert_eq!(
             config.limits.http_connections,

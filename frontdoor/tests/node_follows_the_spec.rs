@@ -799,9 +799,8 @@ fn the_spec_gives_the_numbers_of_the_code() {
         ),
         "There is no separate limit per stream or per connection.".into(),
         format!(
-            "with {} such requests waiting on its core (`limits.max_queued`, split evenly over the cores like the in-flight limit: {} on a 2-core node)",
-            DEFAULT_MAX_QUEUED,
-            DEFAULT_MAX_QUEUED / 2
+            "By default it is {}, as large as the in-flight limit, so it refuses nothing on its own.",
+            thousands(DEFAULT_MAX_QUEUED as u64)
         ),
         format!("`1 ≤ length ≤ {MAX_FRAME}`"),
         format!("| a frame longer than {} bytes, or of length 0 | {} |", thousands(MAX_FRAME as u64), close_code::BAD_FRAME),

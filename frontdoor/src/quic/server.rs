@@ -80,10 +80,13 @@ pub trait Handler: Send + Sync + 'static {
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1_024;
 
 /// The default limit of admitted requests a node's workers have not yet
-/// started (see [`QuicLimits::max_queued`]): 64 is 32 per worker on two
-/// cores, ~1.5 ms of EdDSA signing queued in front of each core.
-/// Measured (docs/benchmarks/issue-16-overload.md).
-pub const DEFAULT_MAX_QUEUED: usize = 64;
+/// started (see [`QuicLimits::max_queued`]): as large as the in-flight
+/// limit, so it refuses nothing on its own. A/B on the shared 2-core VM
+/// (docs/benchmarks/issue-16-overload.md): 64 changed neither goodput nor
+/// the refusals' latency at 30,000/s offered, which waited on the
+/// kernel's run queue, not behind the workers' signing; to be measured
+/// again on a quiet machine.
+pub const DEFAULT_MAX_QUEUED: usize = DEFAULT_MAX_IN_FLIGHT;
 
 /// Tasks a worker runs between two polls of its sockets (tokio's default
 /// is 61). Polling more often reads (and refuses) new requests sooner

@@ -65,6 +65,17 @@ impl Stand {
     fn release(&self) {
         self.held.close();
     }
+
+    /// Held requests that started, and requests refused `overloaded`.
+    fn counts(&self) -> (usize, usize) {
+        let load = |n: &AtomicUsize| n.load(Ordering::SeqCst);
+        (load(&self.entered), load(&self.overloaded))
+    }
+
+    /// Requests that started or were refused.
+    fn settled(&self) -> usize {
+        self.counts().0 + self.counts().1
+    }
 }
 
 impl Handler for Stand {
@@ -196,6 +207,16 @@ async fn surely<T>(what: &str, future: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what}: nothing after 30 s"))
 }
 
+/// Waits (at most 30 s) until `condition` holds.
+async fn until(what: &str, condition: impl Fn() -> bool) {
+    surely(what, async {
+        while !condition() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 fn frame(message: &Value) -> Vec<u8> {
     let body = to_cbor(message).unwrap();
     let mut out = (body.len() as u32).to_be_bytes().to_vec();
@@ -214,6 +235,15 @@ fn health(id: u64) -> Vec<u8> {
 /// A request the stand holds in flight until released.
 fn held(id: u64) -> Vec<u8> {
     validate(id, "hold")
+}
+
+/// Opens a stream, sends requests 1..=n for `session` on it and finishes it.
+async fn send(connection: &quinn::Connection, session: &str, n: u64) -> quinn::RecvStream {
+    let (mut send, recv) = connection.open_bi().await.unwrap();
+    let wire: Vec<u8> = (1..=n).flat_map(|id| validate(id, session)).collect();
+    send.write_all(&wire).await.unwrap();
+    send.finish().unwrap();
+    recv
 }
 
 fn validate(id: u64, session: &str) -> Vec<u8> {
@@ -266,6 +296,11 @@ fn ids(answers: &[WireResponse]) -> Vec<u64> {
 
 fn code(answer: &WireResponse) -> Option<ErrorCode> {
     answer.error.as_ref().map(|e| e.code)
+}
+
+fn overloaded(answers: &[WireResponse]) -> usize {
+    let refused = |a: &&WireResponse| code(a) == Some(ErrorCode::Overloaded);
+    answers.iter().filter(refused).count()
 }
 
 /// The answers of a stream the node closed: the id-0 answer is last.
@@ -416,19 +451,8 @@ async fn a_duplicate_id_in_flight_closes_the_stream() {
 async fn threads_of_one_connection(share_work: bool) -> HashSet<String> {
     let node = Node::start_sharing(2, QuicLimits::default(), share_work);
     let connection = node.connect().await;
-    let (mut send, mut recv) = connection.open_bi().await.unwrap();
-    let mut wire = Vec::new();
-    for id in 1..=24 {
-        wire.extend(held(id));
-    }
-    send.write_all(&wire).await.unwrap();
-    send.finish().unwrap();
-    surely("24 held requests running", async {
-        while node.stand.entered.load(Ordering::SeqCst) < 24 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    let mut recv = send(&connection, "hold", 24).await;
+    until("24 held requests running", || node.stand.counts().0 >= 24).await;
     let threads = node.stand.threads.lock().unwrap().clone();
     node.stand.release();
     let mut answers = read_to_end(&mut recv).await;
@@ -513,26 +537,13 @@ async fn the_in_flight_limit_is_the_nodes_split_over_its_workers() {
     limits.max_in_flight = 8;
     let node = Node::start(2, limits);
     let connection = node.connect().await;
-    let mut streams = Vec::new();
-    for _ in 0..2 {
-        let (mut send, recv) = connection.open_bi().await.unwrap();
-        let mut wire = Vec::new();
-        for id in 1..=3 {
-            wire.extend(held(id)); // ids are per stream
-        }
-        send.write_all(&wire).await.unwrap();
-        send.finish().unwrap();
-        streams.push(recv);
-    }
+    let streams = [
+        send(&connection, "hold", 3).await,
+        send(&connection, "hold", 3).await,
+    ];
     let stand = &node.stand;
-    surely("every request admitted or refused", async {
-        while stand.entered.load(Ordering::SeqCst) + stand.overloaded.load(Ordering::SeqCst) < 6 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert_eq!(stand.entered.load(Ordering::SeqCst), 4);
-    assert_eq!(stand.overloaded.load(Ordering::SeqCst), 2);
+    until("every request admitted or refused", || stand.settled() >= 6).await;
+    assert_eq!(stand.counts(), (4, 2));
     stand.release();
     let mut all = Vec::new();
     for mut recv in streams {
@@ -542,68 +553,37 @@ async fn the_in_flight_limit_is_the_nodes_split_over_its_workers() {
         assert_eq!(seen, [1, 2, 3], "each request answered once");
         all.extend(answers);
     }
-    let refused = all
-        .iter()
-        .filter(|a| code(a) == Some(ErrorCode::Overloaded));
-    assert_eq!(refused.count(), 2);
+    assert_eq!(overloaded(&all), 2);
     node.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_on_a_worker_already_behind_is_refused_at_once() {
-    // 8 queued for the node, 2 workers: 4 for the worker serving the
-    // connection (its only one, no sharing). Its thread is blocked while
-    // two streams send 5 requests each; unblocked, it reads both before
-    // any of their tasks starts. The first read admits its 5 (what a read
-    // admits does not count against itself: a burst is not refused); the
-    // second begins with 5 waiting, past 4, and is refused at once,
-    // though the in-flight limit is far.
+    // 8 queued for the node, 2 workers, no sharing: 4 for the connection's
+    // worker. Blocked while two streams send 5 requests each, it then reads
+    // both before any of their tasks starts: the first read admits its 5
+    // (a read does not count against itself), the second begins with 5
+    // waiting and is refused at once, though the in-flight limit is far.
     let mut limits = QuicLimits::default();
     limits.max_queued = 8;
     let node = Node::start_sharing(2, limits, false);
     let connection = node.connect().await;
     let stand = &node.stand;
-    let (mut blocker, mut blocker_answers) = connection.open_bi().await.unwrap();
-    blocker.write_all(&validate(1, "block")).await.unwrap();
-    blocker.finish().unwrap();
-    surely("the worker blocked", async {
-        while stand.blocked.load(Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    let mut streams = Vec::new();
-    for _ in 0..2 {
-        let (mut send, recv) = connection.open_bi().await.unwrap();
-        let wire: Vec<u8> = (1..=5).flat_map(held).collect();
-        send.write_all(&wire).await.unwrap();
-        send.finish().unwrap();
-        streams.push(recv);
-    }
-    // Let the datagrams reach the blocked worker's socket.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut blocker = send(&connection, "block", 1).await;
+    let blocked = || stand.blocked.load(Ordering::SeqCst) > 0;
+    until("the worker blocked", blocked).await;
+    let streams = [
+        send(&connection, "hold", 5).await,
+        send(&connection, "hold", 5).await,
+    ];
+    tokio::time::sleep(Duration::from_millis(300)).await; // to the blocked worker's socket
     stand.gate.wait();
-    surely("every request admitted or refused", async {
-        while stand.entered.load(Ordering::SeqCst) + stand.overloaded.load(Ordering::SeqCst) < 10 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert_eq!(stand.entered.load(Ordering::SeqCst), 5);
-    assert_eq!(stand.overloaded.load(Ordering::SeqCst), 5);
-    assert_eq!(ids(&read_to_end(&mut blocker_answers).await), [1]);
-    // The queue is empty again though 5 are still in flight: a stream's
-    // requests are admitted once more.
-    let (mut again, mut again_answers) = connection.open_bi().await.unwrap();
-    let wire: Vec<u8> = (1..=3).flat_map(held).collect();
-    again.write_all(&wire).await.unwrap();
-    again.finish().unwrap();
-    surely("three more admitted", async {
-        while stand.entered.load(Ordering::SeqCst) < 8 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    until("all settled", || stand.settled() >= 10).await;
+    assert_eq!(stand.counts(), (5, 5));
+    assert_eq!(ids(&read_to_end(&mut blocker).await), [1]);
+    // Started, the 5 left the queue though still in flight: more are admitted.
+    let mut again = send(&connection, "hold", 3).await;
+    until("three more admitted", || stand.counts().0 >= 8).await;
     stand.release();
     let mut refused_streams = 0;
     for mut recv in streams {
@@ -611,18 +591,15 @@ async fn a_read_on_a_worker_already_behind_is_refused_at_once() {
         let mut seen = ids(&answers);
         seen.sort_unstable();
         assert_eq!(seen, [1, 2, 3, 4, 5], "each request answered once");
-        let refused = answers
-            .iter()
-            .filter(|a| code(a) == Some(ErrorCode::Overloaded))
-            .count();
+        let refused = overloaded(&answers);
         assert!(
-            refused == 0 || refused == 5,
+            matches!(refused, 0 | 5),
             "a read is admitted or refused whole"
         );
         refused_streams += usize::from(refused == 5);
     }
     assert_eq!(refused_streams, 1);
-    let again_answers = read_to_end(&mut again_answers).await;
+    let again_answers = read_to_end(&mut again).await;
     assert_eq!(again_answers.len(), 3);
     assert!(again_answers.iter().all(|a| code(a).is_none()));
     node.stop().await;

@@ -8,7 +8,8 @@
 # journal, the async runtime and channels, memory (malloc, free, memmove),
 # and the rest. Prints each component's share of the samples and, with the
 # node's CPU per answered request (/proc), its microseconds per request.
-# With PROFILE=generator it samples `sigil-perf` instead, and the
+# PERF_ARGS: more flags for `sigil-perf load` (e.g. "--threads 1
+# --connections 1"). With PROFILE=generator it samples `sigil-perf` instead, and the
 # microseconds are of its own CPU per request (generator_cpu_us_per_op).
 # Needs perf and root.
 # Usage: scripts/profile_components.sh [BIN_DIR] [RATE] [DURATION_S] [MIX] [APP]
@@ -28,7 +29,8 @@ node=$!
 trap 'kill $node 2>/dev/null; wait $node 2>/dev/null' EXIT
 for _ in $(seq 1 600); do [ -f var/endpoints.json ] && break; sleep 0.2; done
 sleep 2
-"$bin/sigil-perf" load --app "$app" --mix "$mix" --rate "$rate" --duration "${duration}s" \
+# shellcheck disable=SC2086 # PERF_ARGS is a list of flags
+"$bin/sigil-perf" load --app "$app" --mix "$mix" --rate "$rate" --duration "${duration}s" ${PERF_ARGS:-} \
   --json run.json --charts charts >perf.out 2>perf.log &
 perf_pid=$!
 sleep 2

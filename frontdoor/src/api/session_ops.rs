@@ -126,8 +126,9 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
         });
         let table = self.replica.table();
         let now_ms = self.clock.now_ms();
-        let created = if asserted {
-            table.create_asserted(
+        let created = table
+            .create_as(
+                asserted,
                 &live.slug,
                 &user.login,
                 amr,
@@ -136,18 +137,7 @@ impl<R: DirectoryReads, A: AuditSink, C: Clock> HotPath<R, A, C> {
                 now_ms,
                 &self.rng,
             )
-        } else {
-            table.create(
-                &live.slug,
-                &user.login,
-                amr,
-                client,
-                policy,
-                now_ms,
-                &self.rng,
-            )
-        }
-        .map_err(|e| internal("session id", &e))?;
+            .map_err(|e| internal("session id", &e))?;
         self.replica
             .created(created.clone())
             .await

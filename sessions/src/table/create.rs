@@ -26,25 +26,19 @@ impl SessionTable {
         now_ms: u64,
         rng: &dyn SecureRandom,
     ) -> Result<SessionRecord, Error> {
-        Ok(self.create_with_id(
-            SessionId::generate(rng)?,
-            tenant,
-            user,
-            amr,
-            client,
-            policy,
-            now_ms,
-        ))
+        self.create_as(false, tenant, user, amr, client, policy, now_ms, rng)
     }
 
-    /// [`SessionTable::create`] for a sign-in a trusted front end asserted
-    /// (`session_create`): the record says so ([`SessionRecord::asserted`]).
+    /// [`SessionTable::create`] saying whether the sign-in was one a
+    /// trusted front end `asserted` (`session_create`) rather than one
+    /// Sigil proved: the record says so ([`SessionRecord::asserted`]).
     ///
     /// # Errors
     /// [`Error::Random`] if no id could be drawn.
     #[allow(clippy::too_many_arguments)]
-    pub fn create_asserted(
+    pub fn create_as(
         &self,
+        asserted: bool,
         tenant: &Arc<str>,
         user: &str,
         amr: Vec<String>,
@@ -62,7 +56,7 @@ impl SessionTable {
             policy,
             now_ms,
         );
-        record.asserted = true;
+        record.asserted = asserted;
         Ok(self.insert_new(record))
     }
 
@@ -137,7 +131,8 @@ mod tests {
         let rng = SystemRandom::new();
         let policy = SessionPolicy::default();
         let asserted = here
-            .create_asserted(
+            .create_as(
+                true,
                 &tenant,
                 "alice",
                 vec!["fed".into()],

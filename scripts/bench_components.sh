@@ -22,14 +22,10 @@ duration=${3:-10}
 mix=${4:-id-token}
 work=$(mktemp -d /tmp/sigil-components.XXXXXX)
 cd "$work"
-quic=$(( 20000 + RANDOM % 20000 ))
 printf '%s\n' "${SIGIL_TOML:-}" >sigil.toml
-"$bin/sigil" serve --config sigil.toml --quic-listen 127.0.0.1:$quic --http-listen 127.0.0.1:$((quic + 1)) \
-  --cluster-listen 127.0.0.1:$((quic + 2)) --control-listen 127.0.0.1:0 >serve.out 2>serve.log &
-node=$!
-trap 'kill $node 2>/dev/null; wait $node 2>/dev/null' EXIT
-for _ in $(seq 1 600); do [ -f var/endpoints.json ] && break; sleep 0.2; done
-sleep 2
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
+start_node "$bin" --config sigil.toml
 
 snapshot() { # name utime stime (clock ticks) per thread
   for task in /proc/$node/task/*; do
@@ -47,7 +43,7 @@ perf_pid=$!
 # The load's first second prepares sessions: measure a window inside it.
 sleep 2
 window=$(( duration - 3 ))
-requests() { curl -s "http://127.0.0.1:$((quic + 1))/metrics" | awk '$1 == "sigil_quic_requests_total" {print $2}'; }
+requests() { curl -s "http://127.0.0.1:$http/metrics" | awk '$1 == "sigil_quic_requests_total" {print $2}'; }
 requests >requests_before.txt
 snapshot >before.txt
 if command -v perf >/dev/null; then

@@ -15,13 +15,9 @@ bin=$(cd "${1:-$root/target/release}" && pwd)
 duration=${2:-60}
 work=$(mktemp -d /tmp/sigil-targets.XXXXXX)
 cd "$work"
-quic=$(( 20000 + RANDOM % 10000 ))
-"$bin/sigil" serve --quic-listen 127.0.0.1:$quic --http-listen 127.0.0.1:$((quic + 1)) \
-  --cluster-listen 127.0.0.1:$((quic + 2)) --control-listen 127.0.0.1:0 >serve.out 2>serve.log &
-node=$!
-trap 'kill $node 2>/dev/null; wait $node 2>/dev/null' EXIT
-for _ in $(seq 1 600); do [ -f var/endpoints.json ] && break; sleep 0.2; done
-sleep 2
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
+start_node "$bin"
 
 load() { # name app mix rate seconds
   "$bin/sigil-perf" load --app "$2" --mix "$3" --rate "$4" --duration "$5s" \

@@ -22,20 +22,16 @@ mix=${4:-id-token}
 app=${5:-app-eddsa}
 work=$(mktemp -d /tmp/sigil-profile.XXXXXX)
 cd "$work"
-quic=$(( 20000 + RANDOM % 10000 ))
-"$bin/sigil" serve --quic-listen 127.0.0.1:$quic --http-listen 127.0.0.1:$((quic + 1)) \
-  --cluster-listen 127.0.0.1:$((quic + 2)) --control-listen 127.0.0.1:0 >serve.out 2>serve.log &
-node=$!
-trap 'kill $node 2>/dev/null; wait $node 2>/dev/null' EXIT
-for _ in $(seq 1 600); do [ -f var/endpoints.json ] && break; sleep 0.2; done
-sleep 2
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
+start_node "$bin"
 # shellcheck disable=SC2086 # PERF_ARGS is a list of flags
 "$bin/sigil-perf" load --app "$app" --mix "$mix" --rate "$rate" --duration "${duration}s" ${PERF_ARGS:-} \
   --json run.json --charts charts >perf.out 2>perf.log &
 perf_pid=$!
 sleep 2
 window=$(( duration - 3 ))
-requests() { curl -s "http://127.0.0.1:$((quic + 1))/metrics" | awk '$1 == "sigil_quic_requests_total" {print $2}'; }
+requests() { curl -s "http://127.0.0.1:$http/metrics" | awk '$1 == "sigil_quic_requests_total" {print $2}'; }
 cpu() { awk '{print $14 + $15}' "/proc/$node/stat"; }
 before_requests=$(requests); before_cpu=$(cpu)
 sampled=$node

@@ -56,6 +56,22 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// The code a `factor_activate` of `user` with `otp` and `state` is
+/// refused with (it panics if it is not refused).
+async fn activate(client: &Client, user: &str, otp: Secret, state: String) -> ErrorCode {
+    let outcome: Result<AuthStatus, _> = op(
+        client,
+        AuthOp::FactorActivate {
+            tenant: "acme".into(),
+            user: user.into(),
+            otp,
+            state: Some(Secret(state)),
+        },
+    )
+    .await;
+    refused(outcome).0
+}
+
 async fn sign_in(
     client: &Client,
     tenant: &str,
@@ -285,17 +301,10 @@ async fn rules_decide_by_zone_app_group_and_set_lifetimes() {
         (None, None),
     );
     let other_state = other.await.unwrap().state.unwrap();
-    let stolen: Result<AuthStatus, _> = op(
-        &client,
-        AuthOp::FactorActivate {
-            tenant: "acme".into(),
-            user: "bob".into(),
-            otp: code(0),
-            state: Some(Secret(other_state)),
-        },
-    )
-    .await;
-    assert_eq!(refused(stolen).0, ErrorCode::InvalidCredentials);
+    assert_eq!(
+        activate(&client, "bob", code(0), other_state).await,
+        ErrorCode::InvalidCredentials
+    );
     let (ok, out) = sigil_stdin(
         &serve,
         &[
@@ -322,17 +331,10 @@ async fn rules_decide_by_zone_app_group_and_set_lifetimes() {
         ("alice", vec!["pwd".to_owned(), "otp".to_owned()])
     );
     // The state is single use.
-    let replay: Result<AuthStatus, _> = op(
-        &client,
-        AuthOp::FactorActivate {
-            tenant: "acme".into(),
-            user: "alice".into(),
-            otp: code(1),
-            state: Some(Secret(state)),
-        },
-    )
-    .await;
-    assert_eq!(refused(replay).0, ErrorCode::InvalidCredentials);
+    assert_eq!(
+        activate(&client, "alice", code(1), state).await,
+        ErrorCode::InvalidCredentials
+    );
     // Now enrolled: outside, a code; in the office, the password alone.
     let mfa = sign_in(
         &client,
@@ -347,17 +349,10 @@ async fn rules_decide_by_zone_app_group_and_set_lifetimes() {
     // An MFA_REQUIRED state, or a made-up one, does not complete an
     // enrollment (nor sign in).
     for state in [mfa.state.unwrap(), "A".repeat(43)] {
-        let wrong_kind: Result<AuthStatus, _> = op(
-            &client,
-            AuthOp::FactorActivate {
-                tenant: "acme".into(),
-                user: "alice".into(),
-                otp: code(1),
-                state: Some(Secret(state)),
-            },
-        )
-        .await;
-        assert_eq!(refused(wrong_kind).0, ErrorCode::InvalidCredentials);
+        assert_eq!(
+            activate(&client, "alice", code(1), state).await,
+            ErrorCode::InvalidCredentials
+        );
     }
     let v6 = sign_in(
         &client,

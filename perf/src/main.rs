@@ -96,9 +96,10 @@ struct RunArgs {
     /// Streams per connection.
     #[arg(long, default_value_t = 4)]
     streams: usize,
-    /// Packets the node may send before it must acknowledge at once
-    /// (QUIC ACK frequency extension; answers carry the ACKs otherwise);
-    /// 0: QUIC's default, an ACK for every second packet.
+    /// Packets the node may receive from the generator before it must
+    /// acknowledge them at once (QUIC ACK frequency extension; its answers
+    /// carry the ACKs otherwise); 0: QUIC's default, an ACK for every
+    /// second packet.
     #[arg(long, default_value_t = sigil_proto::tls::ACK_THRESHOLD)]
     quic_ack_threshold: u32,
     /// Requests in flight per thread before arrivals count as client_backlog.

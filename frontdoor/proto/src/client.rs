@@ -156,9 +156,7 @@ impl Client {
     /// [`CallError::Refused`] with the node's code, or
     /// [`CallError::Transport`].
     pub async fn call(&self, operation: &Operation) -> Result<ciborium::Value, CallError> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body =
-            to_cbor(&operation.to_wire(id)).map_err(|e| CallError::Malformed(e.to_string()))?;
+        let (id, body) = self.encode(operation)?;
         self.call_raw(id, &body).await
     }
 
@@ -169,10 +167,16 @@ impl Client {
     /// # Errors
     /// As [`Client::call`].
     pub async fn call_unit(&self, operation: &Operation) -> Result<(), CallError> {
+        let (id, body) = self.encode(operation)?;
+        self.send(id, &body).await.map(drop)
+    }
+
+    /// `operation` as a request body under the next id.
+    fn encode(&self, operation: &Operation) -> Result<(u64, Vec<u8>), CallError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let body =
             to_cbor(&operation.to_wire(id)).map_err(|e| CallError::Malformed(e.to_string()))?;
-        self.send(id, &body).await.map(drop)
+        Ok((id, body))
     }
 
     /// Sends an already encoded request body with id `id` (for tests that

@@ -8,6 +8,8 @@
 //!
 //! The journal lives in `SIGIL_BENCH_DIR` (default: a temporary directory
 //! under /tmp, on disk); `/dev/shm` leaves the CPU without the disk.
+//! `SIGIL_BENCH_SEGMENT_BYTES` sets its segment size (default: the
+//! journal's, 64 MiB; 0: never cut), to measure what cutting costs.
 //!
 //! `cargo bench -p benches --bench audit_journal`
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
@@ -16,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use directory::audit::AuditJournal;
+use directory::audit::{AuditJournal, JournalOptions};
 
 const CONCURRENCY: u64 = 64;
 
@@ -93,7 +95,15 @@ fn journal_writer(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let journal = Arc::new(AuditJournal::open(&dir.path().join("bench.journal"), "bench").unwrap());
+    let options = JournalOptions {
+        segment_bytes: std::env::var("SIGIL_BENCH_SEGMENT_BYTES")
+            .map_or(directory::audit::DEFAULT_SEGMENT_BYTES, |v| {
+                v.parse().unwrap()
+            }),
+    };
+    let journal = Arc::new(
+        AuditJournal::open_with(&dir.path().join("bench.journal"), "bench", options).unwrap(),
+    );
     let mut group = c.benchmark_group("audit_journal");
     group.throughput(Throughput::Elements(1));
     group.bench_function("append_64_concurrent", |b| {
@@ -117,10 +127,15 @@ fn journal_writer(c: &mut Criterion) {
         .syncs
         .load(std::sync::atomic::Ordering::Relaxed)
         - syncs0;
+    let cuts = journal
+        .stats()
+        .segments_cut
+        .load(std::sync::atomic::Ordering::Relaxed);
     let per = |a: u64, b: u64| (b - a) as f64 / hz * 1e6 / records as f64;
     println!(
         "audit_journal cpu: {records} records in {:.2} s ({:.0}/s), {:.0} records per fdatasync; \
-         process user {:.2} µs kernel {:.2} µs per record; writer thread user {:.2} µs kernel {:.2} µs per record",
+         process user {:.2} µs kernel {:.2} µs per record; writer thread user {:.2} µs kernel {:.2} µs per record; \
+         {cuts} segments cut (segment_bytes {})",
         wall.as_secs_f64(),
         records as f64 / wall.as_secs_f64(),
         records as f64 / syncs.max(1) as f64,
@@ -128,6 +143,7 @@ fn journal_writer(c: &mut Criterion) {
         per(p0.1, p1.1),
         per(w0.0, w1.0),
         per(w0.1, w1.1),
+        options.segment_bytes,
     );
 }
 

@@ -2,13 +2,14 @@
 //! off the last records, deleting a tenant's whole chain, or rewriting a
 //! record and recomputing every later hash all verify as whole link by
 //! link, and all fail against the signed heads. A chain that grew past a
-//! head still extends it.
+//! head still extends it. Journal segments are dropped only once shipped
+//! and covered by a signed head in Postgres, and the chains go on.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use directory::audit::{
-    verify_against_heads, verify_chain, AuditEntry, AuditJournal, HeadSigner, HeadSource,
-    HeadVerifier, Shipper, SignedHead,
+    read_journal, verify_against_heads, verify_chain, AuditEntry, AuditJournal, HeadSigner,
+    HeadSource, HeadVerifier, JournalOptions, Shipper, SignedHead,
 };
 use directory::{testing, Directory, Owner};
 
@@ -37,6 +38,12 @@ impl HeadVerifier for TrustOne {
             .verify(&head.message(), &signature)
             .map_err(|_| "bad signature".to_owned())
     }
+}
+
+fn new_key() -> TestKey {
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    TestKey(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap())
 }
 
 struct Setup {
@@ -77,9 +84,7 @@ async fn setup() -> Setup {
     }
     let mut shipper = Shipper::open(&path).bounded_by(&journal);
     assert_eq!(shipper.ship(&directory, 50).await.unwrap(), 120);
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-    let key = TestKey(Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap());
+    let key = new_key();
     assert_eq!(shipper.sign_heads(&key, "node-1", 5_000).unwrap(), 2);
     assert_eq!(shipper.publish_heads(&directory).await.unwrap(), 2);
     Setup {
@@ -235,4 +240,101 @@ async fn a_rewrite_with_every_later_hash_recomputed_is_caught() {
     }
     setup.shipper.ship(&setup.directory, 50).await.unwrap();
     assert!(problems(&setup, setup.globex).await.is_empty());
+}
+
+/// Appends `n` records of `tenant`, numbered from `from`, one group commit
+/// each.
+async fn append(journal: &AuditJournal, tenant: i64, from: u64, n: u64) {
+    for i in from..from + n {
+        journal
+            .append(
+                tenant,
+                "issue.id_token",
+                serde_json::json!({"n": i}),
+                1_000 + i,
+            )
+            .await
+            .unwrap();
+    }
+}
+
+fn sealed_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("node-1.journal.0")
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_go_once_shipped_and_signed_and_the_chains_go_on() {
+    let (_database, _owner, directory) = testing::demo_directory(2).await.unwrap();
+    let acme = directory.tenant_by_slug("acme").await.unwrap().unwrap().id;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node-1.journal");
+    let options = JournalOptions {
+        segment_bytes: 4096,
+    };
+    let key = new_key();
+    let journal = AuditJournal::open_with(&path, "node-1", options).unwrap();
+    append(&journal, acme, 0, 200).await;
+    let sealed = sealed_segments(dir.path());
+    assert!(sealed >= 3, "{sealed}");
+    let mut shipper = Shipper::open(&path).bounded_by(&journal);
+    assert_eq!(shipper.ship(&directory, 64).await.unwrap(), 200);
+    assert_eq!(
+        shipper.drop_shipped_segments(None).unwrap(),
+        0,
+        "not signed"
+    );
+    assert_eq!(shipper.sign_heads(&key, "node-1", 5_000).unwrap(), 1);
+    assert_eq!(
+        shipper.drop_shipped_segments(None).unwrap(),
+        0,
+        "signed, not yet in Postgres"
+    );
+    assert_eq!(shipper.publish_heads(&directory).await.unwrap(), 1);
+    assert_eq!(shipper.drop_shipped_segments(None).unwrap(), sealed);
+    assert_eq!(sealed_segments(dir.path()), 0);
+    let error = read_journal(&path).unwrap_err().to_string();
+    assert!(error.contains("dropped"), "{error}");
+
+    // A restart continues the chain from the checkpoint; what is shipped
+    // but not yet signed stays.
+    drop((shipper, journal));
+    let journal = AuditJournal::open_with(&path, "node-1", options).unwrap();
+    append(&journal, acme, 200, 100).await;
+    let mut shipper = Shipper::open(&path).bounded_by(&journal);
+    assert_eq!(shipper.ship(&directory, 64).await.unwrap(), 100);
+    let sealed = sealed_segments(dir.path());
+    assert!(sealed >= 2, "{sealed}");
+    assert_eq!(shipper.drop_shipped_segments(None).unwrap(), 0);
+    shipper.sign_heads(&key, "node-1", 6_000).unwrap();
+    shipper.publish_heads(&directory).await.unwrap();
+    let archive = dir.path().join("archive");
+    assert_eq!(
+        shipper.drop_shipped_segments(Some(&archive)).unwrap(),
+        sealed
+    );
+    assert_eq!(std::fs::read_dir(&archive).unwrap().count(), sealed);
+
+    // Every record arrived once, in one chain that reaches the head.
+    let chain = verify_chain(&directory, acme).await.unwrap();
+    assert_eq!((chain.records, chain.first_break), (300, None));
+    let verifier = TrustOne(key.0.public_key().as_ref().to_vec());
+    let report = verify_against_heads(&directory, acme, &local(&shipper, acme), &verifier)
+        .await
+        .unwrap();
+    assert!(report.whole(), "{report:?}");
+
+    // Without the checkpoint, the dropped records' chain heads are
+    // unknown: the journal refuses to start rather than begin again at 1.
+    drop((shipper, journal));
+    std::fs::remove_file(dir.path().join("node-1.journal.checkpoint")).unwrap();
+    let error = AuditJournal::open_with(&path, "node-1", options)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("restore"), "{error}");
 }

@@ -251,6 +251,13 @@ pub struct Audit {
     /// The node signs its chain heads at least this often (seconds), when
     /// they moved.
     pub head_interval_secs: u64,
+    /// The journal's live segment is sealed once its records reach this
+    /// many bytes; sealed segments shipped and covered by a signed head in
+    /// Postgres are dropped (0: never cut).
+    pub segment_bytes: u64,
+    /// Sealed segments are moved here instead of being removed (relative:
+    /// to `data_dir`).
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// Slow signatures: HSM keys and RSA in software are signed on the signer
@@ -334,6 +341,8 @@ impl Default for Audit {
         Audit {
             max_ship_lag_secs: 60,
             head_interval_secs: 10,
+            segment_bytes: directory::audit::DEFAULT_SEGMENT_BYTES,
+            archive_dir: None,
         }
     }
 }
@@ -483,6 +492,9 @@ impl Config {
         }
         if self.audit.max_ship_lag_secs == 0 || self.audit.head_interval_secs == 0 {
             return invalid("audit: max_ship_lag_secs and head_interval_secs must be positive");
+        }
+        if self.audit.segment_bytes != 0 && self.audit.segment_bytes < 65_536 {
+            return invalid("audit.segment_bytes: 0 (never cut) or at least 65536");
         }
         if self.signing.deadline_ms == 0 {
             return invalid("signing.deadline_ms must be positive");

@@ -1,6 +1,8 @@
 //! The node is killed with SIGKILL while issuing under load; after a
 //! restart, every issuance it acknowledged has its audit record in
-//! Postgres, and the chain verifies.
+//! Postgres, and the chain verifies. Its journal is cut into small
+//! segments, so the kill may land in a cut; once shipped and signed, the
+//! sealed segments are dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -11,6 +13,27 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{free_port, session, Serve};
+
+/// Small segments (64 KiB: a few hundred records each) and heads signed
+/// every second.
+const CONFIG: &str = "[audit]\nsegment_bytes = 65536\nhead_interval_secs = 1\n";
+
+fn start(dir: &std::path::Path, quic: u16, http: u16) -> Serve {
+    let config = dir.join("serve.toml");
+    std::fs::write(&config, CONFIG).unwrap();
+    Serve::start_with(dir, quic, http, &["--config", config.to_str().unwrap()])
+}
+
+/// Sealed segments of the node's journal on disk.
+fn sealed_segments(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("var/audit"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("node-1.journal.0")
+        })
+        .count()
+}
 
 fn jti(token: &str) -> String {
     let payload = token.split('.').nth(1).unwrap();
@@ -28,13 +51,22 @@ async fn every_acknowledged_issuance_has_its_record_after_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let (quic, http) = (free_port(), free_port());
     let path = dir.path().to_owned();
-    let mut serve = tokio::task::spawn_blocking(move || Serve::start(&path, quic, http))
+    let mut serve = tokio::task::spawn_blocking(move || start(&path, quic, http))
         .await
         .unwrap();
     let client = Arc::new(serve.client(None).await.unwrap());
     let session = session(&client, "acme", "alice").await;
+    // Enough records first for a few segments, whatever the load reaches.
+    let mut acknowledged = Vec::new();
+    for _ in 0..1_000 {
+        let issued = client
+            .id_token("acme", "alice", "app-eddsa", &session, None)
+            .await
+            .unwrap();
+        acknowledged.push(jti(&issued.token));
+    }
     // Load: 64 callers issuing back to back; the kill lands in the middle.
-    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let acknowledged = Arc::new(std::sync::Mutex::new(acknowledged));
     let stop_at = Instant::now() + Duration::from_millis(1_500);
     let mut callers = Vec::new();
     for _ in 0..64 {
@@ -66,17 +98,19 @@ async fn every_acknowledged_issuance_has_its_record_after_sigkill() {
     }
     let acknowledged: Vec<String> = acknowledged.lock().unwrap().clone();
     assert!(
-        acknowledged.len() > 100,
+        acknowledged.len() > 1_100,
         "load ran before the kill: {}",
         acknowledged.len()
     );
+    let sealed = sealed_segments(dir.path());
+    assert!(sealed >= 2, "the journal was cut: {sealed} sealed segments");
     drop(client);
     drop(serve);
 
     // Restart: the journal is shipped from the start; then every
     // acknowledged id must be in Postgres.
     let path = dir.path().to_owned();
-    let serve = tokio::task::spawn_blocking(move || Serve::start(&path, quic, http))
+    let serve = tokio::task::spawn_blocking(move || start(&path, quic, http))
         .await
         .unwrap();
     common::audit_verify(dir.path(), "acme");
@@ -101,10 +135,27 @@ async fn every_acknowledged_issuance_has_its_record_after_sigkill() {
         &missing[..missing.len().min(5)]
     );
     eprintln!(
-        "{} issuances acknowledged before SIGKILL, all recorded ({} records)",
+        "{} issuances acknowledged before SIGKILL, all recorded ({} records, {sealed} sealed segments)",
         acknowledged.len(),
         recorded.len()
     );
+    // Shipped and signed (every second), the sealed segments go.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let status = common::audit_status(dir.path());
+        let node = &status["nodes"][0];
+        if node["sealed_segments"] == 0 || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let node = &status["nodes"][0];
+    assert_eq!(node["sealed_segments"], 0, "{status}");
+    assert!(
+        node["dropped_bytes"].as_u64().unwrap() > 2 * 65_536,
+        "{status}"
+    );
+    assert_eq!(sealed_segments(dir.path()), 0);
     tokio::task::spawn_blocking(move || serve.stop())
         .await
         .unwrap();

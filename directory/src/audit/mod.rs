@@ -28,12 +28,16 @@
 //! Files are created readable by their owner only (0600).
 
 mod heads;
+mod read;
 mod record;
+mod segments;
 mod ship;
 mod verify;
 
 pub use heads::{HeadSigner, HeadVerifier, SignedHead};
+pub use read::{read_journal, read_journal_bounded};
 pub use record::{Detail, DetailBuilder, Kind, FORMAT_BINARY, FORMAT_JSON};
+pub use segments::{summary as segment_summary, SegmentSummary};
 pub use ship::{ship, Checkpoint, Shipper};
 pub use verify::{
     stored_heads, verify_against_heads, verify_chain, ChainReport, HeadSource, HeadVerdict,
@@ -41,7 +45,6 @@ pub use verify::{
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -166,6 +169,8 @@ pub struct JournalStats {
     pub sync_latency: crate::latency::LatencyHistogram,
     /// Records waiting for the writer now.
     pub queued: AtomicU64,
+    /// Segments sealed since the journal was opened.
+    pub segments_cut: AtomicU64,
     /// Bytes of the journal known durable (synced): what may be shipped.
     pub durable: AtomicU64,
     /// Records durable in the journal, counted from the same base as
@@ -230,150 +235,50 @@ impl std::fmt::Debug for AuditJournal {
             .finish_non_exhaustive()
     }
 }
-
-/// Reads a journal, dropping a torn tail (a write the crash cut short: it
-/// was never synced, so never acknowledged). Returns the entries and the
-/// length of the good prefix.
-///
-/// # Errors
-/// [`Error::Journal`] when the file cannot be read, or a record in the
-/// middle is corrupt (that is tampering or disk failure, not a crash).
-pub fn read_journal(path: &Path) -> Result<(Vec<AuditEntry>, u64), Error> {
-    read_journal_bounded(path, 0, usize::MAX, u64::MAX)
+/// How a journal is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// The live segment is sealed and a new one begun once its records
+    /// reach this many bytes (0: never; see [`segments`]).
+    pub segment_bytes: u64,
 }
 
-/// Like [`read_journal`], from byte `offset` (the end of what was read
-/// before), at most `max` entries (so a long journal is read in bounded
-/// memory), and no record that ends past byte `limit` (what the writer has
-/// synced: later bytes may yet be undone). Returns the entries and the
-/// offset after the last whole one.
-///
-/// A damaged record ends the journal (a torn tail) unless a record of a
-/// later group commit follows it: each binary record names the byte its
-/// group commit began at, and a group is written only after the one
-/// before it is synced, so damage before a later group is corruption.
-/// A damaged JSON line (format 1) followed by anything is corruption.
-///
-/// # Errors
-/// As [`read_journal`].
-pub fn read_journal_bounded(
-    path: &Path,
-    offset: u64,
-    max: usize,
-    limit: u64,
-) -> Result<(Vec<AuditEntry>, u64), Error> {
-    let io = |e: std::io::Error| Error::Journal(format!("{}: {e}", path.display()));
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(io(e)),
-    };
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    reader.seek(SeekFrom::Start(offset)).map_err(io)?;
-    let mut entries = Vec::new();
-    let mut good = offset;
-    let mut line = Vec::new();
-    let mut header = [0u8; record::HEADER];
-    let mut body = Vec::new();
-    while entries.len() < max {
-        let Some(&first) = reader.fill_buf().map_err(io)?.first() else {
-            break;
-        };
-        if first == b'{' {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(io)?;
-            if good + n as u64 > limit || line.last() != Some(&b'\n') {
-                break; // not yet synced, or a torn tail
-            }
-            match serde_json::from_slice::<AuditEntry>(&line) {
-                Ok(entry) => entries.push(entry),
-                Err(e) => {
-                    if reader.fill_buf().map_err(io)?.is_empty() {
-                        break; // torn tail that happened to end in a newline
-                    }
-                    return Err(corrupt(path, good, &e.to_string()));
-                }
-            }
-            good += n as u64;
-            continue;
-        }
-        if good + record::HEADER as u64 > limit {
-            break;
-        }
-        let whole = if first == record::MAGIC[0] && reader.read_exact(&mut header).is_ok() {
-            match record::body_len(&header) {
-                Some(len) if good + (record::HEADER + len) as u64 > limit => break,
-                Some(len) => {
-                    body.resize(len, 0);
-                    match reader.read_exact(&mut body) {
-                        Ok(()) => record::parse(&header, &body),
-                        Err(_) => None,
-                    }
-                }
-                None => None,
-            }
-        } else {
-            None
-        };
-        match whole {
-            Some(parsed) => {
-                entries.push(parsed.entry);
-                good += (record::HEADER + body.len()) as u64;
-            }
-            None => {
-                if later_group_after(path, good)? {
-                    return Err(corrupt(path, good, "damaged, and later records follow"));
-                }
-                break; // a torn tail (or the zeroed rest)
-            }
+impl Default for JournalOptions {
+    fn default() -> JournalOptions {
+        JournalOptions {
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
-    Ok((entries, good))
 }
 
-fn corrupt(path: &Path, at: u64, why: &str) -> Error {
-    Error::Journal(format!(
-        "{}: corrupt record at byte {at}: {why}",
-        path.display()
-    ))
-}
-
-/// Whether a whole binary record of a group commit that began after byte
-/// `at` lies past `at` in the journal.
-fn later_group_after(path: &Path, at: u64) -> Result<bool, Error> {
-    let io = |e: std::io::Error| Error::Journal(format!("{}: {e}", path.display()));
-    let mut file = File::open(path).map_err(io)?;
-    file.seek(SeekFrom::Start(at)).map_err(io)?;
-    let mut rest = Vec::new();
-    file.read_to_end(&mut rest).map_err(io)?;
-    let mut i = 1;
-    while let Some(found) = rest
-        .get(i..)
-        .and_then(|tail| tail.windows(4).position(|w| w == record::MAGIC))
-    {
-        let start = i + found;
-        let tail = &rest[start..];
-        if let Some(len) = record::body_len(tail) {
-            if let Some(body) = tail.get(record::HEADER..record::HEADER + len) {
-                if let Some(parsed) = record::parse(&tail[..record::HEADER], body) {
-                    if parsed.batch > at {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        i = start + 1;
-    }
-    Ok(false)
-}
+/// A segment's size unless configured: about ten seconds of records at
+/// 50,000 a second, one cut's extra syncs among thousands of group commits.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
 
 impl AuditJournal {
     /// Opens (or creates) the journal at `path` for node `node`, recovering
-    /// each tenant's chain position from what is in it.
+    /// each tenant's chain position from what is in it, with the default
+    /// [`JournalOptions`].
     ///
     /// # Errors
-    /// [`Error::Journal`] when the file cannot be opened or is corrupt.
+    /// As [`AuditJournal::open_with`].
     pub fn open(path: &Path, node: &str) -> Result<AuditJournal, Error> {
+        AuditJournal::open_with(path, node, JournalOptions::default())
+    }
+
+    /// Opens (or creates) the journal at `path` for node `node`, recovering
+    /// each tenant's chain position from its checkpoint and the records
+    /// after it.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the file cannot be opened or is corrupt, or
+    /// segments were dropped and the checkpoint that holds the chain heads
+    /// of their records is missing or does not fit.
+    pub fn open_with(
+        path: &Path,
+        node: &str,
+        options: JournalOptions,
+    ) -> Result<AuditJournal, Error> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
                 .and_then(|()| {
@@ -381,9 +286,22 @@ impl AuditJournal {
                 })
                 .map_err(|e| Error::Journal(format!("{}: {e}", parent.display())))?;
         }
+        segments::remove_unfinished_cut(path)?;
+        let layout = segments::Segments::of(path)?;
         // Chain heads: from the checkpoint (what was shipped), then every
         // record after it, read in bounded chunks.
-        let checkpoint = Checkpoint::load(path).unwrap_or_default();
+        let checkpoint = match Checkpoint::load(path) {
+            Some(checkpoint) => checkpoint,
+            None if layout.first() > 0 => {
+                return Err(Error::Journal(format!(
+                    "{}: bytes before {} were shipped, signed and dropped, and the checkpoint holding their chain heads is missing or does not fit: restore {}.checkpoint from the backup of the data directory",
+                    path.display(),
+                    layout.first(),
+                    path.display()
+                )))
+            }
+            None => Checkpoint::default(),
+        };
         let shipped = checkpoint.records;
         let mut records = checkpoint.records;
         let mut chains: HashMap<i64, (i64, [u8; 32])> = HashMap::new();
@@ -402,6 +320,15 @@ impl AuditJournal {
                 break;
             }
         }
+        let base = layout.live_base;
+        if good < base {
+            // Only a sealed segment's damage stops a read before its end,
+            // and that is an error: this is a journal changed meanwhile.
+            return Err(Error::Journal(format!(
+                "{}: read ended at byte {good}, before the live segment at {base}",
+                path.display()
+            )));
+        }
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -415,18 +342,25 @@ impl AuditJournal {
             .map_err(|e| Error::Journal(format!("{}: {e}", path.display())))?;
         // Drops a torn tail and the zeros written ahead (the writer
         // writes them again).
-        file.set_len(good)
+        file.set_len(good - base)
             .map_err(|e| Error::Journal(e.to_string()))?;
+        segments::record_base(path, base)?;
         let (sender, receiver) = crossbeam_channel::bounded::<Job>(65_536);
         let stats = Arc::new(JournalStats::default());
         stats.durable.store(good, Ordering::Release);
         stats.records.store(records, Ordering::Release);
         stats.shipped.store(shipped, Ordering::Release);
         let writer_stats = Arc::clone(&stats);
+        let live = Live {
+            journal: path.to_owned(),
+            file,
+            base,
+            segment_bytes: options.segment_bytes,
+        };
         let node = node.to_owned();
         let writer = std::thread::Builder::new()
             .name("sigil-audit".into())
-            .spawn(move || write_loop(file, good, node, chains, receiver, writer_stats))
+            .spawn(move || write_loop(live, good, node, chains, receiver, writer_stats))
             .map_err(|e| Error::Journal(e.to_string()))?;
         Ok(AuditJournal {
             sender: Some(sender),
@@ -586,8 +520,54 @@ fn head_hash(hex: &str) -> Result<[u8; 32], Error> {
     record::unhex32(hex).ok_or_else(|| Error::Journal(format!("malformed chain hash {hex:?}")))
 }
 
-fn write_loop(
+/// The live segment, as the writer holds it.
+struct Live {
+    journal: PathBuf,
     file: File,
+    /// The logical offset of its first byte.
+    base: u64,
+    /// Cut it once its records reach this many bytes (0: never).
+    segment_bytes: u64,
+}
+
+impl Live {
+    /// Seals the live segment when its records (up to logical `length`)
+    /// have reached the segment size and starts the next. Returns, when it
+    /// tried, the file's new length (logical, zeros included) and whether
+    /// it cut; a failure that leaves the journal usable is logged and
+    /// tried again a little later, one that does not is returned.
+    fn cut_when_full(
+        &mut self,
+        length: u64,
+        retry_at: &mut u64,
+    ) -> Result<Option<(u64, bool)>, String> {
+        if self.segment_bytes == 0 || length - self.base < self.segment_bytes || length < *retry_at
+        {
+            return Ok(None);
+        }
+        match segments::cut(&self.journal, &self.file, self.base, length) {
+            Ok(next) => {
+                self.file = next;
+                self.base = length;
+                if let Err(e) = segments::record_base(&self.journal, length) {
+                    // The sealed segment still says where this one begins;
+                    // it is not dropped until the base is recorded.
+                    tracing::warn!(error = %e, "audit journal: recording the new segment's base failed; retried at the next cut or start");
+                }
+                Ok(Some((length + PREALLOCATE, true)))
+            }
+            Err(segments::CutFailed::Retry(e)) => {
+                tracing::warn!(error = %e, "audit journal: cutting a segment failed; the live one grows and the cut is tried again");
+                *retry_at = length + PREALLOCATE;
+                Ok(Some((length, false)))
+            }
+            Err(segments::CutFailed::Broken(e)) => Err(format!("journal unusable: {e}")),
+        }
+    }
+}
+
+fn write_loop(
+    mut live: Live,
     mut length: u64,
     node: String,
     mut chains: HashMap<i64, (i64, [u8; 32])>,
@@ -597,8 +577,10 @@ fn write_loop(
     let mut batch: Vec<Job> = Vec::with_capacity(4096);
     let mut buffer = Vec::with_capacity(1 << 20);
     let mut broken: Option<String> = None;
-    // The file's length: records up to `length`, written zeros after.
+    // The file's length (logical): records up to `length`, written zeros
+    // after.
     let mut allocated = length;
+    let mut retry_cut_at = 0;
     let mut saved: Vec<(i64, Option<ChainHead>)> = Vec::with_capacity(4096);
     let mut results: Vec<Appended> = Vec::with_capacity(4096);
     while let Ok(first) = receiver.recv() {
@@ -650,10 +632,12 @@ fn write_loop(
         // batch (its sync then carries the file's new size, once per
         // `PREALLOCATE` bytes; the syncs in between change no metadata).
         let ahead = (end > allocated).then(|| (end / PREALLOCATE + 2) * PREALLOCATE);
+        let file = &live.file;
+        let base = live.base;
         let outcome = file
-            .write_all_at(&buffer, length)
+            .write_all_at(&buffer, length - base)
             .and_then(|()| match ahead {
-                Some(ahead) => write_zeros(&file, end, ahead),
+                Some(ahead) => write_zeros(file, end - base, ahead - base),
                 None => Ok(()),
             })
             .and_then(|()| {
@@ -679,6 +663,16 @@ fn write_loop(
                 for (job, appended) in batch.drain(..).zip(results.drain(..)) {
                     let _ = job.done.send(Ok(appended));
                 }
+                match live.cut_when_full(length, &mut retry_cut_at) {
+                    Ok(Some((now, cut))) => {
+                        allocated = now;
+                        stats
+                            .segments_cut
+                            .fetch_add(u64::from(cut), Ordering::Relaxed);
+                    }
+                    Ok(None) => {}
+                    Err(reason) => broken = Some(reason),
+                }
             }
             Err(e) => {
                 // Nothing of this batch is acknowledged: cut its bytes off
@@ -686,7 +680,7 @@ fn write_loop(
                 // the chains back. If the file cannot be cut, no later
                 // record could follow its chain: refuse every append.
                 allocated = length;
-                let cut = file.set_len(length).and_then(|()| file.sync_data());
+                let cut = file.set_len(length - base).and_then(|()| file.sync_data());
                 if let Err(cut) = cut {
                     broken = Some(format!(
                         "journal unusable: a failed write could not be undone ({cut})"
@@ -705,7 +699,7 @@ fn write_loop(
             }
         }
     }
-    let _ = file.sync_all();
+    let _ = live.file.sync_all();
 }
 
 /// Zeros written ahead of the records: the journal's file is this much

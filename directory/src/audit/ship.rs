@@ -3,14 +3,15 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::segments::{sealed_path, Place, Segments};
 use super::{read_journal_bounded, AuditEntry, AuditJournal, HeadSigner, JournalStats, SignedHead};
 use crate::{Directory, Error};
 
@@ -57,24 +58,35 @@ impl Checkpoint {
     }
 
     /// The checkpoint of `journal`, if there is one that fits it: its
-    /// offset within the file, just after a JSON line's newline, at the
-    /// end, at the start of a binary record or of the zeros after them.
+    /// offset within the journal's segments kept, at a segment's start,
+    /// just after a JSON line's newline, at the end, at the start of a
+    /// binary record or of the zeros after them.
     pub fn load(journal: &Path) -> Option<Checkpoint> {
-        use std::io::Read;
         let text = std::fs::read(Checkpoint::path(journal)).ok()?;
         let checkpoint: Checkpoint = serde_json::from_slice(&text).ok()?;
-        if checkpoint.offset == 0 {
+        let segments = Segments::of(journal).ok()?;
+        let (file, local) = match segments.locate(checkpoint.offset) {
+            Place::Dropped { .. } => return None,
+            Place::Sealed(segment) => (
+                sealed_path(journal, segment.base),
+                checkpoint.offset - segment.base,
+            ),
+            Place::Live { base } => (journal.to_owned(), checkpoint.offset - base),
+        };
+        if local == 0 {
             return Some(checkpoint);
         }
-        let mut file = File::open(journal).ok()?;
-        if file.metadata().ok()?.len() < checkpoint.offset {
+        let file = File::open(file).ok()?;
+        if file.metadata().ok()?.len() < local {
             return None;
         }
-        file.seek(SeekFrom::Start(checkpoint.offset - 1)).ok()?;
         let mut probe = [0u8; 1 + super::record::HEADER];
         let mut read = 0;
         while read < probe.len() {
-            match file.read(&mut probe[read..]).ok()? {
+            match file
+                .read_at(&mut probe[read..], local - 1 + read as u64)
+                .ok()?
+            {
                 0 => break,
                 n => read += n,
             }
@@ -287,6 +299,26 @@ impl Shipper {
         let count = self.unpublished.len();
         self.unpublished.clear();
         Ok(count)
+    }
+
+    /// Drops the journal's sealed segments whose every record is shipped
+    /// and covered by a signed head stored in Postgres: removes them, or
+    /// moves them into `archive` when given. Drops nothing while a shipped
+    /// head is unsigned or a signed one unpublished. Returns how many it
+    /// dropped.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when a segment cannot be removed or moved; it
+    /// stays for the next call.
+    pub fn drop_shipped_segments(&self, archive: Option<&Path>) -> Result<usize, Error> {
+        let covered =
+            self.state.heads.iter().all(|(tenant, (seq, _))| {
+                self.state.signed.get(tenant).is_some_and(|h| h.seq == *seq)
+            });
+        if !covered || !self.unpublished.is_empty() {
+            return Ok(0);
+        }
+        super::segments::drop_sealed(&self.path, self.state.offset, archive)
     }
 }
 

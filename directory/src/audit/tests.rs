@@ -1,5 +1,6 @@
 //! The journal's records on disk: torn tails, corruption, zeroed tails,
-//! and journals of JSON lines (format 1) continued in binary.
+//! journals of JSON lines (format 1) continued in binary, and segments
+//! (cut, read across, crashed mid-cut, dropped).
 #![allow(clippy::unwrap_used)]
 
 use super::record::{put_record, Detail};
@@ -160,4 +161,195 @@ fn a_journal_of_json_lines_continues_in_binary_and_loses_nothing() {
     bytes[second + 3] = b'#';
     std::fs::write(&path, &bytes).unwrap();
     assert!(read_journal(&path).is_err());
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+}
+
+/// Appends `n` records of tenant 1, one group commit each.
+fn append(journal: &AuditJournal, n: i64) -> Vec<Appended> {
+    let runtime = runtime();
+    (0..n)
+        .map(|i| {
+            let detail = Detail::build().str("user", "alice").int("n", i).finish();
+            runtime
+                .block_on(journal.append(1, "issue.id_token", detail, 9))
+                .unwrap()
+        })
+        .collect()
+}
+
+/// The sealed segments' file names in `dir`.
+fn sealed_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.starts_with("j.0"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Every record of the journal, in order, one chain from genesis.
+fn assert_one_chain(path: &Path, records: usize) {
+    let (entries, _) = read_journal(path).unwrap();
+    assert_eq!(entries.len(), records);
+    let mut prev = GENESIS.to_owned();
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry.seq, i as i64 + 1);
+        assert_eq!(entry.prev_hash, prev);
+        assert_eq!(entry.expected_hash(), entry.hash);
+        prev = entry.hash.clone();
+    }
+}
+
+const SMALL: JournalOptions = JournalOptions {
+    segment_bytes: 2048,
+};
+
+#[test]
+fn a_journal_cut_into_segments_reads_as_one_and_goes_on_after_a_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = AuditJournal::open_with(&path, "n", SMALL).unwrap();
+    append(&journal, 100);
+    let cut = journal.stats().segments_cut.load(Ordering::Relaxed);
+    drop(journal);
+    let sealed = sealed_files(dir.path());
+    assert!(sealed.len() >= 4, "{sealed:?}");
+    assert_eq!(sealed.len() as u64, cut);
+    // Sealed segments hold records only, 0600, and follow one another.
+    let segments = segments::Segments::of(&path).unwrap();
+    for pair in segments.sealed.windows(2) {
+        assert_eq!(pair[0].end(), pair[1].base);
+    }
+    for name in &sealed {
+        let file = dir.path().join(name);
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+        assert!(std::fs::metadata(&file).unwrap().len() >= 2048, "{name}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("j.base"))
+            .unwrap()
+            .trim(),
+        segments.live_base.to_string()
+    );
+    assert_one_chain(&path, 100);
+    // Read in small steps, the segments join without a gap.
+    let (mut offset, mut read) = (0, 0);
+    loop {
+        let (entries, end) = read_journal_bounded(&path, offset, 7, u64::MAX).unwrap();
+        read += entries.len();
+        offset = end;
+        if entries.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(read, 100);
+    // A checkpoint at a segment's boundary fits; one inside a record not.
+    let boundary = segments.sealed[2].base;
+    let at = |offset| Checkpoint {
+        offset,
+        ..Checkpoint::default()
+    };
+    for (offset, fits) in [(boundary, true), (boundary + 1, false)] {
+        std::fs::write(
+            dir.path().join("j.checkpoint"),
+            serde_json::to_vec(&at(offset)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(Checkpoint::load(&path).is_some(), fits, "{offset}");
+    }
+    std::fs::remove_file(dir.path().join("j.checkpoint")).unwrap();
+    let journal = AuditJournal::open_with(&path, "n", SMALL).unwrap();
+    assert_eq!(append(&journal, 1)[0].seq, 101);
+    drop(journal);
+    assert_one_chain(&path, 101);
+}
+
+#[test]
+fn a_crash_anywhere_in_a_cut_leaves_a_journal_that_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let unbounded = JournalOptions { segment_bytes: 0 };
+    let journal = AuditJournal::open_with(&path, "n", unbounded).unwrap();
+    append(&journal, 10);
+    drop(journal);
+    assert!(sealed_files(dir.path()).is_empty());
+    // Crashed before the first rename: only the next file exists.
+    std::fs::write(dir.path().join("j.next"), vec![0; 4096]).unwrap();
+    let journal = AuditJournal::open_with(&path, "n", unbounded).unwrap();
+    assert!(!dir.path().join("j.next").exists());
+    append(&journal, 1);
+    drop(journal);
+    // Crashed between the renames: sealed, no live file, base not yet
+    // recorded.
+    let (_, end) = read_journal(&path).unwrap();
+    let live = OpenOptions::new().write(true).open(&path).unwrap();
+    let next = segments::cut(&path, &live, 0, end).unwrap();
+    drop((live, next));
+    std::fs::rename(&path, dir.path().join("j.next")).unwrap();
+    assert_eq!(sealed_files(dir.path()).len(), 1);
+    let journal = AuditJournal::open_with(&path, "n", unbounded).unwrap();
+    assert_eq!(append(&journal, 1)[0].seq, 12);
+    drop(journal);
+    assert_one_chain(&path, 12);
+    // The base file lost: the last sealed segment still says it.
+    let base = std::fs::read_to_string(dir.path().join("j.base")).unwrap();
+    assert_eq!(base.trim(), end.to_string());
+    std::fs::remove_file(dir.path().join("j.base")).unwrap();
+    let journal = AuditJournal::open_with(&path, "n", unbounded).unwrap();
+    assert_eq!(append(&journal, 1)[0].seq, 13);
+    drop(journal);
+    assert_one_chain(&path, 13);
+    assert!(dir.path().join("j.base").exists());
+}
+
+#[test]
+fn dropped_segments_need_the_checkpoint_and_damage_in_a_sealed_one_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j");
+    let journal = AuditJournal::open_with(&path, "n", SMALL).unwrap();
+    append(&journal, 60);
+    drop(journal);
+    let segments = segments::Segments::of(&path).unwrap();
+    assert!(segments.sealed.len() >= 2);
+    // A flipped byte in a sealed segment, even in its last record, is
+    // corruption (a sealed segment was whole when it was sealed).
+    let first = dir.path().join(&sealed_files(dir.path())[0]);
+    let whole = std::fs::read(&first).unwrap();
+    let mut bad = whole.clone();
+    let last = bad.len() - 3;
+    bad[last] ^= 1;
+    std::fs::write(&first, &bad).unwrap();
+    let error = read_journal(&path).unwrap_err().to_string();
+    assert!(error.contains("sealed segment"), "{error}");
+    std::fs::write(&first, &whole).unwrap();
+    // Without a record of the live base, the last sealed segment stays.
+    std::fs::remove_file(dir.path().join("j.base")).unwrap();
+    let kept = segments.sealed.len() - 1;
+    assert_eq!(segments::drop_sealed(&path, u64::MAX, None).unwrap(), kept);
+    assert_eq!(sealed_files(dir.path()).len(), 1);
+    segments::record_base(&path, segments.live_base).unwrap();
+    // Archived: moved, not removed.
+    let archive = dir.path().join("archive");
+    assert_eq!(
+        segments::drop_sealed(&path, u64::MAX, Some(&archive)).unwrap(),
+        1
+    );
+    assert!(sealed_files(dir.path()).is_empty());
+    assert_eq!(std::fs::read_dir(&archive).unwrap().count(), 1);
+    // Reading from before what is left is refused, and so is a start
+    // without the checkpoint that holds the dropped records' chain heads.
+    let error = read_journal(&path).unwrap_err().to_string();
+    assert!(error.contains("dropped"), "{error}");
+    let error = AuditJournal::open_with(&path, "n", SMALL)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("restore"), "{error}");
 }

@@ -37,6 +37,8 @@ pub(crate) struct Shipping {
     directory: Arc<Directory>,
     signer: Arc<dyn HeadSigner>,
     node: String,
+    /// Where dropped segments go (`None`: removed).
+    archive: Option<PathBuf>,
 }
 
 impl Shipping {
@@ -45,18 +47,21 @@ impl Shipping {
         directory: Arc<Directory>,
         signer: Arc<dyn HeadSigner>,
         node: &str,
+        archive: Option<PathBuf>,
     ) -> Arc<Shipping> {
         Arc::new(Shipping {
             shipper: Mutex::new(shipper),
             directory,
             signer,
             node: node.to_owned(),
+            archive,
         })
     }
 
     /// Ships what is durable; signs the heads that moved when `sign`;
-    /// stores the signed heads Postgres lacks. Failures are retried by the
-    /// next round (the directory reconnects on its own, with a backoff).
+    /// stores the signed heads Postgres lacks; drops (or archives) the
+    /// sealed segments all that covers. Failures are retried by the next
+    /// round (the directory reconnects on its own, with a backoff).
     async fn round(&self, sign: bool) -> Result<(), directory::Error> {
         let mut shipper = self.shipper.lock().await;
         shipper.ship(&self.directory, SHIP_BATCH).await?;
@@ -64,6 +69,7 @@ impl Shipping {
             shipper.sign_heads(self.signer.as_ref(), &self.node, wall_ms())?;
         }
         shipper.publish_heads(&self.directory).await?;
+        shipper.drop_shipped_segments(self.archive.as_deref())?;
         Ok(())
     }
 
@@ -127,9 +133,28 @@ fn journals(layout: &Layout) -> Vec<(String, PathBuf)> {
 }
 
 /// What a journal has that Postgres does not, from its checkpoint: the
-/// records past it and the oldest one's time.
+/// records past it and the oldest one's time. A running node may ship and
+/// drop segments while this reads: it reads again from the newer
+/// checkpoint then.
 fn unshipped(path: &Path) -> anyhow::Result<(u64, Option<i64>, Checkpoint)> {
-    let checkpoint = Checkpoint::load(path).unwrap_or_default();
+    let mut tries = 0;
+    loop {
+        let checkpoint = Checkpoint::load(path).unwrap_or_default();
+        match unshipped_after(path, &checkpoint) {
+            Ok((count, oldest)) => return Ok((count, oldest, checkpoint)),
+            Err(e) if tries < 3 && Checkpoint::load(path).unwrap_or_default() != checkpoint => {
+                tracing::debug!(error = %e, "the journal moved on while read; reading again");
+                tries += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn unshipped_after(
+    path: &Path,
+    checkpoint: &Checkpoint,
+) -> Result<(u64, Option<i64>), directory::Error> {
     let (mut count, mut oldest, mut offset) = (0u64, None, checkpoint.offset);
     loop {
         let (entries, end) = read_journal_bounded(path, offset, 50_000, u64::MAX)?;
@@ -142,7 +167,7 @@ fn unshipped(path: &Path) -> anyhow::Result<(u64, Option<i64>, Checkpoint)> {
         }
         offset = end;
     }
-    Ok((count, oldest, checkpoint))
+    Ok((count, oldest))
 }
 
 /// `sigil audit status`: per node journal in the data directory, what is
@@ -163,6 +188,7 @@ pub fn status(config: &Config) -> anyhow::Result<serde_json::Value> {
         total += count;
         worst = worst.max(lag);
         let newest_head = checkpoint.signed.values().map(|h| h.at_ms).max();
+        let segments = directory::audit::segment_summary(&path)?;
         nodes.push(serde_json::json!({
             "node": node,
             "journal": path.display().to_string(),
@@ -171,6 +197,9 @@ pub fn status(config: &Config) -> anyhow::Result<serde_json::Value> {
             "ship_lag_seconds": lag,
             "signed_heads": checkpoint.signed.len(),
             "newest_head_at_ms": newest_head,
+            "sealed_segments": segments.sealed,
+            "sealed_segment_bytes": segments.sealed_bytes,
+            "dropped_bytes": segments.first_offset,
         }));
     }
     Ok(serde_json::json!({

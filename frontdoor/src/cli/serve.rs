@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use directory::audit::{AuditJournal, Shipper};
+use directory::audit::{AuditJournal, JournalOptions, Shipper};
 use directory::{Directory, PrivateCluster};
 use signer::{KeyBackend, MasterKey, SoftwareBackend};
 
@@ -204,9 +204,12 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         key_backends(config, Arc::clone(&master))?,
         &config.public_url(),
     );
-    let journal = Arc::new(AuditJournal::open(
+    let journal = Arc::new(AuditJournal::open_with(
         &layout.journal(&config.node),
         &config.node,
+        JournalOptions {
+            segment_bytes: config.audit.segment_bytes,
+        },
     )?);
     let documents = Arc::new(DocumentStore::new());
     let replica = {
@@ -252,6 +255,11 @@ pub fn start(config: &Config) -> anyhow::Result<RunningNode> {
         Arc::clone(&directory),
         Arc::new(NodeHeadSigner::new(&node_credentials)?),
         &config.node,
+        config
+            .audit
+            .archive_dir
+            .as_ref()
+            .map(|d| config.data_dir.join(d)),
     );
     shipping.spawn(
         &control,

@@ -127,15 +127,12 @@ fn journal_writer(c: &mut Criterion) {
         .syncs
         .load(std::sync::atomic::Ordering::Relaxed)
         - syncs0;
-    let cuts = journal
-        .stats()
-        .segments_cut
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let cuts = &journal.stats().cut_latency;
     let per = |a: u64, b: u64| (b - a) as f64 / hz * 1e6 / records as f64;
     println!(
         "audit_journal cpu: {records} records in {:.2} s ({:.0}/s), {:.0} records per fdatasync; \
          process user {:.2} µs kernel {:.2} µs per record; writer thread user {:.2} µs kernel {:.2} µs per record; \
-         {cuts} segments cut (segment_bytes {})",
+         {} segments cut (segment_bytes {}), {:.1} ms each on average, the longest <= {:?}",
         wall.as_secs_f64(),
         records as f64 / wall.as_secs_f64(),
         records as f64 / syncs.max(1) as f64,
@@ -143,7 +140,10 @@ fn journal_writer(c: &mut Criterion) {
         per(p0.1, p1.1),
         per(w0.0, w1.0),
         per(w0.1, w1.1),
+        cuts.count(),
         options.segment_bytes,
+        cuts.sum().as_secs_f64() * 1e3 / cuts.count().max(1) as f64,
+        cuts.max_bound().unwrap_or_default(),
     );
 }
 

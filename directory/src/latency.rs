@@ -38,6 +38,26 @@ impl LatencyHistogram {
         self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
     }
 
+    /// The sum of the observations.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_us.load(Ordering::Relaxed))
+    }
+
+    /// The upper bound of the highest bucket holding an observation: the
+    /// largest is at most this (`Duration::MAX` past the last bound, `None`
+    /// when empty).
+    pub fn max_bound(&self) -> Option<Duration> {
+        let highest = self
+            .buckets
+            .iter()
+            .rposition(|b| b.load(Ordering::Relaxed) > 0)?;
+        Some(
+            LATENCY_BUCKETS_US
+                .get(highest)
+                .map_or(Duration::MAX, |&us| Duration::from_micros(us)),
+        )
+    }
+
     /// Appends the histogram as `name{labels,le=...}` lines.
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;

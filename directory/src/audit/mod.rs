@@ -171,6 +171,8 @@ pub struct JournalStats {
     pub queued: AtomicU64,
     /// Segments sealed since the journal was opened.
     pub segments_cut: AtomicU64,
+    /// How long each cut took (records queued meanwhile wait for it).
+    pub cut_latency: crate::latency::LatencyHistogram,
     /// Bytes of the journal known durable (synced): what may be shipped.
     pub durable: AtomicU64,
     /// Records durable in the journal, counted from the same base as
@@ -663,12 +665,14 @@ fn write_loop(
                 for (job, appended) in batch.drain(..).zip(results.drain(..)) {
                     let _ = job.done.send(Ok(appended));
                 }
+                let started = std::time::Instant::now();
                 match live.cut_when_full(length, &mut retry_cut_at) {
                     Ok(Some((now, cut))) => {
                         allocated = now;
-                        stats
-                            .segments_cut
-                            .fetch_add(u64::from(cut), Ordering::Relaxed);
+                        if cut {
+                            stats.segments_cut.fetch_add(1, Ordering::Relaxed);
+                            stats.cut_latency.record(started.elapsed());
+                        }
                     }
                     Ok(None) => {}
                     Err(reason) => broken = Some(reason),

@@ -131,6 +131,10 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
     stats
         .sync_latency
         .render(out, "sigil_audit_sync_seconds", "");
+    let _ = writeln!(out, "# TYPE sigil_audit_segment_cut_seconds histogram");
+    stats
+        .cut_latency
+        .render(out, "sigil_audit_segment_cut_seconds", "");
     let _ = writeln!(
         out,
         "# TYPE sigil_audit_unshipped_records gauge\nsigil_audit_unshipped_records {}",

@@ -204,6 +204,9 @@ pub struct LoadConfig {
     /// Requests in flight per thread before arrivals count as
     /// `client_backlog`.
     pub max_in_flight: usize,
+    /// Each thread's pacer wakes at most once per this (zero: for every
+    /// request on time); see [`crate::pacer`].
+    pub pace_quantum: Duration,
 }
 
 /// Live counters for the progress display.
@@ -307,7 +310,7 @@ async fn generate<C: Caller + 'static>(
     let mut lag = lag_histogram();
     let in_flight = Rc::new(std::cell::Cell::new(0usize));
     let mut dealer = mix.dealer();
-    let pacer = crate::pacer::Pacer::new();
+    let pacer = crate::pacer::Pacer::with_quantum(config.pace_quantum);
     let local = tokio::task::LocalSet::new();
     local
         .run_until(async {
@@ -417,6 +420,7 @@ mod tests {
             },
             threads: 2,
             max_in_flight: 10_000,
+            pace_quantum: Duration::ZERO,
         };
         let progress = Arc::new(Progress::default());
         let outcome = run(
@@ -452,6 +456,7 @@ mod tests {
             },
             threads: 1,
             max_in_flight: 10,
+            pace_quantum: Duration::ZERO,
         };
         let outcome = run(
             &config,

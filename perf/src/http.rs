@@ -240,6 +240,7 @@ pub fn run(plan: &IntrospectPlan) -> Result<Vec<Phase>, String> {
             },
             threads: plan.threads,
             max_in_flight: 512,
+            pace_quantum: std::time::Duration::ZERO,
         };
         let progress = Arc::new(Progress::default());
         let outcome = engine::run(

@@ -105,6 +105,11 @@ struct RunArgs {
     /// Requests in flight per thread before arrivals count as client_backlog.
     #[arg(long, default_value_t = 16_384)]
     max_in_flight: usize,
+    /// Each generator thread wakes at most once per this many µs and sends
+    /// everything due by then (each request at most this late; its latency
+    /// still counts from its intended time); 0: a wake-up per request.
+    #[arg(long, default_value_t = 0)]
+    pace_quantum_us: u64,
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -324,6 +329,7 @@ fn plan(run: RunArgs, profile: RateProfile, name: &str) -> anyhow::Result<LoadPl
         streams: run.streams,
         ack_threshold: run.quic_ack_threshold,
         max_in_flight: run.max_in_flight,
+        pace_quantum: Duration::from_micros(run.pace_quantum_us),
         metrics,
         profile_name: name.to_owned(),
         charts_dir: Some(run.charts),

@@ -8,7 +8,15 @@
 //! within microseconds instead, while the thread stays free to read
 //! answers. Where a timerfd cannot be made (not Linux, no file descriptors
 //! left), the pacer falls back to tokio's timer.
+//!
+//! With a wake quantum ([`Pacer::with_quantum`], `--pace-quantum-us`) the
+//! pacer wakes at most once per quantum: a request due sooner after the
+//! last wake-up waits for the quantum's end, and everything due by then is
+//! sent in one go. Each request is at most one quantum later than its
+//! time (its latency still counts from that time), for fewer wake-ups at
+//! high rates.
 
+use std::cell::Cell;
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -21,18 +29,30 @@ use tokio::io::unix::AsyncFd;
 /// One generator thread's pacer. Must be made inside its tokio runtime.
 pub struct Pacer {
     timer: Option<AsyncFd<OwnedFd>>,
+    quantum: Duration,
+    last_wake: Cell<Option<Instant>>,
 }
 
 impl Pacer {
-    /// A pacer on a fresh timerfd, or on tokio's timer if none can be made.
+    /// A pacer on a fresh timerfd, or on tokio's timer if none can be made,
+    /// waking for every request on time.
     pub fn new() -> Pacer {
+        Pacer::with_quantum(Duration::ZERO)
+    }
+
+    /// Like [`Pacer::new`], waking at most once per `quantum`.
+    pub fn with_quantum(quantum: Duration) -> Pacer {
         let timer = timerfd_create(
             TimerfdClockId::Monotonic,
             TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
         )
         .ok()
         .and_then(|fd| register(fd).ok());
-        Pacer { timer }
+        Pacer {
+            timer,
+            quantum,
+            last_wake: Cell::new(None),
+        }
     }
 
     /// Whether this pacer has its kernel timer (else tokio's, 1 ms).
@@ -40,13 +60,26 @@ impl Pacer {
         self.timer.is_some()
     }
 
-    /// Returns at `due` (at once if it has passed). `Instant` is
+    /// Returns at `due` (at once if it has passed), or at the end of the
+    /// quantum begun by the last wake-up if that is later. `Instant` is
     /// CLOCK_MONOTONIC on Linux, the timer's clock.
     pub async fn sleep_until(&self, due: Instant) {
+        if due <= Instant::now() {
+            return; // due: goes with this wake-up's burst
+        }
+        let due = match self.last_wake.get() {
+            Some(woke) if !self.quantum.is_zero() => due.max(woke + self.quantum),
+            _ => due,
+        };
         let wait = due.saturating_duration_since(Instant::now());
         if wait.is_zero() {
             return;
         }
+        self.wait(due, wait).await;
+        self.last_wake.set(Some(Instant::now()));
+    }
+
+    async fn wait(&self, due: Instant, wait: Duration) {
         let Some(timer) = &self.timer else {
             return tokio::time::sleep_until(due.into()).await;
         };
@@ -130,6 +163,28 @@ mod tests {
             }
             // A time already passed returns at once.
             pacer.sleep_until(Instant::now()).await;
+        });
+    }
+
+    #[test]
+    fn with_a_quantum_it_wakes_at_most_once_per_quantum() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let quantum = Duration::from_millis(5);
+            let pacer = Pacer::with_quantum(quantum);
+            let start = Instant::now();
+            pacer.sleep_until(start + Duration::from_micros(100)).await;
+            let woke = Instant::now();
+            // Due 1 ms after that wake-up: waits for the quantum's end.
+            pacer.sleep_until(woke + Duration::from_millis(1)).await;
+            assert!(Instant::now() >= woke + quantum);
+            // Already due: at once, whatever the quantum.
+            let before = Instant::now();
+            pacer.sleep_until(start).await;
+            assert!(before.elapsed() < quantum);
         });
     }
 }

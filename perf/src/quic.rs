@@ -75,6 +75,8 @@ pub struct LoadPlan {
     pub ack_threshold: u32,
     /// Requests in flight per thread before arrivals are `client_backlog`.
     pub max_in_flight: usize,
+    /// The pacer's wake quantum (`--pace-quantum-us`).
+    pub pace_quantum: Duration,
     /// The node's HTTP address for /metrics (CPU per operation).
     pub metrics: Option<std::net::SocketAddr>,
     /// `load`, `monday`, `soak`.
@@ -525,6 +527,7 @@ pub fn run_prepared(plan: &LoadPlan, prepared: &Prepared) -> anyhow::Result<Repo
         profile: plan.profile,
         threads: plan.threads,
         max_in_flight: plan.max_in_flight,
+        pace_quantum: plan.pace_quantum,
     };
     let cpu_before = crate::cpu::process_cpu_seconds();
     let outcome = engine::run(

@@ -72,15 +72,7 @@ async fn setup() -> Setup {
     let journal = AuditJournal::open(&path, "node-1").unwrap();
     for n in 0..120u64 {
         let tenant = if n % 4 == 0 { globex } else { acme };
-        journal
-            .append(
-                tenant,
-                "issue.id_token",
-                serde_json::json!({"n": n}),
-                1_000 + n,
-            )
-            .await
-            .unwrap();
+        append(&journal, tenant, n, 1).await;
     }
     let mut shipper = Shipper::open(&path).bounded_by(&journal);
     assert_eq!(shipper.ship(&directory, 50).await.unwrap(), 120);

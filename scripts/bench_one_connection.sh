@@ -14,27 +14,16 @@ duration=${3:-10s}
 rounds=${4:-3}
 work=$(mktemp -d /tmp/sigil-one-connection.XXXXXX)
 results=$work/results.jsonl
-node=
-stop_node() {
-  if [ -n "$node" ]; then
-    kill "$node" 2>/dev/null || true
-    wait "$node" 2>/dev/null || true
-    node=
-  fi
-}
-trap 'stop_node' EXIT
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
 
 run() { # share threads connections
   local share=$1 threads=$2 connections=$3 dir=$work/share-$1
   mkdir -p "$dir"
   printf '[limits]\nshare_work = %s\n' "$share" >"$dir/sigil.toml"
-  local quic=$(( 20000 + RANDOM % 20000 ))
-  (cd "$dir" && exec "$bin/sigil" serve --config sigil.toml --quic-listen 127.0.0.1:$quic \
-    --http-listen 127.0.0.1:$((quic + 1)) --cluster-listen 127.0.0.1:$((quic + 2)) \
-    --control-listen 127.0.0.1:0 >serve.out 2>serve.log) &
-  node=$!
-  for _ in $(seq 1 600); do [ -f "$dir/var/endpoints.json" ] && break; sleep 0.2; done
-  sleep 1
+  cd "$dir"
+  start_node "$bin" --config sigil.toml
+  cd "$work"
   (cd "$dir" && "$bin/sigil-perf" load --app app-eddsa --rate "$rate" --duration "$duration" \
     --threads "$threads" --connections "$connections" --json run.json --charts charts >/dev/null 2>perf.log) || true
   stop_node

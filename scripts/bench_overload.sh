@@ -37,30 +37,19 @@ generators=${GENERATORS:-2}
 work=$(mktemp -d /tmp/sigil-overload.XXXXXX)
 results=$work/results.jsonl
 echo "work dir: $work" >&2
-node=
-stop_node() {
-  if [ -n "$node" ]; then
-    kill "$node" 2>/dev/null || true
-    wait "$node" 2>/dev/null || true
-    node=
-  fi
-}
-trap 'stop_node' EXIT
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
 
-start_node() { # dir bin limits
+start_variant() { # dir bin limits
   local dir=$1 bin=$2 limits=$3
   mkdir -p "$dir"
   {
     echo "[limits]"
     if [ -n "$limits" ]; then tr ',' '\n' <<<"$limits"; fi
   } >"$dir/sigil.toml"
-  local quic=$(( 20000 + RANDOM % 20000 ))
-  (cd "$dir" && exec "$bin/sigil" serve --config sigil.toml --quic-listen 127.0.0.1:$quic \
-    --http-listen 127.0.0.1:$((quic + 1)) --cluster-listen 127.0.0.1:$((quic + 2)) \
-    --control-listen 127.0.0.1:0 >serve.out 2>serve.log) &
-  node=$!
-  for _ in $(seq 1 600); do [ -f "$dir/var/endpoints.json" ] && break; sleep 0.2; done
-  sleep 1
+  cd "$dir"
+  start_node "$bin" --config sigil.toml
+  cd "$work"
 }
 
 load() { # dir bin rate seconds out
@@ -80,7 +69,7 @@ schedstat() { # on-core and run-queue-wait ns of the node's QUIC workers
 
 run() { # round name bin limits
   local round=$1 name=$2 bin=$3 limits=$4 dir=$work/$2-$1
-  start_node "$dir" "$bin" "$limits"
+  start_variant "$dir" "$bin" "$limits"
   local capacity=0 rate
   for rate in $sweep; do
     load "$dir" "$bin" "$rate" "$sweep_s" "sweep-$rate"

@@ -64,18 +64,15 @@ impl Pacer {
     /// quantum begun by the last wake-up if that is later. `Instant` is
     /// CLOCK_MONOTONIC on Linux, the timer's clock.
     pub async fn sleep_until(&self, due: Instant) {
-        if due <= Instant::now() {
+        let now = Instant::now();
+        if due <= now {
             return; // due: goes with this wake-up's burst
         }
         let due = match self.last_wake.get() {
             Some(woke) if !self.quantum.is_zero() => due.max(woke + self.quantum),
             _ => due,
         };
-        let wait = due.saturating_duration_since(Instant::now());
-        if wait.is_zero() {
-            return;
-        }
-        self.wait(due, wait).await;
+        self.wait(due, due - now).await;
         self.last_wake.set(Some(Instant::now()));
     }
 

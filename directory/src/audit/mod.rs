@@ -169,9 +169,8 @@ pub struct JournalStats {
     pub sync_latency: crate::latency::LatencyHistogram,
     /// Records waiting for the writer now.
     pub queued: AtomicU64,
-    /// Segments sealed since the journal was opened.
-    pub segments_cut: AtomicU64,
-    /// How long each cut took (records queued meanwhile wait for it).
+    /// How long each cut took (records queued meanwhile wait for it); its
+    /// count is the segments sealed since the journal was opened.
     pub cut_latency: crate::latency::LatencyHistogram,
     /// Bytes of the journal known durable (synced): what may be shipped.
     pub durable: AtomicU64,
@@ -670,7 +669,6 @@ fn write_loop(
                     Ok(Some((now, cut))) => {
                         allocated = now;
                         if cut {
-                            stats.segments_cut.fetch_add(1, Ordering::Relaxed);
                             stats.cut_latency.record(started.elapsed());
                         }
                     }

@@ -217,7 +217,7 @@ fn a_journal_cut_into_segments_reads_as_one_and_goes_on_after_a_start() {
     let path = dir.path().join("j");
     let journal = AuditJournal::open_with(&path, "n", SMALL).unwrap();
     append(&journal, 100);
-    let cut = journal.stats().segments_cut.load(Ordering::Relaxed);
+    let cut = journal.stats().cut_latency.count();
     drop(journal);
     let sealed = sealed_files(dir.path());
     assert!(sealed.len() >= 4, "{sealed:?}");

@@ -116,10 +116,6 @@ pub fn render_metrics(appliance: &Appliance, out: &mut String) {
             stats.syncs.load(Ordering::Relaxed),
         ),
         (
-            "sigil_audit_segments_cut_total",
-            stats.segments_cut.load(Ordering::Relaxed),
-        ),
-        (
             "sigil_ready",
             u64::from(appliance.ready().load(Ordering::Relaxed)),
         ),
